@@ -1,0 +1,1 @@
+"""Validated, dispatching Python layer over the Numba kernels."""
