@@ -202,7 +202,8 @@ def _wrap_bits(v_u64: np.ndarray, fmt: QFormat) -> np.ndarray:
     low = v_u64 & U64((1 << fmt.bits) - 1)
     out = low.astype(np.int64)
     if fmt.signed:
-        out = np.where(out >= (1 << (fmt.bits - 1)), out - (1 << fmt.bits), out)
+        sign = np.int64(1 << (fmt.bits - 1))
+        out = (out ^ sign) - sign  # sign-extend bit bits-1
     return out
 
 

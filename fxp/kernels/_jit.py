@@ -1,22 +1,49 @@
 """The single jit decorator of fxp (fastmath off, cached, nogil).
 
+Each kernel is compiled twice from the same source: serial and parallel
+(``prange``).  :class:`Kernel` picks the parallel build only for inputs of at
+least ``PARALLEL_MIN_ELEMENTS`` elements, where threads pay for their start-up.
+Integer results do not depend on which build ran or on the thread count.
+
+The threading layer defaults to numba's ``workqueue`` (OpenMP spin-waits badly
+on loaded 2-core machines); set ``NUMBA_THREADING_LAYER`` to choose another.
 Set ``NUMBA_DISABLE_JIT=1`` to run the kernels as plain Python (coverage).
 """
 
 from __future__ import annotations
 
+import os
+
 import numba
 
-__all__ = ["jit", "pjit", "prange"]
+__all__ = ["PARALLEL_MIN_ELEMENTS", "Kernel", "jit", "kernel", "prange"]
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    numba.config.THREADING_LAYER = "workqueue"
 
 prange = numba.prange
+PARALLEL_MIN_ELEMENTS = 1 << 16
 
 
 def jit(fn):
-    """Serial nopython kernel."""
+    """Serial nopython function (also used for scalar helpers inlined into kernels)."""
     return numba.njit(cache=True, nogil=True, fastmath=False)(fn)
 
 
-def pjit(fn):
-    """Parallel nopython kernel (``prange`` loops; integer reductions are exact)."""
-    return numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)(fn)
+class Kernel:
+    """A kernel compiled serial and parallel; call ``k(n, *args)`` with the work size ``n``."""
+
+    def __init__(self, fn) -> None:
+        self.serial = numba.njit(cache=True, nogil=True, fastmath=False)(fn)
+        self.parallel = numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = fn.__name__
+
+    def __call__(self, n: int, *args):
+        impl = self.parallel if n >= PARALLEL_MIN_ELEMENTS else self.serial
+        return impl(*args)
+
+
+def kernel(fn) -> Kernel:
+    """Decorator: compile ``fn`` as a serial/parallel :class:`Kernel` pair."""
+    return Kernel(fn)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from fxp.kernels._jit import pjit, prange
+from fxp.kernels._jit import kernel, prange
 from fxp.kernels.scalar import SATURATE_ZERO, WRAP, wrap_bits
 
 
-@pjit
+@kernel
 def accumulate_rows(p, lo, hi, bits, signed, omode):
     """p: int64 [rows, K] -> (sums [rows], n_events)."""
     rows, k = p.shape

@@ -11,11 +11,11 @@ import math
 
 import numpy as np
 
-from fxp.kernels._jit import pjit, prange
+from fxp.kernels._jit import kernel, prange
 from fxp.kernels.scalar import STOCHASTIC, U0, mbqm, overflow, round_shift, shift_left, splitmix64
 
 
-@pjit
+@kernel
 def cast_codes(x, shift, rmode, omode, lo, hi, bits, signed, seed, offset):
     """shift >= 0: round(x / 2**shift) then overflow; shift < 0: x * 2**-shift with overflow."""
     n = x.size
@@ -34,7 +34,7 @@ def cast_codes(x, shift, rmode, omode, lo, hi, bits, signed, seed, offset):
     return out, count
 
 
-@pjit
+@kernel
 def quantize_floats(xf, frac_bits, rmode, omode, lo, hi, bits, signed, seed, offset):
     """Finite float64 values -> codes, via the exact split x = mant * 2**(e - 53)."""
     n = xf.size
@@ -56,7 +56,7 @@ def quantize_floats(xf, frac_bits, rmode, omode, lo, hi, bits, signed, seed, off
     return out, count
 
 
-@pjit
+@kernel
 def requantize_multiplier_codes(acc, multiplier, exponent, single, zero_point,
                                 omode, lo, hi, bits, signed):
     """sat(MultiplyByQuantizedMultiplier(acc) + zero_point); counts both stages."""
@@ -74,7 +74,7 @@ def requantize_multiplier_codes(acc, multiplier, exponent, single, zero_point,
     return out, count
 
 
-@pjit
+@kernel
 def requantize_float32_codes(acc, scale32, zero_point, lo, hi):
     """rint(float32(acc) * float32(scale)) + zp, clamped: onnxruntime MLAS arithmetic."""
     n = acc.size

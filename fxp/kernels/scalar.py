@@ -102,8 +102,9 @@ def wrap_bits(v, bits, signed):
         return v
     low = np.uint64(v) & ((U1 << np.uint64(bits)) - U1)
     out = np.int64(low)
-    if signed and out >= (np.int64(1) << (bits - 1)):
-        out -= np.int64(1) << bits
+    if signed:
+        sign = np.int64(1) << (bits - 1)
+        out = (out ^ sign) - sign  # sign-extend bit bits-1
     return out
 
 

@@ -40,11 +40,11 @@ def _backend(name: str) -> str:
     return name
 
 
-def _seed(mode: RoundingMode, seed: int | None) -> int:
+def _seed(mode: RoundingMode, seed: int | None) -> np.uint64:
     if mode is RoundingMode.STOCHASTIC:
         intmath._stochastic_bits(mode, seed, (0,), 0)  # validates the seed
-        return int(seed) % (1 << 64)
-    return 0
+        return np.uint64(int(seed) % (1 << 64))
+    return np.uint64(0)
 
 
 def _fmt_args(fmt: QFormat, mode: OverflowMode) -> tuple[int, int, int, bool, int]:
@@ -71,7 +71,8 @@ def quantize(x, fmt: QFormat, rounding="half_even", overflow="saturate", *,
     from fxp.kernels.elementwise import quantize_floats
 
     lo, hi, bits, signed, ocode = _fmt_args(fmt, overflow)
-    out, n = quantize_floats(np.ascontiguousarray(a).ravel(), fmt.frac_bits, rounding.code, ocode,
+    flat = np.ascontiguousarray(a).ravel()
+    out, n = quantize_floats(flat.size, flat, fmt.frac_bits, rounding.code, ocode,
                              lo, hi, bits, signed, _seed(rounding, seed), int(index_offset))
     return out.reshape(a.shape), int(n)
 
@@ -85,7 +86,8 @@ def _cast_kernel(x: np.ndarray, shift: int, rounding, overflow, fmt, seed, offse
     from fxp.kernels.elementwise import cast_codes
 
     lo, hi, bits, signed, ocode = _fmt_args(fmt, overflow)
-    out, n = cast_codes(np.ascontiguousarray(x).ravel(), int(shift), rounding.code, ocode,
+    flat = np.ascontiguousarray(x).ravel()
+    out, n = cast_codes(flat.size, flat, int(shift), rounding.code, ocode,
                         lo, hi, bits, signed, _seed(rounding, seed), int(offset))
     return out.reshape(x.shape), int(n)
 
@@ -139,7 +141,8 @@ def requantize_multiplier(acc, multiplier: int, exponent: int, out: QFormat, *,
     from fxp.kernels.elementwise import requantize_multiplier_codes
 
     lo, hi, bits, signed, ocode = _fmt_args(out, overflow)
-    y, n = requantize_multiplier_codes(np.ascontiguousarray(x).ravel(), int(multiplier),
+    flat = np.ascontiguousarray(x).ravel()
+    y, n = requantize_multiplier_codes(flat.size, flat, int(multiplier),
                                        int(exponent), scheme == "single", zp, ocode,
                                        lo, hi, bits, signed)
     return y.reshape(x.shape), int(n)
@@ -155,7 +158,8 @@ def requantize_float32(acc, scale, out: QFormat, *, zero_point: int = 0, backend
         raise FormatError(f"scale must be finite and > 0 in float32, got {scale!r}")
     from fxp.kernels.elementwise import requantize_float32_codes
 
-    y, n = requantize_float32_codes(np.ascontiguousarray(x).ravel(), s32, int(zero_point),
+    flat = np.ascontiguousarray(x).ravel()
+    y, n = requantize_float32_codes(flat.size, flat, s32, int(zero_point),
                                     out.min_code, out.max_code)
     return y.reshape(x.shape), int(n)
 
@@ -175,7 +179,7 @@ def accumulate(products, acc: QFormat, overflow="wrap", *, backend: str = "numba
 
     lo, hi, bits, signed, ocode = _fmt_args(acc, overflow)
     rows = np.ascontiguousarray(p.reshape(-1, p.shape[-1]))
-    out, n = accumulate_rows(rows, lo, hi, bits, signed, ocode)
+    out, n = accumulate_rows(rows.size, rows, lo, hi, bits, signed, ocode)
     return out.reshape(p.shape[:-1]), int(n)
 
 

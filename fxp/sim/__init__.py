@@ -1,0 +1,1 @@
+"""Execution of Graph models; the float reference is :mod:`fxp.sim.float_ref`."""
