@@ -73,14 +73,20 @@ def random_bits(seed: int, n: int, index_offset: int = 0) -> np.ndarray:
 
 
 def _as_codes(x: object, what: str = "codes") -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iu" or a.dtype == np.uint64:
-        if a.dtype.kind == "u" or a.dtype.kind == "i":
-            pass
-        else:
-            raise FormatError(f"{what} must be an integer array, got dtype {a.dtype}")
-        if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
-            raise HeadroomError(f"{what} holds a value above int64 max: {int(a.max())}")
+    """Integer input as an int64 array; refuses floats and values beyond int64."""
+    try:
+        a = np.asarray(x)
+    except OverflowError as exc:  # pragma: no cover - numpy raises only for odd inputs
+        raise HeadroomError(f"{what} hold a value beyond int64: {exc}") from exc
+    if a.dtype == object:
+        try:
+            a = np.asarray(x, dtype=np.int64)
+        except (OverflowError, TypeError, ValueError) as exc:
+            raise HeadroomError(f"{what} must be integers within int64: {exc}") from exc
+    if a.dtype.kind not in "iu":
+        raise FormatError(f"{what} must be an integer array, got dtype {a.dtype}")
+    if a.dtype == np.uint64 and a.size and int(a.max()) > np.iinfo(np.int64).max:
+        raise HeadroomError(f"{what} holds a value above int64 max: {int(a.max())}")
     return a.astype(np.int64, copy=False)
 
 
@@ -463,7 +469,8 @@ def requantize_float32(acc, scale, out: QFormat, *, zero_point: int = 0
     then clamped to ``out``'s range.  Returns ``(codes, n_saturated)``.
     """
     a = _as_codes(acc, "accumulator")
-    s32 = np.float32(scale)
+    with np.errstate(over="ignore"):
+        s32 = np.float32(scale)
     if not np.isfinite(s32) or s32 <= 0:
         raise FormatError(f"scale must be finite and > 0 in float32, got {scale!r}")
     prod = a.astype(np.float32) * s32  # float32 * float32 -> float32, round to nearest even

@@ -11,8 +11,17 @@ import math
 
 import numpy as np
 
-from fxp.kernels._jit import kernel, prange
-from fxp.kernels.scalar import STOCHASTIC, U0, mbqm, overflow, round_shift, shift_left, splitmix64
+from fxp.kernels._jit import jit, kernel, prange
+from fxp.kernels.scalar import (
+    ROUND_TABLE,
+    STOCHASTIC,
+    U0,
+    mbqm,
+    overflow,
+    round_shift,
+    shift_left,
+    splitmix64,
+)
 
 
 @kernel
@@ -34,22 +43,51 @@ def cast_codes(x, shift, rmode, omode, lo, hi, bits, signed, seed, offset):
     return out, count
 
 
+@jit
+def _round_scaled(v, mode, u):
+    """Round the float64 ``v`` (an exact value with |v| < 2**52) to an integer.
+
+    ``floor(v)`` and ``v - floor(v)`` are exact for such ``v``, so the decision
+    is the same as on the integer mantissa (the tests pin it to the slow path).
+    """
+    fl = math.floor(v)
+    r = v - fl
+    q = np.int64(fl)
+    if mode == STOCHASTIC:  # up iff u < floor(r * 2**64); r has at most 52 significant bits
+        return q + 1 if u < np.uint64(math.ldexp(r, 64)) else q
+    cls = np.int64(r != 0.0) + np.int64(r >= 0.5) + np.int64(r > 0.5)
+    return q + ROUND_TABLE[mode * 16 + cls * 4 + (2 if v < 0 else 0) + (q & 1)]
+
+
 @kernel
 def quantize_floats(xf, frac_bits, rmode, omode, lo, hi, bits, signed, seed, offset):
-    """Finite float64 values -> codes, via the exact split x = mant * 2**(e - 53)."""
+    """Finite float64 values -> codes.
+
+    Fast path: ``v = x * 2**frac_bits`` is exact when 2**-1000 < |v| < 2**52 (a
+    power-of-two scaling of a normal double), so it is rounded directly.
+    Otherwise the exact split x = mant * 2**(e - 53) goes through the integer
+    rounding shift.
+    """
     n = xf.size
     out = np.empty(n, np.int64)
     count = 0
+    scale = math.ldexp(1.0, frac_bits) if -1000 < frac_bits < 1000 else 0.0
     for i in prange(n):
-        m, e = math.frexp(xf[i])
-        mant = np.int64(math.ldexp(m, 53))
-        t = np.int64(e) - 53 + frac_bits
-        if t > 0:
-            c, o = shift_left(mant, t, lo, hi, bits, signed, omode)
-        else:
+        v = xf[i] * scale
+        av = abs(v)
+        if scale != 0.0 and (av < 4503599627370496.0 and (av > 1e-300 or xf[i] == 0.0)):
             u = splitmix64(seed, offset + i) if rmode == STOCHASTIC else U0
-            v = round_shift(mant, -t, rmode, u)
-            c, o = overflow(v, lo, hi, bits, signed, omode)
+            c, o = overflow(_round_scaled(v, rmode, u), lo, hi, bits, signed, omode)
+        else:
+            m, e = math.frexp(xf[i])
+            mant = np.int64(math.ldexp(m, 53))
+            t = np.int64(e) - 53 + frac_bits
+            if t > 0:
+                c, o = shift_left(mant, t, lo, hi, bits, signed, omode)
+            else:
+                u = splitmix64(seed, offset + i) if rmode == STOCHASTIC else U0
+                v2 = round_shift(mant, -t, rmode, u)
+                c, o = overflow(v2, lo, hi, bits, signed, omode)
         out[i] = c
         if o:
             count += 1

@@ -31,6 +31,32 @@ WRAP, SATURATE, SATURATE_SYMMETRIC, SATURATE_ZERO = range(4)
 EXACT, BELOW_HALF, TIE, ABOVE_HALF = 0, 1, 2, 3
 
 
+def _build_round_table() -> np.ndarray:
+    """ROUND_TABLE[mode*16 + cls*4 + neg*2 + odd] = 1 when floor(x/2**s) must be incremented.
+
+    ``cls`` is the remainder class (exact / below half / tie / above half),
+    ``neg`` whether the exact value is negative, ``odd`` the parity of the
+    floor.  A table lookup keeps the inner loops free of mode branches.
+    """
+    t = np.zeros(10 * 16, np.int64)
+    for cls in range(4):
+        for neg in (0, 1):
+            for odd in (0, 1):
+                nz, tie, above = cls != EXACT, cls == TIE, cls == ABOVE_HALF
+                rules = {
+                    FLOOR: False, CEIL: nz, TO_ZERO: nz and neg, AWAY: nz and not neg,
+                    HALF_UP: tie or above, HALF_DOWN: above,
+                    HALF_TO_ZERO: above or (tie and neg), HALF_AWAY: above or (tie and not neg),
+                    HALF_EVEN: above or (tie and odd),
+                }
+                for mode, up in rules.items():
+                    t[mode * 16 + cls * 4 + neg * 2 + odd] = int(up)
+    return t
+
+
+ROUND_TABLE = _build_round_table()
+
+
 @jit
 def splitmix64(seed, index):
     """64 random bits for flat element ``index`` (same stream as intmath.random_bits)."""
@@ -71,28 +97,9 @@ def round_shift(x, s, mode, u):
         cls = TIE
     else:
         cls = ABOVE_HALF
-    inc = False
-    if mode == FLOOR:
-        inc = False
-    elif mode == CEIL:
-        inc = cls != EXACT
-    elif mode == TO_ZERO:
-        inc = cls != EXACT and x < 0
-    elif mode == AWAY:
-        inc = cls != EXACT and x > 0
-    elif mode == HALF_UP:
-        inc = cls >= TIE
-    elif mode == HALF_DOWN:
-        inc = cls == ABOVE_HALF
-    elif mode == HALF_TO_ZERO:
-        inc = cls == ABOVE_HALF or (cls == TIE and x < 0)
-    elif mode == HALF_AWAY:
-        inc = cls == ABOVE_HALF or (cls == TIE and x > 0)
-    elif mode == HALF_EVEN:
-        inc = cls == ABOVE_HALF or (cls == TIE and (q & 1) == 1)
-    else:
-        inc = u < thr
-    return q + 1 if inc else q
+    if mode == STOCHASTIC:
+        return q + 1 if u < thr else q
+    return q + ROUND_TABLE[mode * 16 + cls * 4 + (2 if x < 0 else 0) + (q & 1)]
 
 
 @jit

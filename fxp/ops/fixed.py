@@ -153,7 +153,8 @@ def requantize_float32(acc, scale, out: QFormat, *, zero_point: int = 0, backend
     if _backend(backend) == "numpy":
         return intmath.requantize_float32(acc, scale, out, zero_point=zero_point)
     x = intmath._as_codes(acc, "accumulator")
-    s32 = np.float32(scale)
+    with np.errstate(over="ignore"):
+        s32 = np.float32(scale)
     if not np.isfinite(s32) or s32 <= 0:
         raise FormatError(f"scale must be finite and > 0 in float32, got {scale!r}")
     from fxp.kernels.elementwise import requantize_float32_codes
