@@ -318,7 +318,7 @@ def quantize(x, fmt: QFormat, rounding="half_even", overflow="saturate", *,
     a = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         bad = int(np.flatnonzero(~np.isfinite(a))[0])
-        raise FormatError(f"cannot quantize non-finite value {a.flat[bad]!r} at flat index {bad}")
+        raise FormatError(f"cannot quantize non-finite value {float(a.flat[bad])!r} at flat index {bad}")
     m, e = np.frexp(a)
     mant = np.ldexp(m, 53).astype(np.int64)
     t = e.astype(np.int64) - 53 + fmt.frac_bits  # value = mant * 2**t, exactly

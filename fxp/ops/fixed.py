@@ -67,7 +67,7 @@ def quantize(x, fmt: QFormat, rounding="half_even", overflow="saturate", *,
     a = np.asarray(x, dtype=np.float64)
     if not np.all(np.isfinite(a)):
         bad = int(np.flatnonzero(~np.isfinite(a))[0])
-        raise FormatError(f"cannot quantize non-finite value {a.flat[bad]!r} at flat index {bad}")
+        raise FormatError(f"cannot quantize non-finite value {float(a.flat[bad])!r} at flat index {bad}")
     from fxp.kernels.elementwise import quantize_floats
 
     lo, hi, bits, signed, ocode = _fmt_args(fmt, overflow)

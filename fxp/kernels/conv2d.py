@@ -1,0 +1,79 @@
+"""2-D convolution (grouped, depthwise, dilated, asymmetric padding) on integer codes.
+
+TFLM ``integer_ops/conv.h`` loop structure and names, NCHW layout, weights
+``[Co, Ci/groups, kh, kw]``.  For each ``(batch, out_channel)`` (the parallel
+axis) and each output pixel ``(out_y, out_x)`` (numpy specification:
+:func:`fxp.kernels.spec_layers.conv2d`):
+
+1. ``acc = 0``;
+2. for ``in_channel`` in the group's channels, ``filter_y``, ``filter_x``
+   (this order): ``in_y = out_y*sh - pad_top + filter_y*dh`` (same for x);
+   a tap outside the image is padding with the code ``zx`` (real 0) and
+   contributes 0, so it is skipped (adding 0 can neither overflow nor
+   raise the peak); otherwise ``acc += (x - zx) * (w - zw[out_channel])``,
+   an exact int64 product, with the accumulator overflow applied after the
+   addition (:func:`fxp.kernels.dense.acc_add`);
+3. ``acc += bias[out_channel]`` (one more addition, overflow applied);
+4. events (additions that left the range) and the peak ``|acc + term|``
+   are recorded per ``(batch, out_channel)``.
+
+Worst-case bound per output channel (why int64 holds every product and why
+the accumulator width matters)::
+
+    |acc| <= max|x - zx| * sum_{ci,ky,kx} |w[co] - zw[co]| + |bias[co]|
+          <= Ci/groups * kh * kw * 2**(Wx-1) * 2**(Ww-1) + |bias|  (full-range operands)
+
+so an int8 x int8 conv with K = Ci*kh*kw taps needs ``14 + ceil(log2 K) + 1``
+bits; 32 bits hold K up to 2**17.  The caller proves each product fits int64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fxp.kernels._jit import kernel, prange
+from fxp.kernels.dense import acc_add
+from fxp.kernels.scalar import U0
+
+
+@kernel
+def conv2d_acc(x, w, bias, zx, zw, sh, sw, pad_top, pad_left, dh, dw, groups, out_h, out_w,
+               lo, hi, bits, signed, omode):
+    """x [N,C,H,W], w [Co,C/g,kh,kw] -> (acc [N,Co,Ho,Wo], events [N,Co], peaks uint64 [N,Co])."""
+    batches, _, in_h, in_w = x.shape
+    out_depth, filter_depth, filter_h, filter_w = w.shape
+    per_group = out_depth // groups
+    acc = np.empty((batches, out_depth, out_h, out_w), np.int64)
+    events = np.zeros((batches, out_depth), np.int64)
+    peaks = np.zeros((batches, out_depth), np.uint64)
+    for job in prange(batches * out_depth):
+        batch = job // out_depth
+        out_channel = job % out_depth
+        first_in = (out_channel // per_group) * filter_depth
+        zw_c = zw[out_channel]
+        count = 0
+        peak = U0
+        for out_y in range(out_h):
+            for out_x in range(out_w):
+                total = np.int64(0)
+                for in_channel in range(filter_depth):
+                    for filter_y in range(filter_h):
+                        in_y = out_y * sh - pad_top + filter_y * dh
+                        if in_y < 0 or in_y >= in_h:
+                            continue
+                        for filter_x in range(filter_w):
+                            in_x = out_x * sw - pad_left + filter_x * dw
+                            if in_x < 0 or in_x >= in_w:
+                                continue
+                            term = ((x[batch, first_in + in_channel, in_y, in_x] - zx)
+                                    * (w[out_channel, in_channel, filter_y, filter_x] - zw_c))
+                            total, o, mag = acc_add(total, term, lo, hi, bits, signed, omode)
+                            count += o
+                            peak = max(peak, mag)
+                total, o, mag = acc_add(total, bias[out_channel], lo, hi, bits, signed, omode)
+                count += o
+                peak = max(peak, mag)
+                acc[batch, out_channel, out_y, out_x] = total
+        events[batch, out_channel] = count
+        peaks[batch, out_channel] = peak
+    return acc, events, peaks

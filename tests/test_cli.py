@@ -1,0 +1,63 @@
+"""The CLI in-process: happy paths, --json shapes, one-line errors with exit code 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fxp.cli import main
+
+
+def test_help_lists_commands_and_examples(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "format" in out and "quantize" in out and "examples:" in out
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 0
+    assert "usage: fxp" in capsys.readouterr().out
+
+
+def test_format_json(capsys):
+    assert main(["format", "Q0.15", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["format"] == "fixed<16,1>" and info["qmn"] == "Q0.15"
+    assert info["min_code"] == -32768 and info["lsb"] == "1/32768"
+
+
+def test_quantize_json(capsys):
+    assert main(["quantize", "fixed<8,4>", "0.3", "-1.7", "9.0", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["codes"] == [5, -27, 127] and info["n_overflow"] == 1
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["format", "fixed<0,3>"], "bits=0 is outside 1..64"),
+    (["format", "float16"], "cannot parse format 'float16'"),
+    (["quantize", "fixed<8,4>", "nan"], "non-finite value nan at flat index 0"),
+    (["quantize", "fixed<8,4>", "1", "--rounding", "HALF_UP"], "ambiguous RoundingMode"),
+    (["quantize", "fixed<8,4>", "1", "--rounding", "stochastic"], "explicit integer seed"),
+])
+def test_errors_are_one_line_with_exit_code_2(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err and "Traceback" not in err
+
+
+def test_debug_shows_the_traceback():
+    from fxp.errors import FormatError
+
+    with pytest.raises(FormatError):
+        main(["--debug", "format", "fixed<0,3>"])
+
+
+def test_python_dash_m_fxp_runs():
+    res = subprocess.run([sys.executable, "-m", "fxp", "format", "int8"], capture_output=True,
+                         text=True, check=True)
+    assert "fixed<8,8>" in res.stdout
