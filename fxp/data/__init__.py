@@ -17,11 +17,12 @@ from __future__ import annotations
 from fxp.data.dataset import Dataset, iter_batches
 from fxp.data.idx import read_idx, write_idx
 from fxp.data.preprocess import METADATA_PREFIX, Preprocess, read_model_preprocess
-from fxp.data.spec import DATASET_NAMES, load_dataset, parse_spec
+from fxp.data.spec import DATASET_NAMES, SPEC_HELP, load_dataset, parse_spec
 
 __all__ = [
     "DATASET_NAMES",
     "METADATA_PREFIX",
+    "SPEC_HELP",
     "Dataset",
     "Preprocess",
     "default_preprocess",

@@ -28,7 +28,7 @@ from fxp.data import sources
 from fxp.data.dataset import Dataset
 from fxp.errors import DataError
 
-__all__ = ["DATASET_NAMES", "load_dataset", "parse_spec"]
+__all__ = ["DATASET_NAMES", "SPEC_HELP", "load_dataset", "parse_spec"]
 
 _BUILTIN: dict[str, tuple[Callable[..., Dataset], tuple[str, ...]]] = {
     "mnist5k": (sources.load_mnist5k, ()),
@@ -40,7 +40,8 @@ _BUILTIN: dict[str, tuple[Callable[..., Dataset], tuple[str, ...]]] = {
 #: Names accepted without a path (``idx:`` and ``npz:`` take paths).
 DATASET_NAMES: tuple[str, ...] = tuple(_BUILTIN)
 
-_HELP = (
+#: One-line summary of the accepted specs, for command-line help texts.
+SPEC_HELP = (
     "mnist5k, digits, fashion-mnist[:train|:test], mnist-t10k, "
     "idx:IMAGES,LABELS, npz:PATH"
 )
@@ -55,7 +56,7 @@ def parse_spec(spec: str) -> tuple[str, tuple[str, ...]]:
         Unknown kind, or wrong arguments for it.
     """
     if not isinstance(spec, str) or not spec.strip():
-        raise DataError(f"data set spec must be a non-empty string, got {spec!r} (use {_HELP})")
+        raise DataError(f"data set spec must be a non-empty string, got {spec!r} (use {SPEC_HELP})")
     s = spec.strip()
     kind, sep, rest = s.partition(":")
     kind = kind.lower()
@@ -71,7 +72,7 @@ def parse_spec(spec: str) -> tuple[str, tuple[str, ...]]:
     if s.lower().endswith(".npz"):
         return "npz", (s,)
     if kind not in _BUILTIN:
-        raise DataError(f"unknown data set {spec!r}; known specs: {_HELP}")
+        raise DataError(f"unknown data set {spec!r}; known specs: {SPEC_HELP}")
     choices = _BUILTIN[kind][1]
     if sep:
         arg = rest.strip().lower()

@@ -13,6 +13,7 @@ Set ``NUMBA_DISABLE_JIT=1`` to run the kernels as plain Python (coverage).
 from __future__ import annotations
 
 import os
+import types
 
 import numba
 
@@ -35,7 +36,14 @@ class Kernel:
 
     def __init__(self, fn) -> None:
         self.serial = numba.njit(cache=True, nogil=True, fastmath=False)(fn)
-        self.parallel = numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)(fn)
+        # numba's disk-cache key ignores ``parallel=True``: give the parallel twin its own
+        # qualified name so it never loads the serial machine code from the cache.
+        twin = types.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel",
+                                  fn.__defaults__, fn.__closure__)
+        twin.__qualname__ = fn.__qualname__ + "_parallel"
+        twin.__module__ = fn.__module__
+        twin.__doc__ = fn.__doc__
+        self.parallel = numba.njit(cache=True, nogil=True, fastmath=False, parallel=True)(twin)
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 

@@ -8,11 +8,12 @@ axis) and each output pixel ``(out_y, out_x)`` (numpy specification:
 1. ``acc = 0``;
 2. for ``in_channel`` in the group's channels, ``filter_y``, ``filter_x``
    (this order): ``in_y = out_y*sh - pad_top + filter_y*dh`` (same for x);
-   a tap outside the image is padding with the code ``zx`` (real 0) and
-   contributes 0, so it is skipped (adding 0 can neither overflow nor
-   raise the peak); otherwise ``acc += (x - zx) * (w - zw[out_channel])``,
-   an exact int64 product, with the accumulator overflow applied after the
-   addition (:func:`fxp.kernels.dense.acc_add`);
+   ``acc += (x - zx) * (w - zw[out_channel])``, an exact int64 product,
+   with the accumulator overflow applied after the addition
+   (:func:`fxp.kernels.dense.acc_add`); a tap outside the image is padding
+   with the code ``zx`` (real 0): its term is 0, which cannot overflow but
+   still counts for the peak (``|acc|`` after a wrap of an unsigned
+   accumulator can exceed every earlier exact sum);
 3. ``acc += bias[out_channel]`` (one more addition, overflow applied);
 4. events (additions that left the range) and the peak ``|acc + term|``
    are recorded per ``(batch, out_channel)``.
@@ -59,14 +60,14 @@ def conv2d_acc(x, w, bias, zx, zw, sh, sw, pad_top, pad_left, dh, dw, groups, ou
                 for in_channel in range(filter_depth):
                     for filter_y in range(filter_h):
                         in_y = out_y * sh - pad_top + filter_y * dh
-                        if in_y < 0 or in_y >= in_h:
-                            continue
+                        row_inside = 0 <= in_y < in_h
                         for filter_x in range(filter_w):
                             in_x = out_x * sw - pad_left + filter_x * dw
-                            if in_x < 0 or in_x >= in_w:
-                                continue
-                            term = ((x[batch, first_in + in_channel, in_y, in_x] - zx)
-                                    * (w[out_channel, in_channel, filter_y, filter_x] - zw_c))
+                            if row_inside and 0 <= in_x < in_w:
+                                term = ((x[batch, first_in + in_channel, in_y, in_x] - zx)
+                                        * (w[out_channel, in_channel, filter_y, filter_x] - zw_c))
+                            else:
+                                term = np.int64(0)  # padding reads zx: real 0
                             total, o, mag = acc_add(total, term, lo, hi, bits, signed, omode)
                             count += o
                             peak = max(peak, mag)

@@ -35,7 +35,7 @@ def acc_add(total, term, lo, hi, bits, signed, omode):
     an int64 overflow (then the exact sum is beyond int64, hence beyond the
     range, on the side of ``term``).
     """
-    s = np.int64(np.uint64(total) + np.uint64(term))
+    s = np.int64(np.uint64(np.int64(total)) + np.uint64(np.int64(term)))  # int64(): no-jit mode
     big = ((total >= 0) == (term >= 0)) and ((s >= 0) != (total >= 0))
     us = np.uint64(s)
     mag = us if (s >= 0) != big else U0 - us

@@ -10,7 +10,8 @@ Convolution / dense (one output ``acc[n, co, oy, ox]``)
 -------------------------------------------------------
 1. ``xs = x - x_zero_point`` and ``ws = w - w_zero_point[co]`` (exact in int64).
 2. Padding: a padded tap reads the *code* ``x_zero_point`` (real 0), i.e.
-   ``xs = 0`` there, so it contributes nothing (correctness-anchors P14).
+   ``xs = 0`` there, so its term is 0 (correctness-anchors P14); it is still
+   an addition of step 3 (it cannot overflow, but it counts for the peak).
 3. ``acc = 0``; for ``ci`` in the group's input channels, ``ky``, ``kx``
    (in that order; dense: ``i = 0 .. In-1``): ``acc += xs * ws`` (the product
    is exact in int64), then the accumulator's overflow mode is applied.
@@ -171,7 +172,8 @@ def _im2col(x, kh, kw, strides, pads, dilations, x_zero_point):
     s = xp.strides
     return np.lib.stride_tricks.as_strided(
         xp, (*xp.shape[:2], kh, kw, ho, wo),
-        (s[0], s[1], s[2] * dilations[0], s[3] * dilations[1], s[2] * strides[0], s[3] * strides[1]),
+        (s[0], s[1], s[2] * dilations[0], s[3] * dilations[1],
+         s[2] * strides[0], s[3] * strides[1]),
         writeable=False)
 
 

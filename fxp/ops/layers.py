@@ -1,0 +1,546 @@
+"""Integer layer operations on codes: the public, validated entry points.
+
+Each function checks shapes, modes and int64 headroom, derives the kernel
+parameters once, then runs the Numba kernel (``backend="numba"``) or the
+numpy specification :mod:`fxp.kernels.spec_layers` (``backend="numpy"``);
+both give the same integers.  The semantics (loop order, padding value,
+overflow events, rounding divide) are written in those modules' docstrings.
+
+Accumulating layers (:func:`conv2d_int`, :func:`dense_int`) take
+``method``: ``"loop"`` is the exact ordered accumulation; ``"blas"`` is a
+float64 im2col matmul, allowed only when :func:`accumulator_bound` proves
+every partial sum is below 2**53 and inside the accumulator (then it gives
+the same integers, and no overflow can happen); ``"auto"`` takes the
+proven path when the proof holds and the loop otherwise.
+
+>>> import numpy as np
+>>> x = np.full((1, 1, 2, 2), -128)               # int8 codes, zero point -128: real 0
+>>> w = np.ones((1, 1, 3, 3), np.int64)
+>>> acc, stats = conv2d_int(x, w, x_zero_point=-128, pads=(1, 1, 1, 1))
+>>> acc.tolist(), stats.n_overflow               # padding reads the zero point too
+([[[[0, 0], [0, 0]]]], 0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fxp.core import intmath
+from fxp.core.format import QFormat
+from fxp.core.modes import OverflowMode, RoundingMode
+from fxp.errors import FormatError, HeadroomError
+from fxp.kernels import spec_layers as spec
+
+__all__ = [
+    "AccStats", "accumulator_bound", "add_int", "add_int_affine", "avgpool2d_int", "clip_int",
+    "conv2d_int", "dense_int", "flatten_int", "global_avgpool_int", "maxpool2d_int", "relu_int",
+    "requantize_float32_per_channel", "requantize_multiplier_per_channel",
+    "requantize_pow2_per_channel", "required_acc_bits",
+]
+
+I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
+FLOAT64_EXACT = 1 << 53
+
+
+@dataclass(frozen=True)
+class AccStats:
+    """What happened in an accumulator.
+
+    Attributes
+    ----------
+    n_overflow : int
+        Additions (products and the bias) whose exact result left the range.
+    overflow_per_channel : int64 array [Co]
+        The same, per output channel.
+    max_abs_partial : int or None
+        Largest ``|acc + term|`` over all additions, before overflow handling;
+        None when the float64 path ran (it sees no partial sums; its proof
+        bounds them by :func:`accumulator_bound`).
+    max_abs_partial_per_channel : uint64 array [Co] or None
+        The same, per output channel.
+    method : str
+        ``"loop"`` or ``"blas"``: the path that ran.
+    """
+
+    n_overflow: int
+    overflow_per_channel: np.ndarray
+    max_abs_partial: int | None
+    max_abs_partial_per_channel: np.ndarray | None
+    method: str
+
+
+# --------------------------------------------------------------------------- validation helpers
+def _backend(name: str) -> str:
+    if name not in ("numba", "numpy"):
+        raise FormatError(f"backend must be 'numba' or 'numpy', got {name!r}")
+    return name
+
+
+def _codes(x, what: str, ndim: int | None = None) -> np.ndarray:
+    a = np.ascontiguousarray(intmath._as_codes(x, what))
+    if ndim is not None and a.ndim != ndim:
+        raise FormatError(f"{what} must have {ndim} dimensions, got shape {a.shape}")
+    return a
+
+
+def _ints(v, n: int, what: str, lo: int) -> tuple[int, ...]:
+    t = tuple(int(i) for i in np.atleast_1d(np.asarray(v)).tolist())
+    if len(t) == 1 and n > 1:
+        t = t * n
+    if len(t) != n or any(i < lo for i in t):
+        raise FormatError(f"{what} must be {n} integers >= {lo}, got {v!r}")
+    return t
+
+
+def _int64(v, what: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not I64_MIN <= v <= I64_MAX:
+        raise FormatError(f"{what} must be an int64 integer, got {v!r}")
+    return int(v)
+
+
+def _span(a: np.ndarray) -> tuple[int, int]:
+    return (int(a.min()), int(a.max())) if a.size else (0, 0)
+
+
+def _range_of(x: np.ndarray, x_range, what: str = "x") -> tuple[int, int]:
+    """(lo, hi) the codes of ``x`` are known to lie in: a QFormat, a pair, or observed."""
+    lo, hi = _span(x)
+    if x_range is None:
+        return lo, hi
+    if isinstance(x_range, QFormat):
+        r_lo, r_hi = x_range.min_code, x_range.max_code
+    else:
+        r_lo, r_hi = _ints(x_range, 2, "x_range", I64_MIN)
+    if x.size and (lo < r_lo or hi > r_hi):
+        raise FormatError(f"{what} holds codes in [{lo}, {hi}], outside x_range [{r_lo}, {r_hi}]")
+    return r_lo, r_hi
+
+
+def _max_abs_diff(lo: int, hi: int, zp_lo: int, zp_hi: int, what: str) -> int:
+    m = max(abs(lo - zp_hi), abs(hi - zp_lo))
+    if m > I64_MAX:
+        raise HeadroomError(f"{what} minus its zero point reaches {m}, beyond int64")
+    return m
+
+
+def _zero_points(zp, c: int, what: str) -> np.ndarray:
+    z = np.asarray(zp)
+    if z.dtype.kind not in "iu" or z.ndim > 1 or (z.ndim == 1 and z.shape != (c,)):
+        raise FormatError(f"{what} must be an integer or {c} integers (one per channel), "
+                          f"got {zp!r}")
+    return np.ascontiguousarray(np.broadcast_to(z.astype(np.int64), (c,)))
+
+
+def _bias(bias, c: int) -> np.ndarray:
+    if bias is None:
+        return np.zeros(c, np.int64)
+    b = _codes(bias, "bias", 1)
+    if b.shape != (c,):
+        raise FormatError(f"bias must have shape ({c},) (one per output channel), got {b.shape}")
+    return b
+
+
+def _acc_format(acc_bits: int, acc_signed: bool) -> QFormat:
+    return QFormat.integer(acc_bits, bool(acc_signed))
+
+
+def _out_size(size, k, stride, dilation, pb, pe, what) -> int:
+    o = (size + pb + pe - ((k - 1) * dilation + 1)) // stride + 1
+    if o < 1:
+        raise FormatError(f"{what}: window {k} (dilation {dilation}) does not fit the padded "
+                          f"input of size {size + pb + pe}")
+    return o
+
+
+def _window(x, kernel, strides, pads, dilations, what):
+    k = _ints(kernel, 2, "kernel", 1)
+    s, d = _ints(strides, 2, "strides", 1), _ints(dilations, 2, "dilations", 1)
+    p = _ints(pads, 4, "pads (top, left, bottom, right)", 0)
+    ho = _out_size(x.shape[2], k[0], s[0], d[0], p[0], p[2], what)
+    wo = _out_size(x.shape[3], k[1], s[1], d[1], p[1], p[3], what)
+    return k, s, p, d, ho, wo
+
+
+# --------------------------------------------------------------------------- accumulator proofs
+def accumulator_bound(w, w_zero_point, x_range, x_zero_point: int = 0, bias=None) -> list[int]:
+    """Per output channel ``B = max|x - zx| * sum|w - zw| + |bias|`` (Python ints).
+
+    ``w`` is ``[Co, ...]`` codes; ``x_range`` a :class:`QFormat` or ``(lo, hi)``
+    codes.  Every partial sum of the layer, in any order, satisfies
+    ``|acc| <= B``.
+
+    >>> accumulator_bound([[1, -2, 3]], 0, QFormat.integer(8), 0, [5])
+    [773]
+    """
+    w = _codes(w, "w")
+    lo, hi = (x_range.min_code, x_range.max_code) if isinstance(x_range, QFormat) \
+        else _ints(x_range, 2, "x_range", I64_MIN)
+    zw = _zero_points(w_zero_point, w.shape[0], "w_zero_point")
+    b = None if bias is None else _bias(bias, w.shape[0])
+    return spec.accumulator_bound(w, zw, lo, hi, _int64(x_zero_point, "x_zero_point"), b)
+
+
+def required_acc_bits(w, w_zero_point, x_range, x_zero_point: int = 0, bias=None) -> int:
+    """Smallest signed accumulator width (bits) that provably never overflows.
+
+    >>> required_acc_bits([[1, -2, 3]], 0, QFormat.integer(8), 0, [5])  # 773 < 2**10
+    11
+    """
+    return max(accumulator_bound(w, w_zero_point, x_range, x_zero_point, bias)).bit_length() + 1
+
+
+def _choose(method: str, bound_fn, acc: QFormat, mode: OverflowMode) -> str:
+    if method not in ("auto", "loop", "blas"):
+        raise FormatError(f"method must be 'auto', 'loop' or 'blas', got {method!r}")
+    if method == "loop":
+        return "loop"
+    bound = bound_fn()
+    lo, hi = intmath._range_for(acc, mode)
+    top = max(bound, default=0)
+    if top < FLOAT64_EXACT and top <= hi and -top >= lo:
+        return "blas"
+    if method == "blas":
+        c = bound.index(top)
+        raise HeadroomError(
+            f"method='blas' is not proven exact: output channel {c} can reach |acc| = {top}, "
+            f"beyond {'2**53' if top >= FLOAT64_EXACT else f'the accumulator [{lo}, {hi}]'}; "
+            "use method='loop' or 'auto'")
+    return "loop"
+
+
+def _stats(events, peaks, method: str) -> AccStats:
+    per_channel = events.sum(axis=0) if events.ndim == 2 else events
+    peak_c = None if peaks is None else (peaks.max(axis=0) if peaks.ndim == 2 else peaks)
+    return AccStats(int(per_channel.sum()), per_channel.astype(np.int64),
+                    None if peak_c is None else int(peak_c.max(initial=0)), peak_c, method)
+
+
+def _prepare(x, w, bias, x_zero_point, w_zero_point, x_range, acc_bits, acc_signed,
+             acc_overflow):
+    zx = _int64(x_zero_point, "x_zero_point")
+    zw = _zero_points(w_zero_point, w.shape[0], "w_zero_point")
+    b = _bias(bias, w.shape[0])
+    x_lo, x_hi = _range_of(x, x_range)
+    mx = _max_abs_diff(x_lo, x_hi, zx, zx, "x")
+    mw = _max_abs_diff(*_span(w), *_span(zw), "w")
+    if mx * mw > I64_MAX:
+        raise HeadroomError(f"a product (x - zx) * (w - zw) can reach {mx} * {mw} = {mx * mw}, "
+                            "beyond int64: narrow the operands")
+    acc = _acc_format(acc_bits, acc_signed)
+    mode = OverflowMode.from_string(acc_overflow)
+    lo, hi = intmath._range_for(acc, mode)
+    return zx, zw, b, acc, mode, (lo, hi, acc.bits, acc.signed, mode.code), \
+        (lambda: spec.accumulator_bound(w, zw, x_lo, x_hi, zx, b))
+
+
+# --------------------------------------------------------------------------- conv / dense
+def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, strides=(1, 1),
+               pads=(0, 0, 0, 0), dilations=(1, 1), groups: int = 1, acc_bits: int = 32,
+               acc_signed: bool = True, acc_overflow="wrap", x_range=None,
+               method: str = "auto", backend: str = "numba") -> tuple[np.ndarray, AccStats]:
+    """Integer 2-D convolution (NCHW codes, weights ``[Co, C/groups, kh, kw]``).
+
+    Parameters
+    ----------
+    x, w, bias : int64 codes; ``bias`` ``[Co]`` or None (zeros).
+    x_zero_point : the input code of real 0, also the padding code.
+    w_zero_point : int or ``[Co]`` ints (per output channel).
+    strides, dilations : ``(along H, along W)``; ``pads``: ``(top, left, bottom, right)``.
+    acc_bits, acc_signed, acc_overflow : the accumulator (overflow applied after every addition).
+    x_range : QFormat or ``(lo, hi)`` of the input codes for the float-path proof
+        (default: the observed range of ``x``).
+    method : ``"auto"`` | ``"loop"`` | ``"blas"`` (see the module docstring).
+
+    Returns
+    -------
+    (acc int64 [N, Co, Ho, Wo], AccStats)
+
+    Raises
+    ------
+    FormatError for bad shapes, modes or codes outside ``x_range``; HeadroomError
+    when a product could leave int64 or ``method="blas"`` is not proven.
+    """
+    x, w = _codes(x, "x", 4), _codes(w, "w", 4)
+    g = int(groups)
+    if g < 1 or w.shape[0] % g or x.shape[1] != w.shape[1] * g:
+        raise FormatError(f"groups={groups}: need Co={w.shape[0]} divisible by groups and "
+                          f"C={x.shape[1]} == groups * w.shape[1] = {g * w.shape[1]}")
+    k, s, p, d, ho, wo = _window(x, w.shape[2:], strides, pads, dilations, "conv2d_int")
+    zx, zw, b, acc, mode, args, bound = _prepare(x, w, bias, x_zero_point, w_zero_point,
+                                                 x_range, acc_bits, acc_signed, acc_overflow)
+    _backend(backend)
+    if _choose(method, bound, acc, mode) == "blas":
+        out = spec.conv2d_float64(x, w, b, zx, zw, s, p, d, g)
+        return out, _stats(np.zeros(w.shape[0], np.int64), None, "blas")
+    if backend == "numpy":
+        out, events, peaks = spec.conv2d(x, w, b, zx, zw, s, p, d, g, acc, mode)
+        return out, _stats(events, peaks, "loop")
+    from fxp.kernels.conv2d import conv2d_acc
+
+    work = x.shape[0] * w.shape[0] * ho * wo * w[0].size
+    out, events, peaks = conv2d_acc(work, x, w, b, zx, zw, s[0], s[1], p[0], p[1], d[0], d[1],
+                                    g, ho, wo, *args)
+    return out, _stats(events, peaks, "loop")
+
+
+def dense_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, acc_bits: int = 32,
+              acc_signed: bool = True, acc_overflow="wrap", x_range=None, method: str = "auto",
+              backend: str = "numba") -> tuple[np.ndarray, AccStats]:
+    """Integer dense layer ``[N, In] x [Out, In] -> (acc [N, Out], AccStats)``.
+
+    Same parameters and accumulation contract as :func:`conv2d_int`
+    (order ``i = 0 .. In-1``, then the bias).
+    """
+    x, w = _codes(x, "x", 2), _codes(w, "w", 2)
+    if x.shape[1] != w.shape[1]:
+        raise FormatError(f"x has {x.shape[1]} features but w expects {w.shape[1]} ([Out, In])")
+    zx, zw, b, acc, mode, args, bound = _prepare(x, w, bias, x_zero_point, w_zero_point,
+                                                 x_range, acc_bits, acc_signed, acc_overflow)
+    _backend(backend)
+    if _choose(method, bound, acc, mode) == "blas":
+        return spec.dense_float64(x, w, b, zx, zw), _stats(np.zeros(w.shape[0], np.int64),
+                                                           None, "blas")
+    if backend == "numpy":
+        out, events, peaks = spec.dense(x, w, b, zx, zw, acc, mode)
+        return out, _stats(events, peaks, "loop")
+    from fxp.kernels.dense import dense_acc
+
+    out, events, peaks = dense_acc(x.size * w.shape[0], x, w, b, zx, zw, *args)
+    return out, _stats(events, peaks, "loop")
+
+
+# --------------------------------------------------------------------------- pooling, activations
+def maxpool2d_int(x, x_fmt: QFormat, kernel, *, strides=(1, 1), pads=(0, 0, 0, 0),
+                  dilations=(1, 1), backend: str = "numba") -> np.ndarray:
+    """Max pooling of codes of ``x_fmt``; padding reads ``x_fmt.min_code`` (never wins)."""
+    x = _codes(x, "x", 4)
+    intmath._check_in_format(x, x_fmt)
+    k, s, p, d, ho, wo = _window(x, kernel, strides, pads, dilations, "maxpool2d_int")
+    if _backend(backend) == "numpy":
+        return spec.maxpool2d(x, x_fmt.min_code, k, s, p, d)
+    from fxp.kernels.pool import maxpool2d_codes
+
+    return maxpool2d_codes(x.size * k[0] * k[1], x, x_fmt.min_code, *k, *s, p[0], p[1], *d, ho, wo)
+
+
+def avgpool2d_int(x, kernel, rounding, *, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1),
+                  count_include_pad: bool = False, zero_point: int = 0,
+                  backend: str = "numba") -> np.ndarray:
+    """Average pooling: ``round(sum(x - zp) / count) + zp`` with an explicit rounding mode.
+
+    ``count`` is ``kh*kw`` with ``count_include_pad`` (padding is real 0), else
+    the number of real pixels.  The divide is exact integer arithmetic; CMSIS /
+    TFLite int8 use ``"half_away"``.  Output codes share the input's format.
+    """
+    x = _codes(x, "x", 4)
+    mode = RoundingMode.from_string(rounding)
+    if mode is RoundingMode.STOCHASTIC:
+        raise FormatError("avgpool2d_int: stochastic rounding is not offered for the divide; "
+                          "choose a deterministic mode")
+    zp = _int64(zero_point, "zero_point")
+    k, s, p, d, ho, wo = _window(x, kernel, strides, pads, dilations, "avgpool2d_int")
+    m = _max_abs_diff(*_span(x), zp, zp, "x")
+    if m * k[0] * k[1] > I64_MAX:
+        raise HeadroomError(f"a window sum can reach {k[0] * k[1]} * {m}, beyond int64")
+    if _backend(backend) == "numpy":
+        return spec.avgpool2d(x, zp, k, s, p, d, bool(count_include_pad), mode)
+    from fxp.kernels.pool import avgpool2d_codes
+
+    return avgpool2d_codes(x.size * k[0] * k[1], x, zp, *k, *s, p[0], p[1], *d, ho, wo,
+                           bool(count_include_pad), mode.code)
+
+
+def global_avgpool_int(x, rounding, *, zero_point: int = 0, backend: str = "numba") -> np.ndarray:
+    """``[N, C, H, W] -> [N, C, 1, 1]``: :func:`avgpool2d_int` over the whole image."""
+    x = _codes(x, "x", 4)
+    return avgpool2d_int(x, x.shape[2:], rounding, zero_point=zero_point, backend=backend)
+
+
+def clip_int(x, lo: int, hi: int, *, backend: str = "numba") -> np.ndarray:
+    """``min(max(x, lo), hi)`` on codes; ReLU6 passes the codes of 0 and 6."""
+    x = _codes(x, "x")
+    lo, hi = _int64(lo, "lo"), _int64(hi, "hi")
+    if lo > hi:
+        raise FormatError(f"clip_int needs lo <= hi, got lo={lo}, hi={hi}")
+    if _backend(backend) == "numpy":
+        return spec.clip(x, lo, hi)
+    from fxp.kernels.requant_channel import clip_codes
+
+    return clip_codes(x.size, x.ravel(), lo, hi).reshape(x.shape)
+
+
+def relu_int(x, zero_point: int = 0, *, backend: str = "numba") -> np.ndarray:
+    """``max(x, zero_point)``: ReLU on codes whose real 0 is ``zero_point``."""
+    return clip_int(x, zero_point, I64_MAX, backend=backend)
+
+
+def flatten_int(x) -> np.ndarray:
+    """``[N, ...] -> [N, prod(...)]`` (a reshape, C order)."""
+    x = _codes(x, "x")
+    return x.reshape(x.shape[0], -1)
+
+
+# --------------------------------------------------------------------------- residual add
+def add_int(a, a_fmt: QFormat, b, b_fmt: QFormat, out: QFormat, rounding="half_even",
+            overflow="saturate", *, seed: int | None = None, index_offset: int = 0,
+            backend: str = "numba") -> tuple[np.ndarray, int]:
+    """Residual add of power-of-two formats: align to the finer LSB, add, cast to ``out``.
+
+    Returns ``(codes, n_overflow)``; equals ``cast(a*2**ka + b*2**kb, fixed<64, F>, out)``.
+    """
+    rmode, omode = RoundingMode.from_string(rounding), OverflowMode.from_string(overflow)
+    a, b = _codes(a, "a"), _codes(b, "b")
+    if a.shape != b.shape:
+        raise FormatError(f"add_int operands differ in shape: {a.shape} vs {b.shape}")
+    intmath._check_in_format(a, a_fmt)
+    intmath._check_in_format(b, b_fmt)
+    f = max(a_fmt.frac_bits, b_fmt.frac_bits)
+    ka, kb = f - a_fmt.frac_bits, f - b_fmt.frac_bits
+    top = (max(-a_fmt.min_code, a_fmt.max_code) * 2**ka
+           + max(-b_fmt.min_code, b_fmt.max_code) * 2**kb)
+    if top > I64_MAX:
+        raise HeadroomError(f"aligning {a_fmt} and {b_fmt} to frac {f} needs |sum| up to {top}, "
+                            "beyond int64")
+    intmath._stochastic_bits(rmode, seed, (0,), 0)
+    if _backend(backend) == "numpy":
+        return spec.add_pow2(a, a_fmt.frac_bits, b, b_fmt.frac_bits, out, rmode, omode, seed,
+                             index_offset)
+    from fxp.kernels.requant_channel import add_pow2_codes
+
+    lo, hi = intmath._range_for(out, omode)
+    codes, n = add_pow2_codes(a.size, a.ravel(), b.ravel(), ka, kb, f - out.frac_bits, rmode.code,
+                              omode.code, lo, hi, out.bits, out.signed, _seed(seed),
+                              int(index_offset))
+    return codes.reshape(a.shape), int(n)
+
+
+def add_int_affine(a, b, *, a_zero_point: int, a_multiplier: int, a_exponent: int,
+                   b_zero_point: int, b_multiplier: int, b_exponent: int, out_multiplier: int,
+                   out_exponent: int, out_zero_point: int, out: QFormat, left_shift: int = 20,
+                   scheme: str = "double", overflow="saturate",
+                   backend: str = "numba") -> tuple[np.ndarray, int]:
+    """TFLite int8 ``Add``: ``sat(MBQM(MBQM(a') + MBQM(b')) + zp_out)``, ``a' = (a - zp) << ls``.
+
+    See :func:`fxp.kernels.spec_layers.add_affine`.  Returns ``(codes, n_overflow)``.
+    """
+    omode = OverflowMode.from_string(overflow)
+    if scheme not in ("double", "single"):
+        raise FormatError(f"unknown multiplier scheme {scheme!r}; use 'double' or 'single'")
+    hi_exp = 30 if scheme == "single" else 31
+    for m, e in ((a_multiplier, a_exponent), (b_multiplier, b_exponent),
+                 (out_multiplier, out_exponent)):
+        intmath._check_multiplier(m, e, -31, hi_exp)
+    a, b = _codes(a, "a"), _codes(b, "b")
+    if a.shape != b.shape:
+        raise FormatError(f"add_int_affine operands differ in shape: {a.shape} vs {b.shape}")
+    ls = int(left_shift)
+    if not 0 <= ls <= 31:
+        raise FormatError(f"left_shift={left_shift} must lie in 0..31")
+    for v, zp, name in ((a, a_zero_point, "a"), (b, b_zero_point, "b")):
+        m = _max_abs_diff(*_span(v), int(zp), int(zp), name) << ls
+        if m > intmath.INT32_MAX:
+            raise HeadroomError(f"({name} - zero_point) << {ls} reaches {m}, beyond int32")
+    if not out.contains_code(int(out_zero_point)):
+        raise FormatError(f"out_zero_point={out_zero_point} is outside {out}")
+    if _backend(backend) == "numpy":
+        return spec.add_affine(a, b, int(a_zero_point), int(b_zero_point), a_multiplier,
+                               a_exponent, b_multiplier, b_exponent, out_multiplier, out_exponent,
+                               int(out_zero_point), ls, out, scheme, omode)
+    from fxp.kernels.requant_channel import add_affine_codes
+
+    lo, hi = intmath._range_for(out, omode)
+    codes, n = add_affine_codes(a.size, a.ravel(), b.ravel(), int(a_zero_point), int(b_zero_point),
+                                int(a_multiplier), int(a_exponent), int(b_multiplier),
+                                int(b_exponent), int(out_multiplier), int(out_exponent),
+                                int(out_zero_point), ls, scheme == "single", omode.code, lo, hi,
+                                out.bits, out.signed)
+    return codes.reshape(a.shape), int(n)
+
+
+# --------------------------------------------------------------------------- per-channel requant
+def _seed(seed) -> np.uint64:
+    return np.uint64(0 if seed is None else int(seed) % (1 << 64))
+
+
+def _channels(acc, values, axis: int, what: str):
+    x = _codes(acc, "accumulator")
+    if not -x.ndim <= int(axis) < x.ndim:
+        raise FormatError(f"axis={axis} is out of range for an accumulator of shape {x.shape}")
+    axis = int(axis) % x.ndim
+    v = np.ascontiguousarray(np.asarray(values).ravel())
+    if v.shape != (x.shape[axis],):
+        raise FormatError(f"{what} must hold {x.shape[axis]} values (one per channel of axis "
+                          f"{axis}), got {np.asarray(values).shape}")
+    return x, v, axis, int(np.prod(x.shape[axis + 1:], dtype=np.int64))
+
+
+def requantize_pow2_per_channel(acc, shifts, out: QFormat, rounding="half_up",
+                                overflow="saturate", *, axis: int = 1, seed: int | None = None,
+                                index_offset: int = 0, backend: str = "numba"):
+    """Per-channel ``requantize_pow2``: channel ``c`` divides by ``2**shifts[c]``.
+
+    A shift in 0..64 rounds then overflows; a negative shift (down to -64)
+    multiplies by ``2**-shift`` with overflow.  Stochastic draws use the flat
+    C-order index in ``acc`` plus ``index_offset``.  Returns ``(codes, n_overflow)``.
+    """
+    rmode, omode = RoundingMode.from_string(rounding), OverflowMode.from_string(overflow)
+    x, s, axis, inner = _channels(acc, shifts, axis, "shifts")
+    if s.dtype.kind not in "iu" or (s.size and (s.min() < -64 or s.max() > 64)):
+        raise FormatError(f"shifts must be integers in -64..64, got {shifts!r}")
+    s = s.astype(np.int64)
+    intmath._stochastic_bits(rmode, seed, (0,), 0)  # validates the seed
+    if _backend(backend) == "numpy":
+        u = intmath._stochastic_bits(rmode, seed, x.shape, index_offset)
+        return spec.requantize_pow2_per_channel(x, s, axis, out, rmode, omode, u)
+    from fxp.kernels.requant_channel import requantize_pow2_channels
+
+    lo, hi = intmath._range_for(out, omode)
+    codes, n = requantize_pow2_channels(x.size, x.ravel(), s, inner, rmode.code, omode.code,
+                                        lo, hi, out.bits, out.signed, _seed(seed),
+                                        int(index_offset))
+    return codes.reshape(x.shape), int(n)
+
+
+def requantize_multiplier_per_channel(acc, multipliers, exponents, out: QFormat, *,
+                                      axis: int = 1, zero_point: int = 0, scheme: str = "double",
+                                      overflow="saturate", backend: str = "numba"):
+    """Per-channel ``requantize_multiplier``: ``sat(MBQM(acc, M[c], e[c]) + zp)``."""
+    omode = OverflowMode.from_string(overflow)
+    if scheme not in ("double", "single"):
+        raise FormatError(f"unknown multiplier scheme {scheme!r}; use 'double' or 'single'")
+    x, m, axis, inner = _channels(acc, multipliers, axis, "multipliers")
+    _, e, _, _ = _channels(x, exponents, axis, "exponents")
+    for mc, ec in zip(m.tolist(), e.tolist(), strict=True):
+        intmath._check_multiplier(mc, ec, -31, 30 if scheme == "single" else 31)
+    intmath._check_int32(x)
+    zp = _int64(zero_point, "zero_point")
+    if not out.contains_code(zp):
+        raise FormatError(f"zero_point={zp} is outside {out} [{out.min_code}, {out.max_code}]")
+    if _backend(backend) == "numpy":
+        return spec.requantize_multiplier_per_channel(x, m, e, axis, out, zp, scheme, omode)
+    from fxp.kernels.requant_channel import requantize_multiplier_channels
+
+    lo, hi = intmath._range_for(out, omode)
+    codes, n = requantize_multiplier_channels(x.size, x.ravel(), m.astype(np.int64),
+                                              e.astype(np.int64), inner, scheme == "single", zp,
+                                              omode.code, lo, hi, out.bits, out.signed)
+    return codes.reshape(x.shape), int(n)
+
+
+def requantize_float32_per_channel(acc, scales, out: QFormat, *, axis: int = 1,
+                                   zero_point: int = 0, backend: str = "numba"):
+    """Per-channel ``requantize_float32`` (onnxruntime per-channel QLinearConv output)."""
+    x, sc, axis, inner = _channels(acc, scales, axis, "scales")
+    s32 = sc.astype(np.float32)
+    if not np.all(np.isfinite(s32)) or np.any(s32 <= 0):
+        raise FormatError(f"scales must be finite and > 0 in float32, got {scales!r}")
+    zp = _int64(zero_point, "zero_point")
+    if _backend(backend) == "numpy":
+        return spec.requantize_float32_per_channel(x, sc, axis, out, zp)
+    from fxp.kernels.requant_channel import requantize_float32_channels
+
+    codes, n = requantize_float32_channels(x.size, x.ravel(), s32, inner, zp, out.min_code,
+                                           out.max_code)
+    return codes.reshape(x.shape), int(n)

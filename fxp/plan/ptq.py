@@ -1,0 +1,206 @@
+"""Post-training quantization: model + calibration data + bit widths -> Plan.
+
+Two families:
+
+* :func:`ptq_pow2` -- power-of-two (Qm.n) formats for FPGA datapaths.  For a
+  tensor with observed range ``r`` (max |value|, a percentile of |value|, or
+  the MSE-optimal clip), the integer bits are the fewest that hold ``r``:
+  ``I = floor(log2(r)) + 1`` (+1 for the sign bit when the tensor has negative
+  values), fractional bits ``F = W - I``.  Biases are coded in the
+  accumulator's format (``F = F_x + F_w``, ``acc_bits`` wide).
+* :func:`ptq_affine` -- TFLite-style int8 for MCU runtimes: symmetric
+  per-channel weights in [-127, 127] (scale ``max|w_c| / 127``), asymmetric
+  activations with a zero point (the real 0 exactly representable), int32
+  biases with scale ``s_x * s_w``, requantized by multiplier+shift (double or
+  single rounding) or a float32 scale.
+
+Granularity follows seed 000 (Table I): ``"whole"`` quantizes every layer with
+weights, ``"conv"`` only convolutions, ``"dense"`` only dense layers; the
+others run in float (their plan entry has ``float_layer=True``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fxp.core.format import QFormat
+from fxp.errors import CalibrationError, PlanError
+from fxp.ir.graph import Graph
+from fxp.ir.nodes import Conv2D, Dense
+from fxp.ops.fixed import dequantize, quantize
+from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
+from fxp.sim.float_ref import run_float
+
+__all__ = ["calibrate", "int_bits_for", "ptq_affine", "ptq_pow2"]
+
+GRANULARITIES = ("whole", "conv", "dense")
+RANGE_METHODS = ("minmax", "percentile", "mse")
+
+
+def _selected(node, granularity: str) -> bool:
+    if granularity not in GRANULARITIES:
+        raise PlanError(f"granularity must be one of {GRANULARITIES}, got {granularity!r}")
+    if granularity == "conv":
+        return isinstance(node, Conv2D)
+    if granularity == "dense":
+        return isinstance(node, Dense)
+    return isinstance(node, (Conv2D, Dense))
+
+
+def calibrate(graph: Graph, x: np.ndarray, tensors: list[str], *, batch_size: int = 256
+              ) -> dict[str, np.ndarray]:
+    """Run the float reference on ``x`` and collect the named tensors (flattened, float32)."""
+    x = np.asarray(x, np.float32)
+    if x.shape[0] == 0:
+        raise CalibrationError("calibration set is empty")
+    if not np.all(np.isfinite(x)):
+        bad = int(np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).any(axis=1))[0])
+        raise CalibrationError(f"calibration sample {bad} holds NaN or Inf")
+    out: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+    for start in range(0, x.shape[0], batch_size):
+        taps = run_float(graph, x[start:start + batch_size], taps=True)
+        for t in tensors:
+            out[t].append(np.asarray(taps[t], np.float32).ravel())
+    return {t: np.concatenate(v) for t, v in out.items()}
+
+
+def int_bits_for(r: float, signed: bool) -> int:
+    """Fewest integer bits (sign included) whose range holds ``r`` > 0: floor(log2 r) + 1 (+1)."""
+    if not (r > 0 and math.isfinite(r)):
+        raise CalibrationError(f"range {r!r} must be finite and > 0")
+    return math.floor(math.log2(r)) + 1 + (1 if signed else 0)
+
+
+def _range(values: np.ndarray, method: str, percentile: float) -> float:
+    a = np.abs(values)
+    if method == "percentile":
+        return float(np.percentile(a, percentile))
+    return float(a.max())
+
+
+def _pow2_spec(values: np.ndarray, bits: int, method: str, percentile: float, name: str,
+               signed: bool | None = None) -> TensorSpec:
+    if method not in RANGE_METHODS:
+        raise PlanError(f"range method must be one of {RANGE_METHODS}, got {method!r}")
+    if signed is None:
+        signed = bool(values.min() < 0)
+    r = _range(values, method, percentile)
+    if r == 0:
+        raise CalibrationError(f"tensor {name!r} is identically zero on the calibration data: "
+                               "its range (and so its scale) cannot be set")
+    ib = int_bits_for(r, signed)
+    if method == "mse":
+        sample = values[:: max(1, values.size // 200_000)].astype(np.float64)
+        best = None
+        for cand in range(ib - 4, ib + 1):
+            fmt = QFormat(bits, cand, signed)
+            codes, _ = quantize(sample, fmt, "half_even", "saturate")
+            err = float(np.mean((dequantize(codes, fmt) - sample) ** 2))
+            if best is None or err < best[0]:
+                best = (err, cand)
+        ib = best[1]
+    return TensorSpec(QFormat(bits, ib, signed))
+
+
+def _bits_for(name: str, default: int, overrides: dict | None) -> int:
+    if overrides and name in overrides:
+        return int(overrides[name])
+    return default
+
+
+def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bits: int = 8,
+             input_bits: int | None = None, acc_bits: int = 32, granularity: str = "whole",
+             method: str = "minmax", percentile: float = 99.99, rounding: str = "half_up",
+             acc_overflow: str = "wrap", output_overflow: str = "saturate",
+             layer_weight_bits: dict[str, int] | None = None,
+             layer_act_bits: dict[str, int] | None = None, name: str | None = None) -> Plan:
+    """Power-of-two plan from calibration data.
+
+    Parameters
+    ----------
+    graph : Graph
+        A canonical graph (BatchNorm folded, activations fused).
+    calib_x : array [N, ...]
+        Calibration inputs (preprocessed floats).
+    weight_bits, act_bits, input_bits : int
+        Default word lengths in bits (weights, layer outputs, graph input).
+    layer_weight_bits, layer_act_bits : dict name -> bits
+        Per-layer overrides (weights; the layer's output activations).
+    acc_bits : int
+        Accumulator width in bits.
+    method : {"minmax", "percentile", "mse"}
+        Range estimation for activations (weights always use min/max).
+    """
+    layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
+    for table in (layer_weight_bits, layer_act_bits):
+        unknown = sorted(set(table or {}) - {n.name for n in layers})
+        if unknown:
+            raise PlanError(f"unknown layer names {unknown}; layers with weights: "
+                            f"{[n.name for n in layers]}")
+    gin = graph.inputs[0]
+    ranges = calibrate(graph, calib_x, [gin] + [n.output for n in layers])
+    in_spec = _pow2_spec(ranges[gin], input_bits or act_bits, "minmax", percentile, gin)
+    plans = []
+    for node in layers:
+        if not _selected(node, granularity):
+            plans.append(LayerPlan(node.name, float_layer=True))
+            continue
+        wb = _bits_for(node.name, weight_bits, layer_weight_bits)
+        ab = _bits_for(node.name, act_bits, layer_act_bits)
+        w_spec = _pow2_spec(node.weight.ravel(), wb, "minmax", percentile, f"{node.name}.weight",
+                            signed=True)
+        out_spec = _pow2_spec(ranges[node.output], ab, method, percentile, node.output)
+        plans.append(LayerPlan(node.name, weight=w_spec, output=out_spec, acc_bits=acc_bits,
+                               acc_overflow=acc_overflow, rounding=rounding,
+                               output_overflow=output_overflow, requant=RequantScheme.POW2))
+    label = name or f"ptq-pow2-{granularity}-w{weight_bits}a{act_bits}-{method}"
+    return Plan(input=in_spec, layers=tuple(plans), name=label)
+
+
+def _affine_act_spec(values: np.ndarray, bits: int, signed: bool) -> TensorSpec:
+    lo = min(float(values.min()), 0.0)
+    hi = max(float(values.max()), 0.0)
+    if hi == lo:
+        raise CalibrationError("an activation tensor is identically zero on the calibration data")
+    fmt = QFormat.integer(bits, signed)
+    scale = float(np.float32((hi - lo) / (fmt.max_code - fmt.min_code)))
+    zp = int(round(fmt.min_code - lo / scale))
+    zp = min(max(zp, fmt.min_code), fmt.max_code)
+    return TensorSpec(fmt, (scale,), zp)
+
+
+def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel: bool = True,
+               scheme: str = "double", act_signed: bool = True, acc_bits: int = 32,
+               granularity: str = "whole", name: str | None = None) -> Plan:
+    """TFLite-style affine int8 plan (see the module docstring).
+
+    ``scheme`` is the requantization: ``"double"``, ``"single"`` or ``"float32"``.
+    """
+    scheme_enum = RequantScheme.from_string(scheme)
+    if scheme_enum is RequantScheme.POW2:
+        raise PlanError("ptq_affine needs scheme 'double', 'single' or 'float32'; "
+                        "use ptq_pow2 for power-of-two plans")
+    layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
+    gin = graph.inputs[0]
+    ranges = calibrate(graph, calib_x, [gin] + [n.output for n in layers])
+    in_spec = _affine_act_spec(ranges[gin], bits, act_signed)
+    wfmt = QFormat.integer(bits)
+    plans = []
+    for node in layers:
+        if not _selected(node, granularity):
+            plans.append(LayerPlan(node.name, float_layer=True))
+            continue
+        w = node.weight.reshape(node.weight.shape[0], -1).astype(np.float64)
+        m = np.abs(w).max(axis=1) if per_channel else np.array([np.abs(w).max()])
+        if np.any(m == 0):
+            raise CalibrationError(f"layer {node.name!r}: an output channel has all-zero weights")
+        scales = tuple(float(np.float32(v / wfmt.max_code)) for v in m)
+        w_spec = TensorSpec(wfmt, scales, 0, 0 if per_channel else None)
+        out_spec = _affine_act_spec(ranges[node.output], bits, act_signed)
+        plans.append(LayerPlan(node.name, weight=w_spec, output=out_spec, acc_bits=acc_bits,
+                               acc_overflow="wrap", rounding="half_even",
+                               output_overflow="saturate", requant=scheme_enum))
+    label = name or f"ptq-affine-{granularity}-int{bits}-{scheme_enum.value}"
+    return Plan(input=in_spec, layers=tuple(plans), name=label)

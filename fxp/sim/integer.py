@@ -1,0 +1,194 @@
+"""Run a compiled model on integer codes, layer by layer, with accounting.
+
+Per layer the executor records (in :class:`LayerCounters`): accumulator
+overflow events (additions whose partial sum left the accumulator, in the
+documented order), output saturations (elements the output overflow mode
+changed), the largest |partial sum| observed (loop path) and the worst-case
+bound proven at compile time.
+
+The graph input is quantized with the plan's input spec (half-to-even,
+saturating).  A final Softmax is computed in float on the dequantized
+logits.  Layers the plan marks float run the float reference on dequantized
+inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fxp.ir.nodes import (
+    Add, AvgPool2D, Clip, Concat, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D, ReLU, Reshape,
+    Softmax,
+)
+from fxp.ops import layers as L
+from fxp.core.format import QFormat
+from fxp.core.intmath import apply_overflow
+from fxp.ops.fixed import cast
+from fxp.plan.plan import RequantScheme
+from fxp.sim.compile import CompiledModel, LayerStep
+from fxp.sim.float_ref import run_node
+from fxp.sim.values import FloatValue, IntValue, quantize_spec, to_float
+
+__all__ = ["IntegerRun", "LayerCounters", "run_integer"]
+
+
+@dataclass
+class LayerCounters:
+    """Accumulated events of one layer over all samples run so far."""
+
+    acc_overflows: int = 0
+    acc_overflow_per_channel: np.ndarray | None = None
+    output_saturations: int = 0
+    max_abs_acc: int = 0
+    blas_batches: int = 0
+
+    def add_acc(self, stats: L.AccStats) -> None:
+        self.acc_overflows += stats.n_overflow
+        per = np.asarray(stats.overflow_per_channel, np.int64)
+        self.acc_overflow_per_channel = per if self.acc_overflow_per_channel is None \
+            else self.acc_overflow_per_channel + per
+        if stats.max_abs_partial is None:
+            self.blas_batches += 1
+        else:
+            self.max_abs_acc = max(self.max_abs_acc, int(stats.max_abs_partial))
+
+
+@dataclass
+class IntegerRun:
+    """The result of one batch: final outputs and (optionally) every tensor."""
+
+    output: np.ndarray
+    values: dict[str, IntValue | FloatValue] = field(default_factory=dict)
+
+
+def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
+    """Accumulator -> output codes: round, then the activation clamp, then overflow.
+
+    The rounding stage writes into a wide signed intermediate (it cannot
+    overflow there), the fused activation clamps it, and only then is the
+    output overflow mode applied and counted, so values removed by a ReLU
+    are not reported as saturations.
+    """
+    lp, out = step.plan, step.out_spec
+    wide = QFormat.from_frac(64, out.fmt.frac_bits)
+    if lp.requant is RequantScheme.POW2:
+        y, _ = cast(acc, step.acc_fmt, wide, lp.rounding, "saturate")
+    elif lp.requant is RequantScheme.FLOAT32:
+        y, _ = L.requantize_float32_per_channel(acc, step.f32_scales, QFormat.integer(40), axis=1,
+                                                zero_point=out.zero_point)
+    else:
+        y, _ = L.requantize_multiplier_per_channel(acc, step.multipliers, step.exponents,
+                                                   QFormat.integer(40), axis=1,
+                                                   zero_point=out.zero_point,
+                                                   scheme=lp.requant.value, overflow="saturate")
+    if step.act_bounds is not None:
+        lo, hi = step.act_bounds
+        y = np.clip(y, lo, None)
+        if hi < out.fmt.max_code:
+            y = np.minimum(y, hi)
+    return apply_overflow(y, out.fmt, lp.output_overflow)
+
+
+def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) -> IntValue:
+    node, lp = step.node, step.plan
+    spec = step.in_specs[0]
+    if isinstance(v, FloatValue) or v.spec != spec:
+        if isinstance(v, IntValue) and v.spec.is_pow2 and spec.is_pow2:
+            codes, n = cast(v.codes, v.spec.fmt, spec.fmt, lp.rounding, "saturate")
+        else:
+            codes, n = quantize_spec(to_float(v, node.name), spec, node.name)
+        counters.output_saturations += n
+    else:
+        codes = v.codes
+    common = dict(x_zero_point=spec.zero_point, w_zero_point=step.w_zero_point,
+                  acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow,
+                  x_range=(spec.fmt.min_code, spec.fmt.max_code))
+    if isinstance(node, Conv2D):
+        acc, stats = L.conv2d_int(codes, step.w_codes, step.b_codes, strides=node.strides,
+                                  pads=node.pads, dilations=node.dilations, groups=node.groups,
+                                  **common)
+    else:
+        acc, stats = L.dense_int(codes.reshape(codes.shape[0], -1), step.w_codes, step.b_codes,
+                                 **common)
+    counters.add_acc(stats)
+    out, n = _requant(step, acc)
+    counters.output_saturations += n
+    return IntValue(out, step.out_spec)
+
+
+def _run_step(step: LayerStep, vals: list, counters: LayerCounters):
+    node = step.node
+    if step.out_spec is None or (step.plan is not None and step.plan.float_layer):
+        y = run_node(node, *[to_float(v, node.name) for v in vals])
+        if step.out_spec is None:
+            return FloatValue(np.asarray(y, np.float32))
+        codes, n = quantize_spec(y, step.out_spec, node.name)
+        counters.output_saturations += n
+        return IntValue(codes, step.out_spec)
+    if isinstance(node, (Conv2D, Dense)):
+        return _weighted(step, vals[0], counters)
+    x = vals[0]
+    spec = step.in_specs[0]
+    if isinstance(node, MaxPool2D):
+        return IntValue(L.maxpool2d_int(x.codes, spec.fmt, node.kernel, strides=node.strides,
+                                        pads=node.pads), spec)
+    if isinstance(node, (ReLU, Clip)):
+        return IntValue(np.clip(x.codes, *step.act_bounds), spec)
+    if isinstance(node, Flatten):
+        return IntValue(L.flatten_int(x.codes), spec)
+    if isinstance(node, Reshape):
+        return IntValue(x.codes.reshape((x.codes.shape[0],) + tuple(node.shape[1:])), spec)
+    rounding = step.plan.rounding if step.plan is not None else "half_away"
+    if isinstance(node, AvgPool2D):
+        return IntValue(L.avgpool2d_int(x.codes, node.kernel, rounding, strides=node.strides,
+                                        pads=node.pads, count_include_pad=node.count_include_pad,
+                                        zero_point=spec.zero_point), spec)
+    if isinstance(node, GlobalAvgPool):
+        return IntValue(L.global_avgpool_int(x.codes, rounding, zero_point=spec.zero_point), spec)
+    overflow = step.plan.output_overflow if step.plan is not None else "saturate"
+    out = step.out_spec
+    if isinstance(node, Add):
+        a, b = vals
+        codes, n = L.add_int(a.codes, a.spec.fmt, b.codes, b.spec.fmt, out.fmt, rounding, overflow)
+        counters.output_saturations += n
+        return IntValue(codes, out)
+    if isinstance(node, Concat):
+        parts = []
+        for v in vals:
+            c, n = cast(v.codes, v.spec.fmt, out.fmt, rounding, overflow)
+            counters.output_saturations += n
+            parts.append(c)
+        return IntValue(np.concatenate(parts, axis=node.axis), out)
+    raise AssertionError(f"unhandled node {node!r}")  # pragma: no cover - compile refuses these
+
+
+def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCounters] | None
+                = None, *, keep: bool = False) -> IntegerRun:
+    """Run one batch ``x`` (float inputs, preprocessed) through the integer datapath.
+
+    ``counters`` (name -> :class:`LayerCounters`) accumulates per-layer events
+    across calls; ``keep=True`` returns every tensor's value.
+    """
+    g = model.graph
+    counters = counters if counters is not None else {}
+    codes, n = quantize_spec(np.asarray(x, np.float32), model.plan.input, "input")
+    counters.setdefault("(input)", LayerCounters()).output_saturations += n
+    vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
+    for step in model.steps:
+        c = counters.setdefault(step.name, LayerCounters())
+        vals[step.node.output] = _run_step(step, [vals[t] for t in step.node.inputs], c)
+    outs = [to_float(vals[t], t) for t in g.outputs]
+    result = IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
+    if keep:
+        result.values = vals
+    return result
+
+
+def logits_tensor(model: CompiledModel) -> str:
+    """The tensor SQNR is measured on: the input of a final Softmax, else the output."""
+    last = model.graph.producer(model.graph.outputs[0])
+    if isinstance(last, Softmax):
+        return last.inputs[0]
+    return model.graph.outputs[0]
