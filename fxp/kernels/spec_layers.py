@@ -165,8 +165,9 @@ def accumulator_bound(w, w_zero_point, x_lo: int, x_hi: int, x_zero_point: int, 
 
 
 def _im2col(x, kh, kw, strides, pads, dilations, x_zero_point):
-    """float64 patches ``[N, C, kh, kw, Ho, Wo]`` of ``x - zx`` (padding = 0)."""
-    xp = _pad((x - x_zero_point).astype(np.float64), pads, 0.0)
+    """Float patches ``[N, C, kh, kw, Ho, Wo]`` of ``x - zx`` (padding = 0), x's float dtype."""
+    dt = x.dtype if x.dtype.kind == "f" else np.float64
+    xp = _pad((x - x_zero_point).astype(dt), pads, 0.0)
     ho = _out_size(x.shape[2], kh, strides[0], dilations[0], pads[0], pads[2])
     wo = _out_size(x.shape[3], kw, strides[1], dilations[1], pads[1], pads[3])
     s = xp.strides
@@ -177,23 +178,46 @@ def _im2col(x, kh, kw, strides, pads, dilations, x_zero_point):
         writeable=False)
 
 
+def _exact_float_dtype(xs_max: int, ws_abs_sum: np.ndarray, bias) -> type:
+    """float32 when every partial sum is provably below 2**24, else float64.
+
+    Any partial sum of a dot product is bounded by ``max|x - zx| * sum|w - zw|``
+    per output channel (plus |bias|, added in int64 afterwards), so float32
+    products and sums of integers below 2**24 are exact in any order.
+    """
+    bound = int(xs_max) * int(ws_abs_sum.max(initial=0))
+    return np.float32 if bound < (1 << 24) else np.float64
+
+
 def conv2d_float64(x, w, bias, x_zero_point, w_zero_point, strides, pads, dilations, groups):
-    """im2col + float64 matmul; equals :func:`conv2d` only under the bound (module doc)."""
+    """im2col + one float GEMM per group; equals :func:`conv2d` only under the bound.
+
+    The caller proves the bound (< 2**53 and inside the accumulator); this
+    function additionally drops to float32 when the bound is below 2**24.
+    """
     n = x.shape[0]
     c_out, cg, kh, kw = w.shape
-    cols = _im2col(x, kh, kw, strides, pads, dilations, x_zero_point)
+    ws = w - np.broadcast_to(np.asarray(w_zero_point, np.int64), (c_out,))[:, None, None, None]
+    xs_max = int(np.abs(x - x_zero_point).max(initial=0))
+    dt = _exact_float_dtype(xs_max, np.abs(ws).reshape(c_out, -1).sum(axis=1), bias)
+    xf = (x - x_zero_point).astype(dt)
+    cols = _im2col(xf, kh, kw, strides, pads, dilations, 0)  # padding: real 0
     ho, wo = cols.shape[-2:]
-    cols = cols.reshape(n, groups, cg * kh * kw, ho * wo)
-    ws = (w - np.broadcast_to(np.asarray(w_zero_point, np.int64), (c_out,))[:, None, None, None])
-    ws = ws.astype(np.float64).reshape(groups, c_out // groups, cg * kh * kw)
-    out = np.matmul(ws[None], cols).reshape(n, c_out, ho, wo)
+    k = cg * kh * kw
+    cols = cols.reshape(n, groups, k, ho * wo).transpose(1, 2, 0, 3).reshape(groups, k, n * ho * wo)
+    wf = ws.astype(dt).reshape(groups, c_out // groups, k)
+    out = np.matmul(wf, cols)  # [groups, Co/g, n*ho*wo]
+    out = out.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3)
     return out.astype(np.int64) + np.asarray(bias, np.int64)[None, :, None, None]
 
 
 def dense_float64(x, w, bias, x_zero_point, w_zero_point):
-    """float64 matmul; equals :func:`dense` only under the bound (module doc)."""
+    """float matmul; equals :func:`dense` only under the bound (module doc)."""
     zw = np.broadcast_to(np.asarray(w_zero_point, np.int64), (w.shape[0],))[:, None]
-    out = (x - x_zero_point).astype(np.float64) @ (w - zw).astype(np.float64).T
+    ws = w - zw
+    xs = x - x_zero_point
+    dt = _exact_float_dtype(int(np.abs(xs).max(initial=0)), np.abs(ws).sum(axis=1), bias)
+    out = xs.astype(dt) @ ws.astype(dt).T
     return out.astype(np.int64) + np.asarray(bias, np.int64)[None, :]
 
 

@@ -56,7 +56,7 @@ def calibrate(graph: Graph, x: np.ndarray, tensors: list[str], *, batch_size: in
     if x.shape[0] == 0:
         raise CalibrationError("calibration set is empty")
     if not np.all(np.isfinite(x)):
-        bad = int(np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).any(axis=1))[0])
+        bad = int(np.flatnonzero((~np.isfinite(x.reshape(x.shape[0], -1))).any(axis=1))[0])
         raise CalibrationError(f"calibration sample {bad} holds NaN or Inf")
     out: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
     for start in range(0, x.shape[0], batch_size):
@@ -104,6 +104,22 @@ def _pow2_spec(values: np.ndarray, bits: int, method: str, percentile: float, na
     return TensorSpec(QFormat(bits, ib, signed))
 
 
+def _upstream_weighted(graph: Graph, tensor: str):
+    """The nearest Conv2D/Dense feeding ``tensor`` through single-input nodes, or None."""
+    node = graph.producer(tensor)
+    while node is not None and not isinstance(node, (Conv2D, Dense)):
+        if len(node.inputs) != 1:
+            return node
+        node = graph.producer(node.inputs[0])
+    return node
+
+
+def _needs_input_spec(graph: Graph, node, granularity: str) -> bool:
+    """An integer layer whose input comes from a float layer must quantize it itself."""
+    up = _upstream_weighted(graph, node.inputs[0])
+    return up is not None and not _selected(up, granularity)
+
+
 def _bits_for(name: str, default: int, overrides: dict | None) -> int:
     if overrides and name in overrides:
         return int(overrides[name])
@@ -140,7 +156,9 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
             raise PlanError(f"unknown layer names {unknown}; layers with weights: "
                             f"{[n.name for n in layers]}")
     gin = graph.inputs[0]
-    ranges = calibrate(graph, calib_x, [gin] + [n.output for n in layers])
+    feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
+             and _needs_input_spec(graph, n, granularity)]
+    ranges = calibrate(graph, calib_x, list(dict.fromkeys([gin, *feeds] + [n.output for n in layers])))
     in_spec = _pow2_spec(ranges[gin], input_bits or act_bits, "minmax", percentile, gin)
     plans = []
     for node in layers:
@@ -152,7 +170,12 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
         w_spec = _pow2_spec(node.weight.ravel(), wb, "minmax", percentile, f"{node.name}.weight",
                             signed=True)
         out_spec = _pow2_spec(ranges[node.output], ab, method, percentile, node.output)
-        plans.append(LayerPlan(node.name, weight=w_spec, output=out_spec, acc_bits=acc_bits,
+        cast_in = None
+        if node.inputs[0] in feeds:
+            cast_in = _pow2_spec(ranges[node.inputs[0]], input_bits or act_bits, method,
+                                 percentile, node.inputs[0])
+        plans.append(LayerPlan(node.name, input=cast_in, weight=w_spec, output=out_spec,
+                               acc_bits=acc_bits,
                                acc_overflow=acc_overflow, rounding=rounding,
                                output_overflow=output_overflow, requant=RequantScheme.POW2))
     label = name or f"ptq-pow2-{granularity}-w{weight_bits}a{act_bits}-{method}"
@@ -184,6 +207,11 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
                         "use ptq_pow2 for power-of-two plans")
     layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
     gin = graph.inputs[0]
+    feeds = [n.name for n in layers if _selected(n, granularity)
+             and _needs_input_spec(graph, n, granularity)]
+    if feeds:
+        raise PlanError(f"affine plans cannot quantize a layer's input after a float layer yet "
+                        f"(layers {feeds}); use granularity 'whole' or a power-of-two plan")
     ranges = calibrate(graph, calib_x, [gin] + [n.output for n in layers])
     in_spec = _affine_act_spec(ranges[gin], bits, act_signed)
     wfmt = QFormat.integer(bits)

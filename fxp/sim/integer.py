@@ -24,7 +24,6 @@ from fxp.ir.nodes import (
 )
 from fxp.ops import layers as L
 from fxp.core.format import QFormat
-from fxp.core.intmath import apply_overflow
 from fxp.ops.fixed import cast
 from fxp.plan.plan import RequantScheme
 from fxp.sim.compile import CompiledModel, LayerStep
@@ -88,7 +87,7 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
         y = np.clip(y, lo, None)
         if hi < out.fmt.max_code:
             y = np.minimum(y, hi)
-    return apply_overflow(y, out.fmt, lp.output_overflow)
+    return cast(y, QFormat.from_frac(64, out.fmt.frac_bits), out.fmt, "floor", lp.output_overflow)
 
 
 def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) -> IntValue:
