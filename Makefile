@@ -15,10 +15,10 @@ setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 
 demo: setup
-	$(BIN)/fxp --help
-	$(BIN)/fxp format "ap_fixed<8,3>"
-	$(BIN)/fxp quantize "fixed<8,4>" 0.3 -1.7 2.5 9.0 --rounding half_even --overflow saturate
-	$(BIN)/python -m pytest -q -p no:cacheprovider fxp/core fxp/ops
+	$(BIN)/fxp inspect mnist_cnn
+	$(BIN)/fxp plan mnist_cnn --data mnist5k --bits 8 --out out/mnist_cnn_plan.json
+	$(BIN)/fxp simulate mnist_cnn --plan out/mnist_cnn_plan.json --data mnist5k
+	$(BIN)/fxp export golden mnist_cnn --plan out/mnist_cnn_plan.json --data mnist5k -n 4 --out out/golden
 
 test: setup
 	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider

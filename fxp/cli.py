@@ -15,8 +15,11 @@ from collections.abc import Sequence
 from fxp.errors import FxpError
 
 EXAMPLES = """examples:
-  fxp format "ap_fixed<8,3>"          describe a fixed-point format
-  fxp format Q0.15 --json             the same, as JSON
+  fxp inspect mnist_cnn                           layers, shapes, parameters, MACs
+  fxp plan mnist_cnn --data mnist5k --bits 8 --out plan.json
+  fxp simulate mnist_cnn --plan plan.json --data mnist5k --limit 1000
+  fxp export golden mnist_cnn --plan plan.json --data mnist5k -n 4 --out golden/
+  fxp format "ap_fixed<8,3>"                      describe a fixed-point format
   fxp quantize "fixed<8,4>" 0.3 -1.7 --rounding half_even --overflow saturate
 """
 
@@ -69,6 +72,111 @@ def _cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_table(rows: list[dict], cols: list[tuple[str, str]]) -> None:
+    """Plain aligned table: cols = [(key, header)]."""
+    cells = [[h for _, h in cols]] + [["" if r.get(k) is None else _cell(r.get(k)) for k, _ in cols]
+                                      for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+    for j, row in enumerate(cells):
+        print("  ".join(c.rjust(w) if j and i else c.ljust(w)
+                        for i, (c, w) in enumerate(zip(row, widths, strict=True))))
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, list):
+        return "x".join(str(i) for i in v)
+    return str(v)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from fxp import workflow as fw
+
+    graph = fw.load_model(args.model)
+    rows = fw.inspect_model(graph)
+    if args.json:
+        print(json.dumps({"model": graph.name, "layers": rows}, indent=2))
+        return 0
+    print(f"model {graph.name}: input {list(graph.input_shapes[graph.inputs[0]][1:])}, "
+          f"{sum(r['params'] for r in rows):,} parameters, {sum(r['macs'] for r in rows):,} MACs")
+    _print_table(rows, [("name", "layer"), ("op", "op"), ("output_shape", "output"),
+                        ("params", "params"), ("macs", "MACs"), ("w_min", "w min"),
+                        ("w_max", "w max"), ("w_std", "w std"), ("w_kurtosis", "kurtosis")])
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from fxp import workflow as fw
+
+    graph = fw.load_model(args.model)
+    data = fw.load_data(args.data, graph, limit=getattr(args, "limit", None))
+    return fw, graph, data
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from fxp.plan.io import plan_to_dict, save_plan
+
+    fw, graph, data = _load(args)
+    plan = fw.make_plan(graph, data, bits=args.bits, weight_bits=args.weight_bits,
+                        act_bits=args.act_bits, acc_bits=args.acc_bits, scheme=args.scheme,
+                        granularity=args.granularity, method=args.method,
+                        rounding=args.rounding, calib=args.calib)
+    if args.out:
+        save_plan(plan, args.out)
+    if args.json:
+        print(json.dumps(plan_to_dict(plan), indent=2))
+        return 0
+    rows = [{"layer": lp.name, "weight": "float" if lp.float_layer else str(lp.weight.fmt),
+             "output": "float" if lp.float_layer else str(lp.output.fmt),
+             "acc": None if lp.float_layer else lp.acc_bits,
+             "requant": None if lp.float_layer else lp.requant.value} for lp in plan.layers]
+    print(f"plan {plan.name}: input {plan.input.fmt}")
+    _print_table(rows, [("layer", "layer"), ("weight", "weight"), ("output", "output"),
+                        ("acc", "acc bits"), ("requant", "requant")])
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    from fxp.plan.io import load_plan
+
+    fw, graph, data = _load(args)
+    plan = load_plan(args.plan)
+    rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size,
+                            progress=not args.json, method="loop" if args.exact else "auto")
+    if args.json:
+        print(json.dumps(rep.to_dict(), indent=2))
+        return 0
+    print(f"{rep.model} with plan {rep.plan} on {rep.data} ({rep.n} images)")
+    print(f"  float top-1 {rep.float_top1:.4f}  fixed top-1 {rep.fixed_top1:.4f}  "
+          f"top-1 agreement {rep.agreement:.4f}  output SQNR {rep.output_sqnr_db:.2f} dB")
+    print(f"  float top-5 {rep.float_top5:.4f}  fixed top-5 {rep.fixed_top5:.4f}")
+    from dataclasses import asdict
+
+    _print_table([asdict(r) for r in rep.layers],
+                 [("name", "layer"), ("op", "op"), ("weight", "weight"), ("output", "output"),
+                  ("acc_bits", "acc"), ("acc_overflows", "acc ovf"),
+                  ("output_saturations", "out sat"), ("acc_bits_observed", "acc used"),
+                  ("acc_bits_worst_case", "acc worst"), ("sqnr_db", "SQNR dB")])
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from fxp.export.golden import export_golden
+    from fxp.plan.io import load_plan
+
+    args.limit = args.n
+    fw, graph, data = _load(args)
+    out = export_golden(graph, load_plan(args.plan), data.x[:args.n], args.out)
+    if args.json:
+        print(json.dumps({"out": str(out), "n": args.n}))
+    else:
+        print(f"wrote golden vectors for {args.n} inputs to {out}/ (manifest.json, golden.npz, *.hex)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -79,6 +187,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="layers, shapes, parameters, MACs and weight statistics")
+    p.add_argument("model", help="ONNX path or zoo name (mnist_cnn, lenet5, vgg7, fashion_cnn)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_inspect)
+
+    p = sub.add_parser("plan", help="make a per-layer bit-width plan (post-training quantization)")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, help="calibration data spec, e.g. mnist5k, npz:FILE")
+    p.add_argument("--bits", type=int, default=8, help="default word length (bits)")
+    p.add_argument("--weight-bits", type=int, default=None)
+    p.add_argument("--act-bits", type=int, default=None)
+    p.add_argument("--acc-bits", type=int, default=32)
+    p.add_argument("--scheme", default="pow2", choices=["pow2", "double", "single", "float32"],
+                   help="pow2 (FPGA Qm.n) or affine int with multiplier/float32 requantization")
+    p.add_argument("--granularity", default="whole", choices=["whole", "conv", "dense"])
+    p.add_argument("--method", default="minmax", choices=["minmax", "percentile", "mse"])
+    p.add_argument("--rounding", default="half_up")
+    p.add_argument("--calib", type=int, default=512, help="calibration samples")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--out", default=None, help="write the plan JSON here")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_plan)
+
+    p = sub.add_parser("simulate", help="bit-exact simulation of a plan: accuracy, SQNR, overflows")
+    p.add_argument("model")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--exact", action="store_true",
+                   help="always run the ordered integer loop (observes every partial sum)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_simulate)
+
+    p = sub.add_parser("export", help="export files for other toolchains")
+    esub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
+    e = esub.add_parser("golden", help="every layer's integer codes (npz + hex) for N inputs")
+    e.add_argument("model")
+    e.add_argument("--plan", required=True)
+    e.add_argument("--data", required=True)
+    e.add_argument("-n", type=int, default=4)
+    e.add_argument("--out", required=True)
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(handler=_cmd_export)
 
     p = sub.add_parser("format", help="describe a fixed-point format (ap_fixed<W,I>, Qm.n, ...)")
     p.add_argument("format", help="e.g. 'ap_fixed<8,3>', 'ufixed<6,2>', 'Q0.15', 'int8'")

@@ -61,3 +61,53 @@ def test_python_dash_m_fxp_runs():
     res = subprocess.run([sys.executable, "-m", "fxp", "format", "int8"], capture_output=True,
                          text=True, check=True)
     assert "fixed<8,8>" in res.stdout
+
+
+# ----------------------------------------------------------------------------- model commands
+def _npz(tmp_path, n=48):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    p = tmp_path / "data.npz"
+    np.savez(p, x=rng.integers(0, 256, (n, 1, 28, 28)).astype(np.float32),
+             y=rng.integers(0, 10, n))
+    return f"npz:{p}"
+
+
+def test_inspect_json(capsys):
+    assert main(["inspect", "mnist_cnn", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert sum(r["params"] for r in info["layers"]) == 34826
+    conv1 = info["layers"][0]
+    assert conv1["op"] == "Conv2D" and conv1["output_shape"] == [32, 26, 26]
+
+
+def test_plan_simulate_export_round_trip(tmp_path, capsys):
+    data = _npz(tmp_path)
+    plan = tmp_path / "plan.json"
+    assert main(["plan", "mnist_cnn", "--data", data, "--bits", "6", "--out", str(plan)]) == 0
+    capsys.readouterr()
+    assert main(["simulate", "mnist_cnn", "--plan", str(plan), "--data", data, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n"] == 48 and 0 <= rep["fixed_top1"] <= 1
+    assert {r["name"] for r in rep["layers"]} >= {"conv1", "conv2", "fc1"}
+    assert main(["simulate", "mnist_cnn", "--plan", str(plan), "--data", data, "--exact"]) == 0
+    assert "SQNR" in capsys.readouterr().out
+    out = tmp_path / "golden"
+    assert main(["export", "golden", "mnist_cnn", "--plan", str(plan), "--data", data, "-n", "2",
+                 "--out", str(out)]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert any(t["producer"] == "conv1" for t in manifest["tensors"])
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["inspect", "no_such_model"], "no_such_model"),
+    (["simulate", "mnist_cnn", "--plan", "/nonexistent/plan.json", "--data", "mnist5k",
+      "--limit", "8"], "cannot read plan file"),
+    (["plan", "mnist_cnn", "--data", "npz:/nonexistent.npz"], "nonexistent.npz"),
+    (["plan", "mnist_cnn", "--data", "bogus-data"], "bogus-data"),
+])
+def test_model_command_errors_are_one_line(capsys, argv, needle):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and needle in err

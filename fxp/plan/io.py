@@ -120,6 +120,7 @@ def plan_from_dict(d: object, source: str = "plan") -> Plan:
 def save_plan(plan: Plan, path: str | Path) -> Path:
     """Write ``plan`` as JSON; returns the path."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(plan_to_dict(plan), indent=2) + "\n")
     return path
 

@@ -90,7 +90,8 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
     return cast(y, QFormat.from_frac(64, out.fmt.frac_bits), out.fmt, "floor", lp.output_overflow)
 
 
-def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) -> IntValue:
+def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters,
+              method: str = "auto") -> IntValue:
     node, lp = step.node, step.plan
     spec = step.in_specs[0]
     if isinstance(v, FloatValue) or v.spec != spec:
@@ -103,7 +104,7 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
         codes = v.codes
     common = dict(x_zero_point=spec.zero_point, w_zero_point=step.w_zero_point,
                   acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow,
-                  x_range=(spec.fmt.min_code, spec.fmt.max_code))
+                  x_range=(spec.fmt.min_code, spec.fmt.max_code), method=method)
     if isinstance(node, Conv2D):
         acc, stats = L.conv2d_int(codes, step.w_codes, step.b_codes, strides=node.strides,
                                   pads=node.pads, dilations=node.dilations, groups=node.groups,
@@ -117,7 +118,7 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
     return IntValue(out, step.out_spec)
 
 
-def _run_step(step: LayerStep, vals: list, counters: LayerCounters):
+def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str):
     node = step.node
     if step.out_spec is None or (step.plan is not None and step.plan.float_layer):
         y = run_node(node, *[to_float(v, node.name) for v in vals])
@@ -127,7 +128,7 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters):
         counters.output_saturations += n
         return IntValue(codes, step.out_spec)
     if isinstance(node, (Conv2D, Dense)):
-        return _weighted(step, vals[0], counters)
+        return _weighted(step, vals[0], counters, method)
     x = vals[0]
     spec = step.in_specs[0]
     if isinstance(node, MaxPool2D):
@@ -164,11 +165,14 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters):
 
 
 def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCounters] | None
-                = None, *, keep: bool = False) -> IntegerRun:
+                = None, *, keep: bool = False, method: str = "auto") -> IntegerRun:
     """Run one batch ``x`` (float inputs, preprocessed) through the integer datapath.
 
     ``counters`` (name -> :class:`LayerCounters`) accumulates per-layer events
-    across calls; ``keep=True`` returns every tensor's value.
+    across calls; ``keep=True`` returns every tensor's value.  ``method`` is
+    passed to the accumulating kernels: ``"auto"`` takes the proven float
+    fast path where it is exact, ``"loop"`` always runs the ordered integer
+    loop (slower; it also observes every partial sum).
     """
     g = model.graph
     counters = counters if counters is not None else {}
@@ -177,7 +181,7 @@ def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCo
     vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
     for step in model.steps:
         c = counters.setdefault(step.name, LayerCounters())
-        vals[step.node.output] = _run_step(step, [vals[t] for t in step.node.inputs], c)
+        vals[step.node.output] = _run_step(step, [vals[t] for t in step.node.inputs], c, method)
     outs = [to_float(vals[t], t) for t in g.outputs]
     result = IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
     if keep:

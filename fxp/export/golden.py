@@ -1,0 +1,91 @@
+"""Golden vectors: every layer's integer input and output codes, for RTL and C testbenches.
+
+For N inputs, :func:`export_golden` writes into a folder:
+
+* ``golden.npz`` -- one int64 array per tensor (key = tensor name), shape
+  ``[N, ...]`` in NCHW / C order;
+* ``<tensor>.hex`` -- one code per line, C order over ``[N, ...]``, as the
+  two's-complement bit pattern of the tensor's word length in lower-case hex,
+  zero-padded to ``ceil(bits / 4)`` digits (int8 -3 -> ``fd``);
+* ``manifest.json`` -- per tensor: file names, shape, format (``fixed<W,I>``),
+  scale(s) and zero point, which layer produces and consumes it, plus the plan.
+
+Codes travel as integers, never as decimal reals (correctness-anchors P13),
+and :func:`read_hex` reads a ``.hex`` file back bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+
+from fxp.errors import DataError
+from fxp.ir.graph import Graph
+from fxp.plan.io import plan_to_dict
+from fxp.plan.plan import Plan
+from fxp.sim.compile import compile_plan
+from fxp.sim.integer import run_integer
+from fxp.sim.values import IntValue
+
+__all__ = ["export_golden", "read_hex", "to_hex_lines"]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
+def to_hex_lines(codes: np.ndarray, bits: int) -> list[str]:
+    """Two's-complement hex of each code at ``bits`` bits (C order)."""
+    mask = (1 << bits) - 1
+    width = (bits + 3) // 4
+    return [format(int(c) & mask, f"0{width}x") for c in np.asarray(codes).ravel()]
+
+
+def read_hex(path: str | Path, bits: int, signed: bool, shape=None) -> np.ndarray:
+    """Read a ``.hex`` file written by :func:`export_golden` back into int64 codes."""
+    vals = []
+    for i, line in enumerate(Path(path).read_text().split(), start=1):
+        v = int(line, 16)
+        if v >> bits:
+            raise DataError(f"{path}:{i}: {line!r} does not fit {bits} bits")
+        if signed and v >> (bits - 1):
+            v -= 1 << bits
+        vals.append(v)
+    out = np.array(vals, np.int64)
+    return out.reshape(shape) if shape is not None else out
+
+
+def export_golden(graph: Graph, plan: Plan, x: np.ndarray, out_dir: str | Path) -> Path:
+    """Run ``x`` through the integer engine and write every integer tensor (see module doc)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = compile_plan(graph, plan)
+    run = run_integer(model, np.asarray(x, np.float32), keep=True)
+    g = model.graph
+    arrays, tensors = {}, []
+    for name, value in run.values.items():
+        if not isinstance(value, IntValue):
+            continue
+        spec = value.spec
+        fname = _safe(name)
+        arrays[name] = value.codes
+        (out / f"{fname}.hex").write_text("\n".join(to_hex_lines(value.codes, spec.fmt.bits)) + "\n")
+        prod = g.producer(name)
+        tensors.append({
+            "tensor": name, "hex": f"{fname}.hex", "shape": list(value.codes.shape),
+            "format": str(spec.fmt), "bits": spec.fmt.bits, "signed": spec.fmt.signed,
+            "frac_bits": spec.fmt.frac_bits,
+            "scales": list(spec.scales) if spec.scales is not None else None,
+            "zero_point": spec.zero_point,
+            "producer": prod.name if prod is not None else "(input)",
+            "consumers": [n.name for n in g.consumers(name)],
+        })
+    np.savez(out / "golden.npz", **arrays)
+    manifest = {"model": g.name, "n": int(np.asarray(x).shape[0]), "layout": "NCHW, C order",
+                "hex": "two's complement at the tensor's bit width, one code per line",
+                "tensors": tensors, "plan": plan_to_dict(plan)}
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return out

@@ -1,0 +1,622 @@
+"""Import an onnxruntime QOperator model as a float :class:`Graph` plus an affine :class:`Plan`.
+
+``onnxruntime.quantization.quantize_static(..., quant_format=QuantFormat.QOperator)``
+writes integer operators whose arithmetic is fixed by onnxruntime's CPU
+kernels (MLAS).  :func:`load_qoperator` turns such a model into
+
+* a :class:`~fxp.ir.graph.Graph` of float ``Conv2D`` / ``Dense`` nodes whose
+  weights and biases are the *dequantized* integer initializers
+  (``float32(scale * (code - zero_point))``), and
+* a :class:`~fxp.plan.plan.Plan` with affine :class:`TensorSpec` s carrying the
+  model's exact float32 scales and zero points, ``acc_bits=32`` (wrap) and
+  ``requant="float32"`` (``rint(float32(acc) * float32(float32(s_x * s_w) / s_y)) + zp``,
+  saturated to int8/uint8: MLAS).
+
+:func:`fxp.sim.compile.compile_plan` re-quantizes the float weights with the
+plan's scales; the import runs that compilation once and requires it to give
+back the model's integer weight codes, int32 bias codes and the requantization
+scales onnxruntime derives, exactly (:class:`ModelImportError` naming the
+initializer otherwise).
+
+Supported operators (what ``quantize_static`` emits for CNN/MLP models):
+
+==========================  ===============================================
+``QuantizeLinear``          once, on the float graph input (-> ``Plan.input``)
+``QLinearConv``             2-D, per-tensor or per-channel weights
+``QGemm`` (com.microsoft)   what ORT emits for ``Gemm``; ``alpha == 1``,
+                            ``transA == 0``, int32 bias ``C`` of shape (N,)
+``QLinearMatMul``           2-D activations times a constant 2-D ``B``
+``MaxPool``, ``Flatten``,   on int8/uint8 codes (codes pass through)
+``Reshape``, ``Transpose``,
+``Identity``
+``DequantizeLinear``        before a graph output or a float ``Softmax``
+``Softmax``                 float, as a graph output
+``QLinearSoftmax``          imported as a float ``Softmax`` (a
+                            :class:`~fxp.errors.PrecisionWarning` is issued:
+                            onnxruntime computes it with an 8-bit lookup
+                            table, fxp in float; the logits stay bit-exact)
+==========================  ===============================================
+
+``QLinearAdd``, ``QLinearAveragePool``, ``QLinearGlobalAveragePool`` and the
+other QLinear* operators use requantizations fxp does not model and are
+refused with :class:`~fxp.errors.UnsupportedOpError`.
+
+Fused ReLU.  onnxruntime removes a ReLU after a quantized layer by giving the
+layer an output range starting at 0; the QLinear kernels only saturate to
+the int8/uint8 range.  When the output zero point is the lowest code, that
+saturation *is* the ReLU, and the importer marks the IR node
+``fused_activation="relu"`` so that the float graph means the same thing; its
+integer clamp bounds are then the full code range (no extra clamp).
+
+Input quantization.  onnxruntime's ``QuantizeLinear`` divides in float32
+(``saturate(rint(float32(x) / float32(scale)) + zp)``), which differs from an
+exact division on about one input in 10^3-10^5 near a tie.  Compile the
+result with ``compile_plan(graph, plan, input_arithmetic="float32")`` (see
+:func:`compile_qoperator`) to reproduce it; :func:`quantize_linear_f32` is
+the same arithmetic as a function.
+
+Tensor names.  Every integer tensor of the graph carries the name of the
+ONNX tensor holding its codes (``"conv1_quantized"``), except: the float
+graph input stands for the ``QuantizeLinear`` output, and a graph output fed
+by ``DequantizeLinear`` carries the output's float name.  The mapping ONNX
+quantized name -> IR tensor is stored as JSON in
+``graph.metadata["fxp.qoperator.tensors"]`` (see :func:`qoperator_tensor_map`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Any
+
+import numpy as np
+
+from fxp.core.format import QFormat
+from fxp.errors import FxpError, GraphError, ModelImportError, PrecisionWarning
+from fxp.frontends.onnx_context import ImportContext
+from fxp.frontends.onnx_import import (
+    MAX_MODEL_BYTES, _default_opset, _import_onnx, _read, _single_input,
+)
+from fxp.frontends.onnx_ops import HANDLERS
+from fxp.frontends.onnx_tensors import MAX_ELEMENTS, tensor_to_array
+from fxp.ir import nodes as ir
+from fxp.ir.graph import Graph
+from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
+from fxp.sim.values import quantize_linear_f32
+
+__all__ = ["TENSOR_MAP_KEY", "compile_qoperator", "load_qoperator", "qoperator_tensor_map",
+           "quantize_linear_f32"]
+
+TENSOR_MAP_KEY = "fxp.qoperator.tensors"
+"""Graph metadata key: JSON ``{onnx quantized tensor name: IR tensor name}``."""
+
+_INT8, _UINT8 = 3, 2  # TensorProto.DataType
+_QTYPES = {_INT8: (np.dtype("i1"), QFormat.integer(8, True)),
+           _UINT8: (np.dtype("u1"), QFormat.integer(8, False))}
+_MS = "com.microsoft"
+_PASS_THROUGH = ("MaxPool", "Flatten", "Reshape", "Transpose", "Identity")
+_REFUSED = ("QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool",
+            "QLinearConcat", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearReduceMean",
+            "QLinearWhere", "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear",
+            "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention")
+
+
+# --------------------------------------------------------------------------- public API
+def load_qoperator(source: str | os.PathLike | bytes | Any, *, base_dir: str | None = None,
+                   max_bytes: int = MAX_MODEL_BYTES) -> tuple[Graph, Plan]:
+    """Read an onnxruntime QOperator model into ``(Graph, Plan)`` (see the module docstring).
+
+    Parameters
+    ----------
+    source : path, bytes or onnx.ModelProto
+    base_dir : str, optional
+        Folder for external data when ``source`` is bytes or a ModelProto.
+    max_bytes : int
+        Refuse serialized models larger than this.
+
+    Returns
+    -------
+    (Graph, Plan)
+        Compile with :func:`compile_qoperator` (or ``compile_plan(...,
+        input_arithmetic="float32")``) to reproduce onnxruntime's codes.
+
+    Raises
+    ------
+    ModelImportError
+        Malformed model; scales/zero points that disagree between a tensor's
+        producer and its readers; integer initializers that the float
+        round trip does not reproduce (the message names the initializer).
+    UnsupportedOpError
+        An operator or attribute outside the subset above.
+    """
+    onnx = _import_onnx()
+    model, label, folder = _read(onnx, source, max_bytes)
+    if base_dir is not None:
+        folder = base_dir
+    try:
+        return _convert(onnx, model, folder)
+    except FxpError as e:
+        raise type(e)(f"{label}: {e}") from None
+
+
+def compile_qoperator(graph: Graph, plan: Plan):
+    """``compile_plan(graph, plan, input_arithmetic="float32")``: onnxruntime's conventions."""
+    from fxp.sim.compile import compile_plan
+
+    return compile_plan(graph, plan, input_arithmetic="float32")
+
+
+def qoperator_tensor_map(graph: Graph) -> dict[str, str]:
+    """``{onnx quantized tensor name: IR tensor name}`` recorded by :func:`load_qoperator`."""
+    raw = graph.metadata.get(TENSOR_MAP_KEY)
+    if raw is None:
+        raise GraphError(f"graph {graph.name!r} was not imported by load_qoperator "
+                         f"(no {TENSOR_MAP_KEY!r} metadata)")
+    return dict(json.loads(raw))
+
+
+# --------------------------------------------------------------------------- tensors
+def _tensor(t: Any, folder: str | None) -> np.ndarray:
+    """Decode an initializer; int8/uint8 here, everything else by ``tensor_to_array``."""
+    if t.data_type not in _QTYPES:
+        return tensor_to_array(t, folder)
+    name = t.name or "<unnamed>"
+    dtype = _QTYPES[t.data_type][0]
+    dims = tuple(int(d) for d in t.dims)
+    if any(d < 0 for d in dims):
+        raise ModelImportError(f"tensor {name!r} has negative dims {dims}")
+    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
+    if count > MAX_ELEMENTS:
+        raise ModelImportError(f"tensor {name!r} has {count} elements, above {MAX_ELEMENTS}")
+    if t.data_location == 1:
+        raise ModelImportError(f"tensor {name!r}: external data for int8/uint8 initializers is "
+                               f"not supported")
+    if t.raw_data:
+        if len(t.raw_data) != count:
+            raise ModelImportError(f"tensor {name!r}: raw_data has {len(t.raw_data)} bytes, "
+                                   f"dims {dims} need {count}")
+        return np.frombuffer(t.raw_data, dtype=dtype).reshape(dims).copy()
+    if len(t.int32_data) != count:
+        raise ModelImportError(f"tensor {name!r}: int32_data holds {len(t.int32_data)} values, "
+                               f"dims {dims} need {count}")
+    vals = np.asarray(t.int32_data, np.int64)
+    info = np.iinfo(dtype)
+    if vals.size and (vals.min() < info.min or vals.max() > info.max):
+        raise ModelImportError(f"tensor {name!r}: int32_data outside the {dtype} range")
+    return vals.astype(dtype).reshape(dims)
+
+
+class _Q:
+    """Conversion state on top of :class:`ImportContext`."""
+
+    def __init__(self, ctx: ImportContext, graph_input: str) -> None:
+        self.ctx = ctx
+        self.graph_input = graph_input
+        self.alias: dict[str, str] = {}            # ONNX tensor -> IR tensor
+        self.spec: dict[str, TensorSpec | None] = {}  # IR tensor -> spec (None: float)
+        self.layers: list[LayerPlan] = []
+        self.expect: list[tuple[str, str, np.ndarray, np.ndarray | None, np.ndarray]] = []
+        self.input_spec: TensorSpec | None = None
+        self.tensor_map: dict[str, str] = {}
+
+    def ir_name(self, t: str) -> str:
+        return self.alias.get(t, t)
+
+    def renamed(self, node: Any) -> Any:
+        """A copy of ``node`` whose inputs use IR tensor names."""
+        n = type(node)()
+        n.CopyFrom(node)
+        for i, t in enumerate(n.input):
+            if t in self.alias:
+                n.input[i] = self.alias[t]
+        return n
+
+    def qinput(self, node: Any, i: int) -> tuple[str, TensorSpec]:
+        """Quantized activation input ``i``: (IR name, spec)."""
+        n = self.renamed(node)
+        x = self.ctx.activation(n, i)
+        s = self.spec.get(x)
+        if s is None:
+            raise self.ctx.fail(node, f"input {node.input[i]!r} is not an int8/uint8 tensor "
+                                      f"produced by a quantized operator")
+        return x, s
+
+    def scale(self, node: Any, i: int, what: str, size: int | None = None) -> np.ndarray:
+        arr = self.ctx.const(node, i, what)
+        if arr.dtype != np.float32:
+            raise self.ctx.fail(node, f"{what} {node.input[i]!r} must be float32, got "
+                                      f"{arr.dtype}", ModelImportError)
+        flat = arr.reshape(-1)
+        if arr.ndim > 1 or flat.size == 0 or (size is None and flat.size != 1) or \
+                (size is not None and flat.size not in (1, size)):
+            want = "a scalar" if size is None else f"a scalar or {size} values"
+            raise self.ctx.fail(node, f"{what} {node.input[i]!r} has shape {arr.shape}; "
+                                      f"expected {want}")
+        if not np.all(np.isfinite(flat)) or np.any(flat <= 0):
+            raise self.ctx.fail(node, f"{what} {node.input[i]!r} must be finite and > 0, got "
+                                      f"{flat.tolist()[:8]}", ModelImportError)
+        return flat
+
+    def zero_point(self, node: Any, i: int, what: str, size: int | None = None,
+                   optional_type: int | None = None) -> tuple[np.ndarray, QFormat]:
+        if optional_type is not None and (i >= len(node.input) or not node.input[i]):
+            return np.zeros(1, np.int64), _QTYPES[optional_type][1]
+        arr = self.ctx.const(node, i, what)
+        fmt = {np.dtype("i1"): QFormat.integer(8, True),
+               np.dtype("u1"): QFormat.integer(8, False)}.get(arr.dtype)
+        if fmt is None:
+            raise self.ctx.fail(node, f"{what} {node.input[i]!r} has type {arr.dtype}; only "
+                                      f"int8 and uint8 are supported")
+        flat = arr.reshape(-1).astype(np.int64)
+        if arr.ndim > 1 or flat.size == 0 or (size is None and flat.size != 1) or \
+                (size is not None and flat.size not in (1, size)):
+            raise self.ctx.fail(node, f"{what} {node.input[i]!r} has shape {arr.shape}",
+                                ModelImportError)
+        return flat, fmt
+
+    def act_spec(self, node: Any, si: int, zi: int, what: str) -> TensorSpec:
+        s = self.scale(node, si, f"{what} scale")
+        z, fmt = self.zero_point(node, zi, f"{what} zero point")
+        return TensorSpec(fmt, (float(s[0]),), int(z[0]))
+
+    def check_same(self, node: Any, got: TensorSpec, want: TensorSpec, tensor: str) -> None:
+        if got != want:
+            raise self.ctx.fail(node, f"quantization of {tensor!r} given here ({_desc(got)}) "
+                                      f"differs from its producer's ({_desc(want)})",
+                                ModelImportError)
+
+    def emit(self, onnx_out: str, node: ir.Node, spec: TensorSpec | None) -> None:
+        self.ctx.emit(node)
+        self.spec[node.output] = spec
+        if spec is not None:
+            self.tensor_map[onnx_out] = node.output
+
+
+def _desc(s: TensorSpec) -> str:
+    return f"{s.fmt}, scale {s.scales}, zero point {s.zero_point}"
+
+
+# --------------------------------------------------------------------------- conversion
+def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
+    if not 3 <= model.ir_version <= onnx.IR_VERSION:
+        raise ModelImportError(f"ir_version {model.ir_version} is outside 3..{onnx.IR_VERSION}")
+    opset = _default_opset(onnx, model)
+    domains = {o.domain for o in model.opset_import} - {"", "ai.onnx", _MS}
+    if domains:
+        raise ModelImportError(f"operator domains {sorted(domains)} are not supported")
+    g = model.graph
+    if not g.node or not g.output:
+        raise ModelImportError("graph has no nodes or no outputs")
+    consts: dict[str, Any] = {}
+    for t in g.initializer:
+        if t.name in consts:
+            raise ModelImportError(f"initializer {t.name!r} is defined twice")
+        consts[t.name] = _tensor(t, folder)
+    name, shape, batch = _single_input(g, consts)
+    uses: dict[str, int] = {}
+    for node in g.node:
+        for t in node.input:
+            if t:
+                uses[t] = uses.get(t, 0) + 1
+    outputs = tuple(o.name for o in g.output)
+    ctx = ImportContext(opset, consts, uses, set(outputs), folder)
+    ctx.shapes[name] = shape
+    ctx.batch = batch
+    q = _Q(ctx, name)
+    q.spec[name] = None
+    seen: set[str] = set()
+    for i, node in enumerate(g.node):
+        node_name = node.name or f"{node.op_type}_{i}"
+        if node_name in seen:
+            node_name = f"{node_name}_{i}"
+        seen.add(node_name)
+        ctx.node_name = node_name
+        if not node.output or not node.output[0]:
+            raise ctx.fail(node, "has no output", ModelImportError)
+        for t in node.output:
+            if t and (t in ctx.shapes or t in consts or t in q.alias):
+                raise ctx.fail(node, f"output {t!r} is already defined", ModelImportError)
+        _dispatch(q, node)
+    if q.input_spec is None:
+        raise ModelImportError(f"graph input {name!r} is not quantized by a QuantizeLinear; "
+                               f"this is not a QOperator model")
+    nodes = list(ctx.nodes)
+    out_names = []
+    renames: dict[str, str] = {}
+    for t in outputs:
+        src = q.ir_name(t)
+        if src not in ctx.shapes or src == name:
+            raise ModelImportError(f"graph output {t!r} is not produced by a supported node")
+        if src != t:
+            renames[src] = t
+        out_names.append(t if src != t else src)
+    meta = {p.key: p.value for p in model.metadata_props}
+    tmap = {k: renames.get(v, v) for k, v in q.tensor_map.items()}
+    meta[TENSOR_MAP_KEY] = json.dumps(tmap, sort_keys=True)
+    meta["fxp.qoperator.producer"] = f"{model.producer_name} {model.producer_version}".strip()
+    try:
+        graph = Graph(nodes=tuple(nodes), inputs=(name,), input_shapes={name: shape},
+                      outputs=tuple(q.ir_name(t) for t in outputs), metadata=meta,
+                      name=g.name or "graph")
+        for old, new in renames.items():
+            graph = graph.rename_tensor(old, new)
+    except GraphError as e:
+        raise ModelImportError(str(e)) from None
+    plan = Plan(input=q.input_spec, layers=tuple(q.layers), name="onnxruntime-qoperator")
+    _verify(graph, plan, q.expect)
+    return graph, plan
+
+
+def _dispatch(q: _Q, node: Any) -> None:
+    ctx, op = q.ctx, node.op_type
+    if node.domain not in ("", "ai.onnx", _MS):
+        raise ctx.fail(node, f"domain {node.domain!r} is not supported")
+    if node.domain == _MS and op not in ("QGemm", "QLinearSoftmax"):
+        raise ctx.fail(node, f"com.microsoft op {op!r} is not supported; supported: QGemm, "
+                             f"QLinearSoftmax")
+    fn = {"QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
+          "QLinearConv": _qlinear_conv, "QGemm": _qgemm, "QLinearMatMul": _qlinear_matmul,
+          "QLinearSoftmax": _qlinear_softmax, "Softmax": _softmax}.get(op)
+    if fn is not None:
+        fn(q, node)
+    elif op in _PASS_THROUGH:
+        _pass_through(q, node)
+    elif op in _REFUSED:
+        raise ctx.fail(node, f"{op} is not supported: fxp does not model its onnxruntime "
+                             f"arithmetic (supported: QuantizeLinear, QLinearConv, QGemm, "
+                             f"QLinearMatMul, MaxPool, Flatten, Reshape, DequantizeLinear, "
+                             f"Softmax, QLinearSoftmax)")
+    else:
+        raise ctx.fail(node, f"op_type {op!r} is not supported in a QOperator model")
+
+
+def _quantize_linear(q: _Q, node: Any) -> None:
+    ctx = q.ctx
+    a = ctx.attrs(node, axis=1, saturate=1, block_size=0, output_dtype=0, precision=0)
+    if a["block_size"]:
+        raise ctx.fail(node, "blocked quantization is not supported")
+    if node.input[0] != q.graph_input or q.input_spec is not None:
+        raise ctx.fail(node, "QuantizeLinear is supported only once, on the float graph input")
+    if len(node.input) < 3 or not node.input[2]:
+        z_type = _UINT8
+    else:
+        z_type = None
+    s = q.scale(node, 1, "y_scale")
+    z, fmt = q.zero_point(node, 2, "y_zero_point", optional_type=z_type)
+    q.input_spec = TensorSpec(fmt, (float(s[0]),), int(z[0]))
+    q.spec[q.graph_input] = q.input_spec
+    q.alias[node.output[0]] = q.graph_input
+    q.tensor_map[node.output[0]] = q.graph_input
+
+
+def _dequantize_linear(q: _Q, node: Any) -> None:
+    ctx = q.ctx
+    a = ctx.attrs(node, axis=1, block_size=0)
+    if a["block_size"]:
+        raise ctx.fail(node, "blocked quantization is not supported")
+    x_ir = q.ir_name(node.input[0])
+    if x_ir not in ctx.shapes:
+        raise ctx.fail(node, f"input {node.input[0]!r} is not produced before this node",
+                       ModelImportError)
+    spec = q.spec.get(x_ir)
+    if spec is not None:
+        z_type = _UINT8 if len(node.input) < 3 or not node.input[2] else None
+        s = q.scale(node, 1, "x_scale")
+        z, fmt = q.zero_point(node, 2, "x_zero_point", optional_type=z_type)
+        q.check_same(node, TensorSpec(fmt, (float(s[0]),), int(z[0])), spec, node.input[0])
+    elif not isinstance(ctx.producer(x_ir), ir.Softmax):
+        raise ctx.fail(node, f"input {node.input[0]!r} is not quantized")
+    q.alias[node.output[0]] = x_ir
+
+
+def _softmax(q: _Q, node: Any) -> None:
+    x_ir = q.ir_name(node.input[0])
+    if x_ir not in q.ctx.shapes:
+        raise q.ctx.fail(node, f"input {node.input[0]!r} is not produced before this node",
+                         ModelImportError)
+    HANDLERS["Softmax"](q.ctx, q.renamed(node))
+    q.spec[node.output[0]] = None
+
+
+def _qlinear_softmax(q: _Q, node: Any) -> None:
+    ctx = q.ctx
+    a = ctx.attrs(node, axis=-1, opset=13)
+    x, xs = q.qinput(node, 0)
+    q.check_same(node, q.act_spec(node, 1, 2, "X"), xs, node.input[0])
+    shape = ctx.shapes[x]
+    axis = a["axis"] + len(shape) if a["axis"] < 0 else a["axis"]
+    if not 1 <= axis < len(shape) or (a["opset"] < 13 and axis != len(shape) - 1):
+        raise ctx.fail(node, f"axis={a['axis']} (opset {a['opset']}) on shape {shape} is not "
+                             f"supported")
+    warnings.warn(f"node {ctx.node_name!r}: QLinearSoftmax is imported as a float Softmax "
+                  f"(onnxruntime uses an 8-bit lookup table); its input codes stay bit-exact, "
+                  f"its probabilities do not", PrecisionWarning, stacklevel=4)
+    q.emit(node.output[0], ir.Softmax(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],),
+                                      axis=axis), None)
+
+
+def _pass_through(q: _Q, node: Any) -> None:
+    ctx = q.ctx
+    x_ir = q.ir_name(node.input[0]) if node.input else ""
+    spec = q.spec.get(x_ir)
+    if x_ir not in ctx.shapes or spec is None:
+        raise ctx.fail(node, f"{node.op_type} is supported on int8/uint8 tensors produced by "
+                             f"quantized operators; input {node.input[0] if node.input else ''!r}"
+                             f" is not one")
+    HANDLERS[node.op_type](ctx, q.renamed(node))
+    out = ctx.nodes[-1]
+    if out.output != node.output[0]:  # pragma: no cover - handlers write output 0
+        raise ctx.fail(node, "unexpected handler output", ModelImportError)
+    q.spec[out.output] = spec
+    q.tensor_map[node.output[0]] = out.output
+
+
+def _weights(q: _Q, node: Any, wi: int, what: str, transpose: bool = False) -> tuple[np.ndarray, TensorSpec, np.ndarray, np.ndarray]:
+    """Weight codes (int64, output channels first), spec, float weights, scales [Co]."""
+    ctx = q.ctx
+    w = ctx.const(node, wi, what)
+    if w.dtype not in (np.dtype("i1"), np.dtype("u1")):
+        raise ctx.fail(node, f"{what} {node.input[wi]!r} has type {w.dtype}; expected int8 or "
+                             f"uint8")
+    codes = w.astype(np.int64)
+    if transpose:
+        codes = codes.T
+    co = codes.shape[0]
+    s = q.scale(node, wi + 1, f"{what} scale", size=co)
+    z, fmt = q.zero_point(node, wi + 2, f"{what} zero point", size=co)
+    if np.any(z != z[0]):
+        raise ctx.fail(node, f"per-channel weight zero points {z.tolist()[:8]}... differ; fxp "
+                             f"takes one weight zero point per layer")
+    if fmt.signed != (w.dtype == np.dtype("i1")):
+        raise ctx.fail(node, f"{what} zero point type differs from the weight type",
+                       ModelImportError)
+    zp = int(z[0])
+    per_channel = s.size > 1
+    spec = TensorSpec(fmt, tuple(float(v) for v in s), zp, axis=0 if per_channel else None)
+    sc = np.broadcast_to(s.astype(np.float64), (co,))
+    shape = (-1,) + (1,) * (codes.ndim - 1)
+    wf = ((codes - zp).astype(np.float64) * sc.reshape(shape)).astype(np.float32)
+    return codes, spec, wf, sc
+
+
+def _bias(q: _Q, node: Any, bi: int, co: int, sx: float, sw: np.ndarray
+          ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    ctx = q.ctx
+    if bi >= len(node.input) or not node.input[bi]:
+        return None, None
+    b = ctx.const(node, bi, "bias")
+    if b.dtype != np.int32:
+        raise ctx.fail(node, f"bias {node.input[bi]!r} must be int32, got {b.dtype}",
+                       ModelImportError)
+    flat = b.reshape(-1).astype(np.int64)
+    if b.ndim > 2 or (b.ndim == 2 and b.shape[0] != 1) or flat.size != co:
+        raise ctx.fail(node, f"bias {node.input[bi]!r} has shape {b.shape}; only a per-output "
+                             f"vector ({co},) is supported")
+    bscale = np.float64(sx) * sw  # the float64 product compile_plan divides by
+    return flat, (flat.astype(np.float64) * bscale).astype(np.float32)
+
+
+def _out_spec(q: _Q, node: Any, si: int, zi: int) -> TensorSpec:
+    return q.act_spec(node, si, zi, "y")
+
+
+def _layer(q: _Q, node: Any, irnode: ir.Node, w_codes: np.ndarray, w_spec: TensorSpec,
+           b_codes: np.ndarray | None, y: TensorSpec, w_name: str, b_name: str | None) -> None:
+    if y.zero_point == y.fmt.min_code:
+        from dataclasses import replace
+        irnode = replace(irnode, fused_activation="relu")
+    q.emit(node.output[0], irnode, y)
+    q.layers.append(LayerPlan(irnode.name, weight=w_spec, output=y, acc_bits=32,
+                              acc_overflow="wrap", output_overflow="saturate",
+                              requant=RequantScheme.FLOAT32))
+    q.expect.append((irnode.name, w_name, w_codes, b_codes, b_name))
+
+
+def _qlinear_conv(q: _Q, node: Any) -> None:
+    ctx = q.ctx
+    a = ctx.attrs(node, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
+                  pads=None, strides=None)
+    x, xs = q.qinput(node, 0)
+    q.check_same(node, q.act_spec(node, 1, 2, "x"), xs, node.input[0])
+    shape = ctx.shapes[x]
+    if len(shape) != 4:
+        raise ctx.fail(node, f"input {node.input[0]!r} has shape {shape}; only 2-D "
+                             f"convolution (NCHW) is supported")
+    w_raw = ctx.const(node, 3, "w")
+    if w_raw.ndim != 4:
+        raise ctx.fail(node, f"only 2-D convolution is supported; w has shape {w_raw.shape}")
+    codes, wspec, wf, sw = _weights(q, node, 3, "w")
+    y = _out_spec(q, node, 6, 7)
+    b_codes, bf = _bias(q, node, 8, codes.shape[0], xs.scales[0], sw)
+    kernel = tuple(int(k) for k in codes.shape[2:])
+    if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != kernel:
+        raise ctx.fail(node, f"kernel_shape={list(a['kernel_shape'])} disagrees with w shape "
+                             f"{codes.shape}", ModelImportError)
+    strides = ctx.ints(node, "strides", a["strides"] or (1, 1), 2, 1)
+    dilations = ctx.ints(node, "dilations", a["dilations"] or (1, 1), 2, 1)
+    group, cin, cout = a["group"], shape[1], codes.shape[0]
+    if group < 1 or cin % group or cout % group or codes.shape[1] * group != cin:
+        raise ctx.fail(node, f"group={group} does not fit input channels {cin} and w shape "
+                             f"{codes.shape}", ModelImportError)
+    pads = ctx.pads(node, a, shape[2:], kernel, strides, dilations)
+    conv = ir.Conv2D(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],), weight=wf,
+                     bias=bf, strides=strides, pads=pads, dilations=dilations, groups=group)
+    _layer(q, node, conv, codes, wspec, b_codes, y, node.input[3],
+           node.input[8] if b_codes is not None else None)
+
+
+def _qgemm(q: _Q, node: Any) -> None:
+    ctx = q.ctx
+    a = ctx.attrs(node, alpha=1.0, transA=0, transB=0)
+    if a["alpha"] != 1.0:
+        raise ctx.fail(node, f"alpha={a['alpha']} is not supported (only 1.0)")
+    if a["transA"] != 0:
+        raise ctx.fail(node, f"transA={a['transA']} is not supported (only 0)")
+    x, xs = q.qinput(node, 0)
+    q.check_same(node, q.act_spec(node, 1, 2, "a"), xs, node.input[0])
+    if len(ctx.shapes[x]) != 2:
+        raise ctx.fail(node, f"input {node.input[0]!r} has shape {ctx.shapes[x]}; QGemm needs "
+                             f"2-D [N, K]")
+    b_raw = ctx.const(node, 3, "B")
+    if b_raw.ndim != 2:
+        raise ctx.fail(node, f"B must be 2-D, got {b_raw.shape}", ModelImportError)
+    if len(node.input) < 9 or not node.input[7]:
+        raise ctx.fail(node, "QGemm without y_scale (float output) is not supported")
+    codes, wspec, wf, sw = _weights(q, node, 3, "B", transpose=not a["transB"])
+    if codes.shape[1] != ctx.shapes[x][1]:
+        raise ctx.fail(node, f"B has {codes.shape[1]} inputs, A has {ctx.shapes[x][1]}",
+                       ModelImportError)
+    y = _out_spec(q, node, 7, 8)
+    b_codes, bf = _bias(q, node, 6, codes.shape[0], xs.scales[0], sw)
+    dense = ir.Dense(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],), weight=wf,
+                     bias=bf)
+    _layer(q, node, dense, codes, wspec, b_codes, y, node.input[3],
+           node.input[6] if b_codes is not None else None)
+
+
+def _qlinear_matmul(q: _Q, node: Any) -> None:
+    ctx = q.ctx
+    ctx.attrs(node)
+    x, xs = q.qinput(node, 0)
+    q.check_same(node, q.act_spec(node, 1, 2, "a"), xs, node.input[0])
+    if len(ctx.shapes[x]) != 2:
+        raise ctx.fail(node, f"input {node.input[0]!r} has shape {ctx.shapes[x]}; only 2-D "
+                             f"[N, K] activations are supported")
+    b_raw = ctx.const(node, 3, "b")
+    if b_raw.ndim != 2:
+        raise ctx.fail(node, f"b must be a 2-D constant, got {b_raw.shape}")
+    codes, wspec, wf, sw = _weights(q, node, 3, "b", transpose=True)
+    y = _out_spec(q, node, 6, 7)
+    dense = ir.Dense(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],), weight=wf)
+    _layer(q, node, dense, codes, wspec, None, y, node.input[3], None)
+
+
+# --------------------------------------------------------------------------- verification
+def _verify(graph: Graph, plan: Plan, expect) -> None:
+    """Compile once; the compiled codes and scales must be the model's, exactly."""
+    from fxp.sim.compile import compile_plan
+
+    model = compile_plan(graph, plan, input_arithmetic="float32")
+    steps = {s.name: s for s in model.steps}
+    for name, w_name, w_codes, b_codes, b_name in expect:
+        step = steps[name]
+        if step.w_codes.shape != w_codes.shape or not np.array_equal(step.w_codes, w_codes):
+            bad = int(np.count_nonzero(step.w_codes != w_codes)) \
+                if step.w_codes.shape == w_codes.shape else -1
+            raise ModelImportError(f"initializer {w_name!r} (layer {name!r}): re-quantizing the "
+                                   f"dequantized weights does not give the model's codes "
+                                   f"({bad} differ)")
+        want_b = np.zeros(w_codes.shape[0], np.int64) if b_codes is None else b_codes
+        if not np.array_equal(step.b_codes, want_b):
+            bad = int(np.count_nonzero(step.b_codes != want_b))
+            raise ModelImportError(f"initializer {b_name or '(no bias)'!r} (layer {name!r}): "
+                                   f"re-quantizing the dequantized bias does not give the "
+                                   f"model's int32 codes ({bad} differ; |bias| beyond 2**23?)")
+        sx = np.float32(step.in_specs[0].scales[0])
+        sw = np.asarray(step.plan.weight.scales, np.float32)
+        sy = np.float32(step.plan.output.scales[0])
+        ort = np.broadcast_to((sx * sw) / sy, step.f32_scales.shape).astype(np.float32)
+        if not np.array_equal(ort.view(np.uint32), step.f32_scales.view(np.uint32)):
+            raise ModelImportError(f"layer {name!r}: compiled float32 requantization scales "
+                                   f"differ from onnxruntime's float32(float32(s_x * s_w) / s_y)")
