@@ -145,7 +145,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     fw, graph, data = _load(args)
     plan = load_plan(args.plan)
     rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size,
-                            progress=not args.json, method="loop" if args.exact else "auto")
+                            progress=not args.json, method="loop" if args.exact else "auto",
+                            per_channel=args.per_channel)
     if args.json:
         print(json.dumps(rep.to_dict(), indent=2))
         return 0
@@ -219,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--exact", action="store_true",
                    help="always run the ordered integer loop (observes every partial sum)")
+    p.add_argument("--per-channel", action="store_true",
+                   help="report accumulator overflows per output channel (in --json)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_simulate)
 

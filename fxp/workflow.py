@@ -84,11 +84,11 @@ def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | Non
 
 def run_simulation(graph: Graph, plan: Plan, data: Data, *, batch_size: int = 256,
                    progress: bool = False, method: str = "auto",
-                   keep_predictions: bool = False) -> SimulationReport:
+                   keep_predictions: bool = False, per_channel: bool = False) -> SimulationReport:
     """Float and fixed-point evaluation of ``plan`` on ``data`` (see :func:`fxp.sim.evaluate.simulate`)."""
     return simulate(graph, plan, data.x, data.y, batch_size=batch_size, model_name=graph.name,
                     data_name=data.name, progress=progress, method=method,
-                    keep_predictions=keep_predictions)
+                    keep_predictions=keep_predictions, per_channel=per_channel)
 
 
 def inspect_model(graph: Graph) -> list[dict]:

@@ -50,10 +50,15 @@ integer clamp bounds are then the full code range (no extra clamp).
 
 Input quantization.  onnxruntime's ``QuantizeLinear`` divides in float32
 (``saturate(rint(float32(x) / float32(scale)) + zp)``), which differs from an
-exact division on about one input in 10^3-10^5 near a tie.  Compile the
-result with ``compile_plan(graph, plan, input_arithmetic="float32")`` (see
-:func:`compile_qoperator`) to reproduce it; :func:`quantize_linear_f32` is
-the same arithmetic as a function.
+exact division for inputs within a float32 ulp of a tie.  The imported
+graph's metadata ``fxp.sim.input_arithmetic = "float32"`` makes
+:func:`~fxp.sim.compile.compile_plan` quantize the input that way;
+:func:`quantize_linear_f32` is the same arithmetic as a function.
+
+Bias codes.  Channels with tiny weight scales get int32 bias codes up to
+2**31 (onnxruntime's quantizer only keeps them inside int32), which no
+float32 bias holds exactly.  Those codes travel in the graph metadata
+``fxp.sim.bias_codes`` and compile_plan checks them against the float bias.
 
 Tensor names.  Every integer tensor of the graph carries the name of the
 ONNX tensor holding its codes (``"conv1_quantized"``), except: the float
@@ -73,7 +78,7 @@ from typing import Any
 import numpy as np
 
 from fxp.core.format import QFormat
-from fxp.errors import FxpError, GraphError, ModelImportError, PrecisionWarning
+from fxp.errors import FxpError, GraphError, ModelImportError, PlanError, PrecisionWarning
 from fxp.frontends.onnx_context import ImportContext
 from fxp.frontends.onnx_import import (
     MAX_MODEL_BYTES, _default_opset, _import_onnx, _read, _single_input,
@@ -83,9 +88,10 @@ from fxp.frontends.onnx_tensors import MAX_ELEMENTS, tensor_to_array
 from fxp.ir import nodes as ir
 from fxp.ir.graph import Graph
 from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
+from fxp.sim.compile import INPUT_ARITHMETIC_KEY
 from fxp.sim.values import quantize_linear_f32
 
-__all__ = ["TENSOR_MAP_KEY", "compile_qoperator", "load_qoperator", "qoperator_tensor_map",
+__all__ = ["TENSOR_MAP_KEY", "load_qoperator", "qoperator_tensor_map",
            "quantize_linear_f32"]
 
 TENSOR_MAP_KEY = "fxp.qoperator.tensors"
@@ -118,8 +124,10 @@ def load_qoperator(source: str | os.PathLike | bytes | Any, *, base_dir: str | N
     Returns
     -------
     (Graph, Plan)
-        Compile with :func:`compile_qoperator` (or ``compile_plan(...,
-        input_arithmetic="float32")``) to reproduce onnxruntime's codes.
+        ``compile_plan(graph, plan)`` then reproduces onnxruntime's codes: the
+        graph's metadata selects float32 input quantization
+        (``fxp.sim.input_arithmetic``) and carries int32 bias codes a float32
+        bias cannot hold (``fxp.sim.bias_codes``).
 
     Raises
     ------
@@ -138,13 +146,6 @@ def load_qoperator(source: str | os.PathLike | bytes | Any, *, base_dir: str | N
         return _convert(onnx, model, folder)
     except FxpError as e:
         raise type(e)(f"{label}: {e}") from None
-
-
-def compile_qoperator(graph: Graph, plan: Plan):
-    """``compile_plan(graph, plan, input_arithmetic="float32")``: onnxruntime's conventions."""
-    from fxp.sim.compile import compile_plan
-
-    return compile_plan(graph, plan, input_arithmetic="float32")
 
 
 def qoperator_tensor_map(graph: Graph) -> dict[str, str]:
@@ -335,6 +336,7 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
     tmap = {k: renames.get(v, v) for k, v in q.tensor_map.items()}
     meta[TENSOR_MAP_KEY] = json.dumps(tmap, sort_keys=True)
     meta["fxp.qoperator.producer"] = f"{model.producer_name} {model.producer_version}".strip()
+    meta[INPUT_ARITHMETIC_KEY] = "float32"
     try:
         graph = Graph(nodes=tuple(nodes), inputs=(name,), input_shapes={name: shape},
                       outputs=tuple(q.ir_name(t) for t in outputs), metadata=meta,
@@ -344,8 +346,7 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
     except GraphError as e:
         raise ModelImportError(str(e)) from None
     plan = Plan(input=q.input_spec, layers=tuple(q.layers), name="onnxruntime-qoperator")
-    _verify(graph, plan, q.expect)
-    return graph, plan
+    return _verify(graph, plan, q.expect), plan
 
 
 def _dispatch(q: _Q, node: Any) -> None:
@@ -593,12 +594,32 @@ def _qlinear_matmul(q: _Q, node: Any) -> None:
 
 
 # --------------------------------------------------------------------------- verification
-def _verify(graph: Graph, plan: Plan, expect) -> None:
-    """Compile once; the compiled codes and scales must be the model's, exactly."""
-    from fxp.sim.compile import compile_plan
+def _verify(graph: Graph, plan: Plan, expect) -> Graph:
+    """Compile; the compiled codes and scales must be the model's, exactly.
 
-    model = compile_plan(graph, plan, input_arithmetic="float32")
-    steps = {s.name: s for s in model.steps}
+    Bias codes that a float32 bias cannot hold (``|code| > 2**24``, e.g. the
+    near-2**31 codes onnxruntime writes for channels with tiny weight scales)
+    are recorded in ``graph.metadata["fxp.sim.bias_codes"]``, which
+    :func:`~fxp.sim.compile.compile_plan` uses after checking that they
+    dequantize to the float bias.  Returns the graph with that metadata.
+    """
+    from fxp.sim.compile import BIAS_CODES_KEY, compile_plan
+
+    steps = {s.name: s for s in compile_plan(graph, plan).steps}
+    exact = {}
+    for name, _, w_codes, b_codes, _ in expect:
+        if b_codes is not None and not np.array_equal(steps[name].b_codes, b_codes):
+            exact[name] = [int(v) for v in b_codes]
+    if exact:
+        meta = dict(graph.metadata)
+        meta[BIAS_CODES_KEY] = json.dumps(exact, sort_keys=True)
+        graph = Graph(nodes=graph.nodes, inputs=graph.inputs, input_shapes=graph.input_shapes,
+                      outputs=graph.outputs, metadata=meta, name=graph.name)
+        try:
+            steps = {s.name: s for s in compile_plan(graph, plan).steps}
+        except PlanError as e:
+            raise ModelImportError(f"bias codes of layers {sorted(exact)} cannot be carried: "
+                                   f"{e}") from None
     for name, w_name, w_codes, b_codes, b_name in expect:
         step = steps[name]
         if step.w_codes.shape != w_codes.shape or not np.array_equal(step.w_codes, w_codes):
@@ -611,8 +632,8 @@ def _verify(graph: Graph, plan: Plan, expect) -> None:
         if not np.array_equal(step.b_codes, want_b):
             bad = int(np.count_nonzero(step.b_codes != want_b))
             raise ModelImportError(f"initializer {b_name or '(no bias)'!r} (layer {name!r}): "
-                                   f"re-quantizing the dequantized bias does not give the "
-                                   f"model's int32 codes ({bad} differ; |bias| beyond 2**23?)")
+                                   f"the compiled int32 bias codes differ from the model's "
+                                   f"({bad} differ)")
         sx = np.float32(step.in_specs[0].scales[0])
         sw = np.asarray(step.plan.weight.scales, np.float32)
         sy = np.float32(step.plan.output.scales[0])
@@ -620,3 +641,4 @@ def _verify(graph: Graph, plan: Plan, expect) -> None:
         if not np.array_equal(ort.view(np.uint32), step.f32_scales.view(np.uint32)):
             raise ModelImportError(f"layer {name!r}: compiled float32 requantization scales "
                                    f"differ from onnxruntime's float32(float32(s_x * s_w) / s_y)")
+    return graph

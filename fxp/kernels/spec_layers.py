@@ -167,7 +167,7 @@ def accumulator_bound(w, w_zero_point, x_lo: int, x_hi: int, x_zero_point: int, 
 def _im2col(x, kh, kw, strides, pads, dilations, x_zero_point):
     """Float patches ``[N, C, kh, kw, Ho, Wo]`` of ``x - zx`` (padding = 0), x's float dtype."""
     dt = x.dtype if x.dtype.kind == "f" else np.float64
-    xp = _pad((x - x_zero_point).astype(dt), pads, 0.0)
+    xp = _pad((x - x_zero_point).astype(dt) if x_zero_point or x.dtype != dt else x, pads, 0.0)
     ho = _out_size(x.shape[2], kh, strides[0], dilations[0], pads[0], pads[2])
     wo = _out_size(x.shape[3], kw, strides[1], dilations[1], pads[1], pads[3])
     s = xp.strides
@@ -198,13 +198,17 @@ def conv2d_float64(x, w, bias, x_zero_point, w_zero_point, strides, pads, dilati
     n = x.shape[0]
     c_out, cg, kh, kw = w.shape
     ws = w - np.broadcast_to(np.asarray(w_zero_point, np.int64), (c_out,))[:, None, None, None]
-    xs_max = int(np.abs(x - x_zero_point).max(initial=0))
+    xs_max = max(abs(int(x.max(initial=0)) - x_zero_point), abs(int(x.min(initial=0)) - x_zero_point))
     dt = _exact_float_dtype(xs_max, np.abs(ws).reshape(c_out, -1).sum(axis=1), bias)
-    xf = (x - x_zero_point).astype(dt)
-    cols = _im2col(xf, kh, kw, strides, pads, dilations, 0)  # padding: real 0
+    xf = x.astype(dt)
+    if x_zero_point:
+        xf -= dt(x_zero_point)  # exact: integers below 2**24 (float32) / 2**53 (float64)
+    cols = _im2col(xf, kh, kw, strides, pads, dilations, 0)  # [n, C, kh, kw, ho, wo]; pad = real 0
     ho, wo = cols.shape[-2:]
     k = cg * kh * kw
-    cols = cols.reshape(n, groups, k, ho * wo).transpose(1, 2, 0, 3).reshape(groups, k, n * ho * wo)
+    # one copy into [groups, C/g*kh*kw, n*ho*wo]
+    cols = cols.reshape(n, groups, cg, kh, kw, ho, wo).transpose(1, 2, 3, 4, 0, 5, 6)
+    cols = cols.reshape(groups, k, n * ho * wo)
     wf = ws.astype(dt).reshape(groups, c_out // groups, k)
     out = np.matmul(wf, cols)  # [groups, Co/g, n*ho*wo]
     out = out.reshape(c_out, n, ho, wo).transpose(1, 0, 2, 3)

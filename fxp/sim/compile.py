@@ -10,6 +10,7 @@ an accumulator wider than 32 bits, a scale that does not fit the multiplier.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,9 +26,14 @@ from fxp.ir.nodes import (
 from fxp.ir.passes import canonicalize
 from fxp.ops.layers import accumulator_bound
 from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
-from fxp.sim.values import quantize_spec
+from fxp.sim.values import INPUT_ARITHMETIC, quantize_spec
 
-__all__ = ["CompiledModel", "LayerStep", "compile_plan"]
+__all__ = ["BIAS_CODES_KEY", "INPUT_ARITHMETIC_KEY", "CompiledModel", "LayerStep", "compile_plan"]
+
+INPUT_ARITHMETIC_KEY = "fxp.sim.input_arithmetic"
+"""Graph metadata key: default ``input_arithmetic`` of :func:`compile_plan`."""
+BIAS_CODES_KEY = "fxp.sim.bias_codes"
+"""Graph metadata key: JSON ``{layer: [int32 bias codes]}`` for affine layers."""
 
 PASS_THROUGH = (MaxPool2D, ReLU, Clip, Flatten, Reshape)
 
@@ -69,6 +75,8 @@ class CompiledModel:
     graph: Graph
     plan: Plan
     steps: list[LayerStep]
+    input_arithmetic: str = "float64"
+    """How an affine graph input is quantized (:func:`fxp.sim.values.quantize_spec`)."""
 
 
 def _spec_range(spec: TensorSpec) -> tuple[int, int]:
@@ -112,7 +120,30 @@ def _act_bounds(node, spec: TensorSpec) -> tuple[int, int] | None:
     return max(lo, out[0]), min(hi, out[1])
 
 
-def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec) -> LayerStep:
+def _exact_bias(node, codes, bias: np.ndarray, bscale: np.ndarray) -> np.ndarray:
+    """Integer bias codes from graph metadata, checked against the node's float bias.
+
+    A float32 bias cannot hold an int32 code above 2**24 exactly, so an importer
+    of integer models (:mod:`fxp.frontends.onnx_qoperator`) records the codes;
+    they are used only if each dequantizes (``float32(code * s_x * s_w)``,
+    float64 product) to exactly the node's float bias.
+    """
+    c = np.asarray(codes)
+    if c.shape != bias.shape or c.dtype.kind not in "iu":
+        raise PlanError(f"layer {node.name!r}: metadata {BIAS_CODES_KEY!r} holds "
+                        f"{c.shape} bias codes, the layer has {bias.shape}")
+    c = c.astype(np.int64)
+    if np.any(c < -(1 << 31)) or np.any(c >= 1 << 31):
+        raise PlanError(f"layer {node.name!r}: metadata bias codes leave int32")
+    back = (c.astype(np.float64) * np.broadcast_to(bscale, bias.shape)).astype(np.float32)
+    if not np.array_equal(back, np.asarray(bias, np.float32)):
+        raise PlanError(f"layer {node.name!r}: metadata {BIAS_CODES_KEY!r} does not match the "
+                        f"layer's float bias (the graph was edited after import?)")
+    return c
+
+
+def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
+                      exact_bias=None) -> LayerStep:
     where = f"layer {node.name!r}"
     if lp.weight is None or lp.output is None:
         raise PlanError(f"{where}: an integer layer needs 'weight' and 'output' specs")
@@ -145,6 +176,8 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec) -> LayerStep:
         from fxp.ops.fixed import quantize
 
         step.b_codes, _ = quantize(b, QFormat.integer(32), "half_even", "saturate")
+        if exact_bias is not None:
+            step.b_codes = _exact_bias(node, exact_bias, bias, bscale)
         eff = np.broadcast_to(sx[0] * sw / lp.output.scale_array()[0], (node.weight.shape[0],))
         if lp.requant is RequantScheme.FLOAT32:
             f32 = (np.float32(sx[0]) * sw.astype(np.float32)) / np.float32(lp.output.scale_array()[0])
@@ -166,9 +199,29 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec) -> LayerStep:
     return step
 
 
-def compile_plan(graph: Graph, plan: Plan) -> CompiledModel:
-    """Check ``plan`` against ``graph`` and precompute every layer's integer parameters."""
+def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = None
+                 ) -> CompiledModel:
+    """Check ``plan`` against ``graph`` and precompute every layer's integer parameters.
+
+    ``input_arithmetic`` (``"float64"`` or ``"float32"``) is how the executor
+    divides float inputs by an affine input scale; ``"float32"`` reproduces
+    onnxruntime's ``QuantizeLinear`` (see :func:`fxp.sim.values.quantize_spec`).
+    ``None`` takes ``graph.metadata["fxp.sim.input_arithmetic"]``, else ``"float64"``.
+
+    Graph metadata ``"fxp.sim.bias_codes"`` (JSON ``{layer: [int32 codes]}``,
+    written by importers of integer models) gives exact bias codes for
+    affine layers whose float32 bias cannot hold them; see :func:`_exact_bias`.
+    """
+    if input_arithmetic is None:
+        input_arithmetic = graph.metadata.get(INPUT_ARITHMETIC_KEY, "float64")
+    if input_arithmetic not in INPUT_ARITHMETIC:
+        raise PlanError(f"input_arithmetic must be one of {INPUT_ARITHMETIC}, got "
+                        f"{input_arithmetic!r}")
     graph = canonicalize(graph)
+    try:
+        exact_biases = json.loads(graph.metadata.get(BIAS_CODES_KEY, "{}"))
+    except ValueError as e:
+        raise PlanError(f"graph metadata {BIAS_CODES_KEY!r} is not valid JSON: {e}") from None
     names = {n.name for n in graph.nodes}
     unknown = sorted({lp.name for lp in plan.layers} - names)
     if unknown:
@@ -192,7 +245,8 @@ def compile_plan(graph: Graph, plan: Plan) -> CompiledModel:
                 if src is None and lp.input is None:
                     raise PlanError(f"layer {node.name!r} follows a float layer: give it an "
                                     "'input' spec to quantize its input")
-                step = _compile_weighted(node, lp, lp.input or src)
+                step = _compile_weighted(node, lp, lp.input or src,
+                                         exact_biases.get(node.name))
         elif lp is not None and lp.float_layer:
             step = LayerStep(node, lp, ins, lp.output)
         elif isinstance(node, Softmax):
@@ -220,7 +274,7 @@ def compile_plan(graph: Graph, plan: Plan) -> CompiledModel:
                                      "implementation; mark it float in the plan")
         spec_of[node.output] = step.out_spec
         steps.append(step)
-    return CompiledModel(graph, plan, steps)
+    return CompiledModel(graph, plan, steps, input_arithmetic)
 
 
 def _join_spec(ins: tuple[TensorSpec, ...], node) -> TensorSpec:

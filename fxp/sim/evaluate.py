@@ -55,6 +55,7 @@ class LayerRow:
     acc_bits_observed: int | None
     acc_bits_worst_case: int | None
     sqnr_db: float | None
+    acc_overflow_per_channel: list[int] | None = None
 
 
 @dataclass
@@ -106,7 +107,7 @@ def _fmt(spec) -> str | None:
 def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndarray, *,
              batch_size: int = 256, model_name: str = "model", data_name: str = "data",
              progress: bool = False, keep_predictions: bool = False,
-             method: str = "auto") -> SimulationReport:
+             method: str = "auto", per_channel: bool = False) -> SimulationReport:
     """Run float and fixed point on preprocessed inputs ``x`` with labels ``y``.
 
     Parameters
@@ -122,6 +123,8 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
     method : {"auto", "loop"}
         ``"loop"`` observes every partial sum (exact accumulator statistics);
         ``"auto"`` may take the proven-exact float path for speed.
+    per_channel : bool
+        Also report accumulator overflow events per output channel.
     """
     x = np.asarray(x)
     y = np.asarray(y)
@@ -170,7 +173,10 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
             output_saturations=c.output_saturations,
             max_abs_acc=c.max_abs_acc if observed is not None else None,
             acc_bits_observed=observed, acc_bits_worst_case=step.worst_case_bits,
-            sqnr_db=sqnr_db(sig[t], err[t]) if t in sig else None))
+            sqnr_db=sqnr_db(sig[t], err[t]) if t in sig else None,
+            acc_overflow_per_channel=(c.acc_overflow_per_channel.tolist()
+                                      if per_channel and c.acc_overflow_per_channel is not None
+                                      else None)))
     return SimulationReport(
         model=model_name, plan=model.plan.name, data=data_name, n=int(x.shape[0]),
         float_top1=float(np.mean(fp == y)), fixed_top1=float(np.mean(qp == y)),

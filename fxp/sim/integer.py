@@ -7,7 +7,7 @@ changed), the largest |partial sum| observed (loop path) and the worst-case
 bound proven at compile time.
 
 The graph input is quantized with the plan's input spec (half-to-even,
-saturating).  A final Softmax is computed in float on the dequantized
+saturating; an affine input divides in ``model.input_arithmetic``).  A final Softmax is computed in float on the dequantized
 logits.  Layers the plan marks float run the float reference on dequantized
 inputs.
 """
@@ -176,7 +176,8 @@ def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCo
     """
     g = model.graph
     counters = counters if counters is not None else {}
-    codes, n = quantize_spec(np.asarray(x, np.float32), model.plan.input, "input")
+    codes, n = quantize_spec(np.asarray(x, np.float32), model.plan.input, "input",
+                             arithmetic=getattr(model, "input_arithmetic", "float64"))
     counters.setdefault("(input)", LayerCounters()).output_saturations += n
     vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
     for step in model.steps:
