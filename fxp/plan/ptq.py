@@ -131,7 +131,9 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
              method: str = "minmax", percentile: float = 99.99, rounding: str = "half_up",
              acc_overflow: str = "wrap", output_overflow: str = "saturate",
              layer_weight_bits: dict[str, int] | None = None,
-             layer_act_bits: dict[str, int] | None = None, name: str | None = None) -> Plan:
+             layer_act_bits: dict[str, int] | None = None, name: str | None = None,
+             layer_acc_bits: dict[str, int] | None = None,
+             calib_ranges: dict[str, np.ndarray] | None = None) -> Plan:
     """Power-of-two plan from calibration data.
 
     Parameters
@@ -148,9 +150,17 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
         Accumulator width in bits.
     method : {"minmax", "percentile", "mse"}
         Range estimation for activations (weights always use min/max).
+    layer_acc_bits : dict name -> bits, optional
+        Per-layer accumulator widths (override ``acc_bits``; the bit-width
+        optimizer sets each to the layer's proven worst case).
+    calib_ranges : dict tensor -> values, optional
+        Precomputed calibration values (what :func:`calibrate` returns) for
+        some tensors; those are not recomputed.  Any array with the same
+        statistics will do, e.g. ``[min, max]`` of the tensor when
+        ``method="minmax"`` (the graph input always uses min/max).
     """
     layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
-    for table in (layer_weight_bits, layer_act_bits):
+    for table in (layer_weight_bits, layer_act_bits, layer_acc_bits):
         unknown = sorted(set(table or {}) - {n.name for n in layers})
         if unknown:
             raise PlanError(f"unknown layer names {unknown}; layers with weights: "
@@ -158,7 +168,10 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
     gin = graph.inputs[0]
     feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
              and _needs_input_spec(graph, n, granularity)]
-    ranges = calibrate(graph, calib_x, list(dict.fromkeys([gin, *feeds] + [n.output for n in layers])))
+    wanted = list(dict.fromkeys([gin, *feeds] + [n.output for n in layers]))
+    given = {t: np.asarray(v) for t, v in (calib_ranges or {}).items() if t in wanted}
+    missing = [t for t in wanted if t not in given]
+    ranges = {**given, **(calibrate(graph, calib_x, missing) if missing else {})}
     in_spec = _pow2_spec(ranges[gin], input_bits or act_bits, "minmax", percentile, gin)
     plans = []
     for node in layers:
@@ -175,7 +188,7 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
             cast_in = _pow2_spec(ranges[node.inputs[0]], input_bits or act_bits, method,
                                  percentile, node.inputs[0])
         plans.append(LayerPlan(node.name, input=cast_in, weight=w_spec, output=out_spec,
-                               acc_bits=acc_bits,
+                               acc_bits=_bits_for(node.name, acc_bits, layer_acc_bits),
                                acc_overflow=acc_overflow, rounding=rounding,
                                output_overflow=output_overflow, requant=RequantScheme.POW2))
     label = name or f"ptq-pow2-{granularity}-w{weight_bits}a{act_bits}-{method}"
