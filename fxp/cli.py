@@ -142,8 +142,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fxp.plan.io import load_plan
 
+    plan = load_plan(args.plan)  # fail fast, before loading data
     fw, graph, data = _load(args)
-    plan = load_plan(args.plan)
     rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size,
                             progress=not args.json, method="loop" if args.exact else "auto",
                             per_channel=args.per_channel)
@@ -169,8 +169,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from fxp.plan.io import load_plan
 
     args.limit = args.n
+    plan = load_plan(args.plan)
     fw, graph, data = _load(args)
-    out = export_golden(graph, load_plan(args.plan), data.x[:args.n], args.out)
+    out = export_golden(graph, plan, data.x[:args.n], args.out)
     if args.json:
         print(json.dumps({"out": str(out), "n": args.n}))
     else:
