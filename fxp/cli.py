@@ -179,6 +179,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from fxp.plan.io import load_plan
+    from fxp.report.render import write_report
+
+    plan = load_plan(args.plan)
+    fw, graph, data = _load(args)
+    rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size, progress=not args.json,
+                            keep_predictions=True, per_channel=True)
+    cmd = f"fxp report {args.model} --plan {args.plan} --data {args.data} --out {args.out}"
+    if args.limit:
+        cmd += f" --limit {args.limit}"
+    out = write_report(graph, plan, rep, data.y, args.out, command=cmd)
+    print(json.dumps({"out": str(out)}) if args.json else f"wrote {out}/report.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -225,6 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="report accumulator overflows per output channel (in --json)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_simulate)
+
+    p = sub.add_parser("report", help="Markdown report with figures for a plan")
+    p.add_argument("model")
+    p.add_argument("--plan", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_report)
 
     p = sub.add_parser("export", help="export files for other toolchains")
     esub = p.add_subparsers(dest="what", metavar="WHAT", required=True)

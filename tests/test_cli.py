@@ -111,3 +111,17 @@ def test_model_command_errors_are_one_line(capsys, argv, needle):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and needle in err
+
+
+def test_report_writes_markdown_and_figures(tmp_path, capsys):
+    data = _npz(tmp_path, n=32)
+    plan = tmp_path / "plan.json"
+    assert main(["plan", "mnist_cnn", "--data", data, "--out", str(plan)]) == 0
+    out = tmp_path / "rep"
+    assert main(["report", "mnist_cnn", "--plan", str(plan), "--data", data, "--out", str(out),
+                 "--json"]) == 0
+    md = (out / "report.md").read_text()
+    assert "| conv1 | Conv2D |" in md and "![confusion](confusion.png)" in md
+    for fig in ("bits.png", "sqnr.png", "overflow.png", "confusion.png", "weights.png"):
+        assert (out / fig).stat().st_size > 1000
+    assert json.loads((out / "report.json").read_text())["n"] == 32

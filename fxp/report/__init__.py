@@ -1,0 +1,1 @@
+"""Reports: Markdown tables and PNG figures written to a folder."""
