@@ -129,8 +129,9 @@ class LayerPlan:
         Run this layer in float: dequantize its input, compute in float32,
         quantize its output to ``output``.
     input : TensorSpec or None
-        Cast the incoming codes to this spec first (power-of-two only; None
-        keeps the producer's coding).
+        Coding of the layer's input: incoming float values (after a float
+        layer) are quantized to it; incoming power-of-two codes are cast to
+        it; None keeps the producer's coding.
     weight, bias : TensorSpec or None
         Weight and bias coding (layers with weights).
     output : TensorSpec or None
@@ -170,8 +171,6 @@ class LayerPlan:
         if self.rounding is RoundingMode.STOCHASTIC:
             raise PlanError(f"layer {self.name!r}: stochastic rounding is for quantizers, "
                             "not for the inference datapath")
-        if self.input is not None and not self.input.is_pow2:
-            raise PlanError(f"layer {self.name!r}: an input cast must be power-of-two")
 
     def with_(self, **changes) -> LayerPlan:
         """A copy with some fields changed."""

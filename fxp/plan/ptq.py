@@ -220,12 +220,9 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
                         "use ptq_pow2 for power-of-two plans")
     layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
     gin = graph.inputs[0]
-    feeds = [n.name for n in layers if _selected(n, granularity)
+    feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
              and _needs_input_spec(graph, n, granularity)]
-    if feeds:
-        raise PlanError(f"affine plans cannot quantize a layer's input after a float layer yet "
-                        f"(layers {feeds}); use granularity 'whole' or a power-of-two plan")
-    ranges = calibrate(graph, calib_x, [gin] + [n.output for n in layers])
+    ranges = calibrate(graph, calib_x, list(dict.fromkeys([gin, *feeds] + [n.output for n in layers])))
     in_spec = _affine_act_spec(ranges[gin], bits, act_signed)
     wfmt = QFormat.integer(bits)
     plans = []
@@ -240,7 +237,10 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
         scales = tuple(float(np.float32(v / wfmt.max_code)) for v in m)
         w_spec = TensorSpec(wfmt, scales, 0, 0 if per_channel else None)
         out_spec = _affine_act_spec(ranges[node.output], bits, act_signed)
-        plans.append(LayerPlan(node.name, weight=w_spec, output=out_spec, acc_bits=acc_bits,
+        cast_in = (_affine_act_spec(ranges[node.inputs[0]], bits, act_signed)
+                   if node.inputs[0] in feeds else None)
+        plans.append(LayerPlan(node.name, input=cast_in, weight=w_spec, output=out_spec,
+                               acc_bits=acc_bits,
                                acc_overflow="wrap", rounding="half_even",
                                output_overflow="saturate", requant=scheme_enum))
     label = name or f"ptq-affine-{granularity}-int{bits}-{scheme_enum.value}"
