@@ -118,10 +118,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from fxp.plan.io import plan_to_dict, save_plan
 
     fw, graph, data = _load(args)
+    if args.target_sqnr is not None:
+        return _plan_optimized(args, fw, graph, data)
     plan = fw.make_plan(graph, data, bits=args.bits, weight_bits=args.weight_bits,
                         act_bits=args.act_bits, acc_bits=args.acc_bits, scheme=args.scheme,
                         granularity=args.granularity, method=args.method,
-                        rounding=args.rounding, calib=args.calib)
+                        rounding=args.rounding,
+                        calib=args.calib if args.calib is not None else 512)
     if args.out:
         save_plan(plan, args.out)
     if args.json:
@@ -137,6 +140,34 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {args.out}")
     return 0
+
+
+def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
+    from fxp.plan.io import plan_to_dict, save_plan
+
+    calib = args.calib if args.calib is not None else 1000
+    res = fw.optimize_plan(graph, data, args.target_sqnr, cost=args.cost, min_bits=args.min_bits,
+                           max_bits=args.max_bits, calib=calib, rounding=args.rounding,
+                           method=args.method)
+    if args.out:
+        save_plan(res.plan, args.out)
+    if args.json:
+        print(json.dumps({**res.to_dict(), "plan": plan_to_dict(res.plan)}, indent=2))
+        return 0 if res.success else 1
+    print(f"optimized plan for {args.target_sqnr:g} dB output SQNR, cost {res.cost_name} "
+          f"({res.solver}, {res.solve_time_s:.2f} s to solve, {res.total_time_s:.1f} s in all)")
+    _print_table(res.table_rows(), [("tensor", "tensor"), ("kind", "kind"), ("layer", "layer"),
+                                    ("bits", "bits"), ("kappa", "kappa dB/bit"),
+                                    ("sqnr_db", "alone dB"), ("acc_bits", "acc bits")])
+    meas = "n/a" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
+    print(f"predicted SQNR {res.predicted_sqnr_db:.2f} dB, measured {meas} "
+          f"({res.message})")
+    if res.fixed_top1 is not None:
+        print(f"top-1 float {100 * res.float_top1:.2f}%, fixed {100 * res.fixed_top1:.2f}%; "
+              f"weight memory {res.weight_memory_bits / 8:,.0f} bytes")
+    if args.out:
+        print(f"wrote {args.out}")
+    return 0 if res.success else 1
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -195,6 +226,31 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from fxp import workflow as fw
+
+    graph = fw.load_model(args.model)
+    data = fw.load_data(args.data, graph, limit=args.limit)
+    res = fw.sweep_quantizers(graph, data, quantizers=args.quantizers, bits=args.bits,
+                              tolerance=args.tolerance / 100, per_channel=args.per_channel,
+                              progress=not args.json)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2))
+        return 0
+    print(f"{res.model} on {res.data} ({res.n_images} images, {res.n_weights:,} weights): "
+          f"float top-1 {res.float_top1:.4f}, top-5 {res.float_top5:.4f}")
+    cols = [("quantizer", "quantizer"), ("bits", "bits"), ("entropy", "bits/weight"),
+            ("ratio", "vs float32"), ("top1", "top-1"), ("drop_top1", "drop"),
+            ("top5", "top-5"), ("drop_top5", "drop-5")]
+    from dataclasses import asdict
+
+    _print_table([asdict(r) for r in res.rows], cols)
+    print(f"\nlowest entropy within {args.tolerance:g} point(s) of float accuracy (Table 6):")
+    best = [asdict(r) if r else {"quantizer": q, "bits": "none"} for q, r in res.best.items()]
+    _print_table(best, cols)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -223,10 +279,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--granularity", default="whole", choices=["whole", "conv", "dense"])
     p.add_argument("--method", default="minmax", choices=["minmax", "percentile", "mse"])
     p.add_argument("--rounding", default="half_up")
-    p.add_argument("--calib", type=int, default=512, help="calibration samples")
+    p.add_argument("--calib", type=int, default=None,
+                   help="calibration samples (default 512; 1000 with --target-sqnr, the rest "
+                        "held out for the measurement)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--out", default=None, help="write the plan JSON here")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--target-sqnr", type=float, default=None, metavar="DB",
+                   help="optimize per-tensor widths for this output SQNR (dB) instead of "
+                        "uniform widths")
+    p.add_argument("--cost", default="weight_memory",
+                   choices=["weight_memory", "activation_memory", "bitops"],
+                   help="what --target-sqnr minimises")
+    p.add_argument("--min-bits", type=int, default=None, help="narrowest width (--target-sqnr)")
+    p.add_argument("--max-bits", type=int, default=None, help="widest width (--target-sqnr)")
     p.set_defaults(handler=_cmd_plan)
 
     p = sub.add_parser("simulate", help="bit-exact simulation of a plan: accuracy, SQNR, overflows")
@@ -262,6 +328,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
     e.set_defaults(handler=_cmd_export)
+
+    p = sub.add_parser("sweep", help="rate-distortion sweep of weight quantizers: entropy, "
+                       "size, accuracy")
+    p.add_argument("model")
+    p.add_argument("--data", required=True)
+    p.add_argument("--quantizers", default="midtread,midrise,deadzone:0.4,mulaw,minifloat,pow2,"
+                   "kmeans,hc:ward", help="comma-separated quantizer specs (fxp.quant.names())")
+    p.add_argument("--bits", default="2-16", help="widths: '2-16' or '2,4,8'")
+    p.add_argument("--tolerance", type=float, default=1.0,
+                   help="accuracy drop allowed for the best point, in points (default 1)")
+    p.add_argument("--per-channel", action="store_true", help="quantize per output channel")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_sweep)
 
     p = sub.add_parser("format", help="describe a fixed-point format (ap_fixed<W,I>, Qm.n, ...)")
     p.add_argument("format", help="e.g. 'ap_fixed<8,3>', 'ufixed<6,2>', 'Q0.15', 'int8'")

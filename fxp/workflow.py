@@ -108,3 +108,37 @@ def inspect_model(graph: Graph) -> list[dict]:
             row.update(w_min=float(wf.min()), w_max=float(wf.max()), w_std=sd, w_kurtosis=kurt)
         rows.append(row)
     return rows
+
+
+def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float, *,
+                  cost: str = "weight_memory", min_bits: int | None = None,
+                  max_bits: int | None = None, widths=range(2, 17), calib: int = 1000,
+                  n_measure: int | None = 256, rounding: str = "half_up",
+                  method: str = "minmax", verify: bool = True):
+    """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
+
+    The first ``calib`` samples calibrate and measure the per-tensor noise; the
+    rest are held out for the integer-engine measurement of the chosen plan.
+    Returns a :class:`fxp.opt.BitAllocation` (``.plan`` is a Plan).
+    """
+    from fxp.opt import optimize_bits
+
+    return optimize_bits(graph, data, target_sqnr_db, cost=cost, min_bits=min_bits,
+                         max_bits=max_bits, widths=widths, calib=calib, n_measure=n_measure,
+                         rounding=rounding, method=method, verify=verify)
+
+
+def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"
+                     "mulaw,minifloat,pow2,kmeans,hc:ward", bits="2-16", tolerance: float = 0.01,
+                     per_channel: bool = False, progress: bool = False):
+    """Rate-distortion sweep of weight quantizers (see :func:`fxp.quant.sweep.sweep`).
+
+    Returns a :class:`fxp.quant.sweep.SweepResult`: one row per quantizer and
+    width (entropy in bits/weight, estimated size, top-1/top-5 accuracy of the
+    float reference on the reconstructed weights) and, per quantizer, the
+    lowest-entropy point within ``tolerance`` (0.01 = 1 point) of float accuracy.
+    """
+    from fxp.quant.sweep import sweep
+
+    return sweep(graph, data, quantizers, bits, tolerance=tolerance, per_channel=per_channel,
+                 progress=progress)

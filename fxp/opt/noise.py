@@ -46,7 +46,7 @@ from fxp.ir.nodes import AvgPool2D, Clip, Conv2D, Dense, Flatten, GlobalAvgPool,
     Reshape, Softmax
 from fxp.ir.stats import node_macs
 from fxp.ops.fixed import dequantize, quantize
-from fxp.sim.float_ref import _pad, _windows, apply_activation, run_node
+from fxp.sim.float_ref import _pad, apply_activation, run_node
 
 __all__ = ["FIT_MAX_DB", "FIT_MIN_DB", "NoiseTable", "QTensor", "fit_lin_law", "logits_of",
            "measure_noise", "quantizable_tensors"]
@@ -137,22 +137,47 @@ def _spec_for(values: np.ndarray, bits: int, method: str, percentile: float, nam
 
 
 def _conv_f32(node: Conv2D, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Float32 convolution (im2col + one matmul per group)."""
+    """Float32 convolution: NHWC im2col built by kernel offsets, one matmul per group."""
     n = x.shape[0]
     g = node.groups
     cout, cg, kh, kw = weight.shape
-    win = _windows(_pad(x, node.pads, 0.0), (kh, kw), node.strides, node.dilations)
-    oh, ow = win.shape[2:4]
-    outs = []
+    (sh, sw), (dh, dw) = node.strides, node.dilations
+    xt = np.ascontiguousarray(_pad(x, node.pads, 0.0).transpose(0, 2, 3, 1), np.float32)
+    oh = (xt.shape[1] - (kh - 1) * dh - 1) // sh + 1
+    ow = (xt.shape[2] - (kw - 1) * dw - 1) // sw + 1
+    out = np.empty((n, oh, ow, cout), np.float32)
+    step = max(1, (1 << 24) // max(1, oh * ow * kh * kw * cg))
     for gi in range(g):
-        part = win[:, gi * cg:(gi + 1) * cg]  # [N, Cg, OH, OW, kh, kw]
-        cols = np.ascontiguousarray(part.transpose(0, 2, 3, 1, 4, 5)).reshape(n * oh * ow, -1)
-        wg = weight[gi * (cout // g):(gi + 1) * (cout // g)].reshape(cout // g, -1)
-        outs.append((cols @ wg.T.astype(np.float32)).reshape(n, oh, ow, -1))
-    acc = np.concatenate(outs, axis=3).transpose(0, 3, 1, 2)
+        wg = weight[gi * (cout // g):(gi + 1) * (cout // g)].astype(np.float32)
+        wm = wg.transpose(2, 3, 1, 0).reshape(kh * kw * cg, cout // g)
+        for s0 in range(0, n, step):
+            xs = xt[s0:s0 + step, :, :, gi * cg:(gi + 1) * cg]
+            m = xs.shape[0]
+            cols = np.empty((m, oh, ow, kh, kw, cg), np.float32)
+            for i in range(kh):
+                for j in range(kw):
+                    cols[:, :, :, i, j, :] = xs[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                                                j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
+            out[s0:s0 + m, :, :, gi * (cout // g):(gi + 1) * (cout // g)] = (
+                cols.reshape(m * oh * ow, -1) @ wm).reshape(m, oh, ow, -1)
     if node.bias is not None:
-        acc = acc + node.bias.astype(np.float32)[:, None, None]
-    return apply_activation(np.ascontiguousarray(acc, np.float32), node.fused_activation)
+        out += node.bias.astype(np.float32)
+    y = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    return apply_activation(y, node.fused_activation)
+
+
+def _maxpool_f32(node: MaxPool2D, x: np.ndarray) -> np.ndarray:
+    """Max-pool as a running maximum over the kernel offsets (strided slices)."""
+    (kh, kw), (sh, sw) = node.kernel, node.strides
+    xp = _pad(x, node.pads, -np.inf)
+    oh = (xp.shape[2] - kh) // sh + 1
+    ow = (xp.shape[3] - kw) // sw + 1
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            v = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
+            out = v.copy() if out is None else np.maximum(out, v, out=out)
+    return out.astype(np.float32, copy=False)
 
 
 def _dense_f32(node: Dense, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -177,6 +202,8 @@ class _FakeQuant:
             return _conv_f32(node, ins[0], weights.get(node.name, node.weight))
         if isinstance(node, Dense):
             return _dense_f32(node, ins[0], weights.get(node.name, node.weight))
+        if isinstance(node, MaxPool2D):
+            return _maxpool_f32(node, ins[0])
         return run_node(node, *ins)
 
     def run(self, acts: dict[str, tuple[QFormat, str]], weights: dict[str, np.ndarray],
@@ -196,10 +223,13 @@ class _FakeQuant:
             fmt_of[t0] = acts[t0]
             dirty.add(t0)
         for node in g.nodes:
-            touched = node.name in weights or any(t in dirty for t in node.inputs)
-            if not touched:
+            changed = node.name in weights or any(t in dirty for t in node.inputs)
+            if not changed and node.output not in acts:
                 continue
-            y = self._node(node, [env[t] for t in node.inputs], weights)
+            if changed:
+                y = self._node(node, [env[t] for t in node.inputs], weights)
+            else:
+                y = self.base[node.output]  # unchanged float value, quantized below
             src = fmt_of.get(node.inputs[0])
             if node.output in acts:
                 fmt_of[node.output] = acts[node.output]
@@ -340,7 +370,7 @@ def _reduce(values: np.ndarray, method: str) -> np.ndarray:
 
 
 def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
-                  n_measure: int | None = 512, method: str = "minmax",
+                  n_measure: int | None = 256, method: str = "minmax",
                   percentile: float = 99.99, rounding: str = "half_up",
                   tensors: list[str] | None = None) -> NoiseTable:
     """Measure each tensor's output SQNR at each width (see the module docstring).
@@ -351,7 +381,10 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
         Canonical graph.
     calib_x : array [N, ...]
         Calibration inputs: the formats come from all of them (as ptq_pow2 would
-        choose them), the SQNR is measured on the first ``n_measure``.
+        choose them; min/max ranges come from this module's float32 pass, the
+        other methods from :func:`~fxp.plan.ptq.calibrate`), the SQNR is
+        measured on the first ``n_measure``.  The plans built by
+        :func:`fxp.opt.model.plan_for_widths` reuse exactly these ranges.
     widths : iterable of int
         Candidate widths (each >= 2).
     method, percentile, rounding :
@@ -367,6 +400,8 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
     x = np.asarray(calib_x, np.float32)
     if x.shape[0] == 0:
         raise CalibrationError("calibration set is empty")
+    if not np.all(np.isfinite(x)):
+        calibrate(graph, x, [])  # raises CalibrationError naming the sample
     qts = quantizable_tensors(graph)
     if tensors is not None:
         unknown = sorted(set(tensors) - {t.name for t in qts})
@@ -374,11 +409,22 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
             raise PlanError(f"unknown tensors {unknown}; tensors: {[t.name for t in qts]}")
         qts = [t for t in qts if t.name in set(tensors)]
     acts = [t.tensor for t in quantizable_tensors(graph) if t.kind == "act"]
-    full = calibrate(graph, x, acts)
-    ranges = {t: _reduce(v, method if t != graph.inputs[0] else "minmax") for t, v in full.items()}
-    del full
     xm = x[:n_measure] if n_measure else x
     fq = _FakeQuant(graph, xm, rounding)
+    if method == "minmax":  # [min, max] per tensor from the fast float32 pass, in batches
+        lo = {t: np.inf for t in acts}
+        hi = {t: -np.inf for t in acts}
+        for s0 in range(0, x.shape[0], 256):
+            env = fq.run({}, {}, x[s0:s0 + 256])
+            for t in acts:
+                lo[t] = min(lo[t], float(env[t].min()))
+                hi[t] = max(hi[t], float(env[t].max()))
+        ranges = {t: np.array([lo[t], hi[t]], np.float32) for t in acts}
+    else:
+        full = calibrate(graph, x, acts)
+        ranges = {t: _reduce(v, method if t != graph.inputs[0] else "minmax")
+                  for t, v in full.items()}
+        del full
     nodes = {n.name: n for n in graph.nodes}
     table = np.full((len(qts), len(widths)), np.nan)
     formats: dict[str, dict[int, str]] = {}

@@ -1,0 +1,336 @@
+"""Bit-allocation problems: data, validation and cvxpy formulations.
+
+An :class:`AllocationProblem` chooses one width per tensor from its allowed
+set.  Tensor ``i`` at its ``k``-th allowed width costs ``cost[i][k]`` and adds
+``noise[i][k]`` (a noise-to-signal ratio ``1/gamma``, linear) to the output;
+by Lin's additivity the output SQNR is ``-10*log10(sum_i noise_i)``.  Bilinear
+cost terms ``pairs`` (``MACs * b_w * b_a`` for bit-operations) are products of
+the widths of two tensors.
+
+Two modes:
+
+* target: minimise cost subject to ``sum noise <= 10**(-target_db/10)``;
+* budget: maximise SQNR (minimise ``sum noise``) subject to ``cost <= budget``.
+
+:func:`milp_problem` builds the exact one-hot MILP (binary ``x[i,k]``, one per
+tensor; bilinear terms linearised exactly with continuous ``y[k,m] >= 0``
+whose row and column sums equal the two one-hot vectors, which forces
+``y[k,m] = x_w[k] * x_a[m]`` at any integer point).  The noise row is
+scaled by the noise budget so that it reads ``sum a_ik x_ik <= 1``; widths
+whose noise alone exceeds the budget are removed before the solve (so every
+coefficient is <= 1) and coefficients below ``1e-9`` are dropped, the
+right-hand side being tightened by their largest possible sum (``n * 1e-9``)
+and by ``RHS_MARGIN`` (2e-6, above HiGHS's 1e-6 feasibility tolerance):
+the coefficient range stays within about 1e9 (HiGHS misbehaves beyond, see
+HiGHS #1578) and every MILP-feasible point is feasible for the exact
+constraint.  Costs are scaled to a maximum of 1 the same way.
+
+:func:`continuous_problem` builds the convex relaxation of Lin et al. with
+Lin's fitted law: minimise ``sum_i rho_i b_i`` subject to
+``sum_i exp(-ln(10)/10 * (kappa_i b_i + c_i - target)) <= 1`` (an exponential
+cone: Clarabel, SCS or ECOS).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fxp.errors import MissingDependencyError, PlanError
+
+__all__ = ["AllocationProblem", "ContinuousProblem", "continuous_problem", "import_cvxpy",
+           "milp_problem", "require_solver"]
+
+RHS_MARGIN = 2e-6
+"""Relative tightening of the MILP noise row: covers HiGHS's feasibility tolerance (1e-6)."""
+DROP_BELOW = 1e-9
+"""Scaled noise coefficients below this are dropped from the MILP (RHS tightened)."""
+
+CONTINUOUS_SOLVERS = ("CLARABEL", "ECOS", "SCS")
+MILP_SOLVERS = ("HIGHS", "SCIP", "GUROBI", "CPLEX")
+_PIP = {"HIGHS": "highspy", "CLARABEL": "clarabel", "ECOS": "ecos", "SCS": "scs",
+        "SCIP": "pyscipopt"}
+
+
+def import_cvxpy():
+    """Import cvxpy lazily; a missing package names what to install."""
+    try:
+        import cvxpy as cp
+    except ImportError as exc:  # pragma: no cover - cvxpy is installed in the dev venv
+        raise MissingDependencyError("the bit-width optimizer needs cvxpy: pip install cvxpy "
+                                     "highspy clarabel") from exc
+    return cp
+
+
+def require_solver(kind: str, preferred: str | None = None) -> str:
+    """A solver installed for ``kind`` ("milp" or "continuous"), else MissingDependencyError."""
+    cp = import_cvxpy()
+    installed = list(cp.installed_solvers())
+    wanted = MILP_SOLVERS if kind == "milp" else CONTINUOUS_SOLVERS
+    if preferred is not None:
+        name = preferred.upper()
+        if name not in wanted:
+            raise PlanError(f"solver {preferred!r} cannot solve the {kind} problem; use one of "
+                            f"{list(wanted)}")
+        if name in installed:
+            return name
+        raise MissingDependencyError(
+            f"solver {name} is not installed (pip install {_PIP.get(name, name.lower())}); "
+            f"cvxpy.installed_solvers() = {installed}")
+    for name in wanted:
+        if name in installed:
+            return name
+    what = ("a mixed-integer solver: pip install highspy" if kind == "milp"
+            else "an exponential-cone solver: pip install clarabel")
+    raise MissingDependencyError(f"the {kind} bit-allocation problem needs {what} "
+                                 f"(cvxpy.installed_solvers() = {installed})")
+
+
+def _finite(name: str, v: float) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        raise PlanError(f"{name} must be a number, got {v!r}") from None
+    if not math.isfinite(f):
+        raise PlanError(f"{name} must be finite, got {v!r}")
+    return f
+
+
+@dataclass
+class AllocationProblem:
+    """One width per tensor (see the module docstring).
+
+    Attributes
+    ----------
+    names : list of str
+    widths : list of list of int
+        Allowed widths per tensor (strictly increasing after validation).
+    noise : list of list of float
+        ``1/gamma`` per allowed width (>= 0, finite).
+    cost : list of list of float
+        Linear cost per allowed width (finite).
+    target_db : float or None
+        Output SQNR target (dB), or None in budget mode.
+    budget : float or None
+        Cost budget (budget mode).
+    pairs : list of (i, j, weight)
+        Bilinear cost ``weight * b_i * b_j`` (bit-operations).
+    ties : list of (i, j)
+        Tensors that must get equal widths.
+    """
+
+    names: list[str]
+    widths: list[list[int]]
+    noise: list[list[float]]
+    cost: list[list[float]]
+    target_db: float | None = None
+    budget: float | None = None
+    pairs: list[tuple[int, int, float]] = field(default_factory=list)
+    ties: list[tuple[int, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if n == 0:
+            raise PlanError("the allocation problem has no tensors")
+        if len(set(self.names)) != n:
+            raise PlanError(f"duplicate tensor names in {self.names}")
+        if not (len(self.widths) == len(self.noise) == len(self.cost) == n):
+            raise PlanError("names, widths, noise and cost must have one entry per tensor")
+        for i, name in enumerate(self.names):
+            w = [int(b) for b in self.widths[i]]
+            if not w:
+                raise PlanError(f"tensor {name!r} has no allowed width")
+            if any(b < 1 for b in w) or len(set(w)) != len(w):
+                raise PlanError(f"tensor {name!r}: widths must be distinct integers >= 1, got {w}")
+            if not (len(self.noise[i]) == len(self.cost[i]) == len(w)):
+                raise PlanError(f"tensor {name!r}: one noise and one cost value per width")
+            order = np.argsort(w, kind="stable")
+            nz = [_finite(f"noise of {name!r}", self.noise[i][k]) for k in order]
+            if any(v < 0 for v in nz):
+                raise PlanError(f"tensor {name!r}: noise values must be >= 0")
+            self.widths[i] = [w[k] for k in order]
+            self.noise[i] = nz
+            self.cost[i] = [_finite(f"cost of {name!r}", self.cost[i][k]) for k in order]
+        if (self.target_db is None) == (self.budget is None):
+            raise PlanError("give exactly one of an SQNR target and a cost budget")
+        if self.target_db is not None:
+            self.target_db = _finite("target SQNR (dB)", self.target_db)
+        if self.budget is not None:
+            self.budget = _finite("cost budget", self.budget)
+            if self.budget < 0:
+                raise PlanError(f"the cost budget must be >= 0, got {self.budget}")
+        for i, j, wgt in self.pairs:
+            if not (0 <= i < n and 0 <= j < n) or i == j:
+                raise PlanError(f"bilinear cost pair ({i}, {j}) is invalid")
+            _finite("bilinear cost weight", wgt)
+        for i, j in self.ties:
+            if not (0 <= i < n and 0 <= j < n):
+                raise PlanError(f"tie ({i}, {j}) names an unknown tensor")
+
+    # --------------------------------------------------------------- exact model
+    @property
+    def noise_budget(self) -> float:
+        """``10**(-target/10)``."""
+        return 10.0 ** (-self.target_db / 10.0)
+
+    def choice_of(self, widths: dict[str, int] | list[int]) -> list[int]:
+        """Indices into each tensor's width list for a width assignment."""
+        ws = [widths[nm] for nm in self.names] if isinstance(widths, dict) else list(widths)
+        out = []
+        for i, b in enumerate(ws):
+            if int(b) not in self.widths[i]:
+                raise PlanError(f"width {b} is not allowed for {self.names[i]!r}: "
+                                f"{self.widths[i]}")
+            out.append(self.widths[i].index(int(b)))
+        return out
+
+    def evaluate(self, choice: list[int]) -> tuple[float, float]:
+        """Exact ``(cost, total noise)`` of a choice (Python floats, fsum)."""
+        c = [self.cost[i][k] for i, k in enumerate(choice)]
+        for i, j, wgt in self.pairs:
+            c.append(wgt * self.widths[i][choice[i]] * self.widths[j][choice[j]])
+        return math.fsum(c), math.fsum(self.noise[i][k] for i, k in enumerate(choice))
+
+    def feasible(self, choice: list[int], rel_tol: float = 0.0) -> bool:
+        """Every constraint, checked with exact Python arithmetic."""
+        if len(choice) != len(self.names):
+            return False
+        for i, k in enumerate(choice):
+            if not (isinstance(k, int) and 0 <= k < len(self.widths[i])):
+                return False
+        for i, j in self.ties:
+            if self.widths[i][choice[i]] != self.widths[j][choice[j]]:
+                return False
+        cost, noise = self.evaluate(choice)
+        if self.target_db is not None:
+            return noise <= self.noise_budget * (1 + rel_tol)
+        return cost <= self.budget * (1 + rel_tol) + rel_tol
+
+    def best_noise(self) -> float:
+        """Smallest total noise ignoring ties (a bound on the best reachable SQNR)."""
+        return math.fsum(min(v) for v in self.noise)
+
+    @staticmethod
+    def sqnr_db(noise: float) -> float:
+        return math.inf if noise == 0 else -10.0 * math.log10(noise)
+
+
+def milp_problem(p: AllocationProblem):
+    """cvxpy one-hot MILP for ``p``; returns ``(problem, x_list, allowed_index_lists, info)``.
+
+    ``allowed_index_lists[i]`` maps the columns of ``x_list[i]`` to indices of
+    ``p.widths[i]`` (widths infeasible on their own are removed in target mode).
+    """
+    cp = import_cvxpy()
+    n = len(p.names)
+    keep = []
+    for i in range(n):
+        if p.target_db is not None:
+            idx = [k for k, v in enumerate(p.noise[i]) if v <= p.noise_budget]
+        else:
+            idx = list(range(len(p.widths[i])))
+        keep.append(idx)
+    if any(not k for k in keep):
+        return None, None, keep, {"trivially_infeasible": True}
+    xs = [cp.Variable(len(k), boolean=True, name=f"x{i}") for i, k in enumerate(keep)]
+    cons = [cp.sum(x) == 1 for x in xs]
+    # linear cost, scaled to max |c| = 1
+    lin_terms, scale_parts = [], []
+    for i, k in enumerate(keep):
+        scale_parts += [abs(p.cost[i][j]) for j in k]
+    for i, j, wgt in p.pairs:
+        scale_parts += [abs(wgt) * p.widths[i][a] * p.widths[j][b]
+                        for a in keep[i] for b in keep[j]]
+    cscale = max(scale_parts + [0.0]) or 1.0
+    for i, k in enumerate(keep):
+        c = np.array([p.cost[i][j] for j in k]) / cscale
+        if np.any(c != 0):
+            lin_terms.append(c @ xs[i])
+    for i, j, wgt in p.pairs:
+        wi = np.array([p.widths[i][a] for a in keep[i]], float)
+        wj = np.array([p.widths[j][b] for b in keep[j]], float)
+        y = cp.Variable((len(wi), len(wj)), nonneg=True)
+        cons += [cp.sum(y, axis=1) == xs[i], cp.sum(y, axis=0) == xs[j]]
+        lin_terms.append(cp.sum(cp.multiply(wgt * np.outer(wi, wj) / cscale, y)))
+    cost_expr = cp.sum(cp.hstack(lin_terms)) if lin_terms else cp.Constant(0.0)
+    for i, j in p.ties:
+        wi = np.array([p.widths[i][a] for a in keep[i]], float)
+        wj = np.array([p.widths[j][b] for b in keep[j]], float)
+        cons.append(wi @ xs[i] == wj @ xs[j])
+    info = {"cost_scale": cscale, "dropped": 0}
+    if p.target_db is not None:
+        nb = p.noise_budget
+        rows, dropped = [], 0
+        for i, k in enumerate(keep):
+            a = np.array([p.noise[i][j] for j in k]) / nb
+            small = a < DROP_BELOW
+            dropped += int(small.any())
+            a = np.where(small, 0.0, a)
+            if np.any(a != 0):
+                rows.append(a @ xs[i])
+        rhs = 1.0 - DROP_BELOW * dropped - RHS_MARGIN
+        info["dropped"] = dropped
+        if rows:
+            cons.append(cp.sum(cp.hstack(rows)) <= rhs)
+        prob = cp.Problem(cp.Minimize(cost_expr), cons)
+    else:
+        cons.append(cost_expr <= p.budget / cscale)
+        # scale by the least reachable noise: the optimum is O(1) and HiGHS's absolute
+        # tolerances (1e-6 .. 1e-9) do not swallow differences between choices
+        nscale = p.best_noise() or 1.0
+        noise_expr = cp.sum(cp.hstack([
+            np.array([p.noise[i][j] for j in k]) / nscale @ xs[i] for i, k in enumerate(keep)]))
+        info["noise_scale"] = nscale
+        prob = cp.Problem(cp.Minimize(noise_expr), cons)
+    return prob, xs, keep, info
+
+
+@dataclass
+class ContinuousProblem:
+    """Lin's relaxation: minimise ``sum rho_i b_i`` s.t. ``sum 10**(-(kappa_i b_i + c_i)/10) <=
+    10**(-target/10)``, ``lo_i <= b_i <= hi_i``."""
+
+    names: list[str]
+    rho: np.ndarray
+    kappa: np.ndarray
+    offset: np.ndarray
+    target_db: float
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if n == 0:
+            raise PlanError("the allocation problem has no tensors")
+        self.target_db = _finite("target SQNR (dB)", self.target_db)
+        for attr in ("rho", "kappa", "offset", "lo", "hi"):
+            v = np.asarray(getattr(self, attr), np.float64).reshape(-1)
+            if v.shape != (n,):
+                raise PlanError(f"{attr} must have one value per tensor ({n}), got {v.shape}")
+            if not np.all(np.isfinite(v)):
+                raise PlanError(f"{attr} must be finite, got {v}")
+            setattr(self, attr, v)
+        if np.any(self.kappa <= 0):
+            raise PlanError(f"kappa must be > 0 dB/bit, got {self.kappa}")
+        if np.any(self.rho < 0):
+            raise PlanError("costs rho must be >= 0")
+        if np.any(self.lo > self.hi):
+            bad = [self.names[i] for i in np.flatnonzero(self.lo > self.hi)]
+            raise PlanError(f"min bits > max bits for {bad}")
+
+    def noise(self, b: np.ndarray) -> float:
+        """``sum 10**(-(kappa b + c)/10)`` (linear)."""
+        return math.fsum(10.0 ** (-(self.kappa * np.asarray(b, float) + self.offset) / 10.0))
+
+
+def continuous_problem(p: ContinuousProblem):
+    """cvxpy model of ``p`` (noise row scaled by the budget); returns ``(problem, b)``."""
+    cp = import_cvxpy()
+    a = math.log(10.0) / 10.0
+    b = cp.Variable(len(p.names), name="bits")
+    rs = p.rho / (p.rho.max() or 1.0)
+    cons = [cp.sum(cp.exp(-a * (cp.multiply(p.kappa, b) + p.offset - p.target_db))) <= 1,
+            b >= p.lo, b <= p.hi]
+    return cp.Problem(cp.Minimize(rs @ b), cons), b

@@ -1,0 +1,56 @@
+"""`fxp plan --target-sqnr` end to end on a small npz data set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fxp.cli import main
+
+cp = pytest.importorskip("cvxpy")
+pytestmark = pytest.mark.skipif("HIGHS" not in cp.installed_solvers(), reason="no HiGHS")
+
+
+def _npz(tmp_path, n=64):
+    rng = np.random.default_rng(0)
+    p = tmp_path / "data.npz"
+    np.savez(p, x=rng.integers(0, 256, (n, 1, 28, 28)).astype(np.float32),
+             y=rng.integers(0, 10, n))
+    return f"npz:{p}"
+
+
+def test_plan_target_sqnr_table_and_plan_file(tmp_path, capsys):
+    data = _npz(tmp_path)
+    out = tmp_path / "opt.json"
+    rc = main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "25", "--calib", "32",
+               "--max-bits", "12", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    assert "predicted SQNR" in text and "measured" in text and "conv2.weight" in text
+    assert out.exists()
+    assert main(["simulate", "mnist_cnn", "--plan", str(out), "--data", data, "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["n"] == 64
+
+
+def test_plan_target_sqnr_json(tmp_path, capsys):
+    data = _npz(tmp_path)
+    rc = main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "30", "--calib", "32",
+               "--cost", "bitops", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["success"]
+    assert res["measured_sqnr_db"] >= 29.5
+    assert set(res["widths"]) >= {"input", "conv1.weight", "fc1.weight"}
+    assert res["plan"]["layers"]
+
+
+def test_plan_target_sqnr_errors(tmp_path, capsys):
+    data = _npz(tmp_path, n=16)
+    assert main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "30",
+                 "--min-bits", "9", "--max-bits", "8"]) == 2
+    assert "min_bits 9 > max_bits 8" in capsys.readouterr().err
+    assert main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "200",
+                 "--max-bits", "6"]) == 2
+    assert "out of reach" in capsys.readouterr().err
