@@ -16,8 +16,9 @@ setup: $(BIN)/python
 
 demo: setup
 	$(BIN)/fxp inspect mnist_cnn
-	$(BIN)/fxp plan mnist_cnn --data mnist5k --bits 8 --out out/mnist_cnn_plan.json
+	$(BIN)/fxp plan mnist_cnn --data mnist5k --target-sqnr 30 --out out/mnist_cnn_plan.json
 	$(BIN)/fxp simulate mnist_cnn --plan out/mnist_cnn_plan.json --data mnist5k
+	$(BIN)/fxp report mnist_cnn --plan out/mnist_cnn_plan.json --data mnist5k --out out/report
 	$(BIN)/fxp export golden mnist_cnn --plan out/mnist_cnn_plan.json --data mnist5k -n 4 --out out/golden
 
 test: setup
