@@ -131,3 +131,69 @@ def requantize_float32_codes(acc, scale32, zero_point, lo, hi):
             count += 1
         out[i] = np.int64(r) + zero_point
     return out, count
+
+
+# --------------------------------------------------------------------------- branch-free fast paths
+# For a deterministic rounding mode the increment decision is bit ``cls*4 + neg*2 + odd`` of a
+# 16-bit mask per mode (the same table as ROUND_TABLE), so the inner loops have no data-dependent
+# branches and LLVM can vectorize them.  The callers use these kernels only inside their stated
+# preconditions and fall back to the general kernels otherwise; the tests pin both to the spec.
+ROUND_MASKS = np.array([sum(int(ROUND_TABLE[m * 16 + k]) << k for k in range(16))
+                        for m in range(9)], np.int64)
+
+
+@kernel
+def fast_cast_codes(x, shift, rmask, lo, hi, saturating):
+    """round(x / 2**shift) (1 <= shift <= 62, deterministic mode) then clamp or count.
+
+    ``saturating``: clamp to [lo, hi]; otherwise the caller only uses the result
+    when the count of out-of-range values is 0.
+    """
+    n = x.size
+    out = np.empty(n, np.int64)
+    count = 0
+    half = np.int64(1) << (shift - 1)
+    mask = (np.int64(1) << shift) - 1
+    for i in prange(n):
+        v = x[i]
+        q = v >> shift
+        r = v & mask
+        cls = np.int64(r != 0) + np.int64(r >= half) + np.int64(r > half)
+        idx = cls * 4 + np.int64(v < 0) * 2 + (q & 1)
+        q += (rmask >> idx) & 1
+        over = (q < lo) | (q > hi)
+        count += np.int64(over)
+        if saturating:
+            q = min(max(q, lo), hi)
+        out[i] = q
+    return out, count
+
+
+@kernel
+def fast_quantize_floats(xf, scale, rmask, lo, hi, saturating):
+    """Round x*scale (scale = 2**frac_bits >= 1, so the product is exact) with a deterministic mode.
+
+    Returns (codes, n_overflow, n_unsafe): ``n_unsafe`` counts elements with
+    |x*scale| >= 2**52 (or non-finite), where the caller must use the general kernel.
+    """
+    n = xf.size
+    out = np.empty(n, np.int64)
+    count = 0
+    unsafe = 0
+    for i in prange(n):
+        v = xf[i] * scale
+        ok = abs(v) < 4503599627370496.0
+        unsafe += np.int64(not ok)
+        v = v if ok else 0.0
+        fl = math.floor(v)
+        r = v - fl
+        q = np.int64(fl)
+        cls = np.int64(r != 0.0) + np.int64(r >= 0.5) + np.int64(r > 0.5)
+        idx = cls * 4 + np.int64(v < 0) * 2 + (q & 1)
+        q += (rmask >> idx) & 1
+        over = (q < lo) | (q > hi)
+        count += np.int64(over)
+        if saturating:
+            q = min(max(q, lo), hi)
+        out[i] = q
+    return out, count, unsafe

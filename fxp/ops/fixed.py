@@ -72,9 +72,46 @@ def quantize(x, fmt: QFormat, rounding="half_even", overflow="saturate", *,
 
     lo, hi, bits, signed, ocode = _fmt_args(fmt, overflow)
     flat = np.ascontiguousarray(a).ravel()
+    fast = _fast_quantize(flat, fmt, rounding, overflow, lo, hi)
+    if fast is not None:
+        return fast[0].reshape(a.shape), fast[1]
     out, n = quantize_floats(flat.size, flat, fmt.frac_bits, rounding.code, ocode,
                              lo, hi, bits, signed, _seed(rounding, seed), int(index_offset))
     return out.reshape(a.shape), int(n)
+
+
+def _fast_ok(rounding: RoundingMode, overflow: OverflowMode) -> bool:
+    return rounding is not RoundingMode.STOCHASTIC and overflow in (
+        OverflowMode.SATURATE, OverflowMode.SATURATE_SYMMETRIC, OverflowMode.WRAP)
+
+
+def _fast_quantize(flat, fmt, rounding, overflow, lo, hi):
+    """Branch-free kernel when 0 <= frac_bits <= 1000 (exact scaling); None to fall back."""
+    if not (_fast_ok(rounding, overflow) and 0 <= fmt.frac_bits <= 1000):
+        return None
+    from fxp.kernels.elementwise import ROUND_MASKS, fast_quantize_floats
+
+    saturating = overflow is not OverflowMode.WRAP
+    out, n, unsafe = fast_quantize_floats(flat.size, flat, float(2.0**fmt.frac_bits),
+                                          ROUND_MASKS[rounding.code], lo, hi, saturating)
+    if unsafe or (not saturating and n):
+        return None
+    return out, int(n)
+
+
+def _fast_cast(flat, shift, rounding, overflow, fmt):
+    """Branch-free kernel for right shifts 1..62 (None to fall back)."""
+    if not (_fast_ok(rounding, overflow) and 1 <= shift <= 62):
+        return None
+    from fxp.kernels.elementwise import ROUND_MASKS, fast_cast_codes
+
+    lo, hi = intmath._range_for(fmt, overflow)
+    saturating = overflow is not OverflowMode.WRAP
+    out, n = fast_cast_codes(flat.size, flat, int(shift), ROUND_MASKS[rounding.code], lo, hi,
+                             saturating)
+    if not saturating and n:
+        return None
+    return out, int(n)
 
 
 def dequantize(codes, fmt: QFormat) -> np.ndarray:
@@ -87,6 +124,9 @@ def _cast_kernel(x: np.ndarray, shift: int, rounding, overflow, fmt, seed, offse
 
     lo, hi, bits, signed, ocode = _fmt_args(fmt, overflow)
     flat = np.ascontiguousarray(x).ravel()
+    fast = _fast_cast(flat, shift, rounding, overflow, fmt)
+    if fast is not None:
+        return fast[0].reshape(x.shape), fast[1]
     out, n = cast_codes(flat.size, flat, int(shift), rounding.code, ocode,
                         lo, hi, bits, signed, _seed(rounding, seed), int(offset))
     return out.reshape(x.shape), int(n)
