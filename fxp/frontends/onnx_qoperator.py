@@ -453,7 +453,8 @@ def _pass_through(q: _Q, node: Any) -> None:
     q.tensor_map[node.output[0]] = out.output
 
 
-def _weights(q: _Q, node: Any, wi: int, what: str, transpose: bool = False) -> tuple[np.ndarray, TensorSpec, np.ndarray, np.ndarray]:
+def _weights(q: _Q, node: Any, wi: int, what: str, transpose: bool = False
+             ) -> tuple[np.ndarray, TensorSpec, np.ndarray, np.ndarray]:
     """Weight codes (int64, output channels first), spec, float weights, scales [Co]."""
     ctx = q.ctx
     w = ctx.const(node, wi, what)
@@ -477,7 +478,11 @@ def _weights(q: _Q, node: Any, wi: int, what: str, transpose: bool = False) -> t
     spec = TensorSpec(fmt, tuple(float(v) for v in s), zp, axis=0 if per_channel else None)
     sc = np.broadcast_to(s.astype(np.float64), (co,))
     shape = (-1,) + (1,) * (codes.ndim - 1)
-    wf = ((codes - zp).astype(np.float64) * sc.reshape(shape)).astype(np.float32)
+    with np.errstate(over="ignore"):
+        wf = ((codes - zp).astype(np.float64) * sc.reshape(shape)).astype(np.float32)
+    if not np.all(np.isfinite(wf)):
+        raise ctx.fail(node, f"initializer {node.input[wi]!r}: dequantized weights overflow "
+                             f"float32 (scale too large)", ModelImportError)
     return codes, spec, wf, sc
 
 
@@ -495,7 +500,12 @@ def _bias(q: _Q, node: Any, bi: int, co: int, sx: float, sw: np.ndarray
         raise ctx.fail(node, f"bias {node.input[bi]!r} has shape {b.shape}; only a per-output "
                              f"vector ({co},) is supported")
     bscale = np.float64(sx) * sw  # the float64 product compile_plan divides by
-    return flat, (flat.astype(np.float64) * bscale).astype(np.float32)
+    with np.errstate(over="ignore"):
+        bf = (flat.astype(np.float64) * bscale).astype(np.float32)
+    if not np.all(np.isfinite(bf)):
+        raise ctx.fail(node, f"initializer {node.input[bi]!r}: dequantized bias overflows "
+                             f"float32", ModelImportError)
+    return flat, bf
 
 
 def _out_spec(q: _Q, node: Any, si: int, zi: int) -> TensorSpec:

@@ -7,9 +7,9 @@ changed), the largest |partial sum| observed (loop path) and the worst-case
 bound proven at compile time.
 
 The graph input is quantized with the plan's input spec (half-to-even,
-saturating; an affine input divides in ``model.input_arithmetic``).  A final Softmax is computed in float on the dequantized
-logits.  Layers the plan marks float run the float reference on dequantized
-inputs.
+saturating; an affine input divides in ``model.input_arithmetic``).  A final
+Softmax is computed in float on the dequantized logits.  Layers the plan marks
+float run the float reference on dequantized inputs.
 """
 
 from __future__ import annotations
