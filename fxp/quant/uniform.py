@@ -55,6 +55,10 @@ from fxp.quant.base import QuantizedTensor, Quantizer, check_bits, register
 __all__ = ["DeadZone", "Midrise", "Midtread", "deadzone", "midrise", "midtread", "pow2_step"]
 
 
+MIN_STEP = 2.0**-1000
+"""Smallest step: below it the reconstruction levels fall into subnormal floats."""
+
+
 def pow2_step(m: float, qmax: int) -> float:
     """Smallest power of two ``D`` with ``qmax * D >= m`` (exact; ``m > 0``)."""
     k = math.ceil(math.log2(m / qmax))
@@ -94,6 +98,9 @@ class _Uniform(Quantizer):
             delta = float(step)
             if not (math.isfinite(delta) and delta > 0):
                 raise FormatError(f"step must be finite and > 0, got {step!r}")
+        if delta < MIN_STEP:
+            raise FormatError(f"step {delta!r} (max|W| = {m!r}) is below 2**-1000: the "
+                              "reconstruction levels would be subnormal floats and not exact")
         return {"bits": bits, "qmax": qmax, "step": delta, "sigma": float(self.sigma)}
 
     def _code_dz(self, w: np.ndarray, p: dict) -> np.ndarray:

@@ -48,8 +48,9 @@ def register_profiles() -> bool:
     common = dict(deadline=None, print_blob=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     settings.register_profile("fxp-ci", derandomize=True, database=None, **common)
-    settings.register_profile("fxp-dev", **common)
-    settings.register_profile("fxp-nightly", max_examples=5000, **common)
+    # explicit derandomize=False: a profile registered after a derandomized one inherits it
+    settings.register_profile("fxp-dev", derandomize=False, **common)
+    settings.register_profile("fxp-nightly", derandomize=False, max_examples=5000, **common)
     return True
 
 

@@ -14,7 +14,8 @@ from fxp.quant import get
 from fxp.quant.uniform import DeadZone, Midrise, Midtread, deadzone, midrise, midtread, pow2_step
 
 FLOATS = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=64)
-TENSORS = arrays(np.float64, st.integers(1, 40), elements=FLOATS)
+TENSORS = arrays(np.float64, st.integers(1, 40), elements=FLOATS).filter(
+    lambda w: not 0 < np.abs(w).max() < 1e-290)  # tiny tensors raise: see test below
 BITS = st.integers(2, 12)
 STEPS = st.one_of(st.sampled_from([None, "max", "pow2"]),
                   st.floats(1e-3, 1e2, allow_nan=False, allow_infinity=False))
@@ -102,3 +103,9 @@ def test_errors(kwargs, match) -> None:
         midtread([1.0, np.nan], 4)
     with pytest.raises(FormatError, match="sigma must be a number"):
         get("deadzone:abc")
+
+
+def test_tiny_steps_are_refused():
+    """A step below 2**-1000 would reconstruct into subnormal floats (not exact)."""
+    with pytest.raises(FormatError, match="below 2\\*\\*-1000"):
+        midrise(np.array([5e-324]), 2)
