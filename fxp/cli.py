@@ -19,6 +19,8 @@ EXAMPLES = """examples:
   fxp plan mnist_cnn --data mnist5k --bits 8 --out plan.json
   fxp simulate mnist_cnn --plan plan.json --data mnist5k --limit 1000
   fxp export golden mnist_cnn --plan plan.json --data mnist5k -n 4 --out golden/
+  fxp export hls4ml mnist_cnn --plan plan.json --out hls4ml_config.json
+  fxp export c mnist_cnn --plan plan.json --out mnist_cnn_fxp.h
   fxp format "ap_fixed<8,3>"                      describe a fixed-point format
   fxp quantize "fixed<8,4>" 0.3 -1.7 --rounding half_even --overflow saturate
 """
@@ -251,6 +253,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_file(args: argparse.Namespace) -> int:
+    from fxp import workflow as fw
+    from fxp.export.c_header import write_c_header
+    from fxp.export.hls4ml import write_hls4ml_config
+    from fxp.plan.io import load_plan
+
+    plan = load_plan(args.plan)
+    graph = fw.load_model(args.model)
+    writer = write_hls4ml_config if args.what == "hls4ml" else write_c_header
+    out = writer(graph, plan, args.out)
+    print(json.dumps({"out": str(out)}) if args.json else f"wrote {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -328,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
     e.set_defaults(handler=_cmd_export)
+    for what, helptext in (("hls4ml", "hls4ml configuration (ap_fixed precisions per layer)"),
+                           ("c", "C header with the integer weights, biases and requant constants")):
+        e = esub.add_parser(what, help=helptext)
+        e.add_argument("model")
+        e.add_argument("--plan", required=True)
+        e.add_argument("--out", required=True, help="output file")
+        e.add_argument("--json", action="store_true")
+        e.set_defaults(handler=_cmd_export_file)
 
     p = sub.add_parser("sweep", help="rate-distortion sweep of weight quantizers: entropy, "
                        "size, accuracy")

@@ -1,0 +1,100 @@
+"""hls4ml config and C header: the files say exactly what the engine computes."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+
+import numpy as np
+import pytest
+
+from fxp.cli import main
+from fxp.errors import PlanError
+from fxp.export.c_header import c_header
+from fxp.export.hls4ml import ap_type, hls4ml_config
+from fxp.core.format import QFormat
+from fxp.core.modes import OverflowMode, RoundingMode
+from fxp.plan.ptq import ptq_affine, ptq_pow2
+from fxp.sim.compile import compile_plan
+from fxp.testing.cc import compile_shared, find_c_compiler
+from tests.sim.test_integer_engine import tiny_graph
+
+
+def _plan(seed=3, **kw):
+    g = tiny_graph(seed)
+    x = np.random.default_rng(seed).normal(size=(16, 2, 6, 6)).astype(np.float32)
+    return g, ptq_pow2(g, x, **kw)
+
+
+@pytest.mark.parametrize(("fmt", "r", "o", "want"), [
+    (QFormat(8, 3), RoundingMode.HALF_UP, OverflowMode.SATURATE, "ap_fixed<8,3,AP_RND,AP_SAT>"),
+    (QFormat(6, 2, False), RoundingMode.HALF_EVEN, OverflowMode.WRAP,
+     "ap_ufixed<6,2,AP_RND_CONV,AP_WRAP>"),
+    (QFormat(16, -2), None, None, "ap_fixed<16,-2>"),
+])
+def test_ap_type_spellings(fmt, r, o, want):
+    assert ap_type(fmt, r, o) == want
+    assert QFormat.parse(want.split(",AP")[0] + (">" if ",AP" in want else "")) == fmt
+
+
+def test_hls4ml_config_matches_the_plan():
+    g, plan = _plan(rounding="half_even", acc_bits=24, output_overflow="wrap")
+    cfg = hls4ml_config(g, plan)
+    model = compile_plan(g, plan)
+    for step in model.steps:
+        if step.w_codes is None:
+            continue
+        p = cfg["LayerName"][step.name]["Precision"]
+        assert p["weight"] == ap_type(plan.layer(step.name).weight.fmt)
+        assert p["accum"].startswith(f"ap_fixed<24,{step.acc_fmt.int_bits},")
+        assert p["result"].endswith(",AP_RND_CONV,AP_WRAP>")
+
+
+def test_hls4ml_refuses_affine_plans():
+    g = tiny_graph(1)
+    x = np.random.default_rng(1).normal(size=(8, 2, 6, 6)).astype(np.float32)
+    with pytest.raises(PlanError, match="power-of-two"):
+        hls4ml_config(g, ptq_affine(g, x))
+
+
+@pytest.mark.skipif(find_c_compiler() is None, reason="no C compiler found")
+@pytest.mark.parametrize("scheme", ["pow2", "double"])
+def test_c_header_compiles_and_holds_the_engine_constants(tmp_path, scheme):
+    g = tiny_graph(5)
+    x = np.random.default_rng(5).normal(size=(16, 2, 6, 6)).astype(np.float32)
+    plan = ptq_pow2(g, x, weight_bits=6) if scheme == "pow2" else ptq_affine(g, x)
+    header = tmp_path / "model.h"
+    header.write_text(c_header(g, plan, "MODEL_H"))
+    model = compile_plan(g, plan)
+    steps = [s for s in model.steps if s.w_codes is not None]
+    getters = "\n".join(
+        f"const void *get_{s.name}_w(void) {{ return {s.name}_w; }}\n"
+        f"const void *get_{s.name}_b(void) {{ return {s.name}_b; }}" for s in steps)
+    lib = compile_shared(f"#include \"{header}\"\n{getters}\n", tmp_path, name="hdr")
+    for s in steps:
+        for suffix, want, bits in (("w", s.w_codes, s.plan.weight.fmt.bits),
+                                   ("b", s.b_codes, s.plan.acc_bits)):
+            fn = getattr(lib, f"get_{s.name}_{suffix}")
+            fn.restype = ctypes.c_void_p
+            ct = {8: ctypes.c_int8, 16: ctypes.c_int16, 32: ctypes.c_int32}[
+                8 if bits <= 8 else 16 if bits <= 16 else 32]
+            got = np.ctypeslib.as_array((ct * want.size).from_address(fn()))
+            assert np.array_equal(got, want.ravel()), (s.name, suffix)
+
+
+def test_export_cli(tmp_path, capsys):
+    data = tmp_path / "d.npz"  # the CLI reads ONNX models: use the zoo's mnist_cnn
+    rng = np.random.default_rng(0)
+    np.savez(data, x=rng.integers(0, 256, (16, 1, 28, 28)).astype(np.float32),
+             y=rng.integers(0, 10, 16))
+    plan = tmp_path / "plan.json"
+    assert main(["plan", "mnist_cnn", "--data", f"npz:{data}", "--out", str(plan)]) == 0
+    assert main(["export", "hls4ml", "mnist_cnn", "--plan", str(plan), "--out",
+                 str(tmp_path / "h.json")]) == 0
+    cfg = json.loads((tmp_path / "h.json").read_text())
+    assert set(cfg["LayerName"]) >= {"conv1", "conv2", "fc1"}
+    assert main(["export", "c", "mnist_cnn", "--plan", str(plan), "--out",
+                 str(tmp_path / "m.h")]) == 0
+    assert "static const int8_t conv2_w[18432]" in (tmp_path / "m.h").read_text()
+    assert main(["plan", "mnist_cnn", "--data", "digits", "--limit", "8"]) == 2  # 8x8 digits
+    assert "expects (1, 28, 28)" in capsys.readouterr().err
