@@ -21,6 +21,7 @@ EXAMPLES = """examples:
   fxp export golden mnist_cnn --plan plan.json --data mnist5k -n 4 --out golden/
   fxp export hls4ml mnist_cnn --plan plan.json --out hls4ml_config.json
   fxp export c mnist_cnn --plan plan.json --out mnist_cnn_fxp.h
+  fxp bench mnist_cnn --batch-size 256            images/s of the engines, as ratios
   fxp format "ap_fixed<8,3>"                      describe a fixed-point format
   fxp quantize "fixed<8,4>" 0.3 -1.7 --rounding half_even --overflow saturate
 """
@@ -119,6 +120,11 @@ def _load(args: argparse.Namespace):
 def _cmd_plan(args: argparse.Namespace) -> int:
     from fxp.plan.io import plan_to_dict, save_plan
 
+    if args.binary and args.target_sqnr is not None:
+        from fxp.errors import PlanError
+
+        raise PlanError("--binary cannot be combined with --target-sqnr (the optimizer plans "
+                        "fixed-point widths only)")
     fw, graph, data = _load(args)
     if args.target_sqnr is not None:
         return _plan_optimized(args, fw, graph, data)
@@ -126,14 +132,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                         act_bits=args.act_bits, acc_bits=args.acc_bits, scheme=args.scheme,
                         granularity=args.granularity, method=args.method,
                         rounding=args.rounding,
-                        calib=args.calib if args.calib is not None else 512)
+                        calib=args.calib if args.calib is not None else 512,
+                        binary_layers=_binary_names(args.binary),
+                        alpha_bits=None if args.alpha_bits == 0 else args.alpha_bits,
+                        binary_output=args.binary_output, pad_value=args.pad_value)
     if args.out:
         save_plan(plan, args.out)
     if args.json:
         print(json.dumps(plan_to_dict(plan), indent=2))
         return 0
-    rows = [{"layer": lp.name, "weight": "float" if lp.float_layer else str(lp.weight.fmt),
-             "output": "float" if lp.float_layer else str(lp.output.fmt),
+    def fmt(spec):
+        return "binary" if spec.is_binary else str(spec.fmt)
+
+    rows = [{"layer": lp.name, "weight": "float" if lp.float_layer else fmt(lp.weight),
+             "output": "float" if lp.float_layer else fmt(lp.output),
              "acc": None if lp.float_layer else lp.acc_bits,
              "requant": None if lp.float_layer else lp.requant.value} for lp in plan.layers]
     print(f"plan {plan.name}: input {plan.input.fmt}")
@@ -142,6 +154,10 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.out:
         print(f"wrote {args.out}")
     return 0
+
+
+def _binary_names(text: str | None) -> tuple[str, ...]:
+    return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
 def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
@@ -267,6 +283,25 @@ def _cmd_export_file(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from fxp.bench import bench_model
+    from fxp.plan.io import load_plan
+    from fxp.zoo import resolve_model
+
+    fw, graph, data = _load(args)
+    plan = load_plan(args.plan) if args.plan else fw.make_plan(graph, data, bits=8, calib=256)
+    x = data.x[:args.batch_size]
+    rows = bench_model(graph, plan, x, onnx_path=resolve_model(args.model),
+                       min_time=args.min_time)
+    if args.json:
+        print(json.dumps({"model": graph.name, "batch": int(x.shape[0]), "rows": rows}, indent=2))
+        return 0
+    print(f"{graph.name}, batch {x.shape[0]}, plan {plan.name}")
+    _print_table(rows, [("engine", "engine"), ("images_per_s", "images/s"),
+                        ("vs_float_reference", "vs float reference")])
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -309,6 +344,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what --target-sqnr minimises")
     p.add_argument("--min-bits", type=int, default=None, help="narrowest width (--target-sqnr)")
     p.add_argument("--max-bits", type=int, default=None, help="widest width (--target-sqnr)")
+    p.add_argument("--binary", default=None, metavar="LAYERS",
+                   help="comma-separated layers to binarize (XNOR-popcount), e.g. conv2,fc1")
+    p.add_argument("--alpha-bits", type=int, default=8,
+                   help="bits of the XNOR-Net per-channel alpha of binary layers (0: no alpha)")
+    p.add_argument("--binary-output", default="scale", choices=["scale", "dot", "threshold"],
+                   help="output transform of binary layers")
+    p.add_argument("--pad-value", type=int, default=0, choices=[0, 1, -1],
+                   help="padding of binary convolutions: 0 (zero), 1 or -1")
     p.set_defaults(handler=_cmd_plan)
 
     p = sub.add_parser("simulate", help="bit-exact simulation of a plan: accuracy, SQNR, overflows")
@@ -333,6 +376,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_report)
+
+    p = sub.add_parser("bench", help="images/s of the engines, as ratios in one process")
+    p.add_argument("model")
+    p.add_argument("--data", default="mnist5k")
+    p.add_argument("--plan", default=None, help="plan JSON (default: an 8-bit PTQ plan)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_bench)
 
     p = sub.add_parser("export", help="export files for other toolchains")
     esub = p.add_subparsers(dest="what", metavar="WHAT", required=True)

@@ -125,3 +125,13 @@ def test_report_writes_markdown_and_figures(tmp_path, capsys):
     for fig in ("bits.png", "sqnr.png", "overflow.png", "confusion.png", "weights.png"):
         assert (out / fig).stat().st_size > 1000
     assert json.loads((out / "report.json").read_text())["n"] == 32
+
+
+def test_bench_json(tmp_path, capsys):
+    data = _npz(tmp_path, n=16)
+    assert main(["bench", "mnist_cnn", "--data", data, "--batch-size", "8", "--min-time", "0.05",
+                 "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    engines = {r["engine"]: r for r in info["rows"]}
+    assert engines["fxp float reference (numpy)"]["vs_float_reference"] == 1
+    assert all(r["images_per_s"] > 0 for r in info["rows"])
