@@ -302,6 +302,38 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from fxp import workflow as fw
+    from fxp.train import require_torch
+
+    require_torch()
+
+    def log(row: dict) -> None:
+        if not args.json:
+            print(json.dumps(row), flush=True)
+
+    res = fw.train_model(args.method, args.model, args.data, bits=args.bits, out=args.out,
+                         epochs=args.epochs, seed=args.seed, eval_data=args.eval,
+                         limit=args.limit, eval_limit=args.eval_limit, act_bits=args.act_bits,
+                         scratch=args.scratch, lr=args.lr, batch_size=args.batch_size,
+                         rounding=args.rounding, calib=args.calib, threads=args.threads,
+                         dropout=args.dropout, verify=not args.no_verify,
+                         progress=not args.json, log=log)
+    if args.json:
+        print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2,
+                         default=str))
+        return 0
+    line = (f"{res['method']} {res['model']} w{res['bits']}: fake-quantized top-1 "
+            f"{res['torch_fake_quant_top1']:.4f} on {res['eval_data']} ({res['n_eval']} images)")
+    sim = res.get("fxp_simulation")
+    if sim is not None:
+        line += (f"; fxp simulate top-1 {sim['fixed_top1']:.4f}, agreement with torch "
+                 f"{sim['agreement_with_torch']:.4f}")
+    print(line)
+    print(f"wrote {res['onnx']} and {res['plan']}")
+    return 0 if sim is None or sim["mismatches"] == 0 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -419,6 +451,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_sweep)
+
+    p = sub.add_parser("train", help="retrain with fxp's quantizers (QAT, INQ) and export "
+                       "ONNX + plan that fxp simulates exactly (needs torch)")
+    p.add_argument("method", choices=["qat", "qat-conv", "qat-dense", "inq"])
+    p.add_argument("model", help="ONNX path or zoo name (a float model to fine-tune)")
+    p.add_argument("--data", required=True, help="training data spec, e.g. mnist-t10k, digits")
+    p.add_argument("--eval", default=None, help="evaluation data spec (default: --data)")
+    p.add_argument("--bits", type=int, default=8,
+                   help="weight bits (QAT: weights and activations unless --act-bits)")
+    p.add_argument("--act-bits", type=int, default=None)
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs (INQ: per stage); default 3, 10 with --scratch, 2 for inq")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (checkpoints, ONNX, plan)")
+    p.add_argument("--scratch", action="store_true", help="QAT from random init")
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--limit", type=int, default=None, help="use the first N training samples")
+    p.add_argument("--eval-limit", type=int, default=None)
+    p.add_argument("--rounding", default="half_up", help="requantization rounding of the plan")
+    p.add_argument("--calib", type=int, default=512, help="calibration samples for the plan")
+    p.add_argument("--threads", type=int, default=1, help="torch threads")
+    p.add_argument("--dropout", type=float, default=0.0, help="dropout before dense layers")
+    p.add_argument("--no-verify", action="store_true",
+                   help="skip the fxp simulation of the exported files")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_train)
 
     p = sub.add_parser("format", help="describe a fixed-point format (ap_fixed<W,I>, Qm.n, ...)")
     p.add_argument("format", help="e.g. 'ap_fixed<8,3>', 'ufixed<6,2>', 'Q0.15', 'int8'")

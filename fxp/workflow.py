@@ -67,15 +67,25 @@ def load_data(spec: str, graph: Graph, *, limit: int | None = None,
 def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | None = None,
               act_bits: int | None = None, acc_bits: int = 32, scheme: str = "pow2",
               granularity: str = "whole", method: str = "minmax", rounding: str = "half_up",
-              calib: int = 512) -> Plan:
-    """Post-training quantization plan from the first ``calib`` samples of ``data``."""
+              calib: int = 512, binary_layers=(), alpha_bits: int | None = 8,
+              binary_output: str = "scale", pad_value: int = 0) -> Plan:
+    """Post-training quantization plan from the first ``calib`` samples of ``data``.
+
+    ``binary_layers`` (pow2 scheme only) makes the named layers binary
+    (XNOR-popcount) with ``alpha_bits``, ``binary_output`` and ``pad_value``;
+    see :func:`fxp.plan.ptq.ptq_pow2`.
+    """
     from fxp.plan.ptq import ptq_affine, ptq_pow2
 
     cx = data.x[:calib]
+    if binary_layers and scheme != "pow2":
+        raise PlanError(f"binary layers need the pow2 scheme, got {scheme!r}")
     if scheme == "pow2":
         return ptq_pow2(graph, cx, weight_bits=weight_bits or bits, act_bits=act_bits or bits,
                         acc_bits=acc_bits, granularity=granularity, method=method,
-                        rounding=rounding)
+                        rounding=rounding, binary_layers=tuple(binary_layers),
+                        alpha_bits=alpha_bits, binary_output=binary_output,
+                        pad_value=pad_value)
     if scheme in ("double", "single", "float32"):
         return ptq_affine(graph, cx, bits=bits, scheme=scheme, acc_bits=acc_bits,
                           granularity=granularity)
@@ -142,3 +152,84 @@ def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,d
 
     return sweep(graph, data, quantizers, bits, tolerance=tolerance, per_channel=per_channel,
                  progress=progress)
+
+
+TRAIN_METHODS = ("qat", "qat-conv", "qat-dense", "inq")
+"""Methods of :func:`train_model` (``fxp train METHOD``)."""
+
+
+def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int = 8,
+                out: str | Path, epochs: int | None = None, seed: int = 0,
+                eval_data: str | None = None, limit: int | None = None,
+                eval_limit: int | None = None, act_bits: int | None = None,
+                scratch: bool = False, lr: float | None = None, batch_size: int = 64,
+                rounding: str = "half_up", calib: int = 512, threads: int = 1,
+                dropout: float = 0.0, shift: int = 0, steps_per_epoch: int | None = None,
+                verify: bool = True, progress: bool = False, log=None) -> dict:
+    """Retrain ``model`` with fxp's quantizers, export ONNX + plan to ``out``, verify with fxp.
+
+    ``method``: ``qat`` (every layer), ``qat-conv`` / ``qat-dense`` (only
+    convolutions / dense layers quantized, the others float; seed 000) or
+    ``inq`` (seed 002; ``bits`` is the power-of-two weight width, activations
+    take ``act_bits``, default 8).  ``scratch=True`` (QAT only) re-initialises
+    the weights.  Defaults: ``epochs`` 3 (QAT fine-tuning), 10 (from
+    scratch), 2 per INQ stage; ``lr`` 1e-4 (fine-tuning, INQ), 2e-3 (scratch).
+
+    Checkpoints go to ``out/checkpoint.pt`` after every epoch; calling again
+    with the same arguments resumes (or only re-exports a finished run).
+    Returns a summary (also written to ``out/train_result.json``): accuracy of
+    the fake-quantized model on the evaluation data (``eval_data``, default
+    ``data``), the exported files, and -- with ``verify`` -- the fxp
+    simulation of the exported files and its top-1 agreement with torch.
+    Needs PyTorch (:class:`~fxp.errors.MissingDependencyError` otherwise).
+    """
+    from fxp.train import require_torch
+
+    require_torch()
+    from fxp.train.export import export_trained, verify_export, write_json
+    from fxp.train.inq import train_inq
+    from fxp.train.loop import TrainConfig
+    from fxp.train.qat import train_qat
+
+    if method not in TRAIN_METHODS:
+        raise PlanError(f"unknown training method {method!r}; use one of {list(TRAIN_METHODS)}")
+    if scratch and method == "inq":
+        raise PlanError("INQ quantizes a pretrained model; --scratch is for qat")
+    graph = model if isinstance(model, Graph) else load_model(model)
+    train = load_data(data, graph, limit=limit)
+    ev = load_data(eval_data, graph, limit=eval_limit) if eval_data else train
+    if epochs is None:
+        epochs = 2 if method == "inq" else (10 if scratch else 3)
+    if lr is None:
+        lr = 2e-3 if scratch else 1e-4
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
+                      dropout=dropout, shift=shift, steps_per_epoch=steps_per_epoch,
+                      progress=progress)
+    ident = {"model": str(model) if not isinstance(model, Graph) else graph.name, "data": data,
+             "limit": limit, "lr": lr, "batch_size": batch_size,
+             "calib": calib}
+    common = dict(config=cfg, eval_x=ev.x, eval_y=ev.y, out_dir=out, identity=ident, log=log,
+                  rounding=rounding, calib=calib)
+    if method == "inq":
+        res = train_inq(graph, train.x, train.y, bits=bits, act_bits=act_bits or 8, **common)
+    else:
+        gran = {"qat": "whole", "qat-conv": "conv", "qat-dense": "dense"}[method]
+        res = train_qat(graph, train.x, train.y, bits=bits, act_bits=act_bits, granularity=gran,
+                        scratch=scratch, **common)
+    name = f"{graph.name}-{method}-w{bits}"
+    meta = {"fxp.train.method": method, "fxp.train.bits": bits, "fxp.train.seed": seed,
+            "fxp.train.data": data, "fxp.eval.data": ev.name,
+            "fxp.eval.accuracy": f"{res.eval_top1:.4f}",
+            "fxp.train.command": f"fxp train {method} {ident['model']} --data {data} "
+                                 f"--bits {bits} --epochs {epochs} --seed {seed}"}
+    exp = export_trained(res.net, out, name, metadata=meta,
+                         doc=f"{graph.name} retrained by fxp train {method} ({bits} bits)")
+    summary = {"method": method, "model": ident["model"], "bits": bits, "seed": seed,
+               "epochs": epochs, "train_data": train.name, "eval_data": ev.name,
+               "n_eval": int(len(ev.y)), "torch_fake_quant_top1": res.eval_top1,
+               "onnx": str(exp.onnx_path), "plan": str(exp.plan_path),
+               "history": res.history, **res.extra}
+    if verify:
+        summary["fxp_simulation"] = verify_export(exp, ev, res.eval_predictions)
+    write_json(Path(out) / "train_result.json", summary)
+    return summary

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fxp.errors import UnsupportedOpError
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan, RequantScheme
 from fxp.sim.compile import compile_plan
@@ -58,6 +59,9 @@ def c_header(graph: Graph, plan: Plan, guard: str = "FXP_MODEL_H") -> str:
         lp = step.plan
         if lp is None or lp.float_layer or step.w_codes is None:
             continue
+        if lp.is_binary:
+            raise UnsupportedOpError(f"layer {step.name!r} is binary (XNOR-popcount); this "
+                                     "export writes fixed-point layers only")
         n = _ident(step.name).upper()
         low = _ident(step.name)
         wf, of = lp.weight.fmt, lp.output.fmt

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
-from fxp.errors import PlanError
+from fxp.errors import PlanError, UnsupportedOpError
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan
 from fxp.sim.compile import compile_plan
@@ -57,6 +57,9 @@ def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
         lp = step.plan
         if lp is None or lp.float_layer or step.w_codes is None:
             continue
+        if lp.is_binary:
+            raise UnsupportedOpError(f"layer {step.name!r} is binary (XNOR-popcount); this "
+                                     "export writes fixed-point layers only")
         if not (lp.weight.is_pow2 and lp.output.is_pow2):
             raise PlanError(f"layer {step.name!r} is affine (scaled); hls4ml export needs "
                             "power-of-two formats")

@@ -15,6 +15,17 @@ Example (power-of-two layer; affine tensors carry ``scales`` and ``zero_point``)
 
 Formats are written as ``fixed<W,I>`` / ``ufixed<W,I>`` (I includes the sign
 bit); scales as float32 values printed with ``repr`` (round-trip exact).
+
+Binary (XNOR-popcount) layers, see :mod:`fxp.plan.plan`: a tensor
+``{"format": "binary"}`` is :meth:`TensorSpec.binary`, and a layer may carry
+the optional keys ``pad_value`` (0, 1, -1), ``binary_output`` (``"scale"``,
+``"dot"``, ``"threshold"``) and ``alpha`` (a tensor object)::
+
+    {"name": "conv2", "weight": {"format": "binary"}, "alpha": {"format": "ufixed<8,0>"},
+     "output": {"format": "ufixed<8,3>"}, "pad_value": 0, "binary_output": "scale", ...}
+
+These keys are new but optional, so the schema version stays 1 and older
+files load unchanged.
 """
 
 from __future__ import annotations
@@ -29,12 +40,14 @@ from fxp.plan.plan import SCHEMA_VERSION, LayerPlan, Plan, TensorSpec
 __all__ = ["load_plan", "plan_from_dict", "plan_to_dict", "save_plan"]
 
 _LAYER_KEYS = {"name", "float", "input", "weight", "bias", "output", "acc_bits", "acc_overflow",
-               "rounding", "output_overflow", "requant"}
+               "rounding", "output_overflow", "requant", "pad_value", "binary_output", "alpha"}
 
 
 def _spec_to_dict(spec: TensorSpec | None) -> dict | None:
     if spec is None:
         return None
+    if spec.is_binary:
+        return {"format": "binary"}
     d: dict = {"format": str(spec.fmt)}
     if spec.scales is not None:
         d["scales"] = list(spec.scales)
@@ -52,6 +65,10 @@ def _spec_from_dict(d: object, where: str) -> TensorSpec | None:
     extra = set(d) - {"format", "scales", "zero_point", "axis"}
     if extra:
         raise PlanError(f"{where}: unknown keys {sorted(extra)}")
+    if isinstance(d["format"], str) and d["format"].strip().lower() == "binary":
+        if set(d) != {"format"}:
+            raise PlanError(f"{where}: a binary tensor takes no {sorted(set(d) - {'format'})}")
+        return TensorSpec.binary()
     try:
         return TensorSpec(QFormat.parse(d["format"]), d.get("scales"), d.get("zero_point", 0),
                           d.get("axis"))
@@ -66,13 +83,17 @@ def plan_to_dict(plan: Plan) -> dict:
         d = {"name": lp.name}
         if lp.float_layer:
             d["float"] = True
-        for key in ("input", "weight", "bias", "output"):
+        for key in ("input", "weight", "bias", "output", "alpha"):
             spec = _spec_to_dict(getattr(lp, key))
             if spec is not None:
                 d[key] = spec
         d.update(acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow.value,
                  rounding=lp.rounding.value, output_overflow=lp.output_overflow.value,
                  requant=lp.requant.value)
+        if lp.pad_value is not None:
+            d["pad_value"] = lp.pad_value
+        if lp.binary_output is not None:
+            d["binary_output"] = lp.binary_output
         layers.append(d)
     return {"schema": "fxp.plan", "schema_version": plan.schema_version, "name": plan.name,
             "input": _spec_to_dict(plan.input), "layers": layers}
@@ -106,7 +127,9 @@ def plan_from_dict(d: object, source: str = "plan") -> Plan:
                 acc_bits=ld.get("acc_bits", 32), acc_overflow=ld.get("acc_overflow", "wrap"),
                 rounding=ld.get("rounding", "half_up"),
                 output_overflow=ld.get("output_overflow", "saturate"),
-                requant=ld.get("requant", "pow2")))
+                requant=ld.get("requant", "pow2"), pad_value=ld.get("pad_value"),
+                binary_output=ld.get("binary_output"),
+                alpha=_spec_from_dict(ld.get("alpha"), f"{where} alpha")))
         except PlanError:
             raise
         except FxpError as exc:

@@ -13,7 +13,39 @@ Coding of a tensor (:class:`TensorSpec`)::
   ``scale = 2**-fmt.frac_bits``;
 * affine (MCU runtimes): ``fmt`` is an integer format (``frac_bits == 0``),
   ``scales`` holds float32 values, one per tensor or one per channel along
-  ``axis``, and ``zero_point`` is a code.
+  ``axis``, and ``zero_point`` is a code;
+* binary (``kind="binary"``, :meth:`TensorSpec.binary`, JSON
+  ``{"format": "binary"}``): codes are exactly -1 and +1 (real -1 and +1),
+  held as int64 in ``fixed<2,2>`` with no scales.
+
+Binary layers (XNOR-popcount, :mod:`fxp.ops.binary`): a Conv2D/Dense whose
+``weight`` is binary computes ``dot = sum sign(x) * sign(w)`` exactly by
+XNOR-popcount.  Its input is binarized on the way in, ``H = sign(X)`` with
+``sign(0) = +1`` (the sign of the incoming codes' real values; a binary input
+is used as is).  ``pad_value`` (0, +1 or -1; no default) says what a padded
+tap is.  ``binary_output`` picks the output transform:
+
+* ``"scale"`` (default): ``y = alpha[c] * dot + b[c]`` rounded into
+  ``output`` (power of two) with ``rounding`` / ``output_overflow``; ``alpha``
+  is XNOR-Net's ``mean |W[c]|`` coded in the ``alpha`` format, or 1 when
+  ``alpha`` is None (BNN); ``b`` is the layer's bias coded in ``bias``
+  (default: ``acc_bits`` wide with ``max(frac(alpha), frac(output))``
+  fractional bits; ``frac(alpha)`` is 0 without alpha).  A fused ReLU/Clip
+  clamps after rounding, before the output overflow (as for fixed layers).
+* ``"dot"``: the bare integer ``dot`` written into ``output`` (no alpha; the
+  layer must have no nonzero bias).
+* ``"threshold"``: a binary output, ``+1`` iff ``alpha[c]*dot + b[c] >= 0``,
+  computed with exact integer thresholds (:func:`fxp.quant.binary.sign_thresholds`);
+  ``b`` is the exact float bias, or its codes when ``bias`` is given.  No
+  fused ReLU (``sign(relu(y))`` is always +1); a Clip with ``lo < 0 <= hi``
+  keeps the sign and is allowed.
+
+``groups`` must be 1.  A binary layer's popcount cannot overflow; ``acc_bits``
+must hold ``K`` (``C*kh*kw`` or ``In``), else the compiler refuses the plan.
+Binary tensors pass MaxPool (padding never wins), Flatten and Reshape as
+binary; ReLU, Clip and average pools turn them into ``fixed<2,2>`` values.
+Caution: ``sign`` of a ReLU output is always +1, so a binary layer fed by a
+ReLU (e.g. ``mnist_cnn``'s conv2) sees a constant input.
 
 A layer with weights (Conv2D, Dense) accumulates ``sum (x - zx) * (w - zw)``
 in an ``acc_bits``-wide accumulator with ``acc_overflow`` (saturation order is
@@ -34,9 +66,15 @@ from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import PlanError
 
-__all__ = ["SCHEMA_VERSION", "LayerPlan", "Plan", "RequantScheme", "TensorSpec"]
+__all__ = ["BINARY_OUTPUTS", "PAD_VALUES", "SCHEMA_VERSION", "SPEC_KINDS", "LayerPlan", "Plan",
+           "RequantScheme", "TensorSpec"]
 
 SCHEMA_VERSION = 1
+SPEC_KINDS = ("fixed", "binary")
+BINARY_OUTPUTS = ("scale", "dot", "threshold")
+PAD_VALUES = (0, 1, -1)
+BINARY_FMT = QFormat(2, 2, True)
+"""Container of binary codes: -1 and +1 in a 2-bit signed integer format."""
 
 
 class RequantScheme(enum.Enum):
@@ -75,16 +113,32 @@ class TensorSpec:
         Code of the real value 0 (affine only; 0 for power-of-two).
     axis : int or None
         Channel axis of per-channel scales (0 for weights, 1 for NCHW activations).
+    kind : {"fixed", "binary"}
+        ``"binary"``: codes are -1/+1 only (``fmt`` is ``fixed<2,2>``, no scales);
+        build it with :meth:`binary` (or ``fmt="binary"``).
     """
 
     fmt: QFormat
     scales: tuple[float, ...] | None = None
     zero_point: int = 0
     axis: int | None = None
+    kind: str = "fixed"
 
     def __post_init__(self) -> None:
+        if isinstance(self.fmt, str) and self.fmt.strip().lower() == "binary":
+            object.__setattr__(self, "fmt", BINARY_FMT)
+            object.__setattr__(self, "kind", "binary")
         if not isinstance(self.fmt, QFormat):
             object.__setattr__(self, "fmt", QFormat.parse(self.fmt))
+        if self.kind not in SPEC_KINDS:
+            raise PlanError(f"tensor kind must be one of {SPEC_KINDS}, got {self.kind!r}")
+        if self.kind == "binary":
+            if self.fmt != BINARY_FMT or self.scales is not None or self.zero_point != 0 \
+                    or self.axis is not None:
+                raise PlanError(f"a binary tensor holds codes -1/+1 in {BINARY_FMT} with no "
+                                f"scales, zero point or axis; got fmt {self.fmt}, scales "
+                                f"{self.scales!r}, zero_point {self.zero_point!r}, axis "
+                                f"{self.axis!r} (use TensorSpec.binary())")
         if self.scales is not None:
             vals = tuple(float(np.float32(s)) for s in np.atleast_1d(np.asarray(self.scales)))
             if not vals or not all(np.isfinite(v) and v > 0 for v in vals):
@@ -101,6 +155,11 @@ class TensorSpec:
         object.__setattr__(self, "zero_point", int(self.zero_point))
 
     @property
+    def is_binary(self) -> bool:
+        """True for a binary (+-1) tensor."""
+        return self.kind == "binary"
+
+    @property
     def is_pow2(self) -> bool:
         """True for power-of-two (Qm.n) coding."""
         return self.scales is None
@@ -115,6 +174,11 @@ class TensorSpec:
     def pow2(cls, bits: int, frac_bits: int, signed: bool = True) -> TensorSpec:
         """Power-of-two spec with ``bits`` total and ``frac_bits`` fractional bits."""
         return cls(QFormat.from_frac(bits, frac_bits, signed))
+
+    @classmethod
+    def binary(cls) -> TensorSpec:
+        """Binary spec: codes -1 and +1 (real values -1 and +1) in ``fixed<2,2>``."""
+        return cls(BINARY_FMT, kind="binary")
 
 
 @dataclass(frozen=True)
@@ -146,6 +210,15 @@ class LayerPlan:
         Overflow when writing the output codes.
     requant : RequantScheme
         Requantization convention.
+    pad_value : {0, 1, -1} or None
+        Binary convolutions only: the value of a padded tap (0 = true zero
+        padding, +1 = Larq's one-padding, -1).  Required when the layer pads.
+    binary_output : {"scale", "dot", "threshold"} or None
+        Binary layers only (default ``"scale"``): the output transform (see
+        the module docstring).
+    alpha : TensorSpec or None
+        Binary layers only: power-of-two format of XNOR-Net's per-channel
+        ``alpha = mean |W[c]|``; None for no scaling (BNN).
     """
 
     name: str
@@ -159,6 +232,9 @@ class LayerPlan:
     rounding: RoundingMode = RoundingMode.HALF_UP
     output_overflow: OverflowMode = OverflowMode.SATURATE
     requant: RequantScheme = RequantScheme.POW2
+    pad_value: int | None = None
+    binary_output: str | None = None
+    alpha: TensorSpec | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "acc_overflow", OverflowMode.from_string(self.acc_overflow))
@@ -171,6 +247,67 @@ class LayerPlan:
         if self.rounding is RoundingMode.STOCHASTIC:
             raise PlanError(f"layer {self.name!r}: stochastic rounding is for quantizers, "
                             "not for the inference datapath")
+        self._check_binary()
+
+    @property
+    def is_binary(self) -> bool:
+        """True for a binary (XNOR-popcount) layer: its weight spec is binary."""
+        return self.weight is not None and self.weight.is_binary
+
+    def _check_binary(self) -> None:
+        where = f"layer {self.name!r}"
+        for key in ("bias", "alpha"):
+            spec = getattr(self, key)
+            if spec is not None and spec.is_binary:
+                raise PlanError(f"{where}: {key} cannot be binary")
+        if not self.is_binary:
+            for key in ("pad_value", "binary_output", "alpha"):
+                if getattr(self, key) is not None:
+                    raise PlanError(f"{where}: {key!r} is for binary layers only (give the "
+                                    "layer a binary weight: {\"format\": \"binary\"})")
+            for key in ("input", "output"):
+                spec = getattr(self, key)
+                if spec is not None and spec.is_binary:
+                    raise PlanError(f"{where}: a binary {key} needs a binary layer (binary "
+                                    "weight with binary_output 'threshold' makes a binary "
+                                    "output; a binary layer binarizes its own input)")
+            return
+        if self.float_layer:
+            raise PlanError(f"{where}: a binary layer cannot be a float layer")
+        if self.requant is not RequantScheme.POW2:
+            raise PlanError(f"{where}: a binary layer requantizes in power of two; "
+                            f"requant={self.requant.value!r}")
+        pv = self.pad_value
+        if pv is not None:
+            if isinstance(pv, bool) or not isinstance(pv, (int, np.integer)) \
+                    or int(pv) not in PAD_VALUES:
+                raise PlanError(f"{where}: pad_value must be 0, +1 or -1, got {pv!r}")
+            object.__setattr__(self, "pad_value", int(pv))
+        out = self.binary_output or "scale"
+        if out not in BINARY_OUTPUTS:
+            raise PlanError(f"{where}: binary_output must be one of {BINARY_OUTPUTS}, got "
+                            f"{self.binary_output!r}")
+        object.__setattr__(self, "binary_output", out)
+        if self.input is not None and not self.input.is_binary:
+            raise PlanError(f"{where}: a binary layer binarizes its input (H = sign(X)); its "
+                            f"'input' spec must be binary or absent, got {self.input.fmt}")
+        if self.alpha is not None:
+            if not self.alpha.is_pow2:
+                raise PlanError(f"{where}: alpha needs a power-of-two format")
+            if out == "dot":
+                raise PlanError(f"{where}: binary_output 'dot' is the bare dot product; "
+                                "alpha is used by 'scale' and 'threshold' only")
+        if self.bias is not None and not self.bias.is_pow2:
+            raise PlanError(f"{where}: the bias of a binary layer needs a power-of-two format")
+        if out == "threshold":
+            if self.output is None:
+                object.__setattr__(self, "output", TensorSpec.binary())
+            elif not self.output.is_binary:
+                raise PlanError(f"{where}: binary_output 'threshold' writes a binary output; "
+                                f"got output {self.output.fmt}")
+        elif self.output is not None and (self.output.is_binary or not self.output.is_pow2):
+            raise PlanError(f"{where}: binary_output {out!r} writes a power-of-two (non-binary) "
+                            "output; use 'threshold' for a binary one")
 
     def with_(self, **changes) -> LayerPlan:
         """A copy with some fields changed."""
@@ -203,6 +340,9 @@ class Plan:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise PlanError(f"layers listed twice in the plan: {sorted(dup)}")
+        if self.input.is_binary:
+            raise PlanError("the graph input cannot be binary; a binary first layer binarizes "
+                            "the input codes itself (H = sign(X))")
         if self.schema_version != SCHEMA_VERSION:
             raise PlanError(f"plan schema_version {self.schema_version} is not supported "
                             f"(this fxp reads version {SCHEMA_VERSION})")

@@ -14,6 +14,17 @@ Two families:
   biases with scale ``s_x * s_w``, requantized by multiplier+shift (double or
   single rounding) or a float32 scale.
 
+Binary layers (:func:`ptq_pow2` ``binary_layers=...``): the named Conv2D /
+Dense layers get a binary weight (XNOR-popcount, see :mod:`fxp.plan.plan`),
+an unsigned ``alpha_bits`` alpha format fitted to ``max_c mean|W[c]|``,
+``pad_value`` for padded convolutions, and ``binary_output``.  Every
+activation range is then calibrated on a *binarized float emulation* of the
+network (binary layers compute ``alpha*sign(W)*sign(X) + b`` in float, or its
+sign for ``"threshold"``), since the float model's ranges do not describe
+them.  First and last layers usually stay in fixed point (XNOR-Net, FINN).
+Note that ``sign`` of a ReLU output is always +1: a binary layer fed by a
+ReLU sees a constant input.
+
 Granularity follows seed 000 (Table I): ``"whole"`` quantizes every layer with
 weights, ``"conv"`` only convolutions, ``"dense"`` only dense layers; the
 others run in float (their plan entry has ``float_layer=True``).
@@ -80,6 +91,57 @@ def _range(values: np.ndarray, method: str, percentile: float) -> float:
     return float(a.max())
 
 
+def _binary_emulation(graph: Graph, x: np.ndarray, tensors: list[str], binary: dict,
+                      *, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """:func:`calibrate` on the binarized float emulation (``binary``: name -> LayerPlan)."""
+    from dataclasses import replace
+
+    from fxp.quant.binary import binarize
+    from fxp.sim.float_ref import apply_activation, run_node
+
+    x = np.asarray(x, np.float32)
+    if x.shape[0] == 0:
+        raise CalibrationError("calibration set is empty")
+    emulated = {}
+    for node in graph.nodes:
+        lp = binary.get(node.name)
+        if lp is None:
+            continue
+        w = node.weight.astype(np.float64)
+        sw = binarize(w).astype(np.float64)
+        if lp.alpha is not None and lp.binary_output != "dot":
+            sw = sw * np.abs(w.reshape(w.shape[0], -1)).mean(axis=1).reshape(
+                (-1,) + (1,) * (w.ndim - 1))
+        bias = None if lp.binary_output == "dot" else node.bias
+        changes = dict(weight=sw.astype(np.float32), bias=bias, fused_activation=None)
+        if isinstance(node, Conv2D):
+            changes["pads"] = (0, 0, 0, 0)
+        emulated[node.name] = (replace(node, **changes), lp)
+    out: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
+    for start in range(0, x.shape[0], batch_size):
+        env = {graph.inputs[0]: x[start:start + batch_size]}
+        for node in graph.nodes:
+            ins = [env[t] for t in node.inputs]
+            if node.name not in emulated:
+                env[node.output] = run_node(node, *ins)
+                continue
+            enode, lp = emulated[node.name]
+            h = binarize(ins[0]).astype(np.float32)
+            if isinstance(node, Conv2D) and any(node.pads):
+                t, left, b, r = node.pads
+                h = np.pad(h, ((0, 0), (0, 0), (t, b), (left, r)),
+                           constant_values=float(lp.pad_value or 0))
+            y = run_node(enode, h)
+            if lp.binary_output == "threshold":
+                y = np.where(y >= 0, 1, -1).astype(np.float32)
+            else:
+                y = apply_activation(y, node.fused_activation)
+            env[node.output] = y
+        for t in tensors:
+            out[t].append(np.asarray(env[t], np.float32).ravel())
+    return {t: np.concatenate(v) for t, v in out.items()}
+
+
 def _pow2_spec(values: np.ndarray, bits: int, method: str, percentile: float, name: str,
                signed: bool | None = None) -> TensorSpec:
     if method not in RANGE_METHODS:
@@ -133,7 +195,9 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
              layer_weight_bits: dict[str, int] | None = None,
              layer_act_bits: dict[str, int] | None = None, name: str | None = None,
              layer_acc_bits: dict[str, int] | None = None,
-             calib_ranges: dict[str, np.ndarray] | None = None) -> Plan:
+             calib_ranges: dict[str, np.ndarray] | None = None,
+             binary_layers: tuple[str, ...] | list[str] = (), alpha_bits: int | None = 8,
+             binary_output: str = "scale", pad_value: int = 0) -> Plan:
     """Power-of-two plan from calibration data.
 
     Parameters
@@ -158,6 +222,16 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
         some tensors; those are not recomputed.  Any array with the same
         statistics will do, e.g. ``[min, max]`` of the tensor when
         ``method="minmax"`` (the graph input always uses min/max).
+    binary_layers : names of Conv2D / Dense layers
+        Make these binary (XNOR-popcount; see the module docstring).  Ranges
+        are then calibrated on the binarized float emulation.
+    alpha_bits : int or None
+        Width of the unsigned XNOR-Net alpha format of binary layers; None
+        for no alpha (BNN).
+    binary_output : {"scale", "dot", "threshold"}
+        Output transform of the binary layers.
+    pad_value : {0, 1, -1}
+        Padding of binary convolutions that pad (0 = zero padding).
     """
     layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
     for table in (layer_weight_bits, layer_act_bits, layer_acc_bits):
@@ -165,21 +239,54 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
         if unknown:
             raise PlanError(f"unknown layer names {unknown}; layers with weights: "
                             f"{[n.name for n in layers]}")
+    binary_layers = tuple(binary_layers or ())
+    unknown = sorted(set(binary_layers) - {n.name for n in layers})
+    if unknown:
+        raise PlanError(f"unknown binary layer names {unknown}; layers with weights: "
+                        f"{[n.name for n in layers]}")
+    binary = {}
+    for node in layers:
+        if node.name in binary_layers:
+            if not _selected(node, granularity):
+                raise PlanError(f"layer {node.name!r} is binary but granularity "
+                                f"{granularity!r} keeps it in float")
+            alpha = None
+            if alpha_bits is not None and binary_output != "dot":
+                a = np.abs(node.weight.reshape(node.weight.shape[0], -1).astype(np.float64)
+                           ).mean(axis=1)
+                alpha = _pow2_spec(a, alpha_bits, "minmax", percentile,
+                                   f"{node.name}.alpha", signed=False)
+            pv = pad_value if isinstance(node, Conv2D) and any(node.pads) else None
+            binary[node.name] = LayerPlan(node.name, weight=TensorSpec.binary(), alpha=alpha,
+                                          pad_value=pv, binary_output=binary_output,
+                                          output=None if binary_output == "threshold"
+                                          else TensorSpec.pow2(8, 0))
     gin = graph.inputs[0]
     feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
              and _needs_input_spec(graph, n, granularity)]
     wanted = list(dict.fromkeys([gin, *feeds] + [n.output for n in layers]))
     given = {t: np.asarray(v) for t, v in (calib_ranges or {}).items() if t in wanted}
     missing = [t for t in wanted if t not in given]
-    ranges = {**given, **(calibrate(graph, calib_x, missing) if missing else {})}
+    if binary and missing:
+        ranges = {**given, **_binary_emulation(graph, calib_x, missing, binary)}
+    else:
+        ranges = {**given, **(calibrate(graph, calib_x, missing) if missing else {})}
     in_spec = _pow2_spec(ranges[gin], input_bits or act_bits, "minmax", percentile, gin)
     plans = []
     for node in layers:
         if not _selected(node, granularity):
             plans.append(LayerPlan(node.name, float_layer=True))
             continue
-        wb = _bits_for(node.name, weight_bits, layer_weight_bits)
         ab = _bits_for(node.name, act_bits, layer_act_bits)
+        if node.name in binary:
+            lp = binary[node.name]
+            out_spec = None if binary_output == "threshold" else _pow2_spec(
+                ranges[node.output], ab, method, percentile, node.output)
+            plans.append(lp.with_(output=out_spec,
+                                  acc_bits=_bits_for(node.name, acc_bits, layer_acc_bits),
+                                  rounding=rounding, output_overflow=output_overflow))
+            continue
+        wb = _bits_for(node.name, weight_bits, layer_weight_bits)
         w_spec = _pow2_spec(node.weight.ravel(), wb, "minmax", percentile, f"{node.name}.weight",
                             signed=True)
         out_spec = _pow2_spec(ranges[node.output], ab, method, percentile, node.output)

@@ -98,6 +98,8 @@ def _topk(scores: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 def _fmt(spec) -> str | None:
     if spec is None:
         return None
+    if spec.is_binary:
+        return "binary"
     if spec.is_pow2:
         return str(spec.fmt)
     kind = "per-channel" if len(spec.scales) > 1 else f"scale {spec.scales[0]:.6g}"

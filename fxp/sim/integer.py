@@ -10,6 +10,15 @@ The graph input is quantized with the plan's input spec (half-to-even,
 saturating; an affine input divides in ``model.input_arithmetic``).  A final
 Softmax is computed in float on the dequantized logits.  Layers the plan marks
 float run the float reference on dequantized inputs.
+
+Binary layers run on the XNOR-popcount path (:mod:`fxp.ops.binary`): the
+input is binarized (``H = sign(X)``, ``sign(0) = +1``, the sign of the
+incoming real values; binary inputs pass as they are), ``dot`` comes from
+:func:`~fxp.ops.binary.binary_conv2d_int` / :func:`~fxp.ops.binary.binary_dense_int`,
+and the output is :func:`~fxp.ops.binary.binary_scale_int` (``"scale"``,
+``"dot"``) or :func:`~fxp.ops.binary.binary_threshold` (``"threshold"``).
+Their counters: no accumulator overflow (``|dot| <= K`` is checked against
+``acc_bits`` at compile time), ``max_abs_acc`` = the largest ``|dot|`` seen.
 """
 
 from __future__ import annotations
@@ -118,6 +127,51 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
     return IntValue(out, step.out_spec)
 
 
+def _binarize_input(v: IntValue | FloatValue) -> np.ndarray:
+    """``sign`` of the real values of ``v`` as int64 +-1, ``sign(0) = +1``."""
+    from fxp.quant.binary import binarize
+
+    if isinstance(v, FloatValue):
+        return binarize(v.data).astype(np.int64)
+    if v.spec.is_binary:
+        return v.codes
+    return np.where(v.codes < v.spec.zero_point, -1, 1).astype(np.int64)
+
+
+def _binary(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) -> IntValue:
+    from fxp.ops import binary as ob
+
+    node, lp = step.node, step.plan
+    h = _binarize_input(v)
+    if isinstance(node, Conv2D):
+        dot, _ = ob.binary_conv2d_int(h, step.w_packed, pad_value=step.pad_value,
+                                      strides=node.strides, pads=node.pads,
+                                      dilations=node.dilations)
+    else:
+        dot, _ = ob.binary_dense_int(h.reshape(h.shape[0], -1), step.w_packed)
+    co = dot.shape[1]
+    per = np.zeros(co, np.int64)
+    counters.acc_overflow_per_channel = per if counters.acc_overflow_per_channel is None \
+        else counters.acc_overflow_per_channel + per
+    if dot.size:
+        counters.max_abs_acc = max(counters.max_abs_acc, int(np.abs(dot).max()))
+    if lp.binary_output == "threshold":
+        return IntValue(ob.binary_threshold(dot, step.thresholds, step.directions)
+                        .astype(np.int64), step.out_spec)
+    out = step.out_spec
+    wide = QFormat.from_frac(64, out.fmt.frac_bits)
+    y, _ = ob.binary_scale_int(dot, step.scale_codes, step.scale_fmt, wide, bias=step.b_codes,
+                               bias_fmt=step.b_fmt, rounding=lp.rounding, overflow="saturate")
+    if step.act_bounds is not None:
+        lo, hi = step.act_bounds
+        y = np.clip(y, lo, None)
+        if hi < out.fmt.max_code:
+            y = np.minimum(y, hi)
+    codes, n = cast(y, wide, out.fmt, "floor", lp.output_overflow)
+    counters.output_saturations += n
+    return IntValue(codes, out)
+
+
 def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str):
     node = step.node
     if step.out_spec is None or (step.plan is not None and step.plan.float_layer):
@@ -128,6 +182,8 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
         counters.output_saturations += n
         return IntValue(codes, step.out_spec)
     if isinstance(node, (Conv2D, Dense)):
+        if step.is_binary:
+            return _binary(step, vals[0], counters)
         return _weighted(step, vals[0], counters, method)
     x = vals[0]
     spec = step.in_specs[0]

@@ -98,3 +98,15 @@ def test_export_cli(tmp_path, capsys):
     assert "static const int8_t conv2_w[18432]" in (tmp_path / "m.h").read_text()
     assert main(["plan", "mnist_cnn", "--data", "digits", "--limit", "8"]) == 2  # 8x8 digits
     assert "expects (1, 28, 28)" in capsys.readouterr().err
+
+
+def test_exports_refuse_binary_layers():
+    from fxp.errors import UnsupportedOpError
+
+    g = tiny_graph(2)
+    x = np.random.default_rng(2).normal(size=(16, 2, 6, 6)).astype(np.float32)
+    plan = ptq_pow2(g, x, binary_layers=("c2",))
+    with pytest.raises(UnsupportedOpError, match="layer 'c2' is binary"):
+        c_header(g, plan)
+    with pytest.raises(UnsupportedOpError, match="layer 'c2' is binary"):
+        hls4ml_config(g, plan)
