@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 QUANTIZERS = ("midtread,midrise,deadzone:0.1,deadzone:0.25,deadzone:0.4,deadzone:0.7,mulaw:255,"
               "minifloat,pow2,kmeans,hc:ward")
-PAPER_TABLE6 = """| model (best quantizer) | bits | entropy (bits/weight) | top-1 | top-5 |
+PAPER_TABLE6 = """| model (best quantizer) | bits | entropy (bits/weight) | top-5 (%) | top-1 (%) |
 |---|---|---|---|---|
 | caffenet (midrise) | 8 | 1.828 | 78.958 | 55.5 |
 | efficientnet (σ = 0.7) | 9 | 6.528 | 93.374 | 77.194 |
