@@ -165,7 +165,8 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
                 scratch: bool = False, lr: float | None = None, batch_size: int = 64,
                 rounding: str = "half_up", calib: int = 512, threads: int = 1,
                 dropout: float = 0.0, shift: int = 0, steps_per_epoch: int | None = None,
-                verify: bool = True, progress: bool = False, log=None) -> dict:
+                eval_each_epoch: bool = True, verify: bool = True, progress: bool = False,
+                log=None) -> dict:
     """Retrain ``model`` with fxp's quantizers, export ONNX + plan to ``out``, verify with fxp.
 
     ``method``: ``qat`` (every layer), ``qat-conv`` / ``qat-dense`` (only
@@ -204,7 +205,7 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
         lr = 2e-3 if scratch else 1e-4
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, threads=threads,
                       dropout=dropout, shift=shift, steps_per_epoch=steps_per_epoch,
-                      progress=progress)
+                      eval_each_epoch=eval_each_epoch, progress=progress)
     ident = {"model": str(model) if not isinstance(model, Graph) else graph.name, "data": data,
              "limit": limit, "lr": lr, "batch_size": batch_size,
              "calib": calib}

@@ -1,0 +1,130 @@
+"""Seed 002 (Shift Quantization / INQ) reproduction: INQ at 8..3 bits, exported and simulated.
+
+Usage (from the repository root; needs torch)::
+
+    .venv/bin/python reports/seed002_inq/run.py                     # mnist_cnn, bits 8..3
+    .venv/bin/python reports/seed002_inq/run.py --model vgg7 --limit 2000
+    .venv/bin/python reports/seed002_inq/run.py --seeds 0 1 2 3 4 --bits 3
+
+For every bit width it runs ``fxp.workflow.train_model("inq", ...)`` (= ``fxp
+train inq MODEL --data TRAIN --eval EVAL --bits B``): INQ with the schedule
+{50, 75, 87.5, 100}% from the zoo's float model, ``--epochs`` retraining epochs
+per stage, weights exactly +-2**n (seed eq. 1-3), activations 8-bit power of
+two, then exports ONNX + plan and simulates them with fxp on the evaluation
+set (the agreement column: fxp top-1 predictions equal to the torch
+fake-quantized model's, expected 1.0).  Results are appended to
+``results.json`` next to this script (one row per model, bits, seed; a row
+already there is not recomputed) and ``README.md``'s table is regenerated.
+Training files (checkpoints, ONNX, plans) go to ``--work``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1]))
+
+from fxp import workflow as fw  # noqa: E402
+
+SEED_TABLE = {"float32": 98.45, 8: 98.77, 7: 98.74, 6: 98.66, 5: 98.70, 4: 98.63, 3: 97.76}
+
+
+def load_rows(path: Path) -> list[dict]:
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def float_accuracy(model: str, eval_spec: str, eval_limit: int | None) -> float:
+    g = fw.load_model(model)
+    d = fw.load_data(eval_spec, g, limit=eval_limit)
+    from fxp.sim.float_ref import run_float
+
+    import numpy as np
+
+    logits = np.concatenate([run_float(g, d.x[i:i + 500]) for i in range(0, len(d.x), 500)])
+    return float(np.mean(logits.argmax(1) == d.y))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="mnist_cnn")
+    ap.add_argument("--train", default="mnist-t10k")
+    ap.add_argument("--eval", default="mnist5k")
+    ap.add_argument("--bits", type=int, nargs="+", default=[8, 7, 6, 5, 4, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0])
+    ap.add_argument("--epochs", type=int, default=1, help="retraining epochs per INQ stage")
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--limit", type=int, default=None, help="training images (default all)")
+    ap.add_argument("--eval-limit", type=int, default=None)
+    ap.add_argument("--work", default="/tmp/fxp_seed002_inq")
+    ap.add_argument("--results", default=str(HERE / "results.json"))
+    args = ap.parse_args(argv)
+    res_path = Path(args.results)
+    rows = load_rows(res_path)
+    key = lambda r: (r["model"], r["bits"], r["seed"], r["epochs"], r["limit"], r["lr"])  # noqa: E731
+    have = {key(r) for r in rows}
+    base = float_accuracy(args.model, args.eval, args.eval_limit)
+    for bits in args.bits:
+        for seed in args.seeds:
+            row = {"model": args.model, "bits": bits, "seed": seed, "epochs": args.epochs,
+                   "limit": args.limit, "lr": args.lr}
+            if key(row) in have:
+                continue
+            t0 = time.perf_counter()
+            out = Path(args.work) / f"{args.model}-w{bits}-s{seed}-e{args.epochs}-l{args.limit}"
+            res = fw.train_model("inq", args.model, args.train, bits=bits, out=out,
+                                 epochs=args.epochs, seed=seed, eval_data=args.eval,
+                                 limit=args.limit, eval_limit=args.eval_limit, lr=args.lr,
+                                 eval_each_epoch=False, log=print)
+            sim = res["fxp_simulation"]
+            row.update(train=args.train, eval=args.eval, n_eval=res["n_eval"],
+                       float_top1=base, inq_top1=res["torch_fake_quant_top1"],
+                       fxp_top1=sim["fixed_top1"], agreement=sim["agreement_with_torch"],
+                       formats={k: v["format"] for k, v in res["formats"].items()},
+                       seconds=round(time.perf_counter() - t0, 1))
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            res_path.write_text(json.dumps(rows, indent=1) + "\n")
+    write_table(rows)
+    return 0
+
+
+def write_table(rows: list[dict]) -> None:
+    """Regenerate the results table between the markers of README.md."""
+    readme = HERE / "README.md"
+    if not readme.exists():
+        return
+    lines = ["| model | train imgs | epochs/stage | lr | bits | seeds | float top-1 % | "
+             "INQ top-1 % (mean ± std) | diff | fxp = torch | seed 002 Table 1 (diff) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["model"], r["limit"], r["epochs"], r["lr"], r["bits"]), []).append(r)
+    for (model, limit, epochs, lr, bits), rs in sorted(
+            groups.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), kv[0][2], kv[0][3], -kv[0][4])):
+        accs = [100 * r["fxp_top1"] for r in rs]
+        mean = statistics.mean(accs)
+        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+        fl = 100 * rs[0]["float_top1"]
+        agree = all(r["agreement"] == 1.0 for r in rs)
+        seed_ref = SEED_TABLE.get(bits)
+        lines.append(f"| {model} | {limit or 'all'} | {epochs} | {lr:g} | {bits} | {len(rs)} | "
+                     f"{fl:.2f} | "
+                     f"{mean:.2f}" + (f" ± {std:.2f}" if len(rs) > 1 else "") +
+                     f" | {mean - fl:+.2f} | {'yes' if agree else 'NO'} | "
+                     f"{seed_ref:.2f} ({seed_ref - SEED_TABLE['float32']:+.2f}) |")
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
