@@ -72,22 +72,20 @@ from __future__ import annotations
 
 import json
 import os
-import warnings
 from typing import Any
 
 import numpy as np
 
 from fxp.core.format import QFormat
-from fxp.errors import FxpError, GraphError, ModelImportError, PlanError, PrecisionWarning
+from fxp.errors import FxpError, GraphError, ModelImportError, PlanError
 from fxp.frontends.onnx_context import ImportContext
 from fxp.frontends.onnx_import import (
     MAX_MODEL_BYTES, _default_opset, _import_onnx, _read, _single_input,
 )
-from fxp.frontends.onnx_ops import HANDLERS
 from fxp.frontends.onnx_tensors import MAX_ELEMENTS, tensor_to_array
 from fxp.ir import nodes as ir
 from fxp.ir.graph import Graph
-from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
+from fxp.plan.plan import LayerPlan, Plan, TensorSpec
 from fxp.sim.compile import INPUT_ARITHMETIC_KEY
 from fxp.sim.values import quantize_linear_f32
 
@@ -280,6 +278,8 @@ def _desc(s: TensorSpec) -> str:
 
 # --------------------------------------------------------------------------- conversion
 def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
+    from fxp.frontends.onnx_qoperator_ops import dispatch  # handlers import this module
+
     if not 3 <= model.ir_version <= onnx.IR_VERSION:
         raise ModelImportError(f"ir_version {model.ir_version} is outside 3..{onnx.IR_VERSION}")
     opset = _default_opset(onnx, model)
@@ -318,7 +318,7 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
         for t in node.output:
             if t and (t in ctx.shapes or t in consts or t in q.alias):
                 raise ctx.fail(node, f"output {t!r} is already defined", ModelImportError)
-        _dispatch(q, node)
+        dispatch(q, node)
     if q.input_spec is None:
         raise ModelImportError(f"graph input {name!r} is not quantized by a QuantizeLinear; "
                                f"this is not a QOperator model")
@@ -349,261 +349,6 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
     return _verify(graph, plan, q.expect), plan
 
 
-def _dispatch(q: _Q, node: Any) -> None:
-    ctx, op = q.ctx, node.op_type
-    if node.domain not in ("", "ai.onnx", _MS):
-        raise ctx.fail(node, f"domain {node.domain!r} is not supported")
-    if node.domain == _MS and op not in ("QGemm", "QLinearSoftmax"):
-        raise ctx.fail(node, f"com.microsoft op {op!r} is not supported; supported: QGemm, "
-                             f"QLinearSoftmax")
-    fn = {"QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
-          "QLinearConv": _qlinear_conv, "QGemm": _qgemm, "QLinearMatMul": _qlinear_matmul,
-          "QLinearSoftmax": _qlinear_softmax, "Softmax": _softmax}.get(op)
-    if fn is not None:
-        fn(q, node)
-    elif op in _PASS_THROUGH:
-        _pass_through(q, node)
-    elif op in _REFUSED:
-        raise ctx.fail(node, f"{op} is not supported: fxp does not model its onnxruntime "
-                             f"arithmetic (supported: QuantizeLinear, QLinearConv, QGemm, "
-                             f"QLinearMatMul, MaxPool, Flatten, Reshape, DequantizeLinear, "
-                             f"Softmax, QLinearSoftmax)")
-    else:
-        raise ctx.fail(node, f"op_type {op!r} is not supported in a QOperator model")
-
-
-def _quantize_linear(q: _Q, node: Any) -> None:
-    ctx = q.ctx
-    a = ctx.attrs(node, axis=1, saturate=1, block_size=0, output_dtype=0, precision=0)
-    if a["block_size"]:
-        raise ctx.fail(node, "blocked quantization is not supported")
-    if node.input[0] != q.graph_input or q.input_spec is not None:
-        raise ctx.fail(node, "QuantizeLinear is supported only once, on the float graph input")
-    if len(node.input) < 3 or not node.input[2]:
-        z_type = _UINT8
-    else:
-        z_type = None
-    s = q.scale(node, 1, "y_scale")
-    z, fmt = q.zero_point(node, 2, "y_zero_point", optional_type=z_type)
-    q.input_spec = TensorSpec(fmt, (float(s[0]),), int(z[0]))
-    q.spec[q.graph_input] = q.input_spec
-    q.alias[node.output[0]] = q.graph_input
-    q.tensor_map[node.output[0]] = q.graph_input
-
-
-def _dequantize_linear(q: _Q, node: Any) -> None:
-    ctx = q.ctx
-    a = ctx.attrs(node, axis=1, block_size=0)
-    if a["block_size"]:
-        raise ctx.fail(node, "blocked quantization is not supported")
-    x_ir = q.ir_name(node.input[0])
-    if x_ir not in ctx.shapes:
-        raise ctx.fail(node, f"input {node.input[0]!r} is not produced before this node",
-                       ModelImportError)
-    spec = q.spec.get(x_ir)
-    if spec is not None:
-        z_type = _UINT8 if len(node.input) < 3 or not node.input[2] else None
-        s = q.scale(node, 1, "x_scale")
-        z, fmt = q.zero_point(node, 2, "x_zero_point", optional_type=z_type)
-        q.check_same(node, TensorSpec(fmt, (float(s[0]),), int(z[0])), spec, node.input[0])
-    elif not isinstance(ctx.producer(x_ir), ir.Softmax):
-        raise ctx.fail(node, f"input {node.input[0]!r} is not quantized")
-    q.alias[node.output[0]] = x_ir
-
-
-def _softmax(q: _Q, node: Any) -> None:
-    x_ir = q.ir_name(node.input[0])
-    if x_ir not in q.ctx.shapes:
-        raise q.ctx.fail(node, f"input {node.input[0]!r} is not produced before this node",
-                         ModelImportError)
-    HANDLERS["Softmax"](q.ctx, q.renamed(node))
-    q.spec[node.output[0]] = None
-
-
-def _qlinear_softmax(q: _Q, node: Any) -> None:
-    ctx = q.ctx
-    a = ctx.attrs(node, axis=-1, opset=13)
-    x, xs = q.qinput(node, 0)
-    q.check_same(node, q.act_spec(node, 1, 2, "X"), xs, node.input[0])
-    shape = ctx.shapes[x]
-    axis = a["axis"] + len(shape) if a["axis"] < 0 else a["axis"]
-    if not 1 <= axis < len(shape) or (a["opset"] < 13 and axis != len(shape) - 1):
-        raise ctx.fail(node, f"axis={a['axis']} (opset {a['opset']}) on shape {shape} is not "
-                             f"supported")
-    warnings.warn(f"node {ctx.node_name!r}: QLinearSoftmax is imported as a float Softmax "
-                  f"(onnxruntime uses an 8-bit lookup table); its input codes stay bit-exact, "
-                  f"its probabilities do not", PrecisionWarning, stacklevel=4)
-    q.emit(node.output[0], ir.Softmax(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],),
-                                      axis=axis), None)
-
-
-def _pass_through(q: _Q, node: Any) -> None:
-    ctx = q.ctx
-    x_ir = q.ir_name(node.input[0]) if node.input else ""
-    spec = q.spec.get(x_ir)
-    if x_ir not in ctx.shapes or spec is None:
-        raise ctx.fail(node, f"{node.op_type} is supported on int8/uint8 tensors produced by "
-                             f"quantized operators; input {node.input[0] if node.input else ''!r}"
-                             f" is not one")
-    HANDLERS[node.op_type](ctx, q.renamed(node))
-    out = ctx.nodes[-1]
-    if out.output != node.output[0]:  # pragma: no cover - handlers write output 0
-        raise ctx.fail(node, "unexpected handler output", ModelImportError)
-    q.spec[out.output] = spec
-    q.tensor_map[node.output[0]] = out.output
-
-
-def _weights(q: _Q, node: Any, wi: int, what: str, transpose: bool = False
-             ) -> tuple[np.ndarray, TensorSpec, np.ndarray, np.ndarray]:
-    """Weight codes (int64, output channels first), spec, float weights, scales [Co]."""
-    ctx = q.ctx
-    w = ctx.const(node, wi, what)
-    if w.dtype not in (np.dtype("i1"), np.dtype("u1")):
-        raise ctx.fail(node, f"{what} {node.input[wi]!r} has type {w.dtype}; expected int8 or "
-                             f"uint8")
-    codes = w.astype(np.int64)
-    if transpose:
-        codes = codes.T
-    co = codes.shape[0]
-    s = q.scale(node, wi + 1, f"{what} scale", size=co)
-    z, fmt = q.zero_point(node, wi + 2, f"{what} zero point", size=co)
-    if np.any(z != z[0]):
-        raise ctx.fail(node, f"per-channel weight zero points {z.tolist()[:8]}... differ; fxp "
-                             f"takes one weight zero point per layer")
-    if fmt.signed != (w.dtype == np.dtype("i1")):
-        raise ctx.fail(node, f"{what} zero point type differs from the weight type",
-                       ModelImportError)
-    zp = int(z[0])
-    per_channel = s.size > 1
-    spec = TensorSpec(fmt, tuple(float(v) for v in s), zp, axis=0 if per_channel else None)
-    sc = np.broadcast_to(s.astype(np.float64), (co,))
-    shape = (-1,) + (1,) * (codes.ndim - 1)
-    with np.errstate(over="ignore"):
-        wf = ((codes - zp).astype(np.float64) * sc.reshape(shape)).astype(np.float32)
-    if not np.all(np.isfinite(wf)):
-        raise ctx.fail(node, f"initializer {node.input[wi]!r}: dequantized weights overflow "
-                             f"float32 (scale too large)", ModelImportError)
-    return codes, spec, wf, sc
-
-
-def _bias(q: _Q, node: Any, bi: int, co: int, sx: float, sw: np.ndarray
-          ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    ctx = q.ctx
-    if bi >= len(node.input) or not node.input[bi]:
-        return None, None
-    b = ctx.const(node, bi, "bias")
-    if b.dtype != np.int32:
-        raise ctx.fail(node, f"bias {node.input[bi]!r} must be int32, got {b.dtype}",
-                       ModelImportError)
-    flat = b.reshape(-1).astype(np.int64)
-    if b.ndim > 2 or (b.ndim == 2 and b.shape[0] != 1) or flat.size != co:
-        raise ctx.fail(node, f"bias {node.input[bi]!r} has shape {b.shape}; only a per-output "
-                             f"vector ({co},) is supported")
-    bscale = np.float64(sx) * sw  # the float64 product compile_plan divides by
-    with np.errstate(over="ignore"):
-        bf = (flat.astype(np.float64) * bscale).astype(np.float32)
-    if not np.all(np.isfinite(bf)):
-        raise ctx.fail(node, f"initializer {node.input[bi]!r}: dequantized bias overflows "
-                             f"float32", ModelImportError)
-    return flat, bf
-
-
-def _out_spec(q: _Q, node: Any, si: int, zi: int) -> TensorSpec:
-    return q.act_spec(node, si, zi, "y")
-
-
-def _layer(q: _Q, node: Any, irnode: ir.Node, w_codes: np.ndarray, w_spec: TensorSpec,
-           b_codes: np.ndarray | None, y: TensorSpec, w_name: str, b_name: str | None) -> None:
-    if y.zero_point == y.fmt.min_code:
-        from dataclasses import replace
-        irnode = replace(irnode, fused_activation="relu")
-    q.emit(node.output[0], irnode, y)
-    q.layers.append(LayerPlan(irnode.name, weight=w_spec, output=y, acc_bits=32,
-                              acc_overflow="wrap", output_overflow="saturate",
-                              requant=RequantScheme.FLOAT32))
-    q.expect.append((irnode.name, w_name, w_codes, b_codes, b_name))
-
-
-def _qlinear_conv(q: _Q, node: Any) -> None:
-    ctx = q.ctx
-    a = ctx.attrs(node, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-                  pads=None, strides=None)
-    x, xs = q.qinput(node, 0)
-    q.check_same(node, q.act_spec(node, 1, 2, "x"), xs, node.input[0])
-    shape = ctx.shapes[x]
-    if len(shape) != 4:
-        raise ctx.fail(node, f"input {node.input[0]!r} has shape {shape}; only 2-D "
-                             f"convolution (NCHW) is supported")
-    w_raw = ctx.const(node, 3, "w")
-    if w_raw.ndim != 4:
-        raise ctx.fail(node, f"only 2-D convolution is supported; w has shape {w_raw.shape}")
-    codes, wspec, wf, sw = _weights(q, node, 3, "w")
-    y = _out_spec(q, node, 6, 7)
-    b_codes, bf = _bias(q, node, 8, codes.shape[0], xs.scales[0], sw)
-    kernel = tuple(int(k) for k in codes.shape[2:])
-    if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != kernel:
-        raise ctx.fail(node, f"kernel_shape={list(a['kernel_shape'])} disagrees with w shape "
-                             f"{codes.shape}", ModelImportError)
-    strides = ctx.ints(node, "strides", a["strides"] or (1, 1), 2, 1)
-    dilations = ctx.ints(node, "dilations", a["dilations"] or (1, 1), 2, 1)
-    group, cin, cout = a["group"], shape[1], codes.shape[0]
-    if group < 1 or cin % group or cout % group or codes.shape[1] * group != cin:
-        raise ctx.fail(node, f"group={group} does not fit input channels {cin} and w shape "
-                             f"{codes.shape}", ModelImportError)
-    pads = ctx.pads(node, a, shape[2:], kernel, strides, dilations)
-    conv = ir.Conv2D(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],), weight=wf,
-                     bias=bf, strides=strides, pads=pads, dilations=dilations, groups=group)
-    _layer(q, node, conv, codes, wspec, b_codes, y, node.input[3],
-           node.input[8] if b_codes is not None else None)
-
-
-def _qgemm(q: _Q, node: Any) -> None:
-    ctx = q.ctx
-    a = ctx.attrs(node, alpha=1.0, transA=0, transB=0)
-    if a["alpha"] != 1.0:
-        raise ctx.fail(node, f"alpha={a['alpha']} is not supported (only 1.0)")
-    if a["transA"] != 0:
-        raise ctx.fail(node, f"transA={a['transA']} is not supported (only 0)")
-    x, xs = q.qinput(node, 0)
-    q.check_same(node, q.act_spec(node, 1, 2, "a"), xs, node.input[0])
-    if len(ctx.shapes[x]) != 2:
-        raise ctx.fail(node, f"input {node.input[0]!r} has shape {ctx.shapes[x]}; QGemm needs "
-                             f"2-D [N, K]")
-    b_raw = ctx.const(node, 3, "B")
-    if b_raw.ndim != 2:
-        raise ctx.fail(node, f"B must be 2-D, got {b_raw.shape}", ModelImportError)
-    if len(node.input) < 9 or not node.input[7]:
-        raise ctx.fail(node, "QGemm without y_scale (float output) is not supported")
-    codes, wspec, wf, sw = _weights(q, node, 3, "B", transpose=not a["transB"])
-    if codes.shape[1] != ctx.shapes[x][1]:
-        raise ctx.fail(node, f"B has {codes.shape[1]} inputs, A has {ctx.shapes[x][1]}",
-                       ModelImportError)
-    y = _out_spec(q, node, 7, 8)
-    b_codes, bf = _bias(q, node, 6, codes.shape[0], xs.scales[0], sw)
-    dense = ir.Dense(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],), weight=wf,
-                     bias=bf)
-    _layer(q, node, dense, codes, wspec, b_codes, y, node.input[3],
-           node.input[6] if b_codes is not None else None)
-
-
-def _qlinear_matmul(q: _Q, node: Any) -> None:
-    ctx = q.ctx
-    ctx.attrs(node)
-    x, xs = q.qinput(node, 0)
-    q.check_same(node, q.act_spec(node, 1, 2, "a"), xs, node.input[0])
-    if len(ctx.shapes[x]) != 2:
-        raise ctx.fail(node, f"input {node.input[0]!r} has shape {ctx.shapes[x]}; only 2-D "
-                             f"[N, K] activations are supported")
-    b_raw = ctx.const(node, 3, "b")
-    if b_raw.ndim != 2:
-        raise ctx.fail(node, f"b must be a 2-D constant, got {b_raw.shape}")
-    codes, wspec, wf, sw = _weights(q, node, 3, "b", transpose=True)
-    y = _out_spec(q, node, 6, 7)
-    dense = ir.Dense(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],), weight=wf)
-    _layer(q, node, dense, codes, wspec, None, y, node.input[3], None)
-
-
-# --------------------------------------------------------------------------- verification
 def _verify(graph: Graph, plan: Plan, expect) -> Graph:
     """Compile; the compiled codes and scales must be the model's, exactly.
 
