@@ -19,21 +19,9 @@ from __future__ import annotations
 
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-
-
-def _rate(fn, n_images: int, min_time: float = 1.0) -> float:
-    fn()  # warm-up (JIT, caches)
-    reps, t0 = 0, time.perf_counter()
-    while True:
-        fn()
-        reps += 1
-        dt = time.perf_counter() - t0
-        if dt >= min_time:
-            return reps * n_images / dt
 
 
 def _ort_int8(path: Path, calib: np.ndarray, out: Path) -> Path:
@@ -60,6 +48,7 @@ def main(models: list[str]) -> None:
     import onnxruntime as ort
 
     from fxp import workflow as fw
+    from fxp.bench import rate
     from fxp.plan.ptq import ptq_pow2
     from fxp.sim.compile import compile_plan
     from fxp.sim.integer import run_integer
@@ -92,7 +81,7 @@ def main(models: list[str]) -> None:
                     ("fxp pow2 w5a7 acc20 saturate (ordered loop)",
                      lambda: run_integer(m5, xb, method="loop")),
                 ]
-                rates = {label: _rate(fn, batch) for label, fn in rows}
+                rates = {label: rate(fn, batch) for label, fn in rows}
                 base = rates["onnxruntime int8 (QOperator, per-channel)"]
                 for label, r in rates.items():
                     print(f"{name:<10}{batch:>6}  {label:<44}{r:>10.1f}{r / base:>12.3f}")

@@ -1,4 +1,7 @@
-"""Parallel element-wise kernels: quantize, cast / power-of-two requantize, multiplier requantize.
+"""Parallel element-wise kernels: quantize and cast / power-of-two requantize.
+
+(Multiplier and float32 requantization use the per-channel kernels in
+:mod:`fxp.kernels.requant_channel` with a single channel.)
 
 Each returns ``(codes, n_overflow)``; inputs are flat (1-D, C order) arrays so
 that the stochastic-rounding index of an element is its flat position plus
@@ -16,7 +19,6 @@ from fxp.kernels.scalar import (
     ROUND_TABLE,
     STOCHASTIC,
     U0,
-    mbqm,
     overflow,
     round_shift,
     shift_left,
@@ -91,45 +93,6 @@ def quantize_floats(xf, frac_bits, rmode, omode, lo, hi, bits, signed, seed, off
         out[i] = c
         if o:
             count += 1
-    return out, count
-
-
-@kernel
-def requantize_multiplier_codes(acc, multiplier, exponent, single, zero_point,
-                                omode, lo, hi, bits, signed):
-    """sat(MultiplyByQuantizedMultiplier(acc) + zero_point); counts both stages."""
-    n = acc.size
-    out = np.empty(n, np.int64)
-    count = 0
-    for i in prange(n):
-        y, o1 = mbqm(acc[i], multiplier, exponent, single)
-        c, o2 = overflow(y + zero_point, lo, hi, bits, signed, omode)
-        out[i] = c
-        if o1:
-            count += 1
-        if o2:
-            count += 1
-    return out, count
-
-
-@kernel
-def requantize_float32_codes(acc, scale32, zero_point, lo, hi):
-    """rint(float32(acc) * float32(scale)) + zp, clamped: onnxruntime MLAS arithmetic."""
-    n = acc.size
-    out = np.empty(n, np.int64)
-    count = 0
-    flo = np.float32(lo - zero_point)
-    fhi = np.float32(hi - zero_point)
-    for i in prange(n):
-        p = np.float32(acc[i]) * scale32
-        r = np.rint(p)
-        if r < flo:
-            r = flo
-            count += 1
-        elif r > fhi:
-            r = fhi
-            count += 1
-        out[i] = np.int64(r) + zero_point
     return out, count
 
 

@@ -178,13 +178,14 @@ def requantize_multiplier(acc, multiplier: int, exponent: int, out: QFormat, *,
     zp = int(zero_point)
     if not out.contains_code(zp):
         raise FormatError(f"zero_point={zp} is outside {out} [{out.min_code}, {out.max_code}]")
-    from fxp.kernels.elementwise import requantize_multiplier_codes
+    from fxp.kernels.requant_channel import requantize_multiplier_channels
 
     lo, hi, bits, signed, ocode = _fmt_args(out, overflow)
     flat = np.ascontiguousarray(x).ravel()
-    y, n = requantize_multiplier_codes(flat.size, flat, int(multiplier),
-                                       int(exponent), scheme == "single", zp, ocode,
-                                       lo, hi, bits, signed)
+    # one channel covering every element: the per-channel kernel is the per-tensor one
+    y, n = requantize_multiplier_channels(flat.size, flat, np.array([multiplier], np.int64),
+                                          np.array([exponent], np.int64), max(1, flat.size),
+                                          scheme == "single", zp, ocode, lo, hi, bits, signed)
     return y.reshape(x.shape), int(n)
 
 
@@ -197,11 +198,12 @@ def requantize_float32(acc, scale, out: QFormat, *, zero_point: int = 0, backend
         s32 = np.float32(scale)
     if not np.isfinite(s32) or s32 <= 0:
         raise FormatError(f"scale must be finite and > 0 in float32, got {scale!r}")
-    from fxp.kernels.elementwise import requantize_float32_codes
+    from fxp.kernels.requant_channel import requantize_float32_channels
 
     flat = np.ascontiguousarray(x).ravel()
-    y, n = requantize_float32_codes(flat.size, flat, s32, int(zero_point),
-                                    out.min_code, out.max_code)
+    y, n = requantize_float32_channels(flat.size, flat, np.array([s32], np.float32),
+                                       max(1, flat.size), int(zero_point), out.min_code,
+                                       out.max_code)
     return y.reshape(x.shape), int(n)
 
 
