@@ -25,21 +25,24 @@ import numpy as np
 
 
 def _ort_int8(path: Path, calib: np.ndarray, out: Path) -> Path:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    """onnxruntime QOperator int8 model (per-channel weights) calibrated on ``calib``."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.it = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
+        def __init__(self, name: str) -> None:
+            self.it = iter([{name: calib[i:i + 1]} for i in range(len(calib))])
 
         def get_next(self):
             return next(self.it, None)
 
-    import onnx
-
     name = onnx.load(str(path)).graph.input[0].name
-    Reader.__init__ = lambda self: setattr(self, "it", iter([{name: calib[i:i + 1]}
-                                                             for i in range(len(calib))]))
-    quantize_static(str(path), str(out), Reader(), quant_format=QuantFormat.QOperator,
+    quantize_static(str(path), str(out), Reader(name), quant_format=QuantFormat.QOperator,
                     per_channel=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
     return out
 
