@@ -334,6 +334,33 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0 if sim is None or sim["mismatches"] == 0 else 1
 
 
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import onnx
+
+    from fxp.plan.io import save_plan
+    from fxp.quant.deploy import deploy_quantizer
+    from fxp.train.export import graph_to_onnx
+
+    fw, graph, data = _load(args)
+    dep = deploy_quantizer(graph, data.x[:args.calib], args.quantizer, args.bits,
+                           store_bits=args.store_bits, per_channel=args.per_channel)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx.save(graph_to_onnx(dep.graph, producer="fxp-deploy"), str(out / "model.onnx"))
+    save_plan(dep.plan, out / "plan.json")
+    info = {"out": str(out), "levels": dep.levels, "entropy_bits": dep.entropy_bits}
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for name in dep.levels:
+            print(f"{name}: {dep.levels[name]} stored levels, entropy "
+                  f"{dep.entropy_bits[name]:.3f} bits/weight")
+        print(f"wrote {out}/model.onnx and {out}/plan.json (run them with fxp simulate)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = argparse.ArgumentParser(
@@ -408,6 +435,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_report)
+
+    p = sub.add_parser("deploy", help="quantize weights with any quantizer into a model + plan "
+                                      "that fxp simulate runs exactly")
+    p.add_argument("model")
+    p.add_argument("--data", required=True, help="calibration data")
+    p.add_argument("--quantizer", required=True, help="e.g. kmeans, hc:ward, deadzone:0.4")
+    p.add_argument("--bits", type=int, required=True)
+    p.add_argument("--store-bits", type=int, default=16, help="word length of the stored levels")
+    p.add_argument("--per-channel", action="store_true")
+    p.add_argument("--calib", type=int, default=512)
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--out", required=True, help="output folder (model.onnx, plan.json)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_cmd_deploy)
 
     p = sub.add_parser("bench", help="images/s of the engines, as ratios in one process")
     p.add_argument("model")
