@@ -120,13 +120,17 @@ def _load(args: argparse.Namespace):
 def _cmd_plan(args: argparse.Namespace) -> int:
     from fxp.plan.io import plan_to_dict, save_plan
 
-    if args.binary and args.target_sqnr is not None:
+    if args.target_sqnr is not None and args.max_accuracy_drop is not None:
+        from fxp.errors import PlanError
+
+        raise PlanError("give either --target-sqnr or --max-accuracy-drop, not both")
+    if args.binary and (args.target_sqnr is not None or args.max_accuracy_drop is not None):
         from fxp.errors import PlanError
 
         raise PlanError("--binary cannot be combined with --target-sqnr (the optimizer plans "
                         "fixed-point widths only)")
     fw, graph, data = _load(args)
-    if args.target_sqnr is not None:
+    if args.target_sqnr is not None or args.max_accuracy_drop is not None:
         return _plan_optimized(args, fw, graph, data)
     plan = fw.make_plan(graph, data, bits=args.bits, weight_bits=args.weight_bits,
                         act_bits=args.act_bits, acc_bits=args.acc_bits, scheme=args.scheme,
@@ -164,15 +168,18 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     from fxp.plan.io import plan_to_dict, save_plan
 
     calib = args.calib if args.calib is not None else 1000
-    res = fw.optimize_plan(graph, data, args.target_sqnr, cost=args.cost, min_bits=args.min_bits,
-                           max_bits=args.max_bits, calib=calib, rounding=args.rounding,
-                           method=args.method)
+    common = dict(cost=args.cost, min_bits=args.min_bits, max_bits=args.max_bits, calib=calib,
+                  rounding=args.rounding, method=args.method)
+    if args.max_accuracy_drop is not None:
+        res = fw.optimize_for_accuracy(graph, data, args.max_accuracy_drop, **common)
+    else:
+        res = fw.optimize_plan(graph, data, args.target_sqnr, **common)
     if args.out:
         save_plan(res.plan, args.out)
     if args.json:
         print(json.dumps({**res.to_dict(), "plan": plan_to_dict(res.plan)}, indent=2))
         return 0 if res.success else 1
-    print(f"optimized plan for {args.target_sqnr:g} dB output SQNR, cost {res.cost_name} "
+    print(f"optimized plan for {res.target_sqnr_db:g} dB output SQNR, cost {res.cost_name} "
           f"({res.solver}, {res.solve_time_s:.2f} s to solve, {res.total_time_s:.1f} s in all)")
     _print_table(res.table_rows(), [("tensor", "tensor"), ("kind", "kind"), ("layer", "layer"),
                                     ("bits", "bits"), ("kappa", "kappa dB/bit"),
@@ -395,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--out", default=None, help="write the plan JSON here")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
+                   help="cheapest optimized plan whose measured top-1 drop is at most POINTS")
     p.add_argument("--target-sqnr", type=float, default=None, metavar="DB",
                    help="optimize per-tensor widths for this output SQNR (dB) instead of "
                         "uniform widths")

@@ -234,3 +234,49 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
         summary["fxp_simulation"] = verify_export(exp, ev, res.eval_predictions)
     write_json(Path(out) / "train_result.json", summary)
     return summary
+
+
+ACCURACY_SEARCH_TARGETS_DB = (10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0, 25.0, 28.0, 31.0, 35.0,
+                              40.0)
+
+
+def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
+                          targets_db=ACCURACY_SEARCH_TARGETS_DB, **kwargs):
+    """Cheapest optimized plan whose measured top-1 drop is at most ``max_drop_points``.
+
+    Tries the output-SQNR targets ``targets_db`` in increasing order with
+    :func:`optimize_plan` (a stricter target never costs less) and returns the
+    first plan whose accuracy, measured by the integer engine on the held-out
+    samples, is within ``max_drop_points`` (percentage points) of float.
+    Accuracy is not monotone in SQNR, so this is the lowest *listed* target that
+    meets the drop (hence the cheapest among them), not a global optimum.
+    Each try re-measures the noise, so this costs one optimization per target.
+
+    Raises
+    ------
+    InfeasibleTargetError
+        When no target in ``targets_db`` keeps the drop within the limit.
+    """
+    import dataclasses
+    import math
+
+    from fxp.errors import InfeasibleTargetError, PlanError
+
+    if not (isinstance(max_drop_points, (int, float)) and math.isfinite(max_drop_points)
+            and max_drop_points >= 0):
+        raise PlanError(f"max accuracy drop must be a finite number of points >= 0, "
+                        f"got {max_drop_points!r}")
+    tried = []
+    for target in sorted(targets_db):
+        try:
+            res = optimize_plan(graph, data, target, **kwargs)
+        except InfeasibleTargetError:
+            break
+        drop = 100.0 * (res.float_top1 - res.fixed_top1)
+        tried.append(f"{target:g} dB: drop {drop:.2f}")
+        if drop <= max_drop_points:
+            return dataclasses.replace(res, message=f"{res.message}; lowest target meeting a "
+                                       f"{max_drop_points:g}-point accuracy drop ({'; '.join(tried)})")
+    raise InfeasibleTargetError(f"no output-SQNR target up to {max(targets_db):g} dB keeps the "
+                                f"top-1 drop within {max_drop_points:g} points "
+                                f"(tried {'; '.join(tried) or 'none'})")
