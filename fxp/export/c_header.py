@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fxp.errors import UnsupportedOpError
+from fxp.export import fixed_point_steps
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan, RequantScheme
 from fxp.sim.compile import compile_plan
@@ -55,13 +55,8 @@ def c_header(graph: Graph, plan: Plan, guard: str = "FXP_MODEL_H") -> str:
     fin = plan.input.fmt
     out.append(f"#define FXP_INPUT_BITS {fin.bits}\n#define FXP_INPUT_FRAC_BITS {fin.frac_bits}\n"
                f"#define FXP_INPUT_ZERO_POINT {plan.input.zero_point}\n")
-    for step in model.steps:
+    for step in fixed_point_steps(model):
         lp = step.plan
-        if lp is None or lp.float_layer or step.w_codes is None:
-            continue
-        if lp.is_binary:
-            raise UnsupportedOpError(f"layer {step.name!r} is binary (XNOR-popcount); this "
-                                     "export writes fixed-point layers only")
         n = _ident(step.name).upper()
         low = _ident(step.name)
         wf, of = lp.weight.fmt, lp.output.fmt

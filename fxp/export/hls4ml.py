@@ -14,7 +14,8 @@ from pathlib import Path
 
 from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
-from fxp.errors import PlanError, UnsupportedOpError
+from fxp.errors import PlanError
+from fxp.export import fixed_point_steps
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan
 from fxp.sim.compile import compile_plan
@@ -53,13 +54,8 @@ def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
         raise PlanError("hls4ml export needs a power-of-two plan (ap_fixed has no scale); "
                         f"plan {plan.name!r} codes its input with a scale")
     layers = {model.graph.inputs[0]: {"Precision": {"result": ap_type(plan.input.fmt)}}}
-    for step in model.steps:
+    for step in fixed_point_steps(model):
         lp = step.plan
-        if lp is None or lp.float_layer or step.w_codes is None:
-            continue
-        if lp.is_binary:
-            raise UnsupportedOpError(f"layer {step.name!r} is binary (XNOR-popcount); this "
-                                     "export writes fixed-point layers only")
         if not (lp.weight.is_pow2 and lp.output.is_pow2):
             raise PlanError(f"layer {step.name!r} is affine (scaled); hls4ml export needs "
                             "power-of-two formats")

@@ -34,6 +34,22 @@ MIN_OPSET = 7
 _FLOAT = 1  # TensorProto.FLOAT
 
 
+def _graph_context(g: Any, consts: dict[str, Any], opset: int, folder: str | None
+                   ) -> tuple[str, Any, tuple[str, ...], ImportContext]:
+    """The single graph input (name, shape), the output names and a fresh ImportContext."""
+    name, shape, batch = _single_input(g, consts)
+    uses: dict[str, int] = {}
+    for node in g.node:
+        for t in node.input:
+            if t:
+                uses[t] = uses.get(t, 0) + 1
+    outputs = tuple(o.name for o in g.output)
+    ctx = ImportContext(opset, consts, uses, set(outputs), folder)
+    ctx.shapes[name] = shape
+    ctx.batch = batch
+    return name, shape, outputs, ctx
+
+
 def _import_onnx() -> Any:
     try:
         import onnx
@@ -137,16 +153,7 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> Graph:
         consts[t.name] = tensor_to_array(t, folder)
     if g.sparse_initializer:
         raise ModelImportError("sparse initializers are not supported")
-    name, shape, batch = _single_input(g, consts)
-    uses: dict[str, int] = {}
-    for node in g.node:
-        for t in node.input:
-            if t:
-                uses[t] = uses.get(t, 0) + 1
-    outputs = tuple(o.name for o in g.output)
-    ctx = ImportContext(opset, consts, uses, set(outputs), folder)
-    ctx.shapes[name] = shape
-    ctx.batch = batch
+    name, shape, outputs, ctx = _graph_context(g, consts, opset, folder)
     seen: set[str] = set()
     for i, node in enumerate(g.node):
         node_name = node.name or f"{node.op_type}_{i}"

@@ -80,7 +80,7 @@ from fxp.core.format import QFormat
 from fxp.errors import FxpError, GraphError, ModelImportError, PlanError
 from fxp.frontends.onnx_context import ImportContext
 from fxp.frontends.onnx_import import (
-    MAX_MODEL_BYTES, _default_opset, _import_onnx, _read, _single_input,
+    MAX_MODEL_BYTES, _default_opset, _graph_context, _import_onnx, _read,
 )
 from fxp.frontends.onnx_tensors import MAX_ELEMENTS, tensor_to_array
 from fxp.ir import nodes as ir
@@ -294,16 +294,7 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
         if t.name in consts:
             raise ModelImportError(f"initializer {t.name!r} is defined twice")
         consts[t.name] = _tensor(t, folder)
-    name, shape, batch = _single_input(g, consts)
-    uses: dict[str, int] = {}
-    for node in g.node:
-        for t in node.input:
-            if t:
-                uses[t] = uses.get(t, 0) + 1
-    outputs = tuple(o.name for o in g.output)
-    ctx = ImportContext(opset, consts, uses, set(outputs), folder)
-    ctx.shapes[name] = shape
-    ctx.batch = batch
+    name, shape, outputs, ctx = _graph_context(g, consts, opset, folder)
     q = _Q(ctx, name)
     q.spec[name] = None
     seen: set[str] = set()
