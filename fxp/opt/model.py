@@ -61,7 +61,9 @@ def plan_for_widths(graph: Graph, calib_x: np.ndarray, table: NoiseTable,
                     acc_bits: int | None = None) -> Plan:
     """A :func:`~fxp.plan.ptq.ptq_pow2` plan with these widths.
 
-    Formats come from the same calibration ranges the noise was measured with.
+    Activation formats come from the same calibration ranges the noise was
+    measured with; each weight format is the one the table measured at that
+    width (``table.formats``), whatever its ``weight_method``.
     Accumulators are sized to each layer's proven worst case (so no overflow
     can happen; ``acc_bits`` forces one width instead).
     """
@@ -72,14 +74,35 @@ def plan_for_widths(graph: Graph, calib_x: np.ndarray, table: NoiseTable,
     if kw["input_bits"] is None:
         kw["input_bits"] = default_bits
     common = dict(weight_bits=default_bits, act_bits=default_bits, method=table.method,
+                  weight_method="minmax" if table.weight_method == "sqnr"
+                  else table.weight_method,
                   rounding=table.rounding, calib_ranges=table.ranges, name=name, **kw)
+    wide = _measured_weight_formats(
+        ptq_pow2(graph, calib_x, acc_bits=64 if acc_bits is None else acc_bits, **common),
+        table, widths)
     if acc_bits is not None:
-        return ptq_pow2(graph, calib_x, acc_bits=acc_bits, **common)
-    wide = ptq_pow2(graph, calib_x, acc_bits=64, **common)
+        return wide
     model = compile_plan(graph, wide)
-    acc = {s.name: max(2, min(64, s.worst_case_bits)) for s in model.steps
-           if s.worst_case_bits is not None}
-    return ptq_pow2(graph, calib_x, acc_bits=64, layer_acc_bits=acc, **common)
+    plan = wide
+    for s in model.steps:
+        if s.worst_case_bits is not None:
+            plan = plan.replace_layer(s.name, acc_bits=max(2, min(64, s.worst_case_bits)))
+    return plan
+
+
+def _measured_weight_formats(plan: Plan, table: NoiseTable, widths: dict[str, int]) -> Plan:
+    """``plan`` with each weight format set to the one the noise table measured."""
+    from fxp.core.format import QFormat
+    from fxp.plan.plan import TensorSpec
+
+    for t in table.tensors:
+        if t.kind != "weight" or t.name not in widths:
+            continue
+        fmt = table.formats.get(t.name, {}).get(int(widths[t.name]))
+        lp = plan.layer(t.layer)
+        if fmt is not None and lp is not None and not lp.float_layer:
+            plan = plan.replace_layer(t.layer, weight=TensorSpec(QFormat.parse(fmt)))
+    return plan
 
 
 @dataclass

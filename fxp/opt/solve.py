@@ -405,8 +405,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   calib: int = 1000, eval_data=None, n_measure: int | None = 256,
                   method: str = "minmax", rounding: str = "half_up", correction_db: float = 0.0,
                   verify: bool = True, tolerance_db: float = 0.25, max_refine: int = 3,
-                  noise_table=None, solver: str | None = None, n_eval: int | None = None
-                  ) -> BitAllocation:
+                  noise_table=None, solver: str | None = None, n_eval: int | None = None,
+                  weight_method: str = "sqnr") -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db``.
 
     Parameters
@@ -427,6 +427,14 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         more than ``tolerance_db`` below the target, the internal target is
         raised by the shortfall and the MILP re-solved (at most ``max_refine``
         times).  ``success`` is True when the measured SQNR >= target - 0.5 dB.
+    method : {"minmax", "percentile", "mse"}
+        Activation range estimation (:func:`fxp.plan.ptq.ptq_pow2`).
+    weight_method : {"sqnr", "minmax", "percentile", "mse"}
+        Weight range estimation; ``"sqnr"`` keeps, per width, the clip with
+        the best measured output SQNR (:mod:`fxp.opt.noise`).
+    noise_table : NoiseTable, optional
+        A table measured before (e.g. for another target) with the same
+        calibration samples; skips the measurement.
     """
     from fxp.opt.model import plan_for_widths, predict_sqnr_db
     from fxp.opt.noise import measure_noise
@@ -461,7 +469,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     # validate what can be validated before the (slow) measurement
     if noise_table is None:
         noise_table = measure_noise(graph, cx, widths=widths, n_measure=n_measure, method=method,
-                                    rounding=rounding)
+                                    rounding=rounding, weight_method=weight_method)
     problem = allocation_problem(noise_table, target_db=target_sqnr_db, budget=budget, cost=cost,
                                  min_bits=min_bits, max_bits=max_bits, allowed=allowed, ties=ties,
                                  tie_layers=tie_layers, correction_db=correction_db)

@@ -197,7 +197,8 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
              layer_acc_bits: dict[str, int] | None = None,
              calib_ranges: dict[str, np.ndarray] | None = None,
              binary_layers: tuple[str, ...] | list[str] = (), alpha_bits: int | None = 8,
-             binary_output: str = "scale", pad_value: int = 0) -> Plan:
+             binary_output: str = "scale", pad_value: int = 0,
+             weight_method: str = "minmax") -> Plan:
     """Power-of-two plan from calibration data.
 
     Parameters
@@ -213,7 +214,12 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
     acc_bits : int
         Accumulator width in bits.
     method : {"minmax", "percentile", "mse"}
-        Range estimation for activations (weights always use min/max).
+        Range estimation for activations.
+    weight_method : {"minmax", "percentile", "mse"}
+        Range estimation for weights: ``"minmax"`` never clips; ``"mse"``
+        picks, among the integer-bit counts up to four below the min/max one,
+        the format with the least mean squared weight error (saturating the
+        outliers; the step-size choice of Lin et al. 2016, section 3).
     layer_acc_bits : dict name -> bits, optional
         Per-layer accumulator widths (override ``acc_bits``; the bit-width
         optimizer sets each to the layer's proven worst case).
@@ -287,8 +293,8 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
                                   rounding=rounding, output_overflow=output_overflow))
             continue
         wb = _bits_for(node.name, weight_bits, layer_weight_bits)
-        w_spec = _pow2_spec(node.weight.ravel(), wb, "minmax", percentile, f"{node.name}.weight",
-                            signed=True)
+        w_spec = _pow2_spec(node.weight.ravel(), wb, weight_method, percentile,
+                            f"{node.name}.weight", signed=True)
         out_spec = _pow2_spec(ranges[node.output], ab, method, percentile, node.output)
         cast_in = None
         if node.inputs[0] in feeds:

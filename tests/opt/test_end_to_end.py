@@ -199,3 +199,45 @@ def test_measure_noise_rejects_bad_data():
         measure_noise(g, bad)
     with pytest.raises(PlanError):
         measure_noise(g, np.ones((3, 2, 6, 6), np.float32), widths=[1, 2])
+
+
+def test_sqnr_weight_formats_are_measured_and_used(setup):
+    """weight_method="sqnr": each weight format is one of the clipped candidates, its output
+    SQNR is no worse than the unclipped (min/max) one, and plans use exactly those formats,
+    which the integer engine then measures at the tabulated SQNR."""
+    from fxp.core.format import QFormat
+    from fxp.opt.noise import SQNR_CLIP_STEPS
+
+    g, x, y, minmax = setup
+    table = measure_noise(g, x[:300], n_measure=300, widths=range(2, 9), weight_method="sqnr")
+    assert table.weight_method == "sqnr"
+    clipped = 0
+    for i, t in enumerate(table.tensors):
+        if t.kind != "weight":
+            np.testing.assert_array_equal(table.sqnr_db[i], minmax.sqnr_db[i, :7])
+            continue
+        for j, b in enumerate(table.widths):
+            top = QFormat.parse(minmax.formats[t.name][b])
+            got = QFormat.parse(table.formats[t.name][b])
+            assert got.bits == b and top.int_bits - SQNR_CLIP_STEPS <= got.int_bits <= top.int_bits
+            assert table.sqnr_db[i, j] >= minmax.sqnr_db[i, minmax.widths.index(b)] - 1e-9
+            clipped += got.int_bits < top.int_bits
+    assert clipped > 0  # at 2..3 bits some weight is better clipped
+    for name in ("c1.weight", "d1.weight"):
+        w = {n: 8 for n in table.names}
+        w[name] = 2
+        plan = plan_for_widths(g, x[:300], table, w)
+        layer = name.split(".")[0]
+        assert str(plan.layer(layer).weight.fmt) == table.formats[name][2]
+        rep = simulate(g, plan, x[:300], y[:300])
+        assert rep.output_sqnr_db == pytest.approx(predict_sqnr_db(table, w), abs=1.0), name
+
+
+def test_sqnr_weight_method_refused_outside_the_optimizer(setup):
+    from fxp import workflow as fw
+
+    g, x, y, _ = setup
+    with pytest.raises(PlanError, match="weight range 'sqnr' needs"):
+        fw.make_plan(g, fw.Data(x, y, "t"), weight_method="sqnr")
+    with pytest.raises(PlanError, match="weight range method must be one of"):
+        measure_noise(g, x[:50], weight_method="bogus")
