@@ -139,7 +139,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                         calib=args.calib if args.calib is not None else 512,
                         binary_layers=_binary_names(args.binary),
                         alpha_bits=None if args.alpha_bits == 0 else args.alpha_bits,
-                        binary_output=args.binary_output, pad_value=args.pad_value)
+                        binary_output=args.binary_output, pad_value=args.pad_value,
+                        weight_method=args.weight_range or "minmax")
     if args.out:
         save_plan(plan, args.out)
     if args.json:
@@ -169,7 +170,8 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
 
     calib = args.calib if args.calib is not None else 1000
     common = dict(cost=args.cost, min_bits=args.min_bits, max_bits=args.max_bits, calib=calib,
-                  rounding=args.rounding, method=args.method)
+                  rounding=args.rounding, method=args.method,
+                  weight_method=args.weight_range or "sqnr")
     if args.max_accuracy_drop is not None:
         res = fw.optimize_for_accuracy(graph, data, args.max_accuracy_drop, **common)
     else:
@@ -325,7 +327,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          scratch=args.scratch, lr=args.lr, batch_size=args.batch_size,
                          rounding=args.rounding, calib=args.calib, threads=args.threads,
                          dropout=args.dropout, verify=not args.no_verify,
-                         progress=not args.json, log=log)
+                         progress=not args.json, log=log, cluster=args.cluster,
+                         scale_bits=args.scale_bits)
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2,
                          default=str))
@@ -394,7 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheme", default="pow2", choices=["pow2", "double", "single", "float32"],
                    help="pow2 (FPGA Qm.n) or affine int with multiplier/float32 requantization")
     p.add_argument("--granularity", default="whole", choices=["whole", "conv", "dense"])
-    p.add_argument("--method", default="minmax", choices=["minmax", "percentile", "mse"])
+    p.add_argument("--method", default="minmax", choices=["minmax", "percentile", "mse"],
+                   help="activation range estimation")
+    p.add_argument("--weight-range", default=None,
+                   choices=["minmax", "percentile", "mse", "sqnr"],
+                   help="weight range estimation: minmax never clips; mse may saturate "
+                        "outliers for a finer step; sqnr (optimized plans only, their "
+                        "default) keeps the clip with the best measured output SQNR")
     p.add_argument("--rounding", default="half_up")
     p.add_argument("--calib", type=int, default=None,
                    help="calibration samples (default 512; 1000 with --target-sqnr, the rest "
@@ -502,14 +511,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_sweep)
 
-    p = sub.add_parser("train", help="retrain with fxp's quantizers (QAT, INQ) and export "
-                       "ONNX + plan that fxp simulates exactly (needs torch)")
-    p.add_argument("method", choices=["qat", "qat-conv", "qat-dense", "inq"])
+    p = sub.add_parser("train", help="retrain with fxp's quantizers (QAT, INQ, ternary, binary, "
+                       "clustered) and export ONNX + plan that fxp simulates exactly (needs torch)")
+    p.add_argument("method", choices=["qat", "qat-conv", "qat-dense", "inq", "twn", "hwang-sung",
+                                      "binaryconnect", "cluster"])
     p.add_argument("model", help="ONNX path or zoo name (a float model to fine-tune)")
     p.add_argument("--data", required=True, help="training data spec, e.g. mnist-t10k, digits")
     p.add_argument("--eval", default=None, help="evaluation data spec (default: --data)")
-    p.add_argument("--bits", type=int, default=8,
-                   help="weight bits (QAT: weights and activations unless --act-bits)")
+    p.add_argument("--bits", type=int, default=None,
+                   help="weight bits (QAT: weights and activations unless --act-bits; "
+                        "hwang-sung: 2**bits-1 levels; cluster: 2**bits clusters); default 8, "
+                        "twn 2, hwang-sung 2, binaryconnect 1, cluster 4")
+    p.add_argument("--cluster", default="kmeans",
+                   choices=["kmeans", "hc:ward", "hc:complete", "hc:average", "hc:single"],
+                   help="codebook algorithm of the cluster method")
+    p.add_argument("--scale-bits", type=int, default=8,
+                   help="bits of the per-layer scale / codebook entries (twn, hwang-sung, "
+                        "binaryconnect, cluster)")
     p.add_argument("--act-bits", type=int, default=None)
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs (INQ: per stage); default 3, 10 with --scratch, 2 for inq")

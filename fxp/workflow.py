@@ -68,7 +68,8 @@ def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | Non
               act_bits: int | None = None, acc_bits: int = 32, scheme: str = "pow2",
               granularity: str = "whole", method: str = "minmax", rounding: str = "half_up",
               calib: int = 512, binary_layers=(), alpha_bits: int | None = 8,
-              binary_output: str = "scale", pad_value: int = 0) -> Plan:
+              binary_output: str = "scale", pad_value: int = 0,
+              weight_method: str = "minmax") -> Plan:
     """Post-training quantization plan from the first ``calib`` samples of ``data``.
 
     ``binary_layers`` (pow2 scheme only) makes the named layers binary
@@ -78,6 +79,10 @@ def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | Non
     from fxp.plan.ptq import ptq_affine, ptq_pow2
 
     cx = data.x[:calib]
+    if weight_method == "sqnr":
+        raise PlanError("weight range 'sqnr' needs the output-SQNR measurement of an optimized "
+                        "plan (--target-sqnr / --max-accuracy-drop); use minmax, percentile "
+                        "or mse here")
     if binary_layers and scheme != "pow2":
         raise PlanError(f"binary layers need the pow2 scheme, got {scheme!r}")
     if scheme == "pow2":
@@ -85,7 +90,7 @@ def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | Non
                         acc_bits=acc_bits, granularity=granularity, method=method,
                         rounding=rounding, binary_layers=tuple(binary_layers),
                         alpha_bits=alpha_bits, binary_output=binary_output,
-                        pad_value=pad_value)
+                        pad_value=pad_value, weight_method=weight_method)
     if scheme in ("double", "single", "float32"):
         return ptq_affine(graph, cx, bits=bits, scheme=scheme, acc_bits=acc_bits,
                           granularity=granularity)
@@ -124,18 +129,24 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float, *,
                   cost: str = "weight_memory", min_bits: int | None = None,
                   max_bits: int | None = None, widths=range(2, 17), calib: int = 1000,
                   n_measure: int | None = 256, rounding: str = "half_up",
-                  method: str = "minmax", verify: bool = True):
+                  method: str = "minmax", verify: bool = True,
+                  weight_method: str = "sqnr", noise_table=None):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
     The first ``calib`` samples calibrate and measure the per-tensor noise; the
     rest are held out for the integer-engine measurement of the chosen plan.
     Returns a :class:`fxp.opt.BitAllocation` (``.plan`` is a Plan).
+    ``weight_method="sqnr"`` (default) gives each weight, at each width, the
+    clip (integer bits) with the best measured output SQNR; ``"minmax"`` never
+    clips (see :mod:`fxp.opt.noise`).  ``noise_table`` reuses a table measured
+    before on the same calibration samples.
     """
     from fxp.opt import optimize_bits
 
     return optimize_bits(graph, data, target_sqnr_db, cost=cost, min_bits=min_bits,
                          max_bits=max_bits, widths=widths, calib=calib, n_measure=n_measure,
-                         rounding=rounding, method=method, verify=verify)
+                         rounding=rounding, method=method, verify=verify,
+                         weight_method=weight_method, noise_table=noise_table)
 
 
 def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"
@@ -154,11 +165,16 @@ def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,d
                  progress=progress)
 
 
-TRAIN_METHODS = ("qat", "qat-conv", "qat-dense", "inq")
+TRAIN_METHODS = ("qat", "qat-conv", "qat-dense", "inq", "twn", "hwang-sung", "binaryconnect",
+                 "cluster")
 """Methods of :func:`train_model` (``fxp train METHOD``)."""
 
+TRAIN_DEFAULT_BITS = {"qat": 8, "qat-conv": 8, "qat-dense": 8, "inq": 8, "twn": 2,
+                      "hwang-sung": 2, "binaryconnect": 1, "cluster": 4}
+"""``bits`` of :func:`train_model` when not given, per method."""
 
-def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int = 8,
+
+def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int | None = None,
                 out: str | Path, epochs: int | None = None, seed: int = 0,
                 eval_data: str | None = None, limit: int | None = None,
                 eval_limit: int | None = None, act_bits: int | None = None,
@@ -166,15 +182,21 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
                 rounding: str = "half_up", calib: int = 512, threads: int = 1,
                 dropout: float = 0.0, shift: int = 0, steps_per_epoch: int | None = None,
                 eval_each_epoch: bool = True, verify: bool = True, progress: bool = False,
-                log=None) -> dict:
+                log=None, cluster: str = "kmeans", scale_bits: int = 8) -> dict:
     """Retrain ``model`` with fxp's quantizers, export ONNX + plan to ``out``, verify with fxp.
 
     ``method``: ``qat`` (every layer), ``qat-conv`` / ``qat-dense`` (only
     convolutions / dense layers quantized, the others float; seed 000) or
     ``inq`` (seed 002; ``bits`` is the power-of-two weight width, activations
-    take ``act_bits``, default 8).  ``scratch=True`` (QAT only) re-initialises
-    the weights.  Defaults: ``epochs`` 3 (QAT fine-tuning), 10 (from
-    scratch), 2 per INQ stage; ``lr`` 1e-4 (fine-tuning, INQ), 2e-3 (scratch).
+    take ``act_bits``, default 8); ``twn``, ``hwang-sung`` (``bits`` 2..8: ``2**bits
+    - 1`` levels, ternary at 2), ``binaryconnect`` (seed 003) or ``cluster``
+    (seed 004: ``2**bits`` shared weights per layer, codebook by ``cluster`` =
+    ``kmeans`` or ``hc:ward|complete|average|single``, centroids fine-tuned);
+    these four store per-layer scales / codebooks in ``scale_bits`` bits
+    (:mod:`fxp.train.ternary`, :mod:`fxp.train.cluster`).  ``bits`` defaults to
+    :data:`TRAIN_DEFAULT_BITS`.  ``scratch=True`` (QAT only) re-initialises
+    the weights.  Defaults: ``epochs`` 3 (QAT fine-tuning and the four above), 10
+    (from scratch), 2 per INQ stage; ``lr`` 1e-4 (fine-tuning, INQ), 2e-3 (scratch).
 
     Checkpoints go to ``out/checkpoint.pt`` after every epoch; calling again
     with the same arguments resumes (or only re-exports a finished run).
@@ -194,8 +216,24 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
 
     if method not in TRAIN_METHODS:
         raise PlanError(f"unknown training method {method!r}; use one of {list(TRAIN_METHODS)}")
-    if scratch and method == "inq":
-        raise PlanError("INQ quantizes a pretrained model; --scratch is for qat")
+    if scratch and not method.startswith("qat"):
+        raise PlanError(f"{method} quantizes a pretrained model; --scratch is for qat")
+    if bits is None:
+        bits = TRAIN_DEFAULT_BITS[method]
+    projected = method in ("twn", "hwang-sung", "binaryconnect", "cluster")
+    if projected:  # validate before loading anything
+        from fxp.train.cluster import cluster_quantizer
+
+        fixed = {"twn": 2, "binaryconnect": 1}.get(method)
+        if fixed is not None and bits != fixed:
+            raise PlanError(f"{method} weights have {fixed} bit{'s' if fixed > 1 else ''}; got "
+                            f"--bits {bits}")
+        if method == "hwang-sung" and not 2 <= bits <= 8:
+            raise PlanError(f"hwang-sung bits must be in 2..8, got {bits}")
+        if method == "cluster":
+            cluster_quantizer(cluster)
+            if not 1 <= bits <= 16:
+                raise PlanError(f"cluster bits must be in 1..16, got {bits}")
     graph = model if isinstance(model, Graph) else load_model(model)
     train = load_data(data, graph, limit=limit)
     ev = load_data(eval_data, graph, limit=eval_limit) if eval_data else train
@@ -213,19 +251,31 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
                   rounding=rounding, calib=calib)
     if method == "inq":
         res = train_inq(graph, train.x, train.y, bits=bits, act_bits=act_bits or 8, **common)
+    elif projected:
+        from fxp.train.cluster import train_cluster
+        from fxp.train.ternary import train_binaryconnect, train_hwang_sung, train_twn
+
+        fn = {"twn": train_twn, "hwang-sung": train_hwang_sung,
+              "binaryconnect": train_binaryconnect, "cluster": train_cluster}[method]
+        kw = {"algorithm": cluster} if method == "cluster" else {}
+        res = fn(graph, train.x, train.y, bits=bits, act_bits=act_bits or 8,
+                 scale_bits=scale_bits, **common, **kw)
     else:
         gran = {"qat": "whole", "qat-conv": "conv", "qat-dense": "dense"}[method]
         res = train_qat(graph, train.x, train.y, bits=bits, act_bits=act_bits, granularity=gran,
                         scratch=scratch, **common)
-    name = f"{graph.name}-{method}-w{bits}"
-    meta = {"fxp.train.method": method, "fxp.train.bits": bits, "fxp.train.seed": seed,
-            "fxp.train.data": data, "fxp.eval.data": ev.name,
-            "fxp.eval.accuracy": f"{res.eval_top1:.4f}",
+    tag = f"cluster-{cluster.replace(':', '-')}" if method == "cluster" else method
+    name = f"{graph.name}-{tag}-w{bits}"
+    opts = f" --cluster {cluster}" if method == "cluster" else ""
+    meta = {"fxp.train.method": method if method != "cluster" else f"cluster {cluster}",
+            "fxp.train.bits": bits, "fxp.train.seed": seed, "fxp.train.data": data,
+            "fxp.eval.data": ev.name, "fxp.eval.accuracy": f"{res.eval_top1:.4f}",
             "fxp.train.command": f"fxp train {method} {ident['model']} --data {data} "
-                                 f"--bits {bits} --epochs {epochs} --seed {seed}"}
+                                 f"--bits {bits} --epochs {epochs} --seed {seed}{opts}"}
     exp = export_trained(res.net, out, name, metadata=meta,
                          doc=f"{graph.name} retrained by fxp train {method} ({bits} bits)")
     summary = {"method": method, "model": ident["model"], "bits": bits, "seed": seed,
+               **({"cluster": cluster} if method == "cluster" else {}),
                "epochs": epochs, "train_data": train.name, "eval_data": ev.name,
                "n_eval": int(len(ev.y)), "torch_fake_quant_top1": res.eval_top1,
                "onnx": str(exp.onnx_path), "plan": str(exp.plan_path),
@@ -236,26 +286,28 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
     return summary
 
 
-ACCURACY_SEARCH_TARGETS_DB = (10.0, 12.0, 14.0, 16.0, 18.0, 20.0, 22.0, 25.0, 28.0, 31.0, 35.0,
-                              40.0)
+ACCURACY_SEARCH_TARGETS_DB = tuple(float(t) for t in range(2, 41))
 
 
 def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
                           targets_db=ACCURACY_SEARCH_TARGETS_DB, **kwargs):
     """Cheapest optimized plan whose measured top-1 drop is at most ``max_drop_points``.
 
-    Tries the output-SQNR targets ``targets_db`` in increasing order with
-    :func:`optimize_plan` (a stricter target never costs less) and returns the
-    first plan whose accuracy, measured by the integer engine on the held-out
-    samples, is within ``max_drop_points`` (percentage points) of float.
-    Accuracy is not monotone in SQNR, so this is the lowest *listed* target that
-    meets the drop (hence the cheapest among them), not a global optimum.
-    Each try re-measures the noise, so this costs one optimization per target.
+    Bisects the sorted output-SQNR targets ``targets_db`` (default 2..40 dB in
+    1 dB steps) with :func:`optimize_plan` for the lowest one whose plan's
+    accuracy, measured by the integer engine on the held-out samples, is
+    within ``max_drop_points`` (percentage points) of float.  A stricter
+    target never costs less, so that is the cheapest plan on the grid *if*
+    accuracy does not fall as the SQNR target rises; it usually holds but is
+    not guaranteed (the message lists every target tried and its drop).  The
+    per-tensor noise is measured once and shared by every try; a try costs
+    one MILP solve and one integer-engine verification (about log2 of the
+    grid size tries).
 
     Raises
     ------
     InfeasibleTargetError
-        When no target in ``targets_db`` keeps the drop within the limit.
+        When even the highest reachable target misses the drop.
     """
     import dataclasses
     import math
@@ -266,17 +318,47 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
             and max_drop_points >= 0):
         raise PlanError(f"max accuracy drop must be a finite number of points >= 0, "
                         f"got {max_drop_points!r}")
-    tried = []
-    for target in sorted(targets_db):
-        try:
-            res = optimize_plan(graph, data, target, **kwargs)
-        except InfeasibleTargetError:
-            break
-        drop = 100.0 * (res.float_top1 - res.fixed_top1)
-        tried.append(f"{target:g} dB: drop {drop:.2f}")
-        if drop <= max_drop_points:
-            return dataclasses.replace(res, message=f"{res.message}; lowest target meeting a "
-                                       f"{max_drop_points:g}-point accuracy drop ({'; '.join(tried)})")
-    raise InfeasibleTargetError(f"no output-SQNR target up to {max(targets_db):g} dB keeps the "
-                                f"top-1 drop within {max_drop_points:g} points "
-                                f"(tried {'; '.join(tried) or 'none'})")
+    grid = sorted({float(t) for t in targets_db})
+    if not grid:
+        raise PlanError("no output-SQNR targets to search")
+    tried: dict[int, object] = {}
+
+    def attempt(i: int):
+        if i not in tried:
+            try:
+                res = optimize_plan(graph, data, grid[i], **kwargs)
+            except InfeasibleTargetError:
+                res = None
+            else:
+                kwargs["noise_table"] = res.noise_table
+            tried[i] = res
+        return tried[i]
+
+    def drop(res) -> float:
+        return 100.0 * (res.float_top1 - res.fixed_top1)
+
+    def meets(i: int) -> bool:
+        res = attempt(i)
+        return res is not None and drop(res) <= max_drop_points
+
+    def log() -> str:
+        return "; ".join(f"{grid[i]:g} dB: " + ("infeasible" if r is None else
+                                                 f"drop {drop(r):.2f}")
+                         for i, r in sorted(tried.items()))
+
+    lo, hi = 0, len(grid) - 1
+    while hi >= 0 and attempt(hi) is None:  # the highest reachable target
+        hi -= 1
+    if hi < 0 or not meets(hi):
+        raise InfeasibleTargetError(f"no output-SQNR target up to {grid[-1]:g} dB keeps the "
+                                    f"top-1 drop within {max_drop_points:g} points "
+                                    f"(tried {log() or 'none'})")
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if meets(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    res = tried[hi]
+    return dataclasses.replace(res, message=f"{res.message}; lowest target meeting a "
+                               f"{max_drop_points:g}-point accuracy drop by bisection ({log()})")

@@ -12,6 +12,9 @@ which turns a missing torch into one clear
 * :mod:`fxp.train.qat` -- quantization-aware training (int8 from scratch,
   fine-tuning, whole / conv-only / dense-only, seed 000);
 * :mod:`fxp.train.inq` -- Incremental Network Quantization (seed 002);
+* :mod:`fxp.train.ternary` -- TWN, Hwang & Sung and BinaryConnect training (seed 003);
+* :mod:`fxp.train.cluster` -- clustered fine-tuning with shared centroids (seed 004);
+* :mod:`fxp.train.project` -- the weight projections these two train through;
 * :mod:`fxp.train.export` -- ONNX + Plan JSON export and its verification
   against ``fxp.workflow.run_simulation``;
 * :mod:`fxp.train.loop` -- the seeded, resumable training loop (checkpoint per epoch).

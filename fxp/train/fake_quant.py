@@ -49,11 +49,25 @@ decided on ``t - floor(t)``, which is exact, never on ``t + 0.5``.
 Backward: straight-through estimators -- rounding passes the gradient
 unchanged; saturation and the ReLU clamp pass it only inside the range;
 wrapping passes it unchanged.
+
+Weight projections.  :meth:`FxpNet.set_projection` attaches a ``torch.nn.Module``
+to a Conv2D / Dense layer (held in the ``nn.ModuleDict`` ``net.projections``,
+so its parameters and buffers are in ``net.parameters()`` and the state dict).
+The layer's weight is then ``projection(raw_weight)`` (a float64 tensor) in
+every forward pass and export -- the ternary, binary and clustered weights of
+:mod:`fxp.train.ternary` and :mod:`fxp.train.cluster`.  On the integer path
+the projected values are first clamped, value only (the gradient passes), to
+the symmetric range ``+-max_code * 2**-F`` of the plan's weight format, then
+fake-quantized by it like any weight, so a sign-symmetric level set such as
+``{-a, 0, a}`` keeps symmetric codes ``{-k, 0, k}`` even when ``a`` outgrows
+the format (plain saturation would give ``{min_code, 0, max_code}``).  Layers
+without a projection are unchanged.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -224,6 +238,9 @@ class FxpNet(nn.Module):
                 self._index[node.name] = (len(self.params), len(self.params) + 1)
                 self.params.append(nn.Parameter(w))
                 self.params.append(nn.Parameter(torch.tensor(np.asarray(b, np.float32))))
+        self.projections = nn.ModuleDict()
+        self._proj_keys = {name: f"l{i}_{re.sub(r'[^0-9A-Za-z_]', '_', name)}"
+                           for i, name in enumerate(self._index)}
         last = graph.nodes[-1]
         self.logits_tensor = last.inputs[0] if isinstance(last, Softmax) else last.output
         self.plan: Plan | None = None
@@ -240,6 +257,40 @@ class FxpNet(nn.Module):
     def bias(self, name: str):
         """The float32 bias parameter of layer ``name``."""
         return self.params[self._index[name][1]]
+
+    def set_projection(self, name: str, module) -> None:
+        """Make layer ``name``'s weight ``module(raw_weight)`` (None removes it)."""
+        if name not in self._index:
+            raise PlanError(f"no Conv2D / Dense layer {name!r}; layers: {self.weighted_layers}")
+        key = self._proj_keys[name]
+        if module is None:
+            if key in self.projections:
+                del self.projections[key]
+        else:
+            self.projections[key] = module
+
+    def projection(self, name: str):
+        """The projection module of layer ``name``, or None."""
+        key = self._proj_keys.get(name)
+        return self.projections[key] if key is not None and key in self.projections else None
+
+    def effective_weight(self, name: str, fmt: QFormat | None = None):
+        """The weight the layer computes with: float64, projected; clamped to ``fmt`` if given.
+
+        ``fmt`` (the plan's weight format) applies the symmetric value-only clamp
+        of projected weights (module docstring); a layer without projection
+        returns its raw weight as float64.
+        """
+        w = self.weight(name)
+        proj = self.projection(name)
+        if proj is None:
+            return w.to(torch.float64)
+        v = proj(w).to(torch.float64)
+        if fmt is not None:
+            lo, hi = _range(fmt, OverflowMode.SATURATE_SYMMETRIC)
+            lim_lo, lim_hi = lo * _p2(-fmt.frac_bits), hi * _p2(-fmt.frac_bits)
+            v = torch.clamp(v.detach(), lim_lo, lim_hi) + (v - v.detach())  # exact forward
+        return v
 
     @property
     def weighted_layers(self) -> list[str]:
@@ -289,7 +340,8 @@ class FxpNet(nn.Module):
 
         step = self._steps[name]
         lp = step.plan
-        w = self.weight(name).detach().cpu().numpy().astype(np.float64)
+        with torch.no_grad():
+            w = self.effective_weight(name, lp.weight.fmt).cpu().numpy().astype(np.float64)
         b = self.bias(name).detach().cpu().numpy().astype(np.float64)
         wc, _ = quantize_spec(w, lp.weight)
         bspec = lp.bias or TensorSpec(step.acc_fmt)
@@ -297,7 +349,7 @@ class FxpNet(nn.Module):
         return wc, bc, lp.weight.fmt, bspec.fmt
 
     def to_graph(self, *, quantized: bool = False) -> Graph:
-        """The graph with the current weights (float32).
+        """The graph with the current weights (float32; projected where a layer has a projection).
 
         ``quantized=True`` (needs a plan) writes each integer layer's weights and
         bias as the exact values of their codes, so that fxp re-quantizes them
@@ -309,7 +361,8 @@ class FxpNet(nn.Module):
         nodes = []
         for node in self.graph.nodes:
             if node.name in self._index:
-                w = self.weight(node.name).detach().cpu().numpy().astype(np.float32)
+                with torch.no_grad():
+                    w = self.effective_weight(node.name).cpu().numpy().astype(np.float32)
                 b = self.bias(node.name).detach().cpu().numpy().astype(np.float32)
                 lp = self.plan.layer(node.name) if quantized else None
                 if lp is not None and not lp.float_layer:
@@ -343,14 +396,15 @@ class FxpNet(nn.Module):
         return h
 
     def _apply_float(self, node, h):
-        if isinstance(node, Conv2D):
-            return _act(self._conv(node, h, self.weight(node.name), self.bias(node.name)),
-                        node.fused_activation)
-        if isinstance(node, Dense):
+        if isinstance(node, (Conv2D, Dense)):
+            w = self.weight(node.name)
+            if self.projection(node.name) is not None:
+                w = self.effective_weight(node.name).to(torch.float32)
+            if isinstance(node, Conv2D):
+                return _act(self._conv(node, h, w, self.bias(node.name)), node.fused_activation)
             if self.dropout and self.training:
                 h = F.dropout(h, self.dropout, True)
-            return _act(F.linear(h, self.weight(node.name), self.bias(node.name)),
-                        node.fused_activation)
+            return _act(F.linear(h, w, self.bias(node.name)), node.fused_activation)
         if isinstance(node, MaxPool2D):
             return self._maxpool(node, h)
         if isinstance(node, Flatten):
@@ -413,7 +467,7 @@ class FxpNet(nn.Module):
 
     def _float_layer(self, node, h, out_spec):
         x32 = h.to(torch.float32).to(torch.float64)  # fxp's to_float: float32 view
-        w = self.weight(node.name).to(torch.float64)
+        w = self.effective_weight(node.name)
         b = self.bias(node.name).to(torch.float64)
         if isinstance(node, Conv2D):
             acc = self._conv(node, x32, w, b)
@@ -444,7 +498,7 @@ class FxpNet(nn.Module):
             # dropped-out forward is not the engine's (eval/export are unaffected)
             xc = F.dropout(xc, self.dropout, True)
         wf = lp.weight.fmt
-        wc = fake_codes(self.weight(node.name).to(torch.float64), wf)
+        wc = fake_codes(self.effective_weight(node.name, wf), wf)
         bspec = lp.bias or TensorSpec(step.acc_fmt)
         bc = fake_codes(self.bias(node.name).to(torch.float64), bspec.fmt)
         with torch.no_grad():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -25,10 +27,51 @@ def test_lowest_target_within_the_drop_is_returned(case):
     res = fw.optimize_for_accuracy(g, data, 6.0, targets_db=targets, calib=300)
     drop = 100 * (res.float_top1 - res.fixed_top1)
     assert drop <= 6.0
-    lower = [t for t in targets if t < res.target_sqnr_db]
-    for t in lower:  # every cheaper target violates the drop (that is why it was skipped)
-        r = fw.optimize_plan(g, data, t, calib=300)
+    i = targets.index(res.target_sqnr_db)
+    if i > 0:  # bisection invariant: the next cheaper target on the grid violates the drop
+        r = fw.optimize_plan(g, data, targets[i - 1], calib=300)
         assert 100 * (r.float_top1 - r.fixed_top1) > 6.0
+        assert r.weight_memory_bits <= res.weight_memory_bits
+    assert "by bisection" in res.message
+
+
+@dataclasses.dataclass
+class _FakeResult:
+    target_sqnr_db: float
+    float_top1: float
+    fixed_top1: float
+    message: str = "solved"
+    noise_table: object = "table"
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.55, 1.05, 2.6, 4.2, 9.5])
+def test_bisection_finds_the_first_target_within_the_drop(monkeypatch, limit):
+    """With drops falling as the target rises, the first fit on the grid, in ~log2 tries,
+    and the noise table measured by the first try is handed to every later one."""
+    grid = [float(t) for t in range(2, 41)]
+    drop_at = {t: 10.0 / (t - 1) for t in grid}  # monotone decreasing drop, points
+    calls = []
+
+    def fake(graph, data, target, **kw):
+        calls.append((target, kw.get("noise_table")))
+        if target > 35:
+            raise InfeasibleTargetError("out of reach")
+        return _FakeResult(target, 1.0, 1.0 - drop_at[target] / 100)
+
+    monkeypatch.setattr(fw, "optimize_plan", fake)
+    feasible = [t for t in grid if t <= 35]
+    want = next((t for t in feasible if drop_at[t] <= limit), None)
+    if want is None:
+        with pytest.raises(InfeasibleTargetError, match="keeps the top-1 drop"):
+            fw.optimize_for_accuracy(None, None, limit)
+        return
+    res = fw.optimize_for_accuracy(None, None, limit)
+    assert res.target_sqnr_db == want
+    assert "by bisection" in res.message
+    assert len({t for t, _ in calls}) <= 5 + 8  # top-down search for reachability + log2(34)
+    first_ok = next(i for i, (t, _) in enumerate(calls) if t <= 35)
+    assert all(nt is None for _, nt in calls[:first_ok + 1])
+    assert all(nt == "table" for _, nt in calls[first_ok + 1:])
 
 
 def test_impossible_drop_and_bad_input(case):
