@@ -75,8 +75,13 @@ def popcount_peak(words: int = 4096, rounds: int = 4096) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def main(batch: int = 16) -> None:
-    c, co, hw, k = 64, 64, 28, 3
+def measure(batch: int = 16, c: int = 64, co: int = 64, hw: int = 28, k: int = 3,
+            quick: bool = False) -> dict:
+    """Time the int8 and binary paths of one ``k x k`` pad-1 conv layer (seconds per call).
+
+    Also checks, on the very data timed, that the popcount result equals the
+    int8 engine on the same +-1 codes (``same``).
+    """
     rng = np.random.default_rng(0)
     x_pm1 = np.where(rng.random((batch, c, hw, hw)) < 0.5, -1, 1).astype(np.int64)
     w_pm1 = np.where(rng.random((co, c, k, k)) < 0.5, -1, 1).astype(np.int64)
@@ -92,12 +97,9 @@ def main(batch: int = 16) -> None:
     same = bool(np.array_equal(dot, ref))
 
     runs = {
-        "int8 loop (conv2d_int method='loop')":
-            lambda: layers.conv2d_int(x8, w8, pads=pads, method="loop"),
-        "int8 auto (conv2d_int method='auto')":
-            lambda: layers.conv2d_int(x8, w8, pads=pads, method="auto"),
-        "binary, packed input, pad_value=0":
-            lambda: ob.binary_conv2d_int(xp, wp, pad_value=0, pads=pads),
+        LOOP: lambda: layers.conv2d_int(x8, w8, pads=pads, method="loop"),
+        AUTO: lambda: layers.conv2d_int(x8, w8, pads=pads, method="auto"),
+        BINARY: lambda: ob.binary_conv2d_int(xp, wp, pad_value=0, pads=pads),
         "binary, packed input, pad_value=+1":
             lambda: ob.binary_conv2d_int(xp, wp, pad_value=1, pads=pads),
         "binary, pack +-1 input + conv, pad 0":
@@ -106,24 +108,34 @@ def main(batch: int = 16) -> None:
             lambda: ob.binary_threshold(ob.binary_conv2d_int(xp, wp, pad_value=0,
                                                              pads=pads)[0], thr, dirs),
     }
-    method_auto = layers.conv2d_int(x8, w8, pads=pads, method="auto")[1].method
     times = {}
     for name, fn in runs.items():
         fn()  # compile / warm up
-        times[name] = best_of(fn, 2 if "loop" in name else 5 if "auto" in name else 30)
-
-    macs = batch * co * hw * hw * k * k * c
-    t_loop = times["int8 loop (conv2d_int method='loop')"]
-    t_auto = times["int8 auto (conv2d_int method='auto')"]
-    t_bin = times["binary, packed input, pad_value=0"]
+        reps = 1 if quick else 2 if "loop" in name else 5 if "auto" in name else 30
+        times[name] = best_of(fn, reps)
     cnw = c * k * k
-    s_formula = 64 * cnw / (cnw + 64)
+    return {"batch": batch, "c": c, "co": co, "hw": hw, "k": k, "same": same,
+            "method_auto": layers.conv2d_int(x8, w8, pads=pads, method="auto")[1].method,
+            "macs": batch * co * hw * hw * k * k * c, "times": times,
+            "formula": 64 * cnw / (cnw + 64), "threads": numba.get_num_threads()}
+
+
+LOOP = "int8 loop (conv2d_int method='loop')"
+AUTO = "int8 auto (conv2d_int method='auto')"
+BINARY = "binary, packed input, pad_value=0"
+
+
+def main(batch: int = 16) -> None:
+    m = measure(batch)
+    c, k, hw, co = m["c"], m["k"], m["hw"], m["co"]
+    times, macs = m["times"], m["macs"]
+    t_loop, t_auto, t_bin = times[LOOP], times[AUTO], times[BINARY]
     peak_s, peak_p = popcount_peak()
     print(f"binary conv bench: N={batch}, C={c}, Co={co}, {hw}x{hw}, {k}x{k}, pad 1; "
           f"{macs:.3e} MACs per call; numba threads={numba.get_num_threads()}, "
           f"cpus={os.cpu_count()}, layer={numba.config.THREADING_LAYER}")
-    print(f"popcount result == int8 engine on the same +-1 data: {same}; "
-          f"method='auto' ran: {method_auto}")
+    print(f"popcount result == int8 engine on the same +-1 data: {m['same']}; "
+          f"method='auto' ran: {m['method_auto']}")
     print(f"{'path':<40}{'ms':>10}{'MAC/s':>12}{'vs loop':>10}{'vs auto':>10}")
     for name, t in times.items():
         print(f"{name:<40}{t * 1e3:>10.2f}{macs / t:>12.3e}{t_loop / t:>10.1f}{t_auto / t:>10.2f}")
@@ -132,7 +144,7 @@ def main(batch: int = 16) -> None:
           f"{macs / t_bin / peak:.1%} of the measured popcount peak")
     print(f"popcount peak (tight popcount(a^b) loop): serial {peak_s:.3e} bit-ops/s, "
           f"parallel {peak_p:.3e} bit-ops/s")
-    print(f"seed formula S = 64cN_W/(cN_W+64) = {s_formula:.1f} (c={c}, N_W={k * k}); "
+    print(f"seed formula S = 64cN_W/(cN_W+64) = {m['formula']:.1f} (c={c}, N_W={k * k}); "
           f"measured: {t_loop / t_bin:.1f}x vs int8 loop, {t_auto / t_bin:.1f}x vs int8 auto")
 
 

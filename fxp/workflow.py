@@ -287,6 +287,8 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
 
 
 ACCURACY_SEARCH_TARGETS_DB = tuple(float(t) for t in range(2, 41))
+DROP_TOLERANCE = 1e-9
+"""Points: a drop equal to the limit up to float rounding of the accuracies meets it."""
 
 
 def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
@@ -339,7 +341,7 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
 
     def meets(i: int) -> bool:
         res = attempt(i)
-        return res is not None and drop(res) <= max_drop_points
+        return res is not None and drop(res) <= max_drop_points + DROP_TOLERANCE
 
     def log() -> str:
         return "; ".join(f"{grid[i]:g} dB: " + ("infeasible" if r is None else

@@ -74,7 +74,21 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-limit", type=int, default=None)
     ap.add_argument("--work", default="/tmp/fxp_retrain_ternary")
     ap.add_argument("--results", default=str(HERE / "results.json"))
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: twn only, 200 images, 1 epoch, results and README in --out")
+    ap.add_argument("--out", default=None, help="folder for README.md / results.json (--quick)")
     args = ap.parse_args(argv)
+    readme = HERE / "README.md"
+    if args.quick:
+        if args.out is None:
+            ap.error("--quick writes to a scratch folder: give --out")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "README.md").write_text(readme.read_text())
+        readme = out / "README.md"
+        args.results = str(out / "results.json")
+        args.work = str(out / "work")
+        args.runs, args.limit, args.eval_limit, args.epochs = ["twn:2"], 200, 200, 1
     res_path = Path(args.results)
     rows = json.loads(res_path.read_text()) if res_path.exists() else []
     key = lambda r: (r["model"], r["method"], r.get("cluster"), r["bits"], r["seed"],  # noqa: E731
@@ -111,7 +125,7 @@ def main(argv=None) -> int:
               flush=True)
         rows.append(row)
         res_path.write_text(json.dumps(rows, indent=1) + "\n")
-    write_table(rows)
+    write_table(rows, readme)
     return 0
 
 
@@ -128,9 +142,8 @@ def _codes(r: dict) -> str:
     return ", ".join(out)
 
 
-def write_table(rows: list[dict]) -> None:
-    """Regenerate the results table between the markers of README.md."""
-    readme = HERE / "README.md"
+def write_table(rows: list[dict], readme: Path = HERE / "README.md") -> None:
+    """Regenerate the results table between the markers of ``readme``."""
     if not readme.exists():
         return
     lines = ["| method | bits | levels | epochs | lr | float % | before retraining % | "

@@ -30,16 +30,28 @@ PAPER_TABLE6 = """| model (best quantizer) | bits | entropy (bits/weight) | top-
 | VGG (σ = 0.7) | 9 | 2.653 | 91.698 | 73.576 |"""
 
 
-def _run() -> dict:
+def _run(quick: bool = False) -> dict:
     from fxp import workflow as fw
 
     graph = fw.load_model("mnist_cnn")
-    data = fw.load_data("mnist5k", graph, limit=2000)
-    return fw.sweep_quantizers(graph, data, quantizers=QUANTIZERS, bits="2-8").to_dict()
+    data = fw.load_data("mnist5k", graph, limit=200 if quick else 2000)
+    return fw.sweep_quantizers(graph, data, quantizers="midtread,kmeans" if quick else QUANTIZERS,
+                               bits="3-4" if quick else "2-8").to_dict()
 
 
 def main(argv: list[str]) -> None:
-    res = json.loads(Path(argv[1]).read_text()) if argv[:1] == ["--from-json"] else _run()
+    import argparse
+
+    ap = argparse.ArgumentParser(description="seed 001 sweep report")
+    ap.add_argument("--from-json", default=None, help="re-render from a saved sweep.json")
+    ap.add_argument("--quick", action="store_true", help="200 images, 2 quantizers, 3-4 bits")
+    ap.add_argument("--out", default=None, help="output folder (default: this folder)")
+    args = ap.parse_args(argv)
+    if args.quick and args.out is None:
+        ap.error("--quick writes to a scratch folder: give --out")
+    out = Path(args.out) if args.out else HERE
+    out.mkdir(parents=True, exist_ok=True)
+    res = json.loads(Path(args.from_json).read_text()) if args.from_json else _run(args.quick)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -58,7 +70,7 @@ def main(argv: list[str]) -> None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("mnist_cnn: accuracy vs weight entropy (seed 001, Fig. 2 style)")
     fig.tight_layout()
-    fig.savefig(HERE / "rate_distortion.png", dpi=110)
+    fig.savefig(out / "rate_distortion.png", dpi=110)
     best = [{"quantizer": q, "bits": b["bits"], "entropy": round(b["entropy"], 3),
              "top1": f"{b['top1']:.2%}", "top5": f"{b['top5']:.2%}",
              "compression vs float32": f"{b['ratio']:.1f}x"}
@@ -92,8 +104,8 @@ point of float accuracy, which it reports at 5.6 bits/weight on average.
 
 {markdown_table(rows, [(k, k) for k in rows[0]])}
 """
-    (HERE / "README.md").write_text(text)
-    (HERE / "sweep.json").write_text(json.dumps(res, indent=1) + "\n")
+    (out / "README.md").write_text(text)
+    (out / "sweep.json").write_text(json.dumps(res, indent=1) + "\n")
     print(text[:2000])
 
 

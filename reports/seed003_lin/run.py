@@ -65,7 +65,7 @@ def run_model(model: str, data_spec: str, *, calib: int, limit: int | None, n_pl
                         "weight_bytes": res.weight_memory_bits // 8, "success": res.success})
     acc = fw.optimize_for_accuracy(graph, data, DROP, calib=calib, noise_table=table)
     best_uniform = next((u for u in uniform
-                         if 100 * (u["float_top1"] - u["fixed_top1"]) <= DROP), None)
+                         if 100 * (u["float_top1"] - u["fixed_top1"]) <= DROP + 1e-9), None)
     opt = {"target_db": acc.target_sqnr_db, "widths": acc.widths,
            "measured_db": acc.measured_sqnr_db, "fixed_top1": acc.fixed_top1,
            "float_top1": acc.float_top1, "weight_bytes": acc.weight_memory_bits // 8,
