@@ -25,6 +25,7 @@ __all__ = [
     "ModelImportError",
     "PlanError",
     "PrecisionWarning",
+    "ShiftWeightError",
     "SolverError",
     "UnsupportedOpError",
 ]
@@ -56,6 +57,10 @@ class GraphError(FxpError, ValueError):
 
 class PlanError(FxpError, ValueError):
     """A per-layer plan is invalid for the model it is applied to."""
+
+
+class ShiftWeightError(PlanError):
+    """A weight marked shift (``TensorSpec.shift``) has a code that is not 0 or +-2**k."""
 
 
 class DataError(FxpError, ValueError):

@@ -6,6 +6,11 @@ accumulator's format, and the requantization constants (power-of-two shift, or
 per-channel multipliers and exponents, or float32 scales as exact hex floats),
 with ``#define``s for formats and zero points.  Codes are written as integers,
 never as decimal reals.
+
+Shift-add layers (shift weights, codes 0 or ``+-2**k``) also get ``NAME_w_sign``
+(``int8_t``: -1, 0, +1) and ``NAME_w_shift`` (``uint8_t``: ``k``), with
+``w = sign * 2**shift`` and ``#define NAME_SHIFT_ADD 1``: the layer computes
+``acc += sign * (x << shift)``, skipping ``sign == 0``, in the order of ``w``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,12 @@ def c_header(graph: Graph, plan: Plan, guard: str = "FXP_MODEL_H") -> str:
                    f"#define {n}_OUT_ZERO_POINT {lp.output.zero_point}")
         out.append(f"#define {n}_W_SHAPE {{{', '.join(str(d) for d in step.w_codes.shape)}}}")
         out.append(_array(c_type(wf.bits, wf.signed), f"{low}_w", step.w_codes))
+        if step.is_shift:
+            out.append(f"/* {step.name} is a shift-add layer: w = sign * 2**shift, "
+                       "acc += sign * (x << shift), zero weights (sign 0) skipped */\n"
+                       f"#define {n}_SHIFT_ADD 1")
+            out.append(_array("int8_t", f"{low}_w_sign", step.w_sign))
+            out.append(_array("uint8_t", f"{low}_w_shift", step.w_shift))
         out.append(_array(c_type(lp.acc_bits), f"{low}_b", step.b_codes))
         if lp.requant is RequantScheme.POW2:
             out.append(f"#define {n}_SHIFT {step.acc_fmt.frac_bits - of.frac_bits}  "

@@ -59,6 +59,8 @@ def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
         if not (lp.weight.is_pow2 and lp.output.is_pow2):
             raise PlanError(f"layer {step.name!r} is affine (scaled); hls4ml export needs "
                             "power-of-two formats")
+        # a shift weight (codes 0 or +-2**k) keeps its ap_fixed type: hls4ml has no shift
+        # (power-of-two weight) type, so the shift-add meaning does not reach its config
         layers[step.name] = {"Precision": {
             "weight": ap_type(lp.weight.fmt),
             "bias": ap_type((lp.bias.fmt if lp.bias is not None else step.acc_fmt)),

@@ -17,7 +17,7 @@ import types
 
 import numba
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "Kernel", "jit", "kernel", "prange"]
+__all__ = ["PARALLEL_MIN_ELEMENTS", "Kernel", "jit", "jit_inline", "kernel", "prange"]
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
@@ -29,6 +29,11 @@ PARALLEL_MIN_ELEMENTS = 1 << 16
 def jit(fn):
     """Serial nopython function (also used for scalar helpers inlined into kernels)."""
     return numba.njit(cache=True, nogil=True, fastmath=False)(fn)
+
+
+def jit_inline(fn):
+    """Like :func:`jit`, inlined into its callers by numba (an inner loop that must vectorize)."""
+    return numba.njit(cache=True, nogil=True, fastmath=False, inline="always")(fn)
 
 
 class Kernel:

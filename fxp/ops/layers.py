@@ -61,7 +61,8 @@ class AccStats:
     max_abs_partial_per_channel : uint64 array [Co] or None
         The same, per output channel.
     method : str
-        ``"loop"`` or ``"blas"``: the path that ran.
+        ``"loop"`` or ``"blas"``: the path that ran (``"shift"``: the shift-add
+        loop of :mod:`fxp.ops.shift`).
     """
 
     n_overflow: int

@@ -24,6 +24,13 @@ the optional keys ``pad_value`` (0, 1, -1), ``binary_output`` (``"scale"``,
     {"name": "conv2", "weight": {"format": "binary"}, "alpha": {"format": "ufixed<8,0>"},
      "output": {"format": "ufixed<8,3>"}, "pad_value": 0, "binary_output": "scale", ...}
 
+Shift-add (power-of-two weight) layers: a tensor may carry the optional key
+``kind``: ``"fixed"`` (the default, never written) or ``"shift"``
+(:meth:`TensorSpec.shift`; weights only, power-of-two formats only), meaning
+every weight code is 0 or ``+-2**k`` and the layer multiplies by shifting::
+
+    {"name": "conv1", "weight": {"format": "fixed<16,1>", "kind": "shift"}, ...}
+
 These keys are new but optional, so the schema version stays 1 and older
 files load unchanged.
 """
@@ -49,6 +56,8 @@ def _spec_to_dict(spec: TensorSpec | None) -> dict | None:
     if spec.is_binary:
         return {"format": "binary"}
     d: dict = {"format": str(spec.fmt)}
+    if spec.is_shift:
+        d["kind"] = "shift"
     if spec.scales is not None:
         d["scales"] = list(spec.scales)
         d["zero_point"] = spec.zero_point
@@ -62,16 +71,20 @@ def _spec_from_dict(d: object, where: str) -> TensorSpec | None:
         return None
     if not isinstance(d, dict) or "format" not in d:
         raise PlanError(f"{where}: expected an object with a 'format' key, got {d!r}")
-    extra = set(d) - {"format", "scales", "zero_point", "axis"}
+    extra = set(d) - {"format", "scales", "zero_point", "axis", "kind"}
     if extra:
         raise PlanError(f"{where}: unknown keys {sorted(extra)}")
     if isinstance(d["format"], str) and d["format"].strip().lower() == "binary":
         if set(d) != {"format"}:
             raise PlanError(f"{where}: a binary tensor takes no {sorted(set(d) - {'format'})}")
         return TensorSpec.binary()
+    kind = d.get("kind", "fixed")
+    if kind not in ("fixed", "shift"):
+        raise PlanError(f"{where}: kind must be 'fixed' or 'shift' (binary tensors are "
+                        f"{{\"format\": \"binary\"}}), got {kind!r}")
     try:
         return TensorSpec(QFormat.parse(d["format"]), d.get("scales"), d.get("zero_point", 0),
-                          d.get("axis"))
+                          d.get("axis"), kind)
     except FxpError as exc:
         raise PlanError(f"{where}: {exc}") from exc
 

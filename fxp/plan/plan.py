@@ -16,7 +16,19 @@ Coding of a tensor (:class:`TensorSpec`)::
   ``axis``, and ``zero_point`` is a code;
 * binary (``kind="binary"``, :meth:`TensorSpec.binary`, JSON
   ``{"format": "binary"}``): codes are exactly -1 and +1 (real -1 and +1),
-  held as int64 in ``fixed<2,2>`` with no scales.
+  held as int64 in ``fixed<2,2>`` with no scales;
+* shift (``kind="shift"``, :meth:`TensorSpec.shift`, JSON
+  ``{"format": "fixed<W,I>", "kind": "shift"}``): power-of-two coding in
+  ``fmt`` whose codes must each be 0 or ``+-2**k`` (weights only).
+
+Shift-add layers: a Conv2D/Dense whose ``weight`` is shift is compiled with
+its weight codes encoded as ``(sign, k)`` (:func:`fxp.ops.shift.encode_shift`;
+a code that is not 0 or ``+-2**k`` is a :class:`~fxp.errors.ShiftWeightError`)
+and runs on the shift-add kernel, ``acc += sign * ((x - zx) << k)`` with zero
+weights skipped, in the same order, accumulator and overflow semantics as the
+multiply path (:mod:`fxp.kernels.shift_add`): the integers are identical.
+Everything else (bias, requantization, output) is that of a fixed layer;
+``requant`` must be ``"pow2"``.
 
 Binary layers (XNOR-popcount, :mod:`fxp.ops.binary`): a Conv2D/Dense whose
 ``weight`` is binary computes ``dot = sum sign(x) * sign(w)`` exactly by
@@ -70,7 +82,7 @@ __all__ = ["BINARY_OUTPUTS", "PAD_VALUES", "SCHEMA_VERSION", "SPEC_KINDS", "Laye
            "RequantScheme", "TensorSpec"]
 
 SCHEMA_VERSION = 1
-SPEC_KINDS = ("fixed", "binary")
+SPEC_KINDS = ("fixed", "binary", "shift")
 BINARY_OUTPUTS = ("scale", "dot", "threshold")
 PAD_VALUES = (0, 1, -1)
 BINARY_FMT = QFormat(2, 2, True)
@@ -113,9 +125,11 @@ class TensorSpec:
         Code of the real value 0 (affine only; 0 for power-of-two).
     axis : int or None
         Channel axis of per-channel scales (0 for weights, 1 for NCHW activations).
-    kind : {"fixed", "binary"}
+    kind : {"fixed", "binary", "shift"}
         ``"binary"``: codes are -1/+1 only (``fmt`` is ``fixed<2,2>``, no scales);
-        build it with :meth:`binary` (or ``fmt="binary"``).
+        build it with :meth:`binary` (or ``fmt="binary"``).  ``"shift"``:
+        power-of-two coding whose codes are 0 or +-2**k (a shift-add weight);
+        build it with :meth:`shift`.
     """
 
     fmt: QFormat
@@ -139,6 +153,11 @@ class TensorSpec:
                                 f"scales, zero point or axis; got fmt {self.fmt}, scales "
                                 f"{self.scales!r}, zero_point {self.zero_point!r}, axis "
                                 f"{self.axis!r} (use TensorSpec.binary())")
+        if self.kind == "shift" and (self.scales is not None or self.zero_point != 0
+                                     or self.axis is not None):
+            raise PlanError(f"a shift tensor is power-of-two coded (codes 0 or +-2**k in "
+                            f"{self.fmt}) with no scales, zero point or axis; got scales "
+                            f"{self.scales!r}, zero_point {self.zero_point!r}, axis {self.axis!r}")
         if self.scales is not None:
             vals = tuple(float(np.float32(s)) for s in np.atleast_1d(np.asarray(self.scales)))
             if not vals or not all(np.isfinite(v) and v > 0 for v in vals):
@@ -160,6 +179,11 @@ class TensorSpec:
         return self.kind == "binary"
 
     @property
+    def is_shift(self) -> bool:
+        """True for a shift tensor: power-of-two coding, codes 0 or +-2**k."""
+        return self.kind == "shift"
+
+    @property
     def is_pow2(self) -> bool:
         """True for power-of-two (Qm.n) coding."""
         return self.scales is None
@@ -179,6 +203,12 @@ class TensorSpec:
     def binary(cls) -> TensorSpec:
         """Binary spec: codes -1 and +1 (real values -1 and +1) in ``fixed<2,2>``."""
         return cls(BINARY_FMT, kind="binary")
+
+    @classmethod
+    def shift(cls, fmt: QFormat | str) -> TensorSpec:
+        """Shift spec: codes 0 or +-2**k of the power-of-two format ``fmt`` (shift-add weights)."""
+        fmt = fmt if isinstance(fmt, QFormat) else QFormat.parse(fmt)
+        return cls(fmt, kind="shift")
 
 
 @dataclass(frozen=True)
@@ -247,12 +277,28 @@ class LayerPlan:
         if self.rounding is RoundingMode.STOCHASTIC:
             raise PlanError(f"layer {self.name!r}: stochastic rounding is for quantizers, "
                             "not for the inference datapath")
+        self._check_shift()
         self._check_binary()
 
     @property
     def is_binary(self) -> bool:
         """True for a binary (XNOR-popcount) layer: its weight spec is binary."""
         return self.weight is not None and self.weight.is_binary
+
+    @property
+    def is_shift(self) -> bool:
+        """True for a shift-add layer: its weight spec is shift (codes 0 or +-2**k)."""
+        return self.weight is not None and self.weight.is_shift
+
+    def _check_shift(self) -> None:
+        for key in ("input", "bias", "output", "alpha"):
+            spec = getattr(self, key)
+            if spec is not None and spec.is_shift:
+                raise PlanError(f"layer {self.name!r}: only a weight can be shift (kind "
+                                f"'shift'); got a shift {key}")
+        if self.is_shift and not self.float_layer and self.requant is not RequantScheme.POW2:
+            raise PlanError(f"layer {self.name!r}: a shift-add layer requantizes in power of "
+                            f"two; requant={self.requant.value!r}")
 
     def _check_binary(self) -> None:
         where = f"layer {self.name!r}"
@@ -353,6 +399,23 @@ class Plan:
             if lp.name == name:
                 return lp
         return None
+
+    def with_shift_weights(self, names=None) -> Plan:
+        """A new plan whose layers ``names`` (default: every integer layer with a fixed
+        power-of-two weight) take shift weights in the same format (:meth:`TensorSpec.shift`).
+
+        The codes are checked when the plan is compiled against a graph.
+        """
+        if names is None:
+            names = [lp.name for lp in self.layers if lp.weight is not None and
+                     not lp.float_layer and lp.weight.kind == "fixed" and lp.weight.is_pow2]
+        plan = self
+        for name in names:
+            lp = plan.layer(name)
+            if lp is None or lp.weight is None or lp.weight.is_binary or not lp.weight.is_pow2:
+                raise PlanError(f"layer {name!r} has no power-of-two weight to make shift")
+            plan = plan.replace_layer(name, weight=TensorSpec.shift(lp.weight.fmt))
+        return plan
 
     def replace_layer(self, name: str, **changes) -> Plan:
         """A new plan with layer ``name`` changed."""

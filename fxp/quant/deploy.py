@@ -9,6 +9,11 @@ whose weight format holds those stored values exactly, so ``fxp simulate``
 computes with exactly the stored levels.  The number of distinct weight values
 per tensor stays at most the quantizer's level count (two levels closer than
 one LSB of the storage format could merge; the result reports it).
+
+Power-of-two quantizers (``pow2``, ``inq``) leave every stored weight at 0 or
+``+-2**k`` LSBs: their plan marks the weights shift (:meth:`TensorSpec.shift`),
+so the integer engine runs those layers as shift-add layers (the same integers
+as multiplying, computed the way shift hardware does).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from fxp.ops.fixed import dequantize, quantize
 from fxp.plan.plan import Plan
 from fxp.plan.ptq import int_bits_for, ptq_pow2
 from fxp.quant import get
+from fxp.quant.pow2 import Pow2
 
 __all__ = ["DeployedModel", "deploy_quantizer"]
 
@@ -40,7 +46,7 @@ class DeployedModel:
 
 def deploy_quantizer(graph: Graph, calib_x: np.ndarray, quantizer: str, bits: int, *,
                      store_bits: int = 16, act_bits: int = 16, acc_bits: int = 48,
-                     per_channel: bool = False) -> DeployedModel:
+                     per_channel: bool = False, shift: bool | None = None) -> DeployedModel:
     """Quantize every Conv2D/Dense weight with ``quantizer`` at ``bits`` and make it runnable.
 
     Parameters
@@ -52,6 +58,9 @@ def deploy_quantizer(graph: Graph, calib_x: np.ndarray, quantizer: str, bits: in
     store_bits : int
         Word length (bits) of the stored levels; activations use ``act_bits`` and
         accumulators ``acc_bits`` (power-of-two formats from calibration).
+    shift : bool or None
+        Mark the weights shift (shift-add layers); None: for power-of-two
+        quantizers only.  Every stored code must then be 0 or +-2**k.
     """
     from fxp.quant.entropy import entropy_bits as _entropy
 
@@ -72,4 +81,6 @@ def deploy_quantizer(graph: Graph, calib_x: np.ndarray, quantizer: str, bits: in
     g2 = graph.with_nodes(nodes)
     plan = ptq_pow2(g2, calib_x, weight_bits=store_bits, act_bits=act_bits, acc_bits=acc_bits,
                     name=f"deploy-{quantizer}-{bits}b-store{store_bits}")
+    if shift if shift is not None else isinstance(q, Pow2):
+        plan = plan.with_shift_weights(list(levels))
     return DeployedModel(g2, plan, levels, ent)

@@ -14,6 +14,11 @@ when given) and bit-packed once; the worst-case "accumulator" is the
 popcount dot product, ``|dot| <= K`` (``K = C*kh*kw`` or ``In``); the output
 transform is precomputed (scale codes and bias codes, or exact integer sign
 thresholds with the bias folded in).
+
+Shift-add layers (``lp.weight`` shift) are compiled as fixed layers, then their
+weight codes are encoded once as ``(sign, k)`` (:func:`fxp.ops.shift.encode_shift`;
+a code that is not 0 or ``+-2**k`` raises :class:`~fxp.errors.ShiftWeightError`
+naming the layer, index and value) for the shift-add kernel.
 """
 
 from __future__ import annotations
@@ -71,6 +76,14 @@ class LayerStep:
     b_fmt: QFormat | None = None
     thresholds: np.ndarray | None = None  # "threshold": int64 [Co]
     directions: np.ndarray | None = None  # "threshold": int8 [Co]
+    # shift-add layers only: w_codes = w_sign * 2**w_shift
+    w_sign: np.ndarray | None = None  # int8 in {-1, 0, +1}
+    w_shift: np.ndarray | None = None  # uint8
+
+    @property
+    def is_shift(self) -> bool:
+        """True for a shift-add layer (power-of-two weights, multiplication as a shift)."""
+        return self.w_sign is not None
 
     @property
     def is_binary(self) -> bool:
@@ -217,6 +230,10 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
     zp_w = lp.weight.zero_point
     step.bound = accumulator_bound(w_codes, zp_w, _spec_range(in_spec), in_spec.zero_point,
                                    step.b_codes)
+    if lp.weight.is_shift:
+        from fxp.ops.shift import encode_shift
+
+        step.w_sign, step.w_shift = encode_shift(w_codes, layer=node.name, fmt=lp.weight.fmt)
     return step
 
 

@@ -100,6 +100,8 @@ def _fmt(spec) -> str | None:
         return None
     if spec.is_binary:
         return "binary"
+    if spec.is_shift:
+        return f"shift {spec.fmt}"
     if spec.is_pow2:
         return str(spec.fmt)
     kind = "per-channel" if len(spec.scales) > 1 else f"scale {spec.scales[0]:.6g}"

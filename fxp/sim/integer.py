@@ -19,6 +19,11 @@ and the output is :func:`~fxp.ops.binary.binary_scale_int` (``"scale"``,
 ``"dot"``) or :func:`~fxp.ops.binary.binary_threshold` (``"threshold"``).
 Their counters: no accumulator overflow (``|dot| <= K`` is checked against
 ``acc_bits`` at compile time), ``max_abs_acc`` = the largest ``|dot|`` seen.
+
+Shift-add layers (shift weights) run :func:`~fxp.ops.shift.conv2d_shift_int` /
+:func:`~fxp.ops.shift.dense_shift_int` whatever ``method`` says: the ordered
+shift-add loop, which gives the integers of the multiply path and observes
+every partial sum.
 """
 
 from __future__ import annotations
@@ -111,16 +116,25 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
         counters.output_saturations += n
     else:
         codes = v.codes
-    common = dict(x_zero_point=spec.zero_point, w_zero_point=step.w_zero_point,
-                  acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow,
-                  x_range=(spec.fmt.min_code, spec.fmt.max_code), method=method)
-    if isinstance(node, Conv2D):
+    common = dict(x_zero_point=spec.zero_point, acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow,
+                  x_range=(spec.fmt.min_code, spec.fmt.max_code))
+    if step.is_shift:  # shift-add kernel: sign * (x << k), zero weights skipped
+        from fxp.ops import shift as S
+
+        if isinstance(node, Conv2D):
+            acc, stats = S.conv2d_shift_int(codes, step.w_sign, step.w_shift, step.b_codes,
+                                            strides=node.strides, pads=node.pads,
+                                            dilations=node.dilations, groups=node.groups, **common)
+        else:
+            acc, stats = S.dense_shift_int(codes.reshape(codes.shape[0], -1), step.w_sign,
+                                           step.w_shift, step.b_codes, **common)
+    elif isinstance(node, Conv2D):
         acc, stats = L.conv2d_int(codes, step.w_codes, step.b_codes, strides=node.strides,
                                   pads=node.pads, dilations=node.dilations, groups=node.groups,
-                                  **common)
+                                  w_zero_point=step.w_zero_point, method=method, **common)
     else:
         acc, stats = L.dense_int(codes.reshape(codes.shape[0], -1), step.w_codes, step.b_codes,
-                                 **common)
+                                 w_zero_point=step.w_zero_point, method=method, **common)
     counters.add_acc(stats)
     out, n = _requant(step, acc)
     counters.output_saturations += n

@@ -178,6 +178,8 @@ def train_inq(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 4, act_
             w = net.weight(n).detach().numpy().astype(np.float64)
             if not (masks[n].all() and np.array_equal(w, inq_quantize(w, formats[n]))):
                 raise FxpError(f"INQ: layer {n!r} did not end on its power-of-two levels")
+        plan = plan.with_shift_weights(names)  # codes 0 or +-2**k: export shift-add layers
+        net.set_plan(plan)
         save(None)
     finally:
         for h in hooks:
