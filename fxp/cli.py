@@ -147,7 +147,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(json.dumps(plan_to_dict(plan), indent=2))
         return 0
     def fmt(spec):
-        return "binary" if spec.is_binary else str(spec.fmt)
+        if spec.is_binary:
+            return "binary"
+        return f"shift {spec.fmt}" if spec.is_shift else str(spec.fmt)
 
     rows = [{"layer": lp.name, "weight": "float" if lp.float_layer else fmt(lp.weight),
              "output": "float" if lp.float_layer else fmt(lp.output),
