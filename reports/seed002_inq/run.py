@@ -5,6 +5,7 @@ Usage (from the repository root; needs torch)::
     .venv/bin/python reports/seed002_inq/run.py                     # mnist_cnn, bits 8..3
     .venv/bin/python reports/seed002_inq/run.py --model vgg7 --limit 2000
     .venv/bin/python reports/seed002_inq/run.py --seeds 0 1 2 3 4 --bits 3
+    .venv/bin/python reports/seed002_inq/run.py --quick             # smoke test, temp dir
 
 For every bit width it runs ``fxp.workflow.train_model("inq", ...)`` (= ``fxp
 train inq MODEL --data TRAIN --eval EVAL --bits B``): INQ with the schedule
@@ -16,6 +17,11 @@ fake-quantized model's, expected 1.0).  Results are appended to
 ``results.json`` next to this script (one row per model, bits, seed; a row
 already there is not recomputed) and ``README.md``'s table is regenerated.
 Training files (checkpoints, ONNX, plans) go to ``--work``.
+
+``--quick`` is a smoke test: tiny slices (256 training images, a few steps per
+stage, 200 evaluation images) and results, README and work files in a fresh
+temporary directory (printed); the committed ``results.json`` and ``README.md``
+are not touched.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,25 +68,52 @@ def main(argv=None) -> int:
     ap.add_argument("--lr", type=float, default=1e-4)
     ap.add_argument("--limit", type=int, default=None, help="training images (default all)")
     ap.add_argument("--eval-limit", type=int, default=None)
+    ap.add_argument("--steps-per-epoch", type=int, default=None,
+                    help="cap the optimizer steps of each epoch (smoke tests)")
     ap.add_argument("--work", default="/tmp/fxp_seed002_inq")
     ap.add_argument("--results", default=str(HERE / "results.json"))
+    ap.add_argument("--out", default=None, help="--quick: output folder (default a new temp dir)")
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny smoke run into a temporary directory (committed files untouched)")
     args = ap.parse_args(argv)
+    readme = HERE / "README.md"
+    if args.quick:
+        tmp = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="fxp_seed002_quick_"))
+        tmp.mkdir(parents=True, exist_ok=True)
+        args.limit = args.limit or 256
+        args.eval_limit = args.eval_limit or 200
+        args.steps_per_epoch = args.steps_per_epoch or 4
+        args.results, args.work = str(tmp / "results.json"), str(tmp / "work")
+        readme = tmp / "README.md"
+        readme.write_text("**QUICK SMOKE RUN: tiny slices, numbers meaningless.**\n\n"
+                          + (HERE / "README.md").read_text())
+        print(f"--quick: writing to {tmp}", flush=True)
     res_path = Path(args.results)
     rows = load_rows(res_path)
-    key = lambda r: (r["model"], r["bits"], r["seed"], r["epochs"], r["limit"], r["lr"])  # noqa: E731
+
+    def key(r):
+        return (r["model"], r["bits"], r["seed"], r["epochs"], r["limit"], r["lr"],
+                r.get("steps_per_epoch"))
+
     have = {key(r) for r in rows}
     base = float_accuracy(args.model, args.eval, args.eval_limit)
     for bits in args.bits:
         for seed in args.seeds:
             row = {"model": args.model, "bits": bits, "seed": seed, "epochs": args.epochs,
                    "limit": args.limit, "lr": args.lr}
+            if args.steps_per_epoch is not None:
+                row["steps_per_epoch"] = args.steps_per_epoch
             if key(row) in have:
                 continue
             t0 = time.perf_counter()
-            out = Path(args.work) / f"{args.model}-w{bits}-s{seed}-e{args.epochs}-l{args.limit}"
+            out = Path(args.work) / (f"{args.model}-w{bits}-s{seed}-e{args.epochs}-l{args.limit}"
+                                     f"-lr{args.lr:g}")
+            if args.steps_per_epoch is not None:
+                out = out.with_name(out.name + f"-st{args.steps_per_epoch}")
             res = fw.train_model("inq", args.model, args.train, bits=bits, out=out,
                                  epochs=args.epochs, seed=seed, eval_data=args.eval,
                                  limit=args.limit, eval_limit=args.eval_limit, lr=args.lr,
+                                 steps_per_epoch=args.steps_per_epoch,
                                  eval_each_epoch=False, log=print)
             sim = res["fxp_simulation"]
             row.update(train=args.train, eval=args.eval, n_eval=res["n_eval"],
@@ -90,18 +124,19 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
             rows.append(row)
             res_path.write_text(json.dumps(rows, indent=1) + "\n")
-    write_table(rows)
+    write_table(rows, readme)
+    if args.quick:
+        print(f"--quick: wrote {res_path} and {readme}")
     return 0
 
 
-def write_table(rows: list[dict]) -> None:
-    """Regenerate the results table between the markers of README.md."""
-    readme = HERE / "README.md"
+def write_table(rows: list[dict], readme: Path = HERE / "README.md") -> None:
+    """Regenerate the results table between the markers of ``readme``."""
     if not readme.exists():
         return
     lines = ["| model | train imgs | epochs/stage | lr | bits | seeds | float top-1 % | "
-             "INQ top-1 % (mean ± std) | diff | fxp = torch | seed 002 Table 1 (diff) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "INQ top-1 % (mean ± std) | diff | fxp = torch | s/run | seed 002 Table 1 (diff) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["model"], r["limit"], r["epochs"], r["lr"], r["bits"]), []).append(r)
@@ -117,6 +152,7 @@ def write_table(rows: list[dict]) -> None:
                      f"{fl:.2f} | "
                      f"{mean:.2f}" + (f" ± {std:.2f}" if len(rs) > 1 else "") +
                      f" | {mean - fl:+.2f} | {'yes' if agree else 'NO'} | "
+                     f"{statistics.mean(r['seconds'] for r in rs):.0f} | "
                      f"{seed_ref:.2f} ({seed_ref - SEED_TABLE['float32']:+.2f}) |")
     text = readme.read_text()
     start, end = "<!-- results:start -->", "<!-- results:end -->"

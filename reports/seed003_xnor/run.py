@@ -47,7 +47,6 @@ def main(argv=None) -> int:
     layers = ((8, 8),) if args.quick else LAYERS
     batch = 1 if args.quick else args.batch
     rows, raw = [], []
-    peak_s, peak_p = bb.popcount_peak(256, 64) if args.quick else bb.popcount_peak()
     for c, hw in layers:
         m = bb.measure(batch, c, c, hw, 3, quick=args.quick)
         if not m["same"]:
@@ -62,12 +61,11 @@ def main(argv=None) -> int:
             "vs int8 BLAS": f"{t[bb.AUTO] / t[bb.BINARY]:.1f}x",
             "with packing": f"{t[bb.AUTO] / t['binary, pack +-1 input + conv, pad 0']:.1f}x",
             "with threshold": f"{t[bb.AUTO] / t['binary, packed + BN/sign threshold']:.1f}x",
-            "formula S": round(m["formula"], 1),
-            "% of popcount peak": f"{m['macs'] / t[bb.BINARY] / max(peak_s, peak_p):.0%}"})
+            "formula S": round(m["formula"], 1)})
     machine = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, numba "
                f"threads {raw[0]['threads']}")
     (out / "results.json").write_text(json.dumps(
-        {"machine": machine, "popcount_peak_bitops": [peak_s, peak_p], "layers": raw},
+        {"machine": machine, "layers": raw},
         indent=1) + "\n")
     text = f"""# Seed 003: XNOR-Net speed-up of fxp's binary conv
 
@@ -90,14 +88,15 @@ formula; every timed call was checked to equal the int8 engine on the same +-1 c
   proven exact), which uses the vector units fully: the honest speed-up of XNOR-popcount on
   this CPU. `with packing` adds packing a +-1 input (a binary network keeps activations packed,
   so this is the cost of entering a binary region); `with threshold` adds the fused BN+sign.
-* `% of popcount peak`: binary MACs per second against a tight `popcount(a ^ b)` loop over
-  cache-resident words ({max(peak_s, peak_p):.3g} bit-ops/s): how much of the hardware's XNOR
-  throughput the conv reaches (the rest goes to the sliding-window indexing and padding
-  correction).
+* With 16 channels a 64-bit word carries only 16 useful bits, so the binary path wastes 3/4 of
+  each XNOR and the gain over BLAS is small; from 64 channels on the words are full.
 
 Where we differ from the paper: XNOR-Net reports 58x for 64-bit words against a single-MAC
-baseline, the same regime as our `vs int8 loop` column; against a vectorised BLAS baseline the
-gain is a few times, because the CPU's SIMD units already do 8-16 MACs per cycle per core.
+baseline, the same regime as our `vs int8 loop` column (which goes far beyond it, because our
+loop is exact and checked, not a bare MAC). Against a vectorised BLAS baseline the gain stays
+below the formula and grows with the channel count (the table), because the CPU's SIMD units
+already do 8-16 MACs per cycle per core while the binary kernel also pays for the sliding-window
+indexing and the padding correction.
 """
     (out / "README.md").write_text(text)
     print(text)
