@@ -30,6 +30,9 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from fxp import workflow as fw  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+from _common import float_accuracy  # noqa: E402
+
 DEFAULT_RUNS = ["twn:2", "hwang-sung:2", "binaryconnect:1", "cluster-kmeans:2",
                 "cluster-kmeans:3", "cluster-kmeans:4", "cluster-hc:ward:3"]
 
@@ -47,17 +50,6 @@ def parse_run(spec: str) -> tuple[str, str | None, int]:
     if head.startswith("cluster-"):
         return "cluster", head[len("cluster-"):], int(bits)
     return head, None, int(bits)
-
-
-def float_accuracy(model: str, eval_spec: str, eval_limit: int | None) -> float:
-    import numpy as np
-
-    from fxp.sim.float_ref import run_float
-
-    g = fw.load_model(model)
-    d = fw.load_data(eval_spec, g, limit=eval_limit)
-    logits = np.concatenate([run_float(g, d.x[i:i + 500]) for i in range(0, len(d.x), 500)])
-    return float(np.mean(logits.argmax(1) == d.y))
 
 
 def main(argv=None) -> int:

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from _common import output_dir  # noqa: E402
 QUANTIZERS = ("midtread,midrise,deadzone:0.1,deadzone:0.25,deadzone:0.4,deadzone:0.7,mulaw:255,"
               "minifloat,pow2,kmeans,hc:ward")
 PAPER_TABLE6 = """| model (best quantizer) | bits | entropy (bits/weight) | top-5 (%) | top-1 (%) |
@@ -47,10 +49,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--quick", action="store_true", help="200 images, 2 quantizers, 3-4 bits")
     ap.add_argument("--out", default=None, help="output folder (default: this folder)")
     args = ap.parse_args(argv)
-    if args.quick and args.out is None:
-        ap.error("--quick writes to a scratch folder: give --out")
-    out = Path(args.out) if args.out else HERE
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(ap, args, HERE)
     res = json.loads(Path(args.from_json).read_text()) if args.from_json else _run(args.quick)
     import matplotlib
 

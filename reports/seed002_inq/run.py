@@ -39,22 +39,14 @@ sys.path.insert(0, str(HERE.parents[1]))
 
 from fxp import workflow as fw  # noqa: E402
 
+sys.path.insert(0, str(HERE.parent))
+from _common import float_accuracy  # noqa: E402
+
 SEED_TABLE = {"float32": 98.45, 8: 98.77, 7: 98.74, 6: 98.66, 5: 98.70, 4: 98.63, 3: 97.76}
 
 
 def load_rows(path: Path) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
-
-
-def float_accuracy(model: str, eval_spec: str, eval_limit: int | None) -> float:
-    g = fw.load_model(model)
-    d = fw.load_data(eval_spec, g, limit=eval_limit)
-    from fxp.sim.float_ref import run_float
-
-    import numpy as np
-
-    logits = np.concatenate([run_float(g, d.x[i:i + 500]) for i in range(0, len(d.x), 500)])
-    return float(np.mean(logits.argmax(1) == d.y))
 
 
 def main(argv=None) -> int:

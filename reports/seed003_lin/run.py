@@ -27,6 +27,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parent))
+
+from _common import output_dir  # noqa: E402
 
 from fxp import workflow as fw  # noqa: E402
 from fxp.opt import measure_noise, plan_for_widths, predict_sqnr_db, validate_model  # noqa: E402
@@ -188,10 +191,7 @@ def main(argv=None) -> int:
                     help="tiny slices and few plans, results in --out (smoke test)")
     ap.add_argument("--out", default=None, help="output folder (default: this folder)")
     args = ap.parse_args(argv)
-    out = Path(args.out) if args.out else HERE
-    if args.quick and args.out is None:
-        ap.error("--quick writes to a scratch folder: give --out")
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(ap, args, HERE)
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     for model in args.models:

@@ -26,8 +26,10 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(HERE.parent))
 
 import bench_binary as bb  # noqa: E402
+from _common import output_dir  # noqa: E402
 
 from fxp.report.render import markdown_table  # noqa: E402
 
@@ -40,10 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="one small layer, one repeat")
     ap.add_argument("--out", default=None, help="output folder (default: this folder)")
     args = ap.parse_args(argv)
-    if args.quick and args.out is None:
-        ap.error("--quick writes to a scratch folder: give --out")
-    out = Path(args.out) if args.out else HERE
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(ap, args, HERE)
     layers = ((8, 8),) if args.quick else LAYERS
     batch = 1 if args.quick else args.batch
     rows, raw = [], []

@@ -15,13 +15,16 @@ Writes ``README.md``.
 from __future__ import annotations
 
 import argparse
-
+import sys
 from pathlib import Path
 
 from fxp import workflow as fw
 from fxp.report.render import markdown_table
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from _common import output_dir  # noqa: E402
+
 QUANTIZERS = "kmeans,hc:ward,hc:complete,hc:average,hc:single"
 
 
@@ -30,10 +33,7 @@ def main(argv=None) -> None:
     ap.add_argument("--quick", action="store_true", help="200 images, 3-4 bits (smoke run)")
     ap.add_argument("--out", default=None, help="output folder (default: this folder)")
     args = ap.parse_args(argv)
-    if args.quick and args.out is None:
-        ap.error("--quick writes to a scratch folder: give --out")
-    out = Path(args.out) if args.out else HERE
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(ap, args, HERE)
     graph = fw.load_model("mnist_cnn")
     data = fw.load_data("mnist5k", graph, limit=200 if args.quick else 2000)
     res = fw.sweep_quantizers(graph, data, quantizers=QUANTIZERS,
