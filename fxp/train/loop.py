@@ -29,7 +29,7 @@ torch = require_torch()
 import torch.nn.functional as F  # noqa: E402
 
 __all__ = ["CHECKPOINT", "Checkpointer", "TrainConfig", "TrainResult", "accuracy", "make_optimizer",
-           "run_epoch", "setup_torch"]
+           "resume_epochs", "run_epoch", "setup_torch"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -171,6 +171,29 @@ class Checkpointer:
         tmp = self.path.with_suffix(".pt.tmp")
         torch.save({**state, "identity": self.identity}, tmp)
         tmp.replace(self.path)
+
+
+def resume_epochs(net, ck: Checkpointer, cfg: TrainConfig, make_plan):
+    """Restore an epoch-based run from ``ck`` (or start one): ``(plan, opt, start, history)``.
+
+    With a checkpoint the parameters, plan, optimizer state, next epoch and
+    history come from it; otherwise ``make_plan()`` gives the plan and the run
+    starts at epoch 0.  The plan is set on ``net`` before the optimizer is made.
+    """
+    from fxp.plan.io import plan_from_dict
+
+    state = ck.load()
+    if state is not None:
+        net.load_state_dict(state["params"])
+        plan = plan_from_dict(state["plan"])
+        start, history = int(state["epoch"]), list(state["history"])
+    else:
+        plan, start, history = make_plan(), 0, []
+    net.set_plan(plan)
+    opt = make_optimizer(net.parameters(), cfg)
+    if state is not None and state.get("opt") is not None:
+        opt.load_state_dict(state["opt"])
+    return plan, opt, start, history
 
 
 def epoch_row(epoch: int, loss: float, eval_acc: float | None, t0: float, **extra) -> dict:

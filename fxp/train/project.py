@@ -44,13 +44,13 @@ import numpy as np
 from fxp.core.format import QFormat
 from fxp.errors import FxpError
 from fxp.ir.graph import Graph
-from fxp.plan.io import plan_from_dict, plan_to_dict
+from fxp.plan.io import plan_to_dict
 from fxp.plan.plan import Plan, TensorSpec
 from fxp.plan.ptq import ptq_pow2
 from fxp.train import require_torch
 from fxp.train.fake_quant import FxpNet
 from fxp.train.loop import (
-    Checkpointer, TrainConfig, TrainResult, accuracy, epoch_row, make_optimizer, run_epoch,
+    Checkpointer, TrainConfig, TrainResult, accuracy, epoch_row, resume_epochs, run_epoch,
     setup_torch,
 )
 
@@ -194,21 +194,11 @@ def train_projected(graph: Graph, x: np.ndarray, y: np.ndarray,
     ident = {**identity, "act_bits": act_bits, "scale_bits": scale_bits, "rounding": rounding,
              "acc_bits": acc_bits, "layers": names, "refit": refit, "seed": cfg.seed}
     ck = Checkpointer(out_dir, ident)
-    state = ck.load()
-    history: list[dict] = []
-    start = 0
-    if state is not None:
-        net.load_state_dict(state["params"])
-        plan = plan_from_dict(state["plan"])
-        start, history = int(state["epoch"]), list(state["history"])
-    else:
-        plan = projected_plan(net, x[:calib], act_bits=act_bits, scale_bits=scale_bits,
-                              input_bits=input_bits, rounding=rounding, acc_bits=acc_bits,
-                              name=f"{identity.get('method', 'projected')}-a{act_bits}")
-    net.set_plan(plan)
-    opt = make_optimizer(net.parameters(), cfg)
-    if state is not None and state.get("opt") is not None:
-        opt.load_state_dict(state["opt"])
+    plan, opt, start, history = resume_epochs(
+        net, ck, cfg, lambda: projected_plan(
+            net, x[:calib], act_bits=act_bits, scale_bits=scale_bits, input_bits=input_bits,
+            rounding=rounding, acc_bits=acc_bits,
+            name=f"{identity.get('method', 'projected')}-a{act_bits}"))
 
     def after_step():
         with torch.no_grad():

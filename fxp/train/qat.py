@@ -23,13 +23,13 @@ import numpy as np
 
 from fxp.errors import FxpError
 from fxp.ir.graph import Graph
-from fxp.plan.io import plan_from_dict, plan_to_dict
+from fxp.plan.io import plan_to_dict
 from fxp.plan.plan import Plan
 from fxp.plan.ptq import ptq_pow2
 from fxp.train.fake_quant import FxpNet
 from fxp.train.loop import (
-    Checkpointer, TrainConfig, TrainResult, accuracy, epoch_row, make_optimizer, run_epoch,
-    setup_torch,
+    Checkpointer, TrainConfig, TrainResult, accuracy, epoch_row, make_optimizer, resume_epochs,
+    run_epoch, setup_torch,
 )
 
 __all__ = ["qat_plan", "train_float", "train_qat"]
@@ -72,19 +72,8 @@ def train_qat(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 8,
     ident = {"method": "qat", "bits": bits, "act_bits": act_bits, "granularity": granularity,
              "scratch": scratch, "rounding": rounding, "seed": cfg.seed, **(identity or {})}
     ck = Checkpointer(out_dir, ident)
-    state = ck.load()
-    history: list[dict] = []
-    start = 0
-    if state is not None:
-        net.load_state_dict(state["params"])
-        plan = plan_from_dict(state["plan"])
-        start, history = int(state["epoch"]), list(state["history"])
-    else:
-        plan = qat_plan(net.to_graph(), cx, **kw)
-    net.set_plan(plan)
-    opt = make_optimizer(net.parameters(), cfg)
-    if state is not None and state.get("opt") is not None:
-        opt.load_state_dict(state["opt"])
+    plan, opt, start, history = resume_epochs(net, ck, cfg,
+                                              lambda: qat_plan(net.to_graph(), cx, **kw))
     t0 = time.perf_counter()
     for ep in range(start, cfg.epochs):
         if scratch:
