@@ -23,32 +23,13 @@ from fxp.plan.io import load_plan  # noqa: E402
 from fxp.plan.ptq import ptq_pow2  # noqa: E402
 from fxp.sim.compile import compile_plan  # noqa: E402
 from fxp.sim.integer import run_integer  # noqa: E402
-from fxp.train.arch import DIGITS_CNN, DIGITS_METADATA, sequential_graph  # noqa: E402
 from fxp.train.export import export_trained, graph_to_onnx  # noqa: E402
 from fxp.train.fake_quant import FxpNet, round_exact  # noqa: E402
 from fxp.train.inq import train_inq  # noqa: E402
 from fxp.train.loop import TrainConfig  # noqa: E402
-from fxp.train.qat import train_float, train_qat  # noqa: E402
+from fxp.train.qat import train_qat  # noqa: E402
 
-N_TRAIN = 1400
-
-
-@pytest.fixture(scope="module")
-def digits():
-    g = sequential_graph(DIGITS_CNN, (1, 8, 8), name="digits_cnn", metadata=DIGITS_METADATA)
-    d = fw.load_data("digits", g)
-    return g, d
-
-
-@pytest.fixture(scope="module")
-def float_graph(digits):
-    """The tiny CNN trained in float (about 150 steps)."""
-    g, d = digits
-    res = train_float(g, d.x[:N_TRAIN], d.y[:N_TRAIN],
-                      config=TrainConfig(epochs=7, lr=3e-3, batch_size=64, seed=0),
-                      eval_x=d.x[N_TRAIN:], eval_y=d.y[N_TRAIN:])
-    assert res.eval_top1 > 0.85, res.history
-    return res.net.to_graph()
+from tests.train.conftest import N_TRAIN  # noqa: E402
 
 
 def _eval(d):

@@ -22,37 +22,18 @@ from fxp.quant.ternary import HwangSung, twn  # noqa: E402
 from fxp.sim.compile import compile_plan  # noqa: E402
 from fxp.sim.integer import run_integer  # noqa: E402
 from fxp.sim.values import quantize_spec  # noqa: E402
-from fxp.train.arch import DIGITS_CNN, DIGITS_METADATA, sequential_graph  # noqa: E402
 from fxp.train.cluster import ClusterProjection, train_cluster  # noqa: E402
 from fxp.train.export import export_trained, graph_to_onnx  # noqa: E402
 from fxp.train.fake_quant import FxpNet  # noqa: E402
 from fxp.train.loop import TrainConfig  # noqa: E402
 from fxp.train.project import projected_plan, scale_format  # noqa: E402
-from fxp.train.qat import train_float  # noqa: E402
 from fxp.train.ternary import (  # noqa: E402
     BinaryConnectProjection, HwangSungProjection, TWNProjection, train_binaryconnect,
     train_hwang_sung, train_twn,
 )
 
-N_TRAIN = 1400
+from tests.train.conftest import N_TRAIN  # noqa: E402
 CFG = TrainConfig(epochs=2, lr=1e-3, batch_size=32, steps_per_epoch=25)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    g = sequential_graph(DIGITS_CNN, (1, 8, 8), name="digits_cnn", metadata=DIGITS_METADATA)
-    return g, fw.load_data("digits", g)
-
-
-@pytest.fixture(scope="module")
-def float_graph(digits):
-    """The tiny CNN trained in float (about 150 steps)."""
-    g, d = digits
-    res = train_float(g, d.x[:N_TRAIN], d.y[:N_TRAIN],
-                      config=TrainConfig(epochs=7, lr=3e-3, batch_size=64, seed=0),
-                      eval_x=d.x[N_TRAIN:], eval_y=d.y[N_TRAIN:])
-    assert res.eval_top1 > 0.85, res.history
-    return res.net.to_graph()
 
 
 def _check_export(res, tmp_path, name, d):
