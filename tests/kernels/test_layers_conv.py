@@ -24,7 +24,7 @@ from fxp.core.format import QFormat
 from fxp.errors import FormatError, HeadroomError
 from fxp.ops import layers
 from tests import oracles, oracles_layers, strategies
-from tests.strategies import OVERFLOW
+from tests.strategies import accumulator_width, window_geometry
 
 BACKENDS = ("numpy", "numba")
 codes = functools.lru_cache(maxsize=None)(strategies.codes)  # one strategy per format
@@ -56,11 +56,7 @@ def _array(draw, fmt: QFormat, shape) -> np.ndarray:
 
 def _acc(draw, need: int):
     """Accumulator around the width ``need`` that provably holds the layer."""
-    mode = draw(st.sampled_from(OVERFLOW))
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.integers(1, 63)), False, mode
-    bits = draw(st.one_of(st.integers(max(1, need - 6), min(64, need + 1)), st.just(64)))
-    return bits, True, mode
+    return accumulator_width(draw, need)
 
 
 @st.composite
@@ -69,13 +65,7 @@ def conv_cases(draw):
     groups = draw(st.integers(1, 4 if depthwise else 3))
     cg = 1 if depthwise else draw(st.integers(1, 2))
     c_out = groups * draw(st.integers(1, 2))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    span_h, span_w = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
-    h = draw(st.integers(max(1, span_h - pads[0] - pads[2]), span_h + 2))
-    w_ = draw(st.integers(max(1, span_w - pads[1] - pads[3]), span_w + 2))
+    (kh, kw), strides, dil, pads, (h, w_) = window_geometry(draw, 2)
     n = draw(st.integers(1, 2))
     x_fmt, w_fmt = _fmt(draw, 9, 32), _fmt(draw, 8, 31)
     x = _array(draw, x_fmt, (n, groups * cg, h, w_))

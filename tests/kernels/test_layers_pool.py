@@ -23,7 +23,7 @@ from fxp.core.format import QFormat
 from fxp.errors import FormatError, HeadroomError
 from fxp.ops import layers
 from tests import oracles, oracles_layers, strategies
-from tests.strategies import DETERMINISTIC, OVERFLOW, ROUNDING, formats
+from tests.strategies import DETERMINISTIC, OVERFLOW, ROUNDING, formats, window_geometry
 
 BACKENDS = ("numpy", "numba")
 codes = functools.lru_cache(maxsize=None)(strategies.codes)  # one strategy per format
@@ -48,13 +48,7 @@ def _array(draw, fmt: QFormat, shape) -> np.ndarray:
 
 @st.composite
 def pool_cases(draw):
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    span_h, span_w = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
-    h = draw(st.integers(max(1, span_h - pads[0] - pads[2]), span_h + 3))
-    w = draw(st.integers(max(1, span_w - pads[1] - pads[3]), span_w + 3))
+    (kh, kw), strides, dil, pads, (h, w) = window_geometry(draw, 3)
     fmt = QFormat.integer(draw(st.integers(1, 32)), draw(st.booleans()))
     x = _array(draw, fmt, (draw(st.integers(1, 2)), draw(st.integers(1, 3)), h, w))
     return x, fmt, (kh, kw), dict(strides=strides, pads=pads, dilations=dil)

@@ -29,7 +29,7 @@ from fxp.errors import FormatError, HeadroomError, PlanError, ShiftWeightError
 from fxp.ops import layers
 from fxp.ops.shift import conv2d_shift_int, decode_shift, dense_shift_int, encode_shift
 from tests import oracles, oracles_layers, strategies
-from tests.strategies import OVERFLOW
+from tests.strategies import accumulator_width, window_geometry
 
 codes = functools.lru_cache(maxsize=None)(strategies.codes)
 N_EXAMPLES = 200
@@ -101,11 +101,7 @@ def _acc(draw, x, zx, sign, shift, bias):
     w = decode_shift(sign, shift)
     need = max(oracles_layers.bound([r.ravel().tolist() for r in w], [0] * len(w), int(x.min()),
                                     int(x.max()), zx, bias)).bit_length() + 1
-    mode = draw(st.sampled_from(OVERFLOW))
-    if draw(st.integers(0, 9)) == 0:
-        return draw(st.integers(1, 63)), False, mode
-    bits = draw(st.one_of(st.integers(max(1, need - 6), min(64, need + 1)), st.just(64)))
-    return bits, True, mode
+    return accumulator_width(draw, need)
 
 
 @st.composite
@@ -114,13 +110,7 @@ def conv_cases(draw):
     groups = draw(st.integers(1, 4 if depthwise else 3))
     cg = 1 if depthwise else draw(st.integers(1, 2))
     c_out = groups * draw(st.integers(1, 2))
-    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
-    strides = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
-    dil = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    pads = tuple(draw(st.integers(0, 2)) for _ in range(4))
-    span_h, span_w = (kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1
-    h = draw(st.integers(max(1, span_h - pads[0] - pads[2]), span_h + 3))
-    w_ = draw(st.integers(max(1, span_w - pads[1] - pads[3]), span_w + 3))
+    (kh, kw), strides, dil, pads, (h, w_) = window_geometry(draw, 3)
     x, zx, fmt = _x(draw, (draw(st.integers(1, 2)), groups * cg, h, w_))
     sign, shift = _weights(draw, (c_out, cg, kh, kw), fmt.bits)
     bias = draw(st.lists(codes(QFormat.integer(draw(st.integers(2, 40)))), min_size=c_out,
