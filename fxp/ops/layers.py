@@ -32,6 +32,14 @@ from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import FormatError, HeadroomError
 from fxp.kernels import spec_layers as spec
+from fxp.ops._checks import (
+    I64_MAX, I64_MIN, _backend, _codes, _int64, _ints, _max_abs_diff, _seed, _span, _window,
+)
+from fxp.ops.pooling import avgpool2d_int, global_avgpool_int, maxpool2d_int
+from fxp.ops.requant_channel import (
+    requantize_float32_per_channel, requantize_multiplier_per_channel,
+    requantize_pow2_per_channel,
+)
 
 __all__ = [
     "AccStats", "accumulator_bound", "add_int", "add_int_affine", "avgpool2d_int", "clip_int",
@@ -40,7 +48,6 @@ __all__ = [
     "requantize_pow2_per_channel", "required_acc_bits",
 ]
 
-I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 FLOAT64_EXACT = 1 << 53
 
 
@@ -73,38 +80,6 @@ class AccStats:
 
 
 # --------------------------------------------------------------------------- validation helpers
-def _backend(name: str) -> str:
-    if name not in ("numba", "numpy"):
-        raise FormatError(f"backend must be 'numba' or 'numpy', got {name!r}")
-    return name
-
-
-def _codes(x, what: str, ndim: int | None = None) -> np.ndarray:
-    a = np.ascontiguousarray(intmath._as_codes(x, what))
-    if ndim is not None and a.ndim != ndim:
-        raise FormatError(f"{what} must have {ndim} dimensions, got shape {a.shape}")
-    return a
-
-
-def _ints(v, n: int, what: str, lo: int) -> tuple[int, ...]:
-    t = tuple(int(i) for i in np.atleast_1d(np.asarray(v)).tolist())
-    if len(t) == 1 and n > 1:
-        t = t * n
-    if len(t) != n or any(i < lo for i in t):
-        raise FormatError(f"{what} must be {n} integers >= {lo}, got {v!r}")
-    return t
-
-
-def _int64(v, what: str) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not I64_MIN <= v <= I64_MAX:
-        raise FormatError(f"{what} must be an int64 integer, got {v!r}")
-    return int(v)
-
-
-def _span(a: np.ndarray) -> tuple[int, int]:
-    return (int(a.min()), int(a.max())) if a.size else (0, 0)
-
-
 def _range_of(x: np.ndarray, x_range, what: str = "x") -> tuple[int, int]:
     """(lo, hi) the codes of ``x`` are known to lie in: a QFormat, a pair, or observed."""
     lo, hi = _span(x)
@@ -117,13 +92,6 @@ def _range_of(x: np.ndarray, x_range, what: str = "x") -> tuple[int, int]:
     if x.size and (lo < r_lo or hi > r_hi):
         raise FormatError(f"{what} holds codes in [{lo}, {hi}], outside x_range [{r_lo}, {r_hi}]")
     return r_lo, r_hi
-
-
-def _max_abs_diff(lo: int, hi: int, zp_lo: int, zp_hi: int, what: str) -> int:
-    m = max(abs(lo - zp_hi), abs(hi - zp_lo))
-    if m > I64_MAX:
-        raise HeadroomError(f"{what} minus its zero point reaches {m}, beyond int64")
-    return m
 
 
 def _zero_points(zp, c: int, what: str) -> np.ndarray:
@@ -145,23 +113,6 @@ def _bias(bias, c: int) -> np.ndarray:
 
 def _acc_format(acc_bits: int, acc_signed: bool) -> QFormat:
     return QFormat.integer(acc_bits, bool(acc_signed))
-
-
-def _out_size(size, k, stride, dilation, pb, pe, what) -> int:
-    o = (size + pb + pe - ((k - 1) * dilation + 1)) // stride + 1
-    if o < 1:
-        raise FormatError(f"{what}: window {k} (dilation {dilation}) does not fit the padded "
-                          f"input of size {size + pb + pe}")
-    return o
-
-
-def _window(x, kernel, strides, pads, dilations, what):
-    k = _ints(kernel, 2, "kernel", 1)
-    s, d = _ints(strides, 2, "strides", 1), _ints(dilations, 2, "dilations", 1)
-    p = _ints(pads, 4, "pads (top, left, bottom, right)", 0)
-    ho = _out_size(x.shape[2], k[0], s[0], d[0], p[0], p[2], what)
-    wo = _out_size(x.shape[3], k[1], s[1], d[1], p[1], p[3], what)
-    return k, s, p, d, ho, wo
 
 
 # --------------------------------------------------------------------------- accumulator proofs
@@ -312,53 +263,7 @@ def dense_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, acc_bit
     return out, _stats(events, peaks, "loop")
 
 
-# --------------------------------------------------------------------------- pooling, activations
-def maxpool2d_int(x, x_fmt: QFormat, kernel, *, strides=(1, 1), pads=(0, 0, 0, 0),
-                  dilations=(1, 1), backend: str = "numba") -> np.ndarray:
-    """Max pooling of codes of ``x_fmt``; padding reads ``x_fmt.min_code`` (never wins)."""
-    x = _codes(x, "x", 4)
-    intmath._check_in_format(x, x_fmt)
-    k, s, p, d, ho, wo = _window(x, kernel, strides, pads, dilations, "maxpool2d_int")
-    if _backend(backend) == "numpy":
-        return spec.maxpool2d(x, x_fmt.min_code, k, s, p, d)
-    from fxp.kernels.pool import maxpool2d_codes
-
-    return maxpool2d_codes(x.size * k[0] * k[1], x, x_fmt.min_code, *k, *s, p[0], p[1], *d, ho, wo)
-
-
-def avgpool2d_int(x, kernel, rounding, *, strides=(1, 1), pads=(0, 0, 0, 0), dilations=(1, 1),
-                  count_include_pad: bool = False, zero_point: int = 0,
-                  backend: str = "numba") -> np.ndarray:
-    """Average pooling: ``round(sum(x - zp) / count) + zp`` with an explicit rounding mode.
-
-    ``count`` is ``kh*kw`` with ``count_include_pad`` (padding is real 0), else
-    the number of real pixels.  The divide is exact integer arithmetic; CMSIS /
-    TFLite int8 use ``"half_away"``.  Output codes share the input's format.
-    """
-    x = _codes(x, "x", 4)
-    mode = RoundingMode.from_string(rounding)
-    if mode is RoundingMode.STOCHASTIC:
-        raise FormatError("avgpool2d_int: stochastic rounding is not offered for the divide; "
-                          "choose a deterministic mode")
-    zp = _int64(zero_point, "zero_point")
-    k, s, p, d, ho, wo = _window(x, kernel, strides, pads, dilations, "avgpool2d_int")
-    m = _max_abs_diff(*_span(x), zp, zp, "x")
-    if m * k[0] * k[1] > I64_MAX:
-        raise HeadroomError(f"a window sum can reach {k[0] * k[1]} * {m}, beyond int64")
-    if _backend(backend) == "numpy":
-        return spec.avgpool2d(x, zp, k, s, p, d, bool(count_include_pad), mode)
-    from fxp.kernels.pool import avgpool2d_codes
-
-    return avgpool2d_codes(x.size * k[0] * k[1], x, zp, *k, *s, p[0], p[1], *d, ho, wo,
-                           bool(count_include_pad), mode.code)
-
-
-def global_avgpool_int(x, rounding, *, zero_point: int = 0, backend: str = "numba") -> np.ndarray:
-    """``[N, C, H, W] -> [N, C, 1, 1]``: :func:`avgpool2d_int` over the whole image."""
-    x = _codes(x, "x", 4)
-    return avgpool2d_int(x, x.shape[2:], rounding, zero_point=zero_point, backend=backend)
-
-
+# --------------------------------------------------------------------------- activations
 def clip_int(x, lo: int, hi: int, *, backend: str = "numba") -> np.ndarray:
     """``min(max(x, lo), hi)`` on codes; ReLU6 passes the codes of 0 and 6."""
     x = _codes(x, "x")
@@ -458,90 +363,3 @@ def add_int_affine(a, b, *, a_zero_point: int, a_multiplier: int, a_exponent: in
                                 int(out_zero_point), ls, scheme == "single", omode.code, lo, hi,
                                 out.bits, out.signed)
     return codes.reshape(a.shape), int(n)
-
-
-# --------------------------------------------------------------------------- per-channel requant
-def _seed(seed) -> np.uint64:
-    return np.uint64(0 if seed is None else int(seed) % (1 << 64))
-
-
-def _channels(acc, values, axis: int, what: str):
-    x = _codes(acc, "accumulator")
-    if not -x.ndim <= int(axis) < x.ndim:
-        raise FormatError(f"axis={axis} is out of range for an accumulator of shape {x.shape}")
-    axis = int(axis) % x.ndim
-    v = np.ascontiguousarray(np.asarray(values).ravel())
-    if v.shape != (x.shape[axis],):
-        raise FormatError(f"{what} must hold {x.shape[axis]} values (one per channel of axis "
-                          f"{axis}), got {np.asarray(values).shape}")
-    return x, v, axis, int(np.prod(x.shape[axis + 1:], dtype=np.int64))
-
-
-def requantize_pow2_per_channel(acc, shifts, out: QFormat, rounding="half_up",
-                                overflow="saturate", *, axis: int = 1, seed: int | None = None,
-                                index_offset: int = 0, backend: str = "numba"):
-    """Per-channel ``requantize_pow2``: channel ``c`` divides by ``2**shifts[c]``.
-
-    A shift in 0..64 rounds then overflows; a negative shift (down to -64)
-    multiplies by ``2**-shift`` with overflow.  Stochastic draws use the flat
-    C-order index in ``acc`` plus ``index_offset``.  Returns ``(codes, n_overflow)``.
-    """
-    rmode, omode = RoundingMode.from_string(rounding), OverflowMode.from_string(overflow)
-    x, s, axis, inner = _channels(acc, shifts, axis, "shifts")
-    if s.dtype.kind not in "iu" or (s.size and (s.min() < -64 or s.max() > 64)):
-        raise FormatError(f"shifts must be integers in -64..64, got {shifts!r}")
-    s = s.astype(np.int64)
-    intmath._stochastic_bits(rmode, seed, (0,), 0)  # validates the seed
-    if _backend(backend) == "numpy":
-        u = intmath._stochastic_bits(rmode, seed, x.shape, index_offset)
-        return spec.requantize_pow2_per_channel(x, s, axis, out, rmode, omode, u)
-    from fxp.kernels.requant_channel import requantize_pow2_channels
-
-    lo, hi = intmath._range_for(out, omode)
-    codes, n = requantize_pow2_channels(x.size, x.ravel(), s, inner, rmode.code, omode.code,
-                                        lo, hi, out.bits, out.signed, _seed(seed),
-                                        int(index_offset))
-    return codes.reshape(x.shape), int(n)
-
-
-def requantize_multiplier_per_channel(acc, multipliers, exponents, out: QFormat, *,
-                                      axis: int = 1, zero_point: int = 0, scheme: str = "double",
-                                      overflow="saturate", backend: str = "numba"):
-    """Per-channel ``requantize_multiplier``: ``sat(MBQM(acc, M[c], e[c]) + zp)``."""
-    omode = OverflowMode.from_string(overflow)
-    if scheme not in ("double", "single"):
-        raise FormatError(f"unknown multiplier scheme {scheme!r}; use 'double' or 'single'")
-    x, m, axis, inner = _channels(acc, multipliers, axis, "multipliers")
-    _, e, _, _ = _channels(x, exponents, axis, "exponents")
-    for mc, ec in zip(m.tolist(), e.tolist(), strict=True):
-        intmath._check_multiplier(mc, ec, -31, 30 if scheme == "single" else 31)
-    intmath._check_int32(x)
-    zp = _int64(zero_point, "zero_point")
-    if not out.contains_code(zp):
-        raise FormatError(f"zero_point={zp} is outside {out} [{out.min_code}, {out.max_code}]")
-    if _backend(backend) == "numpy":
-        return spec.requantize_multiplier_per_channel(x, m, e, axis, out, zp, scheme, omode)
-    from fxp.kernels.requant_channel import requantize_multiplier_channels
-
-    lo, hi = intmath._range_for(out, omode)
-    codes, n = requantize_multiplier_channels(x.size, x.ravel(), m.astype(np.int64),
-                                              e.astype(np.int64), inner, scheme == "single", zp,
-                                              omode.code, lo, hi, out.bits, out.signed)
-    return codes.reshape(x.shape), int(n)
-
-
-def requantize_float32_per_channel(acc, scales, out: QFormat, *, axis: int = 1,
-                                   zero_point: int = 0, backend: str = "numba"):
-    """Per-channel ``requantize_float32`` (onnxruntime per-channel QLinearConv output)."""
-    x, sc, axis, inner = _channels(acc, scales, axis, "scales")
-    s32 = sc.astype(np.float32)
-    if not np.all(np.isfinite(s32)) or np.any(s32 <= 0):
-        raise FormatError(f"scales must be finite and > 0 in float32, got {scales!r}")
-    zp = _int64(zero_point, "zero_point")
-    if _backend(backend) == "numpy":
-        return spec.requantize_float32_per_channel(x, sc, axis, out, zp)
-    from fxp.kernels.requant_channel import requantize_float32_channels
-
-    codes, n = requantize_float32_channels(x.size, x.ravel(), s32, inner, zp, out.min_code,
-                                           out.max_code)
-    return codes.reshape(x.shape), int(n)

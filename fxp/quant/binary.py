@@ -147,7 +147,7 @@ def xnor_beta(x, x_fmt: QFormat, beta_fmt: QFormat, kernel, *, strides=(1, 1),
     >>> xnor_beta(x, QFormat.from_frac(8, 2), QFormat.from_frac(8, 4), (2, 2)).tolist()
     [[[16]]]
     """
-    from fxp.ops.layers import _window
+    from fxp.ops._checks import _window
 
     a = _abs_codes(x, x_fmt, 4)
     k, s, p, d, ho, wo = _window(a, kernel, strides, pads, dilations, "xnor_beta")
