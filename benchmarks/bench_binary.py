@@ -25,24 +25,15 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 import numba
 import numpy as np
 
 from fxp.kernels import binary as kb
 from fxp.kernels._jit import kernel, prange
+from fxp.bench import best_of
 from fxp.ops import binary as ob
 from fxp.ops import layers
-
-
-def best_of(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 @kernel

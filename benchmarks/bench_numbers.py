@@ -9,21 +9,12 @@ exact for every input (it rounds the scaled float); fxp's kernel is exact.
 from __future__ import annotations
 
 import sys
-import time
 
 import numpy as np
 
 from fxp.core.format import QFormat
+from fxp.bench import best_of
 from fxp.ops import fixed
-
-
-def best_of(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main(n: int = 10_000_000) -> None:

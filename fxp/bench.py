@@ -15,6 +15,16 @@ import numpy as np
 __all__ = ["bench_model", "rate"]
 
 
+def best_of(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Shortest wall time (s) of ``repeat`` calls of ``fn`` (the least disturbed run)."""
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
 def rate(fn: Callable[[], object], n_items: int, min_time: float = 1.0) -> float:
     """Items per second of ``fn`` (which processes ``n_items``), after one warm-up call."""
     fn()

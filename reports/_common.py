@@ -30,3 +30,13 @@ def float_accuracy(model: str, eval_spec: str, eval_limit: int | None) -> float:
     d = fw.load_data(eval_spec, g, limit=eval_limit)
     logits = np.concatenate([run_float(g, d.x[i:i + 500]) for i in range(0, len(d.x), 500)])
     return float(np.mean(logits.argmax(1) == d.y))
+
+
+def replace_results_table(readme: Path, lines: list[str]) -> None:
+    """Rewrite the Markdown between ``<!-- results:start -->`` and ``<!-- results:end -->``."""
+    text = readme.read_text()
+    start, end = "<!-- results:start -->", "<!-- results:end -->"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)

@@ -29,7 +29,7 @@ torch = require_torch()
 import torch.nn.functional as F  # noqa: E402
 
 __all__ = ["CHECKPOINT", "Checkpointer", "TrainConfig", "TrainResult", "accuracy", "make_optimizer",
-           "resume_epochs", "run_epoch", "setup_torch"]
+           "end_epoch", "resume_epochs", "run_epoch", "setup_torch"]
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -194,6 +194,21 @@ def resume_epochs(net, ck: Checkpointer, cfg: TrainConfig, make_plan):
     if state is not None and state.get("opt") is not None:
         opt.load_state_dict(state["opt"])
     return plan, opt, start, history
+
+
+def end_epoch(net, opt, ck: Checkpointer, plan, history: list, ep: int, loss: float, t0: float,
+              eval_x, eval_y, cfg: TrainConfig, log=None) -> dict:
+    """Close epoch ``ep`` of a run :func:`resume_epochs` started: evaluate, log, checkpoint."""
+    from fxp.plan.io import plan_to_dict
+
+    acc = accuracy(net, eval_x, eval_y)[0] if cfg.eval_each_epoch else None
+    row = epoch_row(ep + 1, loss, acc, t0)
+    history.append(row)
+    if log is not None:
+        log(row)
+    ck.save({"epoch": ep + 1, "params": net.state_dict(), "opt": opt.state_dict(),
+             "plan": plan_to_dict(plan), "history": history})
+    return row
 
 
 def epoch_row(epoch: int, loss: float, eval_acc: float | None, t0: float, **extra) -> dict:

@@ -44,13 +44,12 @@ import numpy as np
 from fxp.core.format import QFormat
 from fxp.errors import FxpError
 from fxp.ir.graph import Graph
-from fxp.plan.io import plan_to_dict
 from fxp.plan.plan import Plan, TensorSpec
 from fxp.plan.ptq import ptq_pow2
 from fxp.train import require_torch
 from fxp.train.fake_quant import FxpNet
 from fxp.train.loop import (
-    Checkpointer, TrainConfig, TrainResult, accuracy, epoch_row, resume_epochs, run_epoch,
+    Checkpointer, TrainConfig, TrainResult, accuracy, end_epoch, resume_epochs, run_epoch,
     setup_torch,
 )
 
@@ -212,12 +211,6 @@ def train_projected(graph: Graph, x: np.ndarray, y: np.ndarray,
             net.set_plan(plan)
         loss = run_epoch(net, opt, x, y, cfg, ep, quant=True, after_step=after_step,
                          desc=f"{desc} epoch {ep + 1}/{cfg.epochs}")
-        acc = accuracy(net, eval_x, eval_y)[0] if cfg.eval_each_epoch else None
-        row = epoch_row(ep + 1, loss, acc, t0)
-        history.append(row)
-        if log is not None:
-            log(row)
-        ck.save({"epoch": ep + 1, "params": net.state_dict(), "opt": opt.state_dict(),
-                 "plan": plan_to_dict(plan), "history": history})
+        end_epoch(net, opt, ck, plan, history, ep, loss, t0, eval_x, eval_y, cfg, log)
     acc, pred, logits = accuracy(net, eval_x, eval_y)
     return TrainResult(net, plan, history, acc, pred, logits, {"layers": layer_summary(net)})

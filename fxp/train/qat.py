@@ -23,13 +23,12 @@ import numpy as np
 
 from fxp.errors import FxpError
 from fxp.ir.graph import Graph
-from fxp.plan.io import plan_to_dict
 from fxp.plan.plan import Plan
 from fxp.plan.ptq import ptq_pow2
 from fxp.train.fake_quant import FxpNet
 from fxp.train.loop import (
-    Checkpointer, TrainConfig, TrainResult, accuracy, epoch_row, make_optimizer, resume_epochs,
-    run_epoch, setup_torch,
+    Checkpointer, TrainConfig, TrainResult, accuracy, end_epoch, epoch_row, make_optimizer,
+    resume_epochs, run_epoch, setup_torch,
 )
 
 __all__ = ["qat_plan", "train_float", "train_qat"]
@@ -81,13 +80,7 @@ def train_qat(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 8,
             net.set_plan(plan)
         loss = run_epoch(net, opt, x, y, cfg, ep, quant=True,
                          desc=f"qat epoch {ep + 1}/{cfg.epochs}")
-        acc = accuracy(net, eval_x, eval_y)[0] if cfg.eval_each_epoch else None
-        row = epoch_row(ep + 1, loss, acc, t0)
-        history.append(row)
-        if log is not None:
-            log(row)
-        ck.save({"epoch": ep + 1, "params": net.state_dict(), "opt": opt.state_dict(),
-                 "plan": plan_to_dict(plan), "history": history})
+        end_epoch(net, opt, ck, plan, history, ep, loss, t0, eval_x, eval_y, cfg, log)
     acc, pred, logits = accuracy(net, eval_x, eval_y)
     return TrainResult(net, plan, history, acc, pred, logits)
 

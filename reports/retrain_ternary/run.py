@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from fxp import workflow as fw  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent))
-from _common import float_accuracy  # noqa: E402
+from _common import float_accuracy, replace_results_table  # noqa: E402
 
 DEFAULT_RUNS = ["twn:2", "hwang-sung:2", "binaryconnect:1", "cluster-kmeans:2",
                 "cluster-kmeans:3", "cluster-kmeans:4", "cluster-hc:ward:3"]
@@ -151,12 +151,7 @@ def write_table(rows: list[dict], readme: Path = HERE / "README.md") -> None:
         lines.append(f"| {m} | {r['bits']} | {levels} | {r['epochs']} | {r['lr']:g} | {fl:.2f} | "
                      f"{100 * r['before_top1']:.2f} | {acc:.2f} | {100 - acc:.2f} | "
                      f"{acc - fl:+.2f} | {agree} | {_codes(r)} | {PAPER[r['method']]} |")
-    text = readme.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+    replace_results_table(readme, lines)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE.parents[1]))
 from fxp import workflow as fw  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent))
-from _common import float_accuracy  # noqa: E402
+from _common import float_accuracy, replace_results_table  # noqa: E402
 
 SEED_TABLE = {"float32": 98.45, 8: 98.77, 7: 98.74, 6: 98.66, 5: 98.70, 4: 98.63, 3: 97.76}
 
@@ -146,12 +146,7 @@ def write_table(rows: list[dict], readme: Path = HERE / "README.md") -> None:
                      f" | {mean - fl:+.2f} | {'yes' if agree else 'NO'} | "
                      f"{statistics.mean(r['seconds'] for r in rs):.0f} | "
                      f"{seed_ref:.2f} ({seed_ref - SEED_TABLE['float32']:+.2f}) |")
-    text = readme.read_text()
-    start, end = "<!-- results:start -->", "<!-- results:end -->"
-    if start in text and end in text:
-        head, rest = text.split(start, 1)
-        _, tail = rest.split(end, 1)
-        readme.write_text(head + start + "\n" + "\n".join(lines) + "\n" + end + tail)
+    replace_results_table(readme, lines)
 
 
 if __name__ == "__main__":
