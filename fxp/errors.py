@@ -23,6 +23,7 @@ __all__ = [
     "InfeasibleTargetError",
     "MissingDependencyError",
     "ModelImportError",
+    "OutputError",
     "PlanError",
     "PrecisionWarning",
     "ShiftWeightError",
@@ -81,6 +82,10 @@ class SolverError(FxpError, RuntimeError):
 
 class MissingDependencyError(FxpError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
+
+
+class OutputError(FxpError, OSError):
+    """An output file or folder cannot be written (unwritable, missing parent, name too long)."""
 
 
 class FxpWarning(UserWarning):
