@@ -14,6 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "CalibrationError",
+    "CheckpointError",
     "DataError",
     "FormatError",
     "FxpError",
@@ -70,6 +71,10 @@ class DataError(FxpError, ValueError):
 
 class CalibrationError(DataError):
     """Calibration data cannot produce ranges (empty set, NaN/Inf, constant tensor)."""
+
+
+class CheckpointError(DataError):
+    """A training checkpoint is not an fxp checkpoint, is corrupt, or belongs to another run."""
 
 
 class InfeasibleTargetError(FxpError, ValueError):

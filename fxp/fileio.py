@@ -53,10 +53,10 @@ def write_with(path: str | Path, writer: Callable[[Path], None]) -> Path:
     """
     path = Path(path)
     ensure_dir(path.parent)
-    if path.is_dir():
-        raise OutputError(f"output file {str(path)[:300]!r} is a folder")
     tmp = None
     try:
+        if path.is_dir():
+            raise OutputError(f"output file {str(path)[:300]!r} is a folder")
         fd, name = tempfile.mkstemp(prefix=".fxp-", suffix=".tmp", dir=path.parent)
         os.close(fd)
         tmp = Path(name)

@@ -2,9 +2,9 @@
 
 For N inputs, :func:`export_golden` writes into a folder:
 
-* ``golden.npz`` -- one int64 array per tensor (key = tensor name), shape
-  ``[N, ...]`` in NCHW / C order;
-* ``<tensor>.hex`` -- one code per line, C order over ``[N, ...]``, as the
+* ``golden.npz`` -- one int64 array per tensor (key = the tensor's file stem,
+  see below), shape ``[N, ...]`` in NCHW / C order;
+* ``<stem>.hex`` -- one code per line, C order over ``[N, ...]``, as the
   two's-complement bit pattern of the tensor's word length in lower-case hex,
   zero-padded to ``ceil(bits / 4)`` digits (int8 -3 -> ``fd``);
 * ``manifest.json`` -- per tensor: file names, shape, format (``fixed<W,I>``),
@@ -12,17 +12,26 @@ For N inputs, :func:`export_golden` writes into a folder:
 
 Codes travel as integers, never as decimal reals (correctness-anchors P13),
 and :func:`read_hex` reads a ``.hex`` file back bit for bit.
+
+Tensor names come from the model file, so file names and npz keys are safe
+stems from :func:`fxp.export.names.file_stems` (``[A-Za-z0-9_.-]``, no leading
+dot, no separator, at most 80 characters, unique without regard to case); a
+plain name such as ``conv1_out`` is its own stem.  The manifest maps every
+tensor name to its ``hex`` file and ``npz`` key.  Files are written atomically
+through :mod:`fxp.fileio` (:class:`~fxp.errors.OutputError` if they cannot be).
 """
 
 from __future__ import annotations
 
 import json
-import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from fxp.errors import DataError
+from fxp.export.names import file_stems
+from fxp.fileio import ensure_dir, write_text, write_with
 from fxp.ir.graph import Graph
 from fxp.plan.io import plan_to_dict
 from fxp.plan.plan import Plan
@@ -31,10 +40,6 @@ from fxp.sim.integer import run_integer
 from fxp.sim.values import IntValue
 
 __all__ = ["export_golden", "read_hex", "to_hex_lines"]
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
 
 
 def to_hex_lines(codes: np.ndarray, bits: int) -> list[str]:
@@ -60,22 +65,22 @@ def read_hex(path: str | Path, bits: int, signed: bool, shape=None) -> np.ndarra
 
 def export_golden(graph: Graph, plan: Plan, x: np.ndarray, out_dir: str | Path) -> Path:
     """Run ``x`` through the integer engine and write every integer tensor (see module doc)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir)
     model = compile_plan(graph, plan)
     run = run_integer(model, np.asarray(x, np.float32), keep=True)
     g = model.graph
+    ints = {name: v for name, v in run.values.items() if isinstance(v, IntValue)}
+    stems = file_stems(ints)
     arrays, tensors = {}, []
-    for name, value in run.values.items():
-        if not isinstance(value, IntValue):
-            continue
+    for name, value in ints.items():
         spec = value.spec
-        fname = _safe(name)
-        arrays[name] = value.codes
-        (out / f"{fname}.hex").write_text("\n".join(to_hex_lines(value.codes, spec.fmt.bits)) + "\n")
+        fname = stems[name]
+        arrays[fname] = value.codes
+        write_text(out / f"{fname}.hex",
+                   "\n".join(to_hex_lines(value.codes, spec.fmt.bits)) + "\n")
         prod = g.producer(name)
         tensors.append({
-            "tensor": name, "hex": f"{fname}.hex", "shape": list(value.codes.shape),
+            "tensor": name, "hex": f"{fname}.hex", "npz": fname, "shape": list(value.codes.shape),
             "format": str(spec.fmt), "bits": spec.fmt.bits, "signed": spec.fmt.signed,
             "frac_bits": spec.fmt.frac_bits,
             "scales": list(spec.scales) if spec.scales is not None else None,
@@ -83,9 +88,18 @@ def export_golden(graph: Graph, plan: Plan, x: np.ndarray, out_dir: str | Path) 
             "producer": prod.name if prod is not None else "(input)",
             "consumers": [n.name for n in g.consumers(name)],
         })
-    np.savez(out / "golden.npz", **arrays)
+    write_with(out / "golden.npz", lambda tmp: _savez(tmp, arrays))
     manifest = {"model": g.name, "n": int(np.asarray(x).shape[0]), "layout": "NCHW, C order",
                 "hex": "two's complement at the tensor's bit width, one code per line",
                 "tensors": tensors, "plan": plan_to_dict(plan)}
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    write_text(out / "manifest.json", json.dumps(manifest, indent=2) + "\n")
     return out
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` by hand: keys such as ``file`` or ``allow_pickle`` cannot clash with
+    its keyword arguments, and the temporary name gets no ``.npz`` appended."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for key, arr in arrays.items():
+            with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)

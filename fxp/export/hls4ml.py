@@ -5,6 +5,13 @@ The dictionary follows hls4ml's ``config_from_*`` layout (``Model`` defaults plu
 and overflow modes spelled as ``ap_fixed<W,I,Q,O>`` quantization/overflow modes.
 Only power-of-two layers map to ``ap_fixed``; affine (scaled) layers are refused
 with a message, since hls4ml's fixed-point types carry no scale.
+
+hls4ml turns layer names into C++ identifiers of its generated project, and
+the config's keys must equal the names hls4ml reads from the model, so names
+cannot be rewritten here: a layer or input name that is not a plain C++
+identifier (``[A-Za-z_][A-Za-z0-9_]*``, no keyword, no reserved ``__``/``_X``
+prefix) is refused with a :class:`~fxp.errors.PlanError` naming it.  The JSON
+text itself is escaped by :func:`json.dumps`.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import PlanError
 from fxp.export import fixed_point_steps
+from fxp.export.names import is_c_identifier
+from fxp.fileio import write_text
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan
 from fxp.sim.compile import compile_plan
@@ -46,6 +55,14 @@ def ap_type(fmt: QFormat, rounding: RoundingMode | None = None,
     return f"{base},{q},{_O[overflow or OverflowMode.WRAP]}>"
 
 
+def _check_name(name: str, what: str) -> str:
+    if not is_c_identifier(name):
+        raise PlanError(f"{what} {str(name)[:200]!r} is not a C++ identifier "
+                        "([A-Za-z_][A-Za-z0-9_]*, no keyword, no leading __ or _X); hls4ml "
+                        "uses layer names as identifiers: rename it in the model first")
+    return name
+
+
 def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
                   strategy: str = "Latency") -> dict:
     """The hls4ml config dictionary for ``plan`` (see the module docstring)."""
@@ -53,7 +70,8 @@ def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
     if not plan.input.is_pow2:
         raise PlanError("hls4ml export needs a power-of-two plan (ap_fixed has no scale); "
                         f"plan {plan.name!r} codes its input with a scale")
-    layers = {model.graph.inputs[0]: {"Precision": {"result": ap_type(plan.input.fmt)}}}
+    gin = _check_name(model.graph.inputs[0], "input")
+    layers = {gin: {"Precision": {"result": ap_type(plan.input.fmt)}}}
     for step in fixed_point_steps(model):
         lp = step.plan
         if not (lp.weight.is_pow2 and lp.output.is_pow2):
@@ -61,7 +79,7 @@ def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
                             "power-of-two formats")
         # a shift weight (codes 0 or +-2**k) keeps its ap_fixed type: hls4ml has no shift
         # (power-of-two weight) type, so the shift-add meaning does not reach its config
-        layers[step.name] = {"Precision": {
+        layers[_check_name(step.name, "layer")] = {"Precision": {
             "weight": ap_type(lp.weight.fmt),
             "bias": ap_type((lp.bias.fmt if lp.bias is not None else step.acc_fmt)),
             "accum": ap_type(step.acc_fmt, RoundingMode.FLOOR, lp.acc_overflow),
@@ -75,8 +93,6 @@ def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
 
 
 def write_hls4ml_config(graph: Graph, plan: Plan, path: str | Path) -> Path:
-    """Write :func:`hls4ml_config` as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(hls4ml_config(graph, plan), indent=2) + "\n")
-    return path
+    """Write :func:`hls4ml_config` as JSON (atomically; :class:`~fxp.errors.OutputError`
+    if it cannot be written)."""
+    return write_text(Path(path), json.dumps(hls4ml_config(graph, plan), indent=2) + "\n")

@@ -10,6 +10,12 @@ The written file round-trips: ``fxp.workflow.load_model(path)`` gives back the
 same canonical graph (same node names, weights bit for bit), so the plan's
 layer names apply unchanged, and :func:`verify_export` checks that
 ``fxp.workflow.run_simulation`` reproduces the torch fake-quantized predictions.
+
+File names built from a model name (which comes from the ONNX file) are safe
+stems (:func:`fxp.export.names.file_stems`: no separator, no ``..``, no
+control character, at most 80 characters), and every file is written
+atomically through :mod:`fxp.fileio` (:class:`~fxp.errors.OutputError` if it
+cannot be).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from fxp.errors import UnsupportedOpError
+from fxp.export.names import file_stems
+from fxp.fileio import ensure_dir, write_text, write_with
 from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape, Softmax
 
@@ -81,7 +89,7 @@ def graph_to_onnx(graph: Graph, *, doc: str = "", producer: str = "fxp-train"):
         elif isinstance(node, ReLU):
             nodes.append(helper.make_node("Relu", [src], [dst], name=node.name))
         elif isinstance(node, Reshape):
-            shape = np.asarray([0, *node.shape[1:]], np.int64)
+            shape = np.asarray([0, *node.shape], np.int64)  # per-sample shape
             inits.append(numpy_helper.from_array(shape, f"{node.name}.shape"))
             nodes.append(helper.make_node("Reshape", [src, f"{node.name}.shape"], [dst],
                                           name=node.name))
@@ -116,22 +124,23 @@ class ExportResult:
 
 def export_trained(net, out_dir: str | Path, name: str, *, metadata: dict | None = None,
                    doc: str = "") -> ExportResult:
-    """Write ``NAME.onnx`` (quantized weights, exact) and ``NAME.plan.json`` into ``out_dir``."""
+    """Write ``NAME.onnx`` (quantized weights, exact) and ``NAME.plan.json`` into ``out_dir``.
+
+    ``NAME`` is ``name`` made a safe file name stem (module docstring); the
+    returned :class:`ExportResult` holds the paths written.
+    """
     import onnx
 
     from fxp.plan.io import save_plan
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = ensure_dir(out_dir)
+    name = file_stems([name])[name]
     graph = net.to_graph(quantized=True)
     meta = {**dict(graph.metadata), **{k: str(v) for k, v in (metadata or {}).items()}}
     graph = Graph(nodes=graph.nodes, inputs=graph.inputs, input_shapes=graph.input_shapes,
                   outputs=graph.outputs, metadata=meta, name=graph.name)
     model = graph_to_onnx(graph, doc=doc)
-    onnx_path = out / f"{name}.onnx"
-    tmp = onnx_path.with_suffix(".onnx.tmp")
-    onnx.save(model, str(tmp))
-    tmp.replace(onnx_path)
+    onnx_path = write_with(out / f"{name}.onnx", lambda tmp: onnx.save(model, str(tmp)))
     plan_path = save_plan(net.plan, out / f"{name}.plan.json")
     return ExportResult(onnx_path, Path(plan_path))
 
@@ -157,9 +166,5 @@ def verify_export(result: ExportResult, data, torch_predictions: np.ndarray, *,
 
 
 def write_json(path: str | Path, obj) -> Path:
-    """Write ``obj`` as indented JSON atomically."""
-    p = Path(path)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=str) + "\n")
-    tmp.replace(p)
-    return p
+    """Write ``obj`` as indented JSON atomically (:func:`fxp.fileio.write_text`)."""
+    return write_text(path, json.dumps(obj, indent=1, default=str) + "\n")

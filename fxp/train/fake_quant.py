@@ -410,7 +410,7 @@ class FxpNet(nn.Module):
         if isinstance(node, Flatten):
             return h.reshape(h.shape[0], -1)
         if isinstance(node, Reshape):
-            return h.reshape((h.shape[0],) + tuple(node.shape[1:]))
+            return h.reshape((h.shape[0], *node.shape))  # per-sample shape
         if isinstance(node, ReLU):
             return torch.relu(h)
         raise AssertionError(node)  # pragma: no cover

@@ -103,7 +103,7 @@ def train_inq(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 4, act_
     ck = Checkpointer(out_dir, ident)
     state = ck.load()
     if state is not None:
-        net.load_state_dict(state["params"])
+        ck.restore(net, state["params"])
         formats = {k: {**v, "fmt": QFormat.parse(v["format"])} for k, v in state["formats"].items()}
         plan = plan_from_dict(state["plan"])
         masks = {k: torch.as_tensor(v) for k, v in state["masks"].items()}
@@ -158,7 +158,7 @@ def train_inq(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 4, act_
             refresh_frozen()
             opt = make_optimizer(net.parameters(), cfg)
             if opt_state is not None:
-                opt.load_state_dict(opt_state)
+                ck.restore(opt, opt_state, "optimizer state")
             state = None
             while frac < 1.0 and done < cfg.epochs:
                 g_ep = stage * cfg.epochs + done

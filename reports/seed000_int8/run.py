@@ -232,7 +232,7 @@ def render(rows: list[dict], models: list[str], quick: bool) -> str:
         sections.append(
             f"### {model} (train `{train_spec}`, evaluate `{eval_spec}`, {n_eval} images)\n\n"
             "Retraining (the paper's rows; `diff` = fxp top-1 minus the float model's):\n\n"
-            + markdown_table(qrows, [(k, k) for k in qrows[0]]) + "\n\n"
+            + markdown_table(qrows, [(k, k) for k in qrows[0]], escape=False) + "\n\n"
             "Post-training int8, no retraining (for comparison):\n\n"
             + (markdown_table(prows, [(k, k) for k in prows[0]]) if prows else "(not run)") + "\n")
     return "\n".join(sections)
