@@ -9,21 +9,33 @@ with fixed non-batch dims, every initializer decoded and checked
 validates its attributes (:mod:`fxp.frontends.onnx_ops`).  Only then is
 ``onnx.shape_inference`` run, to cross-check the shapes we inferred.
 
+Untrusted files.  Every attribute is read with its declared type
+(:mod:`fxp.frontends.onnx_attrs`), every float tensor, float attribute and
+folded product (Gemm ``alpha * B``, bias sums, BatchNorm folding) must be
+finite in float32, every tensor's per-sample size and every layer's MAC
+count stay under :data:`MAX_SAMPLE_ELEMENTS` / :data:`MAX_LAYER_MACS`, and the
+graph has exactly one output, fed by every node.  Whatever a malformed file
+holds, the outcome is a graph or an :class:`~fxp.errors.FxpError` whose
+message is one line naming the file and the node or tensor.
+
 onnx is imported lazily, inside :func:`load_onnx`.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 from fxp.errors import FxpError, GraphError, MissingDependencyError, ModelImportError
-from fxp.frontends.onnx_context import ImportContext
+from fxp.frontends.onnx_context import MAX_LAYER_MACS, MAX_SAMPLE_ELEMENTS, ImportContext
 from fxp.frontends.onnx_ops import get_handler
 from fxp.frontends.onnx_tensors import tensor_to_array
 from fxp.ir.graph import Graph
 
-__all__ = ["MAX_MODEL_BYTES", "MIN_OPSET", "load_onnx"]
+__all__ = ["MAX_LAYER_MACS", "MAX_MODEL_BYTES", "MAX_SAMPLE_ELEMENTS", "MIN_OPSET",
+           "load_onnx"]
 
 MAX_MODEL_BYTES = (1 << 31) - 1
 """Largest model file parsed (the protobuf limit, 2 GiB)."""
@@ -83,11 +95,17 @@ def load_onnx(source: str | os.PathLike | bytes | Any, *, base_dir: str | None =
     Raises
     ------
     ModelImportError
-        Unreadable, empty, truncated or corrupt file; unsupported ir_version or
-        opset; no or several inputs; symbolic non-batch dims; missing,
-        malformed or non-finite initializers; external data escaping the model
-        folder; dangling tensors.  The message names the file and the node or
-        tensor.
+        Unreadable, empty, truncated or corrupt file (non-UTF-8 strings
+        included); unsupported ir_version or opset; no or several inputs or
+        outputs, an output the last node does not write, nodes not feeding it;
+        symbolic non-batch dims; missing, malformed or non-finite initializers
+        (float64 beyond float32 included); attributes of the wrong type or
+        range; non-finite float attributes or folded values (Gemm
+        ``alpha * B``, bias sums, BatchNorm folding); a tensor above
+        :data:`MAX_SAMPLE_ELEMENTS` per sample or a layer above
+        :data:`MAX_LAYER_MACS`; Clip bounds given in the form the opset does
+        not define; external data escaping the model folder; dangling tensors.
+        The message is one line naming the file and the node or tensor.
     UnsupportedOpError
         An op, domain or attribute value outside the supported subset; the
         message names the node, its op_type and the supported op types.
@@ -102,22 +120,87 @@ def load_onnx(source: str | os.PathLike | bytes | Any, *, base_dir: str | None =
         raise type(e)(f"{label}: {e}") from None
 
 
+def convert_nodes(ctx: ImportContext, g: Any, convert: Callable[[Any], None],
+                  defined: Callable[[str], bool]) -> None:
+    """Run ``convert(node)`` on every node of ``g`` in order, with ``ctx.node_name`` set.
+
+    Nodes without a name get ``{op_type}_{index}``; names are made unique.  A
+    node writing an already ``defined`` tensor (duplicate name or cycle) is
+    refused; a :class:`GraphError` from an IR node constructor becomes a
+    :class:`ModelImportError` (the message already names the node).
+    """
+    seen: set[str] = set()
+    for i, node in enumerate(g.node):
+        node_name = node.name or f"{node.op_type}_{i}"
+        while node_name in seen:
+            node_name = f"{node_name}_{i}"
+        seen.add(node_name)
+        ctx.node_name = node_name
+        if not node.output or not node.output[0]:
+            raise ctx.fail(node, "has no output", ModelImportError)
+        for t in node.output:
+            if t and (t in ctx.shapes or defined(t)):
+                raise ctx.fail(node, f"output {t[:200]!r} is already defined (duplicate "
+                                     f"tensor name or cycle)", ModelImportError)
+        try:
+            convert(node)
+        except GraphError as e:
+            raise ModelImportError(str(e)) from None
+
+
+def check_output_count(outputs: Any) -> None:
+    """Refuse a graph with other than one output (names of ``outputs`` in the message)."""
+    if len(outputs) != 1:
+        names = [getattr(t, "name", t)[:200] for t in list(outputs)[:8]]
+        raise ModelImportError(f"graph has {len(outputs)} outputs {names}; fxp supports "
+                               f"exactly one (remove the extra outputs)")
+
+
+def check_single_output(graph: Graph) -> None:
+    """Refuse several graph outputs, the input as output, and nodes not feeding the output.
+
+    fxp's engine, planner and exporters follow one output tensor; with every
+    node feeding it, it is the last node's tensor.
+    """
+    check_output_count(graph.outputs)
+    out = graph.outputs[0]
+    if out in graph.inputs:
+        raise ModelImportError(f"graph output {out[:200]!r} is the graph input; no node "
+                               f"computes it")
+    needed, live = {out}, set()
+    for node in reversed(graph.nodes):
+        if node.output in needed:
+            live.add(node.name)
+            needed.update(node.inputs)
+    dead = [n for n in graph.nodes if n.name not in live]
+    if dead:
+        more = f" (and {len(dead) - 1} more)" if len(dead) > 1 else ""
+        raise ModelImportError(f"node {dead[0].name[:200]!r} ({dead[0].op_type}){more} does "
+                               f"not feed the graph output {out[:200]!r}; fxp needs the output "
+                               f"to be the last node's tensor, with every node feeding it")
+
+
 def _read(onnx: Any, source: Any, max_bytes: int) -> tuple[Any, str, str | None]:
     if isinstance(source, onnx.ModelProto):
+        try:
+            _check_strings(source, "model")
+        except ModelImportError as e:
+            raise ModelImportError(f"<ModelProto>: {e}") from None
         return source, "<ModelProto>", None
     if isinstance(source, (bytes, bytearray, memoryview)):
         data, label, folder = bytes(source), "<bytes>", None
     elif isinstance(source, (str, os.PathLike)):
-        label = os.fspath(source)
-        folder = os.path.dirname(os.path.abspath(label))
+        path = os.fspath(source)
+        label = path if str(path).isprintable() else repr(path)
+        folder = os.path.dirname(os.path.abspath(path))
         try:
-            size = os.path.getsize(label)
+            size = os.path.getsize(path)
             if size > max_bytes:
                 raise ModelImportError(f"{label}: file is {size} bytes, above the limit "
                                        f"{max_bytes}")
-            with open(label, "rb") as f:
+            with open(path, "rb") as f:
                 data = f.read()
-        except OSError as e:
+        except (OSError, ValueError) as e:  # ValueError: a NUL in the path
             raise ModelImportError(f"{label}: cannot read model file: {e}") from None
     else:
         raise TypeError(f"load_onnx expects a path, bytes or onnx.ModelProto, got "
@@ -132,8 +215,31 @@ def _read(onnx: Any, source: Any, max_bytes: int) -> tuple[Any, str, str | None]
         model.ParseFromString(data)
     except Exception as e:  # protobuf DecodeError and friends
         raise ModelImportError(f"{label}: not a valid ONNX ModelProto (corrupt or truncated "
-                               f"file): {type(e).__name__}: {e}") from None
+                               f"file): {type(e).__name__}: {_one_line(str(e))}") from None
+    try:
+        _check_strings(model, "model")
+    except ModelImportError as e:
+        raise ModelImportError(f"{label}: {e}") from None
     return model, label, folder
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """``text`` with line breaks escaped, cut to ``limit`` characters."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _check_strings(msg: Any, path: str) -> None:
+    """Refuse string fields holding non-UTF-8 bytes (protobuf returns them as ``bytes``)."""
+    for field, value in msg.ListFields():
+        if field.type == field.TYPE_STRING:
+            for v in [value] if isinstance(value, (str, bytes)) else value:
+                if not isinstance(v, str):
+                    raise ModelImportError(f"{path}.{field.name} is not valid UTF-8: "
+                                           f"{bytes(v)[:60]!r}")
+        elif field.type == field.TYPE_MESSAGE:
+            for v in [value] if hasattr(value, "ListFields") else value:
+                _check_strings(v, f"{path}.{field.name}")
 
 
 def _convert(onnx: Any, model: Any, folder: str | None) -> Graph:
@@ -154,20 +260,15 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> Graph:
     if g.sparse_initializer:
         raise ModelImportError("sparse initializers are not supported")
     name, shape, outputs, ctx = _graph_context(g, consts, opset, folder)
-    seen: set[str] = set()
-    for i, node in enumerate(g.node):
-        node_name = node.name or f"{node.op_type}_{i}"
-        if node_name in seen:
-            node_name = f"{node_name}_{i}"
-        seen.add(node_name)
-        ctx.node_name = node_name
-        if not node.output or not node.output[0]:
-            raise ctx.fail(node, "has no output", ModelImportError)
-        for t in node.output:
-            if t and (t in ctx.shapes or t in consts):
-                raise ctx.fail(node, f"output {t!r} is already defined (duplicate tensor "
-                                     f"name or cycle)", ModelImportError)
-        get_handler(ctx, node)(ctx, node)
+    convert_nodes(ctx, g, lambda node: get_handler(ctx, node)(ctx, node),
+                  lambda t: t in consts)
+    check_output_count(outputs)
+    kind = g.output[0].type.WhichOneof("value")
+    elem = g.output[0].type.tensor_type.elem_type
+    if kind not in (None, "tensor_type") or elem not in (0, _FLOAT):
+        what = f"a {kind}" if kind != "tensor_type" else f"a tensor of elem_type {elem}"
+        raise ModelImportError(f"graph output {outputs[0][:200]!r} is declared as {what}; fxp "
+                               f"computes a float32 tensor")
     for t in outputs:
         if t not in ctx.shapes:
             what = "a constant" if t in consts else "not produced by any node"
@@ -178,6 +279,7 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> Graph:
                       outputs=outputs, metadata=meta, name=g.name or "graph")
     except GraphError as e:
         raise ModelImportError(str(e)) from None
+    check_single_output(graph)
     _cross_check(onnx, model, graph)
     return graph
 
@@ -219,6 +321,11 @@ def _single_input(g: Any, consts: dict[str, Any]) -> tuple[str, tuple, int | Non
         raise ModelImportError(f"input {v.name!r} dim {i} is {what}; only the batch dim "
                                f"(0) may be dynamic, channel/spatial dims must be fixed "
                                f"positive integers")
+    size = math.prod(dims[1:])
+    if size > MAX_SAMPLE_ELEMENTS:
+        raise ModelImportError(f"input {v.name!r} has shape {dims[1:]} per sample, "
+                               f"{size} elements, above the limit MAX_SAMPLE_ELEMENTS = "
+                               f"{MAX_SAMPLE_ELEMENTS}")
     d0 = tt.shape.dim[0]
     batch = int(d0.dim_value) if d0.HasField("dim_value") and d0.dim_value > 0 else None
     return v.name, tuple(dims), batch
@@ -229,7 +336,8 @@ def _cross_check(onnx: Any, model: Any, graph: Graph) -> None:
     try:
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception as e:  # InferenceError and friends from the native code
-        raise ModelImportError(f"ONNX shape inference failed: {type(e).__name__}: {e}") from None
+        raise ModelImportError(f"ONNX shape inference failed: {type(e).__name__}: "
+                               f"{_one_line(str(e))}") from None
     infos = list(inferred.graph.value_info) + list(inferred.graph.output)
     for v in infos:
         ours = graph.shapes.get(v.name)

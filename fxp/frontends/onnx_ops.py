@@ -16,12 +16,16 @@ from typing import Any
 
 import numpy as np
 
-from fxp.errors import ModelImportError
+from fxp.errors import GraphError, ModelImportError
+from fxp.frontends.onnx_attrs import (
+    AUTO_PADS, bool_attr, float_attr, floats_attr, int_attr, ints_attr, str_attr, tensor_attr,
+)
 from fxp.frontends.onnx_context import ImportContext
 from fxp.frontends.onnx_tensors import check_finite
 from fxp.ir import nodes as ir
+from fxp.ir.passes.fold_batchnorm import fold
 
-__all__ = ["HANDLERS", "get_handler"]
+__all__ = ["HANDLERS", "WINDOW_ATTRS", "get_handler", "window"]
 
 Handler = Callable[[ImportContext, Any], None]
 HANDLERS: dict[str, Handler] = {}
@@ -60,6 +64,18 @@ def _unused_extra_outputs(ctx: ImportContext, node: Any) -> None:
                                  f"is supported")
 
 
+WINDOW_ATTRS = {"auto_pad": str_attr("NOTSET", choices=(*AUTO_PADS, "")),  # "": NOTSET (ORT)
+                "dilations": ints_attr(minimum=1), "kernel_shape": ints_attr(minimum=1),
+                "pads": ints_attr(minimum=0), "strides": ints_attr(minimum=1)}
+"""Attributes shared by Conv, QLinearConv, MaxPool and AveragePool."""
+
+
+def window(ctx: ImportContext, node: Any, a: dict[str, Any]) -> tuple[tuple, tuple]:
+    """``strides`` and ``dilations`` (default ``(1, 1)``), two entries each."""
+    return tuple(ctx.ints(node, what, (1, 1) if a[what] is None else a[what], 2, 1)
+                 for what in ("strides", "dilations"))
+
+
 def _rank(ctx: ImportContext, node: Any, x: str, ranks: tuple[int, ...]) -> tuple:
     shape = ctx.shapes[x]
     if len(shape) not in ranks:
@@ -70,8 +86,7 @@ def _rank(ctx: ImportContext, node: Any, x: str, ranks: tuple[int, ...]) -> tupl
 # ------------------------------------------------------------- layers
 @handles("Conv")
 def _conv(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-                  pads=None, strides=None)
+    a = ctx.attrs(node, **WINDOW_ATTRS, group=int_attr(1, minimum=1))
     x = ctx.activation(node, 0)
     w = ctx.weight(node, 1, "weight")
     b = ctx.weight(node, 2, "bias", optional=True)
@@ -82,10 +97,9 @@ def _conv(ctx: ImportContext, node: Any) -> None:
     if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != kernel:
         raise ctx.fail(node, f"kernel_shape={list(a['kernel_shape'])} disagrees with weight "
                              f"shape {w.shape}", ModelImportError)
-    strides = ctx.ints(node, "strides", a["strides"] or (1, 1), 2, 1)
-    dilations = ctx.ints(node, "dilations", a["dilations"] or (1, 1), 2, 1)
+    strides, dilations = window(ctx, node, a)
     group, cin, cout = a["group"], shape[1], w.shape[0]
-    if group < 1 or cin % group or cout % group or w.shape[1] * group != cin:
+    if cin % group or cout % group or w.shape[1] * group != cin:
         raise ctx.fail(node, f"group={group} does not fit input channels {cin} and weight "
                              f"shape {w.shape} (need Cin % group == 0, Cout % group == 0, "
                              f"weight.shape[1] * group == Cin)", ModelImportError)
@@ -98,7 +112,8 @@ def _conv(ctx: ImportContext, node: Any) -> None:
 
 @handles("Gemm")
 def _gemm(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, alpha=1.0, beta=1.0, transA=0, transB=0, broadcast=1)
+    a = ctx.attrs(node, alpha=float_attr(1.0), beta=float_attr(1.0), transA=bool_attr(),
+                  transB=bool_attr(), broadcast=bool_attr(1))
     x = ctx.activation(node, 0)
     _rank(ctx, node, x, (2,))
     if a["transA"] != 0:
@@ -107,10 +122,12 @@ def _gemm(ctx: ImportContext, node: Any) -> None:
     if b.ndim != 2:
         raise ctx.fail(node, f"B must be 2-D, got shape {b.shape}", ModelImportError)
     w = (b if a["transB"] else b.T).astype(np.float64) * a["alpha"]
+    w = ctx.float32(node, f"alpha * B (alpha={a['alpha']})", w)
     c = ctx.weight(node, 2, "C", optional=True)
-    bias = None if c is None else _per_channel(ctx, node, c, w.shape[0], 2) * a["beta"]
-    ctx.emit(ir.Dense(**_io(ctx, node, x), weight=w.astype(np.float32),
-                      bias=None if bias is None else bias.astype(np.float32)))
+    bias = None if c is None else ctx.float32(
+        node, f"beta * C (beta={a['beta']})",
+        _per_channel(ctx, node, c, w.shape[0], 2) * a["beta"])
+    ctx.emit(ir.Dense(**_io(ctx, node, x), weight=w, bias=bias))
 
 
 @handles("MatMul")
@@ -137,7 +154,7 @@ def _per_channel(ctx: ImportContext, node: Any, c: np.ndarray, channels: int,
 
 @handles("Add")
 def _add(ctx: ImportContext, node: Any) -> None:
-    ctx.attrs(node, axis=None, broadcast=None)
+    ctx.attrs(node)
     if len(node.input) != 2:
         raise ctx.fail(node, f"expected 2 inputs, got {len(node.input)}", ModelImportError)
     consts = [ctx.is_const(t) for t in node.input]
@@ -157,25 +174,25 @@ def _add(ctx: ImportContext, node: Any) -> None:
     shape = ctx.shapes[x]
     bias = _per_channel(ctx, node, c, shape[1], len(shape))
     old = np.zeros(shape[1]) if layer.bias is None else layer.bias.astype(np.float64)
-    ctx.rewrite(layer, replace(layer, bias=(old + bias).astype(np.float32),
-                               outputs=(node.output[0],)))
+    total = ctx.float32(node, f"bias of {layer.name!r} + addend {node.input[1 - i]!r}",
+                        old + bias)
+    ctx.rewrite(layer, replace(layer, bias=total, outputs=(node.output[0],)))
 
 
 # ------------------------------------------------------------- pooling
 def _pool(ctx: ImportContext, node: Any, cls: type, **extra: Any) -> None:
-    a = ctx.attrs(node, auto_pad="NOTSET", ceil_mode=0, dilations=None, kernel_shape=None,
-                  pads=None, strides=None, **extra)
+    a = ctx.attrs(node, **WINDOW_ATTRS, ceil_mode=bool_attr(), **extra)
     _unused_extra_outputs(ctx, node)
     x = ctx.activation(node, 0)
     shape = _rank(ctx, node, x, (4,))
     if a["kernel_shape"] is None:
         raise ctx.fail(node, "attribute kernel_shape is required", ModelImportError)
     kernel = ctx.ints(node, "kernel_shape", a["kernel_shape"], 2, 1)
-    strides = ctx.ints(node, "strides", a["strides"] or (1, 1), 2, 1)
+    strides, dilations = window(ctx, node, a)
     if a["ceil_mode"] != 0:
         raise ctx.fail(node, f"ceil_mode={a['ceil_mode']} is not supported (only 0)")
-    if a["dilations"] not in (None, (1, 1)):
-        raise ctx.fail(node, f"dilations={list(a['dilations'])} is not supported (only [1, 1])")
+    if dilations != (1, 1):
+        raise ctx.fail(node, f"dilations={list(dilations)} is not supported (only [1, 1])")
     if a.get("storage_order", 0) != 0:
         raise ctx.fail(node, f"storage_order={a['storage_order']} is not supported (only 0)")
     if a["auto_pad"] in ("SAME_UPPER", "SAME_LOWER") and any(
@@ -192,12 +209,12 @@ def _pool(ctx: ImportContext, node: Any, cls: type, **extra: Any) -> None:
 
 @handles("MaxPool")
 def _maxpool(ctx: ImportContext, node: Any) -> None:
-    _pool(ctx, node, ir.MaxPool2D, storage_order=0)
+    _pool(ctx, node, ir.MaxPool2D, storage_order=bool_attr())
 
 
 @handles("AveragePool")
 def _avgpool(ctx: ImportContext, node: Any) -> None:
-    _pool(ctx, node, ir.AvgPool2D, count_include_pad=0)
+    _pool(ctx, node, ir.AvgPool2D, count_include_pad=bool_attr())
 
 
 @handles("GlobalAveragePool")
@@ -217,15 +234,34 @@ def _relu(ctx: ImportContext, node: Any) -> None:
 
 @handles("Clip")
 def _clip(ctx: ImportContext, node: Any) -> None:
+    """Opset < 11: bounds are the FLOAT attributes min/max; from 11: constant inputs 1, 2.
+
+    Bounds given the other way (inputs before opset 11, attributes from 11) are
+    refused, never dropped: the model would run unbounded.
+    """
     if ctx.opset < 11:
-        a = ctx.attrs(node, min=float("-inf"), max=float("inf"))
+        a = ctx.attrs(node, min=float_attr(float("-inf")), max=float_attr(float("inf")))
+        extra = [t for t in node.input[1:] if t]
+        if extra:
+            raise ctx.fail(node, f"opset-{ctx.opset} Clip takes min/max as attributes, but "
+                                 f"bound inputs {extra} are given (inputs need opset >= 11)",
+                           ModelImportError)
         lo, hi = a["min"], a["max"]
     else:
+        named = [a.name for a in node.attribute if a.name in ("min", "max")]
+        if named:
+            raise ctx.fail(node, f"opset-{ctx.opset} Clip takes min/max as inputs 1 and 2, but "
+                                 f"attributes {named} are given (attributes need opset < 11)",
+                           ModelImportError)
         ctx.attrs(node)
+        if len(node.input) > 3:
+            raise ctx.fail(node, f"expected at most 3 inputs, got {len(node.input)}",
+                           ModelImportError)
         bounds = [ctx.weight(node, i, what, optional=True) for i, what in ((1, "min"), (2, "max"))]
         for arr, what in zip(bounds, ("min", "max")):
             if arr is not None and arr.size != 1:
-                raise ctx.fail(node, f"{what} must be a scalar, got shape {arr.shape}")
+                raise ctx.fail(node, f"{what} must be a scalar, got shape {arr.shape}",
+                               ModelImportError)
         lo = float("-inf") if bounds[0] is None else float(bounds[0].reshape(()))
         hi = float("inf") if bounds[1] is None else float(bounds[1].reshape(()))
     if lo > hi:
@@ -235,8 +271,10 @@ def _clip(ctx: ImportContext, node: Any) -> None:
 
 @handles("BatchNormalization")
 def _batchnorm(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, epsilon=1e-5, momentum=0.9, spatial=1, training_mode=0,
-                  is_test=1, consumed_inputs=None)
+    """Inference BN; its scale and, where it will fold, the folded layer must be finite."""
+    a = ctx.attrs(node, epsilon=float_attr(1e-5), momentum=float_attr(0.9),
+                  spatial=bool_attr(1), training_mode=bool_attr(0), is_test=bool_attr(1),
+                  consumed_inputs=ints_attr())
     if a["training_mode"] != 0 or a["spatial"] != 1:
         raise ctx.fail(node, f"training_mode={a['training_mode']} / spatial={a['spatial']} "
                              f"not supported (need 0 / 1)")
@@ -249,15 +287,29 @@ def _batchnorm(ctx: ImportContext, node: Any) -> None:
         if arr.shape != (c,):
             raise ctx.fail(node, f"{what} has shape {arr.shape}, expected ({c},)",
                            ModelImportError)
-    if np.any(vecs[3].astype(np.float64) + a["epsilon"] <= 0):
-        raise ctx.fail(node, "var + epsilon must be > 0", ModelImportError)
-    ctx.emit(ir.BatchNorm(**_io(ctx, node, x), scale=vecs[0], bias=vecs[1], mean=vecs[2],
-                          var=vecs[3], epsilon=a["epsilon"]))
+    eps = a["epsilon"]
+    denom = vecs[3].astype(np.float64) + eps
+    if np.any(denom <= 0) or np.any(vecs[3] + np.float32(eps) <= 0):
+        i = int(np.argmax((denom <= 0) | (vecs[3] + np.float32(eps) <= 0)))
+        raise ctx.fail(node, f"var + epsilon must be > 0, got var[{i}] = {vecs[3][i]} and "
+                             f"epsilon = {eps}", ModelImportError)
+    s = vecs[0].astype(np.float64) / np.sqrt(denom)
+    ctx.float32(node, "scale / sqrt(var + epsilon)", s)
+    ctx.float32(node, "B - mean * scale / sqrt(var + epsilon)", vecs[1] - vecs[2] * s)
+    bn = ir.BatchNorm(**_io(ctx, node, x), scale=vecs[0], bias=vecs[1], mean=vecs[2],
+                      var=vecs[3], epsilon=eps)
+    layer = ctx.producer(x)
+    if isinstance(layer, (ir.Conv2D, ir.Dense)) and ctx.sole_use(x):
+        try:  # canonicalize will fold it: the folded weights must be finite too
+            fold(layer, bn)
+        except GraphError as e:
+            raise ModelImportError(str(e)) from None
+    ctx.emit(bn)
 
 
 @handles("Softmax")
 def _softmax(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, axis=-1 if ctx.opset >= 13 else 1)
+    a = ctx.attrs(node, axis=int_attr(-1 if ctx.opset >= 13 else 1))
     x = ctx.activation(node, 0)
     shape = ctx.shapes[x]
     axis = a["axis"] + len(shape) if a["axis"] < 0 else a["axis"]
@@ -271,7 +323,8 @@ def _softmax(ctx: ImportContext, node: Any) -> None:
 
 @handles("Dropout")
 def _dropout(ctx: ImportContext, node: Any) -> None:
-    ctx.attrs(node, ratio=0.5, seed=0, is_test=1, consumed_inputs=None)
+    ctx.attrs(node, ratio=float_attr(0.5), seed=int_attr(0), is_test=bool_attr(1),
+              consumed_inputs=ints_attr())
     _unused_extra_outputs(ctx, node)
     mode = ctx.const(node, 2, "training_mode", optional=True)
     if mode is not None and bool(np.any(mode)):
@@ -287,12 +340,13 @@ def _identity(ctx: ImportContext, node: Any) -> None:
 
 @handles("Constant")
 def _constant(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, value=None, value_float=None, value_floats=None, value_int=None,
-                  value_ints=None)
+    a = ctx.attrs(node, value=tensor_attr(), value_float=float_attr(finite=False),
+                  value_floats=floats_attr(finite=False), value_int=int_attr(),
+                  value_ints=ints_attr())  # finiteness: check_finite below names the tensor
     given = [(k, v) for k, v in a.items() if v is not None]
     if len(given) != 1:
         raise ctx.fail(node, f"needs exactly one of value, value_float(s), value_int(s); got "
-                             f"{[k for k, _ in given]}")
+                             f"{[k for k, _ in given]}", ModelImportError)
     key, value = given[0]
     dtype = np.float32 if key.startswith("value_float") else np.int64
     arr = value if key == "value" else np.asarray(value, dtype=dtype)
@@ -303,75 +357,5 @@ def _constant(ctx: ImportContext, node: Any) -> None:
     ctx.consts[node.output[0]] = arr
 
 
-# ------------------------------------------------------------- layout
-@handles("Concat")
-def _concat(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, axis=None)
-    xs = [ctx.activation(node, i) for i in range(len(node.input))]
-    rank = len(ctx.shapes[xs[0]])
-    if a["axis"] is None:
-        raise ctx.fail(node, "attribute axis is required", ModelImportError)
-    axis = a["axis"] + rank if a["axis"] < 0 else a["axis"]
-    if not 1 <= axis < rank:
-        raise ctx.fail(node, f"axis={a['axis']} is not a non-batch axis for rank {rank}")
-    ctx.emit(ir.Concat(**_io(ctx, node, *xs), axis=axis))
-
-
-@handles("Flatten")
-def _flatten(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, axis=1)
-    x = ctx.activation(node, 0)
-    rank = len(ctx.shapes[x])
-    axis = a["axis"] + rank if a["axis"] < 0 else a["axis"]
-    if axis != 1:
-        raise ctx.fail(node, f"axis={a['axis']} is not supported; only 1 (keep the batch)")
-    ctx.emit(ir.Flatten(**_io(ctx, node, x)))
-
-
-@handles("Reshape")
-def _reshape(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, allowzero=0, shape=None, consumed_inputs=None)
-    x = ctx.activation(node, 0)
-    target = a["shape"] if a["shape"] is not None else ctx.const(node, 1, "shape")
-    target = [int(v) for v in np.asarray(target).reshape(-1)]
-    src = ctx.shapes[x]
-    size = int(np.prod(src[1:], dtype=np.int64))
-    bad = ctx.fail(node, f"target shape {target} for input shape {src} does not keep the "
-                         f"batch dimension first; only per-sample reshapes are supported")
-    if not target or (a["allowzero"] and 0 in target):
-        raise bad
-    rest = [src[i + 1] if (d == 0 and i + 1 < len(src)) else d
-            for i, d in enumerate(target[1:])]
-    if target[0] == -1:
-        if -1 in rest or int(np.prod(rest, dtype=np.int64)) != size:
-            raise bad
-    elif target[0] in (0, 1) or target[0] == ctx.batch:
-        if rest.count(-1) > 1:
-            raise bad
-        if -1 in rest:
-            known = int(np.prod([d for d in rest if d != -1], dtype=np.int64))
-            if known <= 0 or size % known:
-                raise bad
-            rest[rest.index(-1)] = size // known
-    else:
-        raise bad
-    if any(d < 1 for d in rest) or int(np.prod(rest, dtype=np.int64)) != size:
-        raise bad
-    cls = {"shape": tuple(rest)} if len(rest) != 1 else {}
-    ctx.emit((ir.Reshape if cls else ir.Flatten)(**_io(ctx, node, x), **cls))
-
-
-@handles("Transpose")
-def _transpose(ctx: ImportContext, node: Any) -> None:
-    a = ctx.attrs(node, perm=None)
-    x = ctx.activation(node, 0)
-    src = ctx.shapes[x]
-    perm = list(a["perm"]) if a["perm"] is not None else list(range(len(src)))[::-1]
-    if sorted(perm) != list(range(len(src))):
-        raise ctx.fail(node, f"perm={perm} is not a permutation of {len(src)} axes",
-                       ModelImportError)
-    moved = [p for p in perm if p == 0 or src[p] != 1]
-    if perm[0] != 0 or moved != sorted(moved):
-        raise ctx.fail(node, f"perm={perm} on shape {src} moves data; only layout-preserving "
-                             f"transposes (moving size-1 dims) are supported")
-    ctx.emit(ir.Reshape(**_io(ctx, node, x), shape=tuple(src[p] for p in perm[1:])))
+# The layout handlers (Concat, Flatten, Reshape, Transpose) register themselves.
+from fxp.frontends import onnx_layout as _layout  # noqa: E402,F401

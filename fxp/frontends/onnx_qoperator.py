@@ -80,9 +80,10 @@ from fxp.core.format import QFormat
 from fxp.errors import FxpError, GraphError, ModelImportError, PlanError
 from fxp.frontends.onnx_context import ImportContext
 from fxp.frontends.onnx_import import (
-    MAX_MODEL_BYTES, _default_opset, _graph_context, _import_onnx, _read,
+    MAX_MODEL_BYTES, _default_opset, _graph_context, _import_onnx, _read, check_output_count,
+    check_single_output, convert_nodes,
 )
-from fxp.frontends.onnx_tensors import MAX_ELEMENTS, tensor_to_array
+from fxp.frontends.onnx_tensors import check_dims, tensor_to_array
 from fxp.ir import nodes as ir
 from fxp.ir.graph import Graph
 from fxp.plan.plan import LayerPlan, Plan, TensorSpec
@@ -160,14 +161,10 @@ def _tensor(t: Any, folder: str | None) -> np.ndarray:
     """Decode an initializer; int8/uint8 here, everything else by ``tensor_to_array``."""
     if t.data_type not in _QTYPES:
         return tensor_to_array(t, folder)
-    name = t.name or "<unnamed>"
+    name = t.name[:200] or "<unnamed>"
     dtype = _QTYPES[t.data_type][0]
     dims = tuple(int(d) for d in t.dims)
-    if any(d < 0 for d in dims):
-        raise ModelImportError(f"tensor {name!r} has negative dims {dims}")
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
-    if count > MAX_ELEMENTS:
-        raise ModelImportError(f"tensor {name!r} has {count} elements, above {MAX_ELEMENTS}")
+    count = check_dims(name, dims)
     if t.data_location == 1:
         raise ModelImportError(f"tensor {name!r}: external data for int8/uint8 initializers is "
                                f"not supported")
@@ -297,22 +294,11 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
     name, shape, outputs, ctx = _graph_context(g, consts, opset, folder)
     q = _Q(ctx, name)
     q.spec[name] = None
-    seen: set[str] = set()
-    for i, node in enumerate(g.node):
-        node_name = node.name or f"{node.op_type}_{i}"
-        if node_name in seen:
-            node_name = f"{node_name}_{i}"
-        seen.add(node_name)
-        ctx.node_name = node_name
-        if not node.output or not node.output[0]:
-            raise ctx.fail(node, "has no output", ModelImportError)
-        for t in node.output:
-            if t and (t in ctx.shapes or t in consts or t in q.alias):
-                raise ctx.fail(node, f"output {t!r} is already defined", ModelImportError)
-        dispatch(q, node)
+    convert_nodes(ctx, g, lambda node: dispatch(q, node), lambda t: t in consts or t in q.alias)
     if q.input_spec is None:
         raise ModelImportError(f"graph input {name!r} is not quantized by a QuantizeLinear; "
                                f"this is not a QOperator model")
+    check_output_count(outputs)
     nodes = list(ctx.nodes)
     out_names = []
     renames: dict[str, str] = {}
@@ -336,6 +322,7 @@ def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
             graph = graph.rename_tensor(old, new)
     except GraphError as e:
         raise ModelImportError(str(e)) from None
+    check_single_output(graph)
     plan = Plan(input=q.input_spec, layers=tuple(q.layers), name="onnxruntime-qoperator")
     return _verify(graph, plan, q.expect), plan
 

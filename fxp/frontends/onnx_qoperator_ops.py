@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from fxp.errors import ModelImportError, PrecisionWarning
-from fxp.frontends.onnx_ops import HANDLERS
-from fxp.frontends.onnx_qoperator import _MS, _PASS_THROUGH, _Q, _REFUSED
+from fxp.frontends.onnx_attrs import bool_attr, float_attr, int_attr
+from fxp.frontends.onnx_ops import HANDLERS, WINDOW_ATTRS, window
+from fxp.frontends.onnx_qoperator import _MS, _PASS_THROUGH, _Q, _REFUSED, _UINT8
 from fxp.ir import nodes as ir
 from fxp.plan.plan import LayerPlan, RequantScheme, TensorSpec
 
@@ -26,7 +27,9 @@ def dispatch(q: _Q, node: Any) -> None:
     """Read one QOperator node into ``q``."""
     ctx, op = q.ctx, node.op_type
     if node.domain not in ("", "ai.onnx", _MS):
-        raise ctx.fail(node, f"domain {node.domain!r} is not supported")
+        raise ctx.fail(node, f"domain {node.domain[:200]!r} is not supported")
+    if not node.input or not node.input[0]:
+        raise ctx.fail(node, "input 0 is missing", ModelImportError)
     if node.domain == _MS and op not in ("QGemm", "QLinearSoftmax"):
         raise ctx.fail(node, f"com.microsoft op {op!r} is not supported; supported: QGemm, "
                              f"QLinearSoftmax")
@@ -43,12 +46,13 @@ def dispatch(q: _Q, node: Any) -> None:
                              f"QLinearMatMul, MaxPool, Flatten, Reshape, DequantizeLinear, "
                              f"Softmax, QLinearSoftmax)")
     else:
-        raise ctx.fail(node, f"op_type {op!r} is not supported in a QOperator model")
+        raise ctx.fail(node, f"op_type {op[:200]!r} is not supported in a QOperator model")
 
 
 def _quantize_linear(q: _Q, node: Any) -> None:
     ctx = q.ctx
-    a = ctx.attrs(node, axis=1, saturate=1, block_size=0, output_dtype=0, precision=0)
+    a = ctx.attrs(node, axis=int_attr(1), saturate=bool_attr(1), block_size=int_attr(0),
+                  output_dtype=int_attr(0), precision=int_attr(0))
     if a["block_size"]:
         raise ctx.fail(node, "blocked quantization is not supported")
     if node.input[0] != q.graph_input or q.input_spec is not None:
@@ -67,7 +71,7 @@ def _quantize_linear(q: _Q, node: Any) -> None:
 
 def _dequantize_linear(q: _Q, node: Any) -> None:
     ctx = q.ctx
-    a = ctx.attrs(node, axis=1, block_size=0)
+    a = ctx.attrs(node, axis=int_attr(1), block_size=int_attr(0))
     if a["block_size"]:
         raise ctx.fail(node, "blocked quantization is not supported")
     x_ir = q.ir_name(node.input[0])
@@ -96,7 +100,7 @@ def _softmax(q: _Q, node: Any) -> None:
 
 def _qlinear_softmax(q: _Q, node: Any) -> None:
     ctx = q.ctx
-    a = ctx.attrs(node, axis=-1, opset=13)
+    a = ctx.attrs(node, axis=int_attr(-1), opset=int_attr(13))
     x, xs = q.qinput(node, 0)
     q.check_same(node, q.act_spec(node, 1, 2, "X"), xs, node.input[0])
     shape = ctx.shapes[x]
@@ -106,7 +110,7 @@ def _qlinear_softmax(q: _Q, node: Any) -> None:
                              f"supported")
     warnings.warn(f"node {ctx.node_name!r}: QLinearSoftmax is imported as a float Softmax "
                   f"(onnxruntime uses an 8-bit lookup table); its input codes stay bit-exact, "
-                  f"its probabilities do not", PrecisionWarning, stacklevel=4)
+                  f"its probabilities do not", PrecisionWarning, stacklevel=7)
     q.emit(node.output[0], ir.Softmax(name=ctx.node_name, inputs=(x,), outputs=(node.output[0],),
                                       axis=axis), None)
 
@@ -123,6 +127,11 @@ def _pass_through(q: _Q, node: Any) -> None:
     out = ctx.nodes[-1]
     if out.output != node.output[0]:  # pragma: no cover - handlers write output 0
         raise ctx.fail(node, "unexpected handler output", ModelImportError)
+    if isinstance(out, ir.Identity):  # Identity, identity Reshape/Transpose: an alias
+        ctx.unemit_last()
+        q.alias[node.output[0]] = x_ir
+        q.tensor_map[node.output[0]] = x_ir
+        return
     q.spec[out.output] = spec
     q.tensor_map[node.output[0]] = out.output
 
@@ -188,6 +197,15 @@ def _out_spec(q: _Q, node: Any, si: int, zi: int) -> TensorSpec:
 
 def _layer(q: _Q, node: Any, irnode: ir.Node, w_codes: np.ndarray, w_spec: TensorSpec,
            b_codes: np.ndarray | None, y: TensorSpec, w_name: str, b_name: str | None) -> None:
+    sx = np.float32(q.spec[irnode.inputs[0]].scales[0])
+    with np.errstate(all="ignore"):  # onnxruntime's float32(float32(s_x * s_w) / s_y)
+        ratio = (sx * np.asarray(w_spec.scales, np.float32)) / np.float32(y.scales[0])
+    bad = ~(np.isfinite(ratio) & (ratio >= np.finfo(np.float32).tiny))
+    if np.any(bad):
+        i = int(np.argmax(bad))
+        raise q.ctx.fail(node, f"requantization scale s_x * s_w / s_y = {sx} * "
+                               f"{w_spec.scales[i]} / {y.scales[0]} is {ratio[i]} in float32 "
+                               f"(must be a normal positive float32)", ModelImportError)
     if y.zero_point == y.fmt.min_code:
         from dataclasses import replace
         irnode = replace(irnode, fused_activation="relu")
@@ -200,8 +218,7 @@ def _layer(q: _Q, node: Any, irnode: ir.Node, w_codes: np.ndarray, w_spec: Tenso
 
 def _qlinear_conv(q: _Q, node: Any) -> None:
     ctx = q.ctx
-    a = ctx.attrs(node, auto_pad="NOTSET", dilations=None, group=1, kernel_shape=None,
-                  pads=None, strides=None)
+    a = ctx.attrs(node, **WINDOW_ATTRS, group=int_attr(1, minimum=1))
     x, xs = q.qinput(node, 0)
     q.check_same(node, q.act_spec(node, 1, 2, "x"), xs, node.input[0])
     shape = ctx.shapes[x]
@@ -218,10 +235,9 @@ def _qlinear_conv(q: _Q, node: Any) -> None:
     if a["kernel_shape"] is not None and tuple(a["kernel_shape"]) != kernel:
         raise ctx.fail(node, f"kernel_shape={list(a['kernel_shape'])} disagrees with w shape "
                              f"{codes.shape}", ModelImportError)
-    strides = ctx.ints(node, "strides", a["strides"] or (1, 1), 2, 1)
-    dilations = ctx.ints(node, "dilations", a["dilations"] or (1, 1), 2, 1)
+    strides, dilations = window(ctx, node, a)
     group, cin, cout = a["group"], shape[1], codes.shape[0]
-    if group < 1 or cin % group or cout % group or codes.shape[1] * group != cin:
+    if cin % group or cout % group or codes.shape[1] * group != cin:
         raise ctx.fail(node, f"group={group} does not fit input channels {cin} and w shape "
                              f"{codes.shape}", ModelImportError)
     pads = ctx.pads(node, a, shape[2:], kernel, strides, dilations)
@@ -233,7 +249,7 @@ def _qlinear_conv(q: _Q, node: Any) -> None:
 
 def _qgemm(q: _Q, node: Any) -> None:
     ctx = q.ctx
-    a = ctx.attrs(node, alpha=1.0, transA=0, transB=0)
+    a = ctx.attrs(node, alpha=float_attr(1.0), transA=bool_attr(), transB=bool_attr())
     if a["alpha"] != 1.0:
         raise ctx.fail(node, f"alpha={a['alpha']} is not supported (only 1.0)")
     if a["transA"] != 0:

@@ -3,17 +3,20 @@
 Checks, each raising :class:`~fxp.errors.ModelImportError` naming the tensor:
 
 * element type is one of float32, float16, float64, int32, int64, bool;
-* dims are non-negative and the element count is below :data:`MAX_ELEMENTS`;
+* rank is at most 16, dims are non-negative and the element count is below
+  :data:`MAX_ELEMENTS`;
 * stored byte / element count equals ``prod(dims)``;
 * external data stays inside the model folder (no absolute paths, no ``..``,
   no symlink escaping it) and ``offset + length`` lies within the file;
-* float values are finite (the message gives the first bad index).
+* float values are finite, and float64 values fit float32 (every float
+  tensor becomes float32 weights); the message gives the first bad index.
 
 onnx is never imported here; tensors are read through their protobuf fields.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -21,7 +24,7 @@ import numpy as np
 
 from fxp.errors import ModelImportError
 
-__all__ = ["MAX_ELEMENTS", "check_finite", "tensor_to_array"]
+__all__ = ["MAX_ELEMENTS", "check_dims", "check_finite", "tensor_to_array"]
 
 MAX_ELEMENTS = 1 << 28
 """Largest element count accepted for one tensor (1 GiB of float32)."""
@@ -38,12 +41,39 @@ _DTYPES: dict[int, tuple[np.dtype, str, str]] = {
 _EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
 
 
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_finite(name: str, array: np.ndarray) -> None:
-    """Raise :class:`ModelImportError` if a float ``array`` holds NaN or Inf."""
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    """Raise :class:`ModelImportError` if a float ``array`` holds NaN or Inf.
+
+    float64 values beyond the float32 range count as non-finite (they become
+    infinities as float32 weights).
+    """
+    if array.dtype.kind != "f":
+        return
+    if not np.all(np.isfinite(array)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(array))[0])
-        raise ModelImportError(f"tensor {name!r} has non-finite value {array[bad]} at "
-                               f"index {bad}")
+        raise ModelImportError(f"tensor {name!r} has non-finite value {array[bad].item()} "
+                               f"at index {bad}")
+    if array.dtype.itemsize > 4 and array.size and float(np.abs(array).max()) > _F32_MAX:
+        bad = tuple(int(i) for i in np.argwhere(np.abs(array) > _F32_MAX)[0])
+        raise ModelImportError(f"tensor {name!r} has {array.dtype} value "
+                               f"{array[bad].item()!r} at index {bad}, beyond the float32 "
+                               f"range (overflows to inf)")
+
+
+def check_dims(name: str, dims: tuple[int, ...]) -> int:
+    """Element count of a tensor with ``dims``; negative, huge or rank above 16 refused."""
+    if len(dims) > 16:
+        raise ModelImportError(f"tensor {name!r} has rank {len(dims)}, above 16")
+    if any(d < 0 for d in dims):
+        raise ModelImportError(f"tensor {name!r} has negative dims {dims[:8]}")
+    count = math.prod(dims)
+    if count > MAX_ELEMENTS or any(d > MAX_ELEMENTS for d in dims):
+        raise ModelImportError(f"tensor {name!r} has {count} elements (dims {dims[:8]}), above "
+                               f"the limit {MAX_ELEMENTS}")
+    return count
 
 
 def tensor_to_array(t: Any, base_dir: str | None) -> np.ndarray:
@@ -55,22 +85,20 @@ def tensor_to_array(t: Any, base_dir: str | None) -> np.ndarray:
     base_dir : str or None
         Folder of the model file, for external data; ``None`` refuses external data.
     """
-    name = t.name or "<unnamed>"
+    name = t.name[:200] or "<unnamed>"
     if t.data_type not in _DTYPES:
         raise ModelImportError(f"tensor {name!r} has unsupported element type "
                                f"{t.data_type}; supported: "
                                f"{sorted(v[1] for v in _DTYPES.values())}")
     dtype, _, field = _DTYPES[t.data_type]
     dims = tuple(int(d) for d in t.dims)
-    if any(d < 0 for d in dims):
-        raise ModelImportError(f"tensor {name!r} has negative dims {dims}")
-    count = int(np.prod(dims, dtype=np.int64)) if dims else 1
-    if count > MAX_ELEMENTS:
-        raise ModelImportError(f"tensor {name!r} has {count} elements (dims {dims}), above "
-                               f"the limit {MAX_ELEMENTS}")
+    count = check_dims(name, dims)
     nbytes = count * dtype.itemsize
     if t.data_location == _EXTERNAL:
         raw = _read_external(t, name, base_dir, nbytes)
+        if len(raw) != nbytes:  # the file changed under us
+            raise ModelImportError(f"tensor {name!r}: external data gave {len(raw)} bytes, "
+                                   f"expected {nbytes}")
         array = np.frombuffer(raw, dtype=dtype).reshape(dims)
     elif t.raw_data:
         if len(t.raw_data) != nbytes:
@@ -83,6 +111,9 @@ def tensor_to_array(t: Any, base_dir: str | None) -> np.ndarray:
             raise ModelImportError(f"tensor {name!r}: {field} holds {len(values)} values, "
                                    f"dims {dims} need {count} (missing or truncated data)")
         if t.data_type == 10:  # float16 bit patterns stored in int32_data
+            if count and not 0 <= min(values) <= max(values) <= 0xFFFF:
+                raise ModelImportError(f"tensor {name!r}: float16 int32_data holds values "
+                                       f"outside 0..65535")
             array = np.asarray(values, dtype=np.uint16).view(np.float16).reshape(dims)
         else:
             array = np.asarray(values, dtype=dtype).reshape(dims)
@@ -99,6 +130,9 @@ def _read_external(t: Any, name: str, base_dir: str | None, nbytes: int) -> byte
     if base_dir is None:
         raise ModelImportError(f"tensor {name!r}: external data {location!r} needs the model's "
                                f"folder; load from a path or pass base_dir")
+    if "\0" in location:
+        raise ModelImportError(f"tensor {name!r}: external data location {location[:200]!r} "
+                               f"holds a NUL character")
     parts = location.replace("\\", "/").split("/")
     if os.path.isabs(location) or location.startswith(("/", "\\")) or ".." in parts \
             or os.path.splitdrive(location)[0]:
@@ -117,12 +151,16 @@ def _read_external(t: Any, name: str, base_dir: str | None, nbytes: int) -> byte
         length = int(info.get("length", str(nbytes)))
     except ValueError:
         raise ModelImportError(f"tensor {name!r}: external data offset/length must be "
-                               f"integers, got {info}") from None
-    size = os.path.getsize(path)
-    if offset < 0 or length != nbytes or offset + length > size:
-        raise ModelImportError(f"tensor {name!r}: external data offset {offset} + length "
-                               f"{length} must be within {location!r} ({size} bytes) and "
-                               f"length must equal {nbytes}")
-    with open(path, "rb") as f:
-        f.seek(offset)
-        return f.read(length)
+                               f"integers, got {str(info)[:200]}") from None
+    try:
+        size = os.path.getsize(path)
+        if offset < 0 or length != nbytes or offset + length > size:
+            raise ModelImportError(f"tensor {name!r}: external data offset {offset} + length "
+                                   f"{length} must be within {location!r} ({size} bytes) and "
+                                   f"length must equal {nbytes}")
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read(length)
+    except OSError as e:
+        raise ModelImportError(f"tensor {name!r}: cannot read external data {location!r}: "
+                               f"{e.strerror or e}") from None

@@ -89,7 +89,7 @@ class Node:
         return shapes[0]
 
     def _fail(self, msg: str) -> GraphError:
-        return GraphError(f"node {self.name!r} ({self.op_type}): {msg}")
+        return GraphError(f"node {self.name[:200]!r} ({self.op_type}): {msg}")
 
     def _need_rank(self, shape: Shape, ranks: tuple[int, ...]) -> None:
         if len(shape) not in ranks:

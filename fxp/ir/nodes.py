@@ -24,6 +24,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -303,7 +304,7 @@ class Flatten(Node):
 
     def infer_shape(self, *shapes: Shape) -> Shape:
         (shape,) = shapes
-        return (shape[0], int(np.prod(shape[1:], dtype=np.int64)))
+        return (shape[0], math.prod(shape[1:]))
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)
@@ -311,16 +312,25 @@ class Reshape(Node):
     """Row-major reshape of each sample to ``shape`` (batch dim excluded).
 
     A pure relabelling of memory: no value changes.  Produced for layout-only
-    ONNX Transpose/Reshape nodes.
+    ONNX Transpose/Reshape nodes.  ``shape`` never holds the batch: a sample
+    ``[C, H, W]`` reshaped to ``shape`` gives ``[N, *shape]`` (every executor
+    reshapes to ``(x.shape[0], *shape)``).
     """
 
     op_type: ClassVar[str] = "Reshape"
     shape: tuple[int, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
+        if not self.shape:
+            raise self._fail("shape must be the per-sample target shape (batch excluded), "
+                             "got ()")
+
     def infer_shape(self, *shapes: Shape) -> Shape:
         (shape,) = shapes
-        size = int(np.prod(shape[1:], dtype=np.int64))
-        if any(d < 1 for d in self.shape) or int(np.prod(self.shape, dtype=np.int64)) != size:
+        size = math.prod(shape[1:])
+        if any(d < 1 for d in self.shape) or math.prod(self.shape) != size:
             raise self._fail(f"cannot reshape per-sample shape {shape[1:]} to {self.shape}")
         return (shape[0], *self.shape)
 

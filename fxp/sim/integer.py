@@ -28,6 +28,7 @@ every partial sum.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,7 +45,7 @@ from fxp.sim.compile import CompiledModel, LayerStep
 from fxp.sim.float_ref import run_node
 from fxp.sim.values import FloatValue, IntValue, quantize_spec, to_float
 
-__all__ = ["IntegerRun", "LayerCounters", "run_integer"]
+__all__ = ["INPUT_COUNTER", "IntegerRun", "LayerCounters", "run_integer"]
 
 
 @dataclass
@@ -209,7 +210,7 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
     if isinstance(node, Flatten):
         return IntValue(L.flatten_int(x.codes), spec)
     if isinstance(node, Reshape):
-        return IntValue(x.codes.reshape((x.codes.shape[0],) + tuple(node.shape[1:])), spec)
+        return IntValue(x.codes.reshape((x.codes.shape[0], *node.shape)), spec)  # per sample
     rounding = step.plan.rounding if step.plan is not None else "half_away"
     if isinstance(node, AvgPool2D):
         return IntValue(L.avgpool2d_int(x.codes, node.kernel, rounding, strides=node.strides,
@@ -234,25 +235,46 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
     raise AssertionError(f"unhandled node {node!r}")  # pragma: no cover - compile refuses these
 
 
+INPUT_COUNTER = "(input)"
+"""Key of the graph input's :class:`LayerCounters` (its saturations when quantized)."""
+
+
 def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCounters] | None
-                = None, *, keep: bool = False, method: str = "auto") -> IntegerRun:
+                = None, *, keep: bool = False, method: str = "auto",
+                on_value: Callable[[str, IntValue | FloatValue], None] | None = None
+                ) -> IntegerRun:
     """Run one batch ``x`` (float inputs, preprocessed) through the integer datapath.
 
     ``counters`` (name -> :class:`LayerCounters`) accumulates per-layer events
-    across calls; ``keep=True`` returns every tensor's value.  ``method`` is
-    passed to the accumulating kernels: ``"auto"`` takes the proven float
-    fast path where it is exact, ``"loop"`` always runs the ordered integer
-    loop (slower; it also observes every partial sum).
+    across calls; the graph input's saturations go to ``counters["(input)"]``
+    (:data:`INPUT_COUNTER`).  ``keep=True`` returns every tensor's value;
+    otherwise each tensor is freed after its last use, so memory holds only
+    the live tensors (a chain of 2,000 layers needs two at a time).
+    ``on_value(tensor, value)`` is called for the graph input and then for
+    every tensor as soon as it is computed (in node order), so statistics can
+    be gathered without keeping the tensors.  ``method`` is passed to the
+    accumulating kernels: ``"auto"`` takes the proven float fast path where it
+    is exact, ``"loop"`` always runs the ordered integer loop (slower; it also
+    observes every partial sum).
     """
     g = model.graph
     counters = counters if counters is not None else {}
     codes, n = quantize_spec(np.asarray(x, np.float32), model.plan.input, "input",
                              arithmetic=getattr(model, "input_arithmetic", "float64"))
-    counters.setdefault("(input)", LayerCounters()).output_saturations += n
+    counters.setdefault(INPUT_COUNTER, LayerCounters()).output_saturations += n
     vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
-    for step in model.steps:
+    if on_value is not None:
+        on_value(g.inputs[0], vals[g.inputs[0]])
+    last_use = {t: i for i, step in enumerate(model.steps) for t in step.node.inputs}
+    for i, step in enumerate(model.steps):
         c = counters.setdefault(step.name, LayerCounters())
         vals[step.node.output] = _run_step(step, [vals[t] for t in step.node.inputs], c, method)
+        if on_value is not None:
+            on_value(step.node.output, vals[step.node.output])
+        if not keep:
+            for t in set(step.node.inputs):
+                if last_use[t] == i and t not in g.outputs:
+                    del vals[t]
     outs = [to_float(vals[t], t) for t in g.outputs]
     result = IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
     if keep:

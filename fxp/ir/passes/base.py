@@ -26,15 +26,18 @@ Pass = Callable[[Graph], "tuple[Graph, bool]"]
 """Signature of a pass: ``apply(graph) -> (graph, changed)``."""
 
 
-def run_to_fixpoint(graph: Graph, passes: Sequence[Pass], *, max_rounds: int = 100) -> Graph:
+def run_to_fixpoint(graph: Graph, passes: Sequence[Pass], *,
+                    max_rounds: int | None = None) -> Graph:
     """Apply ``passes`` in order, round after round, until a round changes nothing.
 
     Parameters
     ----------
     graph : Graph
     passes : sequence of pass callables
-    max_rounds : int
-        Safety bound on the number of rounds.
+    max_rounds : int, optional
+        Safety bound on the number of rounds; by default ``max(100, len(graph.nodes) + 1)``,
+        enough for passes that remove at least one node whenever they change the graph
+        (the canonical passes do, and remove whole chains in one round).
 
     Returns
     -------
@@ -47,6 +50,8 @@ def run_to_fixpoint(graph: Graph, passes: Sequence[Pass], *, max_rounds: int = 1
         If the passes still change the graph after ``max_rounds`` rounds
         (two passes undoing each other).
     """
+    if max_rounds is None:
+        max_rounds = max(100, len(graph.nodes) + 1)
     for _ in range(max_rounds):
         any_changed = False
         for p in passes:
