@@ -1,18 +1,23 @@
 """The ``fxp`` command line: thin handlers over the library.
 
 Every handler parses its arguments, calls one library function, prints or
-writes, and returns an exit code.  Any :class:`~fxp.errors.FxpError` becomes one
-line on stderr and exit code 2; ``--debug`` shows the traceback instead.
+writes, and returns an exit code.  Numeric options are typed with their ranges
+(:mod:`fxp.cli_args`): a bad value is a one-line usage error, exit code 2.  Any
+:class:`~fxp.errors.FxpError`, an :class:`OSError` that escaped a reader or
+writer, or a :class:`MemoryError` becomes one line on stderr and exit code 2
+(``KeyboardInterrupt``: 130); ``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 
-from fxp.errors import FxpError
+from fxp.cli_args import (
+    Parser, bits, finite_float, int_range, positive_int, prepare_output, run_handler, width_list,
+)
+from fxp.errors import FxpError, PlanError
 
 EXAMPLES = """examples:
   fxp inspect mnist_cnn                           layers, shapes, parameters, MACs
@@ -121,14 +126,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     from fxp.plan.io import plan_to_dict, save_plan
 
     if args.target_sqnr is not None and args.max_accuracy_drop is not None:
-        from fxp.errors import PlanError
-
         raise PlanError("give either --target-sqnr or --max-accuracy-drop, not both")
     if args.binary and (args.target_sqnr is not None or args.max_accuracy_drop is not None):
-        from fxp.errors import PlanError
-
         raise PlanError("--binary cannot be combined with --target-sqnr (the optimizer plans "
                         "fixed-point widths only)")
+    if args.out is not None:
+        prepare_output(args.out, folder=False)
     fw, graph, data = _load(args)
     if args.target_sqnr is not None or args.max_accuracy_drop is not None:
         return _plan_optimized(args, fw, graph, data)
@@ -136,12 +139,13 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                         act_bits=args.act_bits, acc_bits=args.acc_bits, scheme=args.scheme,
                         granularity=args.granularity, method=args.method,
                         rounding=args.rounding,
-                        calib=args.calib if args.calib is not None else 512,
+                        calib=512 if args.calib is None else args.calib,
                         binary_layers=_binary_names(args.binary),
                         alpha_bits=None if args.alpha_bits == 0 else args.alpha_bits,
                         binary_output=args.binary_output, pad_value=args.pad_value,
-                        weight_method=args.weight_range or "minmax")
-    if args.out:
+                        weight_method="minmax" if args.weight_range is None
+                        else args.weight_range)
+    if args.out is not None:
         save_plan(plan, args.out)
     if args.json:
         print(json.dumps(plan_to_dict(plan), indent=2))
@@ -158,7 +162,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     print(f"plan {plan.name}: input {plan.input.fmt}")
     _print_table(rows, [("layer", "layer"), ("weight", "weight"), ("output", "output"),
                         ("acc", "acc bits"), ("requant", "requant")])
-    if args.out:
+    if args.out is not None:
         print(f"wrote {args.out}")
     return 0
 
@@ -170,15 +174,15 @@ def _binary_names(text: str | None) -> tuple[str, ...]:
 def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     from fxp.plan.io import plan_to_dict, save_plan
 
-    calib = args.calib if args.calib is not None else 1000
+    calib = 1000 if args.calib is None else args.calib
     common = dict(cost=args.cost, min_bits=args.min_bits, max_bits=args.max_bits, calib=calib,
                   rounding=args.rounding, method=args.method,
-                  weight_method=args.weight_range or "sqnr")
+                  weight_method="sqnr" if args.weight_range is None else args.weight_range)
     if args.max_accuracy_drop is not None:
         res = fw.optimize_for_accuracy(graph, data, args.max_accuracy_drop, **common)
     else:
         res = fw.optimize_plan(graph, data, args.target_sqnr, **common)
-    if args.out:
+    if args.out is not None:
         save_plan(res.plan, args.out)
     if args.json:
         print(json.dumps({**res.to_dict(), "plan": plan_to_dict(res.plan)}, indent=2))
@@ -194,7 +198,7 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     if res.fixed_top1 is not None:
         print(f"top-1 float {100 * res.float_top1:.2f}%, fixed {100 * res.fixed_top1:.2f}%; "
               f"weight memory {res.weight_memory_bits / 8:,.0f} bytes")
-    if args.out:
+    if args.out is not None:
         print(f"wrote {args.out}")
     return 0 if res.success else 1
 
@@ -230,6 +234,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     args.limit = args.n
     plan = load_plan(args.plan)
+    prepare_output(args.out, folder=True)
     fw, graph, data = _load(args)
     out = export_golden(graph, plan, data.x[:args.n], args.out)
     if args.json:
@@ -244,11 +249,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from fxp.report.render import write_report
 
     plan = load_plan(args.plan)
+    prepare_output(args.out, folder=True)
     fw, graph, data = _load(args)
     rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size, progress=not args.json,
                             keep_predictions=True, per_channel=True)
     cmd = f"fxp report {args.model} --plan {args.plan} --data {args.data} --out {args.out}"
-    if args.limit:
+    if args.limit is not None:
         cmd += f" --limit {args.limit}"
     out = write_report(graph, plan, rep, data.y, args.out, command=cmd)
     print(json.dumps({"out": str(out)}) if args.json else f"wrote {out}/report.md")
@@ -287,6 +293,7 @@ def _cmd_export_file(args: argparse.Namespace) -> int:
     from fxp.plan.io import load_plan
 
     plan = load_plan(args.plan)
+    prepare_output(args.out, folder=False)
     graph = fw.load_model(args.model)
     writer = write_hls4ml_config if args.what == "hls4ml" else write_c_header
     out = writer(graph, plan, args.out)
@@ -347,20 +354,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_deploy(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import onnx
 
+    from fxp.fileio import ensure_dir, write_with
     from fxp.plan.io import save_plan
     from fxp.quant.deploy import deploy_quantizer
     from fxp.train.export import graph_to_onnx
 
+    out = ensure_dir(args.out)  # fail fast, before the (slow) quantization
     fw, graph, data = _load(args)
     dep = deploy_quantizer(graph, data.x[:args.calib], args.quantizer, args.bits,
                            store_bits=args.store_bits, per_channel=args.per_channel)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    onnx.save(graph_to_onnx(dep.graph, producer="fxp-deploy"), str(out / "model.onnx"))
+    model = graph_to_onnx(dep.graph, producer="fxp-deploy")
+    write_with(out / "model.onnx", lambda tmp: onnx.save(model, str(tmp)))
     save_plan(dep.plan, out / "plan.json")
     info = {"out": str(out), "levels": dep.levels, "entropy_bits": dep.entropy_bits}
     if args.json:
@@ -375,7 +381,7 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="fxp",
         description="Bit-exact fixed-point simulation and bit-width planning for CNNs.",
         epilog=EXAMPLES,
@@ -392,10 +398,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="make a per-layer bit-width plan (post-training quantization)")
     p.add_argument("model")
     p.add_argument("--data", required=True, help="calibration data spec, e.g. mnist5k, npz:FILE")
-    p.add_argument("--bits", type=int, default=8, help="default word length (bits)")
-    p.add_argument("--weight-bits", type=int, default=None)
-    p.add_argument("--act-bits", type=int, default=None)
-    p.add_argument("--acc-bits", type=int, default=32)
+    p.add_argument("--bits", type=bits(1, 64), default=8, help="default word length (bits)")
+    p.add_argument("--weight-bits", type=bits(1, 64), default=None, help="default: --bits")
+    p.add_argument("--act-bits", type=bits(1, 64), default=None, help="default: --bits")
+    p.add_argument("--acc-bits", type=bits(1, 64), default=32, help="accumulator bits")
     p.add_argument("--scheme", default="pow2", choices=["pow2", "double", "single", "float32"],
                    help="pow2 (FPGA Qm.n) or affine int with multiplier/float32 requantization")
     p.add_argument("--granularity", default="whole", choices=["whole", "conv", "dense"])
@@ -407,25 +413,28 @@ def build_parser() -> argparse.ArgumentParser:
                         "outliers for a finer step; sqnr (optimized plans only, their "
                         "default) keeps the clip with the best measured output SQNR")
     p.add_argument("--rounding", default="half_up")
-    p.add_argument("--calib", type=int, default=None,
+    p.add_argument("--calib", type=positive_int, default=None,
                    help="calibration samples (default 512; 1000 with --target-sqnr, the rest "
                         "held out for the measurement)")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--out", default=None, help="write the plan JSON here")
     p.add_argument("--json", action="store_true")
-    p.add_argument("--max-accuracy-drop", type=float, default=None, metavar="POINTS",
+    p.add_argument("--max-accuracy-drop", type=finite_float(0, 100), default=None,
+                   metavar="POINTS",
                    help="cheapest optimized plan whose measured top-1 drop is at most POINTS")
-    p.add_argument("--target-sqnr", type=float, default=None, metavar="DB",
+    p.add_argument("--target-sqnr", type=finite_float(), default=None, metavar="DB",
                    help="optimize per-tensor widths for this output SQNR (dB) instead of "
                         "uniform widths")
     p.add_argument("--cost", default="weight_memory",
                    choices=["weight_memory", "activation_memory", "bitops"],
                    help="what --target-sqnr minimises")
-    p.add_argument("--min-bits", type=int, default=None, help="narrowest width (--target-sqnr)")
-    p.add_argument("--max-bits", type=int, default=None, help="widest width (--target-sqnr)")
+    p.add_argument("--min-bits", type=bits(2, 16), default=None,
+                   help="narrowest width, 2..16 (--target-sqnr)")
+    p.add_argument("--max-bits", type=bits(2, 16), default=None,
+                   help="widest width, 2..16 (--target-sqnr)")
     p.add_argument("--binary", default=None, metavar="LAYERS",
                    help="comma-separated layers to binarize (XNOR-popcount), e.g. conv2,fc1")
-    p.add_argument("--alpha-bits", type=int, default=8,
+    p.add_argument("--alpha-bits", type=int_range(0, 63), default=8,
                    help="bits of the XNOR-Net per-channel alpha of binary layers (0: no alpha)")
     p.add_argument("--binary-output", default="scale", choices=["scale", "dot", "threshold"],
                    help="output transform of binary layers")
@@ -437,8 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--plan", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--exact", action="store_true",
                    help="always run the ordered integer loop (observes every partial sum)")
     p.add_argument("--per-channel", action="store_true",
@@ -450,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--plan", required=True)
     p.add_argument("--data", required=True)
-    p.add_argument("--limit", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
+    p.add_argument("--batch-size", type=positive_int, default=256)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_report)
@@ -461,11 +470,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", required=True, help="calibration data")
     p.add_argument("--quantizer", required=True, help="e.g. kmeans, hc:ward, deadzone:0.4")
-    p.add_argument("--bits", type=int, required=True)
-    p.add_argument("--store-bits", type=int, default=16, help="word length of the stored levels")
+    p.add_argument("--bits", type=bits(1, 32), required=True, help="quantizer width (bits)")
+    p.add_argument("--store-bits", type=bits(2, 64), default=16,
+                   help="word length of the stored levels")
     p.add_argument("--per-channel", action="store_true")
-    p.add_argument("--calib", type=int, default=512)
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--calib", type=positive_int, default=512)
+    p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--out", required=True, help="output folder (model.onnx, plan.json)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_deploy)
@@ -474,9 +484,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model")
     p.add_argument("--data", default="mnist5k")
     p.add_argument("--plan", default=None, help="plan JSON (default: an 8-bit PTQ plan)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    p.add_argument("--min-time", type=finite_float(0, 3600, lo_open=True), default=1.0,
+                   help="seconds per measurement")
+    p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_bench)
 
@@ -486,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("--plan", required=True)
     e.add_argument("--data", required=True)
-    e.add_argument("-n", type=int, default=4)
+    e.add_argument("-n", type=positive_int, default=4, help="number of inputs")
     e.add_argument("--out", required=True)
     e.add_argument("--json", action="store_true")
     e.set_defaults(handler=_cmd_export)
@@ -505,11 +516,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True)
     p.add_argument("--quantizers", default="midtread,midrise,deadzone:0.4,mulaw,minifloat,pow2,"
                    "kmeans,hc:ward", help="comma-separated quantizer specs (fxp.quant.names())")
-    p.add_argument("--bits", default="2-16", help="widths: '2-16' or '2,4,8'")
-    p.add_argument("--tolerance", type=float, default=1.0,
+    p.add_argument("--bits", type=width_list, default="2-16",
+                   help="widths in 1..32: '2-16' or '2,4,8'")
+    p.add_argument("--tolerance", type=finite_float(0, 100), default=1.0,
                    help="accuracy drop allowed for the best point, in points (default 1)")
     p.add_argument("--per-channel", action="store_true", help="quantize per output channel")
-    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_sweep)
 
@@ -520,30 +532,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="ONNX path or zoo name (a float model to fine-tune)")
     p.add_argument("--data", required=True, help="training data spec, e.g. mnist-t10k, digits")
     p.add_argument("--eval", default=None, help="evaluation data spec (default: --data)")
-    p.add_argument("--bits", type=int, default=None,
+    p.add_argument("--bits", type=bits(1, 32), default=None,
                    help="weight bits (QAT: weights and activations unless --act-bits; "
                         "hwang-sung: 2**bits-1 levels; cluster: 2**bits clusters); default 8, "
                         "twn 2, hwang-sung 2, binaryconnect 1, cluster 4")
     p.add_argument("--cluster", default="kmeans",
                    choices=["kmeans", "hc:ward", "hc:complete", "hc:average", "hc:single"],
                    help="codebook algorithm of the cluster method")
-    p.add_argument("--scale-bits", type=int, default=8,
+    p.add_argument("--scale-bits", type=bits(2, 32), default=8,
                    help="bits of the per-layer scale / codebook entries (twn, hwang-sung, "
                         "binaryconnect, cluster)")
-    p.add_argument("--act-bits", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=None,
+    p.add_argument("--act-bits", type=bits(1, 32), default=None)
+    p.add_argument("--epochs", type=int_range(0), default=None,
                    help="epochs (INQ: per stage); default 3, 10 with --scratch, 2 for inq")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_range(0, 2**32 - 1), default=0)
     p.add_argument("--out", required=True, help="output folder (checkpoints, ONNX, plan)")
     p.add_argument("--scratch", action="store_true", help="QAT from random init")
-    p.add_argument("--lr", type=float, default=None)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--limit", type=int, default=None, help="use the first N training samples")
-    p.add_argument("--eval-limit", type=int, default=None)
+    p.add_argument("--lr", type=finite_float(0, 10, lo_open=True), default=None,
+                   help="learning rate (default 1e-4; 2e-3 with --scratch)")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="use the first N training samples")
+    p.add_argument("--eval-limit", type=positive_int, default=None)
     p.add_argument("--rounding", default="half_up", help="requantization rounding of the plan")
-    p.add_argument("--calib", type=int, default=512, help="calibration samples for the plan")
-    p.add_argument("--threads", type=int, default=1, help="torch threads")
-    p.add_argument("--dropout", type=float, default=0.0, help="dropout before dense layers")
+    p.add_argument("--calib", type=positive_int, default=512,
+                   help="calibration samples for the plan")
+    p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch threads")
+    p.add_argument("--dropout", type=finite_float(0, 1, hi_open=True), default=0.0,
+                   help="dropout before dense layers, in [0, 1)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the fxp simulation of the exported files")
     p.add_argument("--json", action="store_true")
@@ -559,7 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("values", nargs="+", type=float)
     p.add_argument("--rounding", default="half_even", help="rounding mode (default half_even)")
     p.add_argument("--overflow", default="saturate", help="overflow mode (default saturate)")
-    p.add_argument("--seed", type=int, default=None, help="seed for stochastic rounding")
+    p.add_argument("--seed", type=int_range(0, 2**63 - 1), default=None,
+                   help="seed for stochastic rounding")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_quantize)
     return parser
@@ -572,13 +589,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "handler", None) is None:
         parser.print_help()
         return 0
-    try:
-        return int(args.handler(args))
-    except FxpError as exc:
-        if args.debug:
-            raise
-        print(f"fxp {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    where = " ".join(["fxp", args.command] + ([args.what] if getattr(args, "what", None) else []))
+    return run_handler(args.handler, args, where, debug=args.debug)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -12,6 +12,8 @@ available from Python::
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,9 +24,10 @@ from fxp.ir.graph import Graph
 from fxp.ir.passes import canonicalize
 from fxp.ir.stats import layer_stats
 from fxp.plan.plan import Plan
-from fxp.sim.evaluate import SimulationReport, simulate
+from fxp.sim.evaluate import SimulationReport, check_labels, simulate
 
-__all__ = ["Data", "inspect_model", "load_data", "load_model", "make_plan", "run_simulation"]
+__all__ = ["Data", "inspect_model", "load_data", "load_model", "make_plan", "num_classes",
+           "run_simulation"]
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,46 @@ def load_data(spec: str, graph: Graph, *, limit: int | None = None,
     if tuple(x.shape[1:]) != tuple(want):
         raise DataError(f"data {spec!r} has samples of shape {tuple(x.shape[1:])}, but model "
                         f"{graph.name!r} expects {tuple(want)}")
-    return Data(x, ds.y, ds.name)
+    if not np.all(np.isfinite(x)):
+        i = int(np.argmax(~np.isfinite(x.reshape(len(x), -1)).all(axis=1)))
+        raise DataError(f"data {spec!r}: preprocessing gives NaN/Inf (first in sample {i}); "
+                        "check the model's fxp.preprocess.* metadata")
+    y = check_labels(ds.y, num_classes(graph), f"data {spec!r}")
+    return Data(x, y, ds.name)
+
+
+def num_classes(graph: Graph) -> int:
+    """Number of logits per sample: the input of a final Softmax, else the graph output."""
+    from fxp.ir.nodes import Softmax
+
+    last = graph.producer(graph.outputs[0])
+    t = last.inputs[0] if isinstance(last, Softmax) else graph.outputs[0]
+    return math.prod(graph.shapes[t][1:])
+
+
+def _check_int(value: object, what: str, lo: int, hi: int | None = None, *,
+               error: type[Exception] = PlanError) -> int:
+    """``value`` as an int in ``lo..hi``; bools, floats and strings are refused, not coerced."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or value < lo or (hi is not None and value > hi):
+        rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
+        raise error(f"{what} must be an integer {rng}, got {str(value)[:60]!r}")
+    return int(value)
+
+
+def _check_float(value: object, what: str, lo: float, hi: float | None = None, *,
+                 lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a finite float in the range; PlanError otherwise (NaN included)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and \
+        not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+    if ok:
+        v = float(value)
+        ok = (v > lo if lo_open else v >= lo) and (hi is None or (v < hi if hi_open else v <= hi))
+    if not ok:
+        rng = f"{'(' if lo_open else '['}{lo:g}, {'inf)' if hi is None else f'{hi:g}'}"
+        rng += "" if hi is None else (")" if hi_open else "]")
+        raise PlanError(f"{what} must be a finite number in {rng}, got {str(value)[:60]!r}")
+    return float(value)
 
 
 def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | None = None,
@@ -78,6 +120,13 @@ def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | Non
     """
     from fxp.plan.ptq import ptq_affine, ptq_pow2
 
+    bits = _check_int(bits, "bits", 1, 64)
+    weight_bits = bits if weight_bits is None else _check_int(weight_bits, "weight_bits", 1, 64)
+    act_bits = bits if act_bits is None else _check_int(act_bits, "act_bits", 1, 64)
+    acc_bits = _check_int(acc_bits, "acc_bits", 1, 64)
+    calib = _check_int(calib, "calib (calibration samples)", 1)
+    if alpha_bits is not None:
+        alpha_bits = _check_int(alpha_bits, "alpha_bits", 1, 63)
     cx = data.x[:calib]
     if weight_method == "sqnr":
         raise PlanError("weight range 'sqnr' needs the output-SQNR measurement of an optimized "
@@ -86,12 +135,17 @@ def make_plan(graph: Graph, data: Data, *, bits: int = 8, weight_bits: int | Non
     if binary_layers and scheme != "pow2":
         raise PlanError(f"binary layers need the pow2 scheme, got {scheme!r}")
     if scheme == "pow2":
-        return ptq_pow2(graph, cx, weight_bits=weight_bits or bits, act_bits=act_bits or bits,
+        return ptq_pow2(graph, cx, weight_bits=weight_bits, act_bits=act_bits,
                         acc_bits=acc_bits, granularity=granularity, method=method,
                         rounding=rounding, binary_layers=tuple(binary_layers),
                         alpha_bits=alpha_bits, binary_output=binary_output,
                         pad_value=pad_value, weight_method=weight_method)
     if scheme in ("double", "single", "float32"):
+        if (weight_bits, act_bits) != (bits, bits):
+            raise PlanError(f"the affine {scheme!r} scheme codes weights and activations in "
+                            f"--bits {bits}; separate weight/activation bits are for pow2")
+        if bits < 2:
+            raise PlanError(f"the affine {scheme!r} scheme needs at least 2 bits, got {bits}")
         return ptq_affine(graph, cx, bits=bits, scheme=scheme, acc_bits=acc_bits,
                           granularity=granularity)
     raise PlanError(f"unknown scheme {scheme!r}; use pow2, double, single or float32")
@@ -143,6 +197,9 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float, *,
     """
     from fxp.opt import optimize_bits
 
+    calib = _check_int(calib, "calib (calibration samples)", 1)
+    if n_measure is not None:
+        n_measure = _check_int(n_measure, "n_measure", 1)
     return optimize_bits(graph, data, target_sqnr_db, cost=cost, min_bits=min_bits,
                          max_bits=max_bits, widths=widths, calib=calib, n_measure=n_measure,
                          rounding=rounding, method=method, verify=verify,
@@ -161,6 +218,10 @@ def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,d
     """
     from fxp.quant.sweep import sweep
 
+    _check_float(tolerance, "tolerance (accuracy drop, 0.01 = 1 point)", 0.0, 1.0)
+    if isinstance(bits, str) and any(len(n) > 2 for n in re.findall(r"[0-9]+", bits)):
+        raise PlanError(f"bits must be widths in 1..32 like '2-16' or '2,4,8', got "
+                        f"{bits[:40]!r}")
     return sweep(graph, data, quantizers, bits, tolerance=tolerance, per_channel=per_channel,
                  progress=progress)
 
@@ -216,6 +277,24 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
 
     if method not in TRAIN_METHODS:
         raise PlanError(f"unknown training method {method!r}; use one of {list(TRAIN_METHODS)}")
+    for what, v, lo, hi in (("bits", bits, 1, 64), ("act_bits", act_bits, 1, 64),
+                            ("epochs", epochs, 0, None), ("limit", limit, 1, None),
+                            ("eval_limit", eval_limit, 1, None), ("steps_per_epoch",
+                                                                 steps_per_epoch, 1, None)):
+        if v is not None:
+            _check_int(v, what, lo, hi)
+    _check_int(batch_size, "batch_size", 1)
+    _check_int(calib, "calib (calibration samples)", 1)
+    _check_int(threads, "threads", 1)
+    _check_int(scale_bits, "scale_bits", 1, 63)
+    _check_int(seed, "seed", 0, 2**32 - 1)
+    _check_int(shift, "shift", 0)
+    _check_float(dropout, "dropout", 0.0, 1.0, hi_open=True)
+    if lr is not None:
+        _check_float(lr, "lr (learning rate)", 0.0, lo_open=True)
+    from fxp.fileio import ensure_dir
+
+    ensure_dir(out)  # fail fast: an unwritable output folder before any training
     if scratch and not method.startswith("qat"):
         raise PlanError(f"{method} quantizes a pretrained model; --scratch is for qat")
     if bits is None:
@@ -250,7 +329,8 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
     common = dict(config=cfg, eval_x=ev.x, eval_y=ev.y, out_dir=out, identity=ident, log=log,
                   rounding=rounding, calib=calib)
     if method == "inq":
-        res = train_inq(graph, train.x, train.y, bits=bits, act_bits=act_bits or 8, **common)
+        res = train_inq(graph, train.x, train.y, bits=bits,
+                        act_bits=8 if act_bits is None else act_bits, **common)
     elif projected:
         from fxp.train.cluster import train_cluster
         from fxp.train.ternary import train_binaryconnect, train_hwang_sung, train_twn
@@ -258,7 +338,7 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
         fn = {"twn": train_twn, "hwang-sung": train_hwang_sung,
               "binaryconnect": train_binaryconnect, "cluster": train_cluster}[method]
         kw = {"algorithm": cluster} if method == "cluster" else {}
-        res = fn(graph, train.x, train.y, bits=bits, act_bits=act_bits or 8,
+        res = fn(graph, train.x, train.y, bits=bits, act_bits=8 if act_bits is None else act_bits,
                  scale_bits=scale_bits, **common, **kw)
     else:
         gran = {"qat": "whole", "qat-conv": "conv", "qat-dense": "dense"}[method]

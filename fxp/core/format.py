@@ -44,7 +44,7 @@ from fractions import Fraction
 
 from fxp.errors import FormatError
 
-__all__ = ["MAX_SIGNED_BITS", "MAX_UNSIGNED_BITS", "QFormat"]
+__all__ = ["MAX_FORMAT_DIGITS", "MAX_SIGNED_BITS", "MAX_UNSIGNED_BITS", "QFormat"]
 
 MAX_SIGNED_BITS = 64
 """Widest signed format: codes are held in int64."""
@@ -53,9 +53,18 @@ MAX_UNSIGNED_BITS = 63
 INT_BITS_RANGE = (-1024, 1024)
 """Allowed ``int_bits`` (ap_fixed's own default limit on W is 1024)."""
 
-_AP_RE = re.compile(r"^\s*(ap_)?(u?)fixed\s*<\s*(-?\d+)\s*,\s*(-?\d+)\s*>\s*$", re.IGNORECASE)
-_Q_RE = re.compile(r"^\s*(u?)q(\d+)(?:\.(\d+))?\s*$", re.IGNORECASE)
-_INT_RE = re.compile(r"^\s*(u?)int(\d+)\s*$", re.IGNORECASE)
+MAX_FORMAT_DIGITS = 6
+"""Longest number accepted in a format string (``fixed<W,I>``, ``Qm.n``, ``intW``).
+
+Widths are at most 64 and ``int_bits`` lie in :data:`INT_BITS_RANGE`, so six digits
+are plenty; longer numbers are refused before ``int()`` sees them."""
+MAX_FORMAT_TEXT = 200
+"""Longest format string parsed; longer text is refused before any matching."""
+
+_AP_RE = re.compile(r"^\s*(ap_)?(u?)fixed\s*<\s*(-?\d+)\s*,\s*(-?\d+)\s*>\s*$",
+                    re.IGNORECASE | re.ASCII)
+_Q_RE = re.compile(r"^\s*(u?)q(\d+)(?:\.(\d+))?\s*$", re.IGNORECASE | re.ASCII)
+_INT_RE = re.compile(r"^\s*(u?)int(\d+)\s*$", re.IGNORECASE | re.ASCII)
 
 
 def _check_int(name: str, value: object) -> int:
@@ -67,8 +76,28 @@ def _check_int(name: str, value: object) -> int:
                 return int(value)
         except ImportError:  # pragma: no cover
             pass
-        raise FormatError(f"{name} must be an integer, got {value!r} ({type(value).__name__})")
+        raise FormatError(f"{name} must be an integer, got {_shown(value)} "
+                          f"({type(value).__name__})")
     return value
+
+
+def _number(digits: str, text: str) -> int:
+    """``int(digits)`` for a number matched in format ``text``, refusing absurd lengths first."""
+    n = len(digits.lstrip("-"))
+    if n > MAX_FORMAT_DIGITS:
+        raise FormatError(f"format {text[:60]!r}{'...' if len(text) > 60 else ''} has a "
+                          f"{n}-digit number; widths are 1..{MAX_SIGNED_BITS} and int_bits "
+                          f"{INT_BITS_RANGE[0]}..{INT_BITS_RANGE[1]}")
+    return int(digits)
+
+
+def _shown(value: object) -> str:
+    """A short ``repr`` for messages (huge or deeply nested values are cut)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<deeply nested {type(value).__name__}>"
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 @dataclass(frozen=True, order=False)
@@ -99,7 +128,7 @@ class QFormat:
         bits = _check_int("bits", self.bits)
         int_bits = _check_int("int_bits", self.int_bits)
         if not isinstance(self.signed, bool):
-            raise FormatError(f"signed must be a bool, got {self.signed!r}")
+            raise FormatError(f"signed must be a bool, got {_shown(self.signed)}")
         limit = MAX_SIGNED_BITS if self.signed else MAX_UNSIGNED_BITS
         if not 1 <= bits <= limit:
             kind = "signed" if self.signed else "unsigned"
@@ -134,23 +163,28 @@ class QFormat:
         if isinstance(text, QFormat):
             return text
         if not isinstance(text, str):
-            raise FormatError(f"a format must be a string like 'fixed<8,3>', got {text!r}")
+            raise FormatError(f"a format must be a string like 'fixed<8,3>', got "
+                              f"{_shown(text)} ({type(text).__name__})")
+        if len(text) > MAX_FORMAT_TEXT:
+            raise FormatError(f"format string of {len(text)} characters is too long (at most "
+                              f"{MAX_FORMAT_TEXT}): {text[:40]!r}...")
         m = _AP_RE.match(text)
         if m:
-            return cls(int(m.group(3)), int(m.group(4)), signed=not m.group(2))
+            bits, ibits = _number(m.group(3), text), _number(m.group(4), text)
+            return cls(bits, ibits, signed=not m.group(2))
         m = _Q_RE.match(text)
         if m:
             unsigned = bool(m.group(1))
             if m.group(3) is None:  # "Q15" means Q0.15
-                ibits, fbits = 0, int(m.group(2))
+                ibits, fbits = 0, _number(m.group(2), text)
             else:
-                ibits, fbits = int(m.group(2)), int(m.group(3))
+                ibits, fbits = _number(m.group(2), text), _number(m.group(3), text)
             if unsigned:
                 return cls(ibits + fbits, ibits, signed=False)
             return cls(ibits + fbits + 1, ibits + 1, signed=True)
         m = _INT_RE.match(text)
         if m:
-            return cls.integer(int(m.group(2)), signed=not m.group(1))
+            return cls.integer(_number(m.group(2), text), signed=not m.group(1))
         raise FormatError(
             f"cannot parse format {text!r}: expected 'fixed<W,I>', 'ufixed<W,I>', "
             "'ap_fixed<W,I>', 'ap_ufixed<W,I>', 'Qm.n', 'UQm.n' or 'intW'/'uintW'"

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import math
 import os
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from fxp.data.dataset import Dataset
-from fxp.data.idx import read_idx
+from fxp.data.idx import read_idx_rows
 from fxp.errors import DataError, MissingDependencyError
 
 __all__ = [
@@ -116,6 +115,7 @@ def load_idx_pair(
     *,
     name: str | None = None,
     num_classes: int | None = None,
+    limit: int | None = None,
 ) -> Dataset:
     """Load an image IDX file and a label IDX file (gzip or raw).
 
@@ -127,6 +127,9 @@ def load_idx_pair(
         Data set name; default ``idx:<images stem>``.
     num_classes : int, optional
         Default ``max(label) + 1``.
+    limit : int, optional
+        Read only the first ``limit`` samples of each file (the rest is never
+        decompressed; :func:`fxp.data.idx.read_idx`).
 
     Raises
     ------
@@ -134,17 +137,15 @@ def load_idx_pair(
         Missing/malformed files, wrong ranks, count mismatch, bad labels.
     """
     ip, lp = Path(images), Path(labels)
-    x = read_idx(ip)
-    y = read_idx(lp)
+    x, nx = read_idx_rows(ip, limit)
+    y, ny = read_idx_rows(lp, limit)
     if y.ndim != 1:
         raise DataError(f"{lp}: labels must be a 1-D IDX array, got shape {y.shape}")
     if np.issubdtype(y.dtype, np.floating):
         raise DataError(f"{lp}: labels must be integers, got IDX dtype {y.dtype}")
     x4 = _images_nchw(x, str(ip))
-    if x4.shape[0] != y.shape[0]:
-        raise DataError(
-            f"{ip} has {x4.shape[0]} images but {lp} has {y.shape[0]} labels (counts must match)"
-        )
+    if nx != ny:
+        raise DataError(f"{ip} has {nx} images but {lp} has {ny} labels (counts must match)")
     if num_classes is None:
         num_classes = int(y.max()) + 1 if y.size else 1
     return Dataset(
@@ -177,8 +178,8 @@ def fashion_mnist_dir() -> Path:
     return Path(env) if env else FASHION_MNIST_DIR
 
 
-def load_mnist_t10k() -> Dataset:
-    """The 10,000-image MNIST test split from :func:`mnist_dir`."""
+def load_mnist_t10k(*, limit: int | None = None) -> Dataset:
+    """The 10,000-image MNIST test split from :func:`mnist_dir` (the first ``limit``)."""
     d = mnist_dir()
     ip, lp = (d / f for f in _MNIST_T10K)
     missing = [str(p) for p in (ip, lp) if not p.is_file()]
@@ -187,17 +188,19 @@ def load_mnist_t10k() -> Dataset:
             f"mnist-t10k: missing {', '.join(missing)}; set FXP_MNIST_DIR to a folder with "
             f"{_MNIST_T10K[0]} and {_MNIST_T10K[1]}, or use 'idx:IMAGES,LABELS'"
         )
-    ds = load_idx_pair(ip, lp, name="mnist-t10k", num_classes=10)
+    ds = load_idx_pair(ip, lp, name="mnist-t10k", num_classes=10, limit=limit)
     return _renamed(ds, source=f"MNIST test split (t10k) from {d}")
 
 
-def load_fashion_mnist(split: str = "test") -> Dataset:
+def load_fashion_mnist(split: str = "test", *, limit: int | None = None) -> Dataset:
     """Fashion-MNIST from Debian's ``dataset-fashion-mnist`` files.
 
     Parameters
     ----------
     split : {"test", "train"}
         10,000 test or 60,000 training images.
+    limit : int, optional
+        Read only the first ``limit`` images.
     """
     if split not in ("train", "test"):
         raise DataError(
@@ -212,7 +215,7 @@ def load_fashion_mnist(split: str = "test") -> Dataset:
             f"fashion-mnist:{split}: missing {', '.join(missing)}; install Debian's package "
             f"(apt-get install dataset-fashion-mnist) or set FXP_FASHION_MNIST_DIR"
         )
-    ds = load_idx_pair(ip, lp, name=f"fashion-mnist:{split}", num_classes=10)
+    ds = load_idx_pair(ip, lp, name=f"fashion-mnist:{split}", num_classes=10, limit=limit)
     return _renamed(ds, source=f"Fashion-MNIST {split} split from {d}")
 
 
@@ -221,46 +224,93 @@ def _renamed(ds: Dataset, *, source: str) -> Dataset:
                    pixel_max=ds.pixel_max)
 
 
-def load_npz(path: str | os.PathLike[str]) -> Dataset:
+def load_npz(path: str | os.PathLike[str], *, limit: int | None = None) -> Dataset:
     """Load a ``.npz`` archive with arrays ``x`` (images) and ``y`` (labels).
 
     ``x`` may be ``[N, H, W]``, ``[N, C, H, W]`` or ``[N, D]`` with ``D`` a
-    perfect square (reshaped to ``[N, 1, s, s]``).  Optional scalar arrays
-    ``num_classes`` and ``pixel_max`` override the defaults
-    (``max(y) + 1`` and the data's peak / 255 for uint8).
+    perfect square (reshaped to ``[N, 1, s, s]``), of a bool, integer or float
+    dtype; ``y`` holds ``N`` integer labels (``[N]`` or ``[N, 1]``; floats are
+    accepted when every value is a whole number).  Optional scalar arrays
+    ``num_classes`` and ``pixel_max`` override the defaults (``max(y) + 1``
+    and the data's peak / 255 for uint8).  Nothing is unpickled, other members
+    are never read, and with ``limit`` only the first ``limit`` samples are
+    decompressed (:func:`fxp.data.npz.read_npz_arrays`).
 
     Raises
     ------
     DataError
-        Missing or unreadable file, missing arrays, wrong shapes, bad labels.
+        Naming the file and the array: missing or unreadable file, missing
+        arrays, object/string/complex dtypes, wrong ranks, ``x``/``y`` counts
+        that differ, NaN/Inf pixels, labels that are not integers.
     """
+    from fxp.data.npz import ArraySpec, read_npz_arrays
+
     p = Path(path)
-    if not p.is_file():
-        raise DataError(f"{p}: npz file not found")
     try:
-        with np.load(p, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise DataError(f"{p}: cannot read npz archive: {exc}") from exc
-    missing = [k for k in ("x", "y") if k not in arrays]
-    if missing:
-        raise DataError(
-            f"{p}: npz lacks array(s) {missing} (has {sorted(arrays)}); need 'x' and 'y'"
-        )
-    x, y = arrays["x"], arrays["y"]
+        found = p.is_file()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise DataError(f"cannot read npz file {str(p)[:200]!r}: "
+                        f"{exc.strerror or type(exc).__name__}") from None
+    if not found:
+        raise DataError(f"{p}: npz file not found")
+    images = "images must be [N, D], [N, H, W] or [N, C, H, W]"
+    a = read_npz_arrays(p, {"x": ArraySpec("biuf", (2, 3, 4), images),
+                            "y": ArraySpec("iuf", (1, 2), "labels must be [N] or [N, 1]"),
+                            "num_classes": ArraySpec("iuf", (0, 1)),
+                            "pixel_max": ArraySpec("iuf", (0, 1))},
+                        optional=("num_classes", "pixel_max"), rows=limit)
+    where = str(p)
+    x, y = a["x"], a["y"]
+    nx, ny = a.lengths["x"], a.lengths["y"]
+    if nx != ny:
+        raise DataError(f"{where}: {nx} images but {ny} labels in arrays 'x' and 'y' (counts "
+                        "must match)")
+    if nx == 0:
+        raise DataError(f"{where}: the data set is empty (arrays 'x' and 'y' hold 0 samples)")
     if x.ndim == 2:
         side = math.isqrt(x.shape[1])
-        if side * side != x.shape[1]:
+        if side == 0 or side * side != x.shape[1]:
             raise DataError(
-                f"{p}: flat images of {x.shape[1]} pixels are not square; store [N, C, H, W]"
+                f"{where}: flat images of {x.shape[1]} pixels are not square; store [N, C, H, W]"
             )
         x = x.reshape(-1, 1, side, side)
-    x = _images_nchw(x, str(p))
-    y = y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y
-    if "num_classes" in arrays:
-        num_classes = int(arrays["num_classes"])
-    else:
-        num_classes = int(np.max(y)) + 1 if y.size and np.issubdtype(y.dtype, np.number) else 1
-    pixel_max = float(arrays["pixel_max"]) if "pixel_max" in arrays else _pixel_max(x)
+    x = _images_nchw(x, where)
+    if y.ndim == 2:
+        if y.shape[1] != 1:
+            raise DataError(f"{where}: array 'y' must be [N] or [N, 1] labels, got shape "
+                            f"{y.shape}")
+        y = y.reshape(-1)
+    if y.dtype.kind == "f":
+        ok = np.isfinite(y) & (y == np.round(y))
+        if not ok.all():
+            i = int(np.argmin(ok))
+            raise DataError(f"{where}: array 'y' holds label {y[i].item()!r} at index {i}; labels "
+                            "must be whole numbers")
+    if x.dtype.kind == "f" and x.size:
+        bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        if bad.any():
+            raise DataError(f"{where}: array 'x' holds NaN/Inf pixel values (first in image "
+                            f"{int(np.argmax(bad))}, {int(bad.sum())} image(s))")
+    num_classes = _scalar(a, "num_classes", where, integer=True)
+    if num_classes is None:
+        num_classes = int(np.max(y)) + 1 if y.size else 1
+    pixel_max = _scalar(a, "pixel_max", where, integer=False)
+    if pixel_max is None:
+        pixel_max = _pixel_max(x)
     return Dataset(x, y, name=f"npz:{p.name}", num_classes=num_classes, source=f"npz archive {p}",
                    pixel_max=pixel_max)
+
+
+def _scalar(arrays: dict, key: str, where: str, *, integer: bool) -> float | int | None:
+    """Optional one-value array ``key``: a finite number (a whole number > 0 when ``integer``)."""
+    if key not in arrays:
+        return None
+    v = arrays[key]
+    if v.size != 1:
+        raise DataError(f"{where}: array {key!r} must hold one number, got shape {v.shape}")
+    val = v.reshape(()).item()
+    if isinstance(val, bool) or not math.isfinite(val) or val <= 0 \
+            or (integer and val != int(val)) or (integer and val > 1 << 31):
+        want = "a whole number in 1..2**31" if integer else "a finite number > 0"
+        raise DataError(f"{where}: array {key!r} must be {want}, got {val!r}")
+    return int(val) if integer else float(val)

@@ -37,6 +37,9 @@ _BUILTIN: dict[str, tuple[Callable[..., Dataset], tuple[str, ...]]] = {
     "mnist-t10k": (sources.load_mnist_t10k, ()),
 }
 
+#: Built-in sets read from files, which read only the first ``limit`` samples.
+_STREAMED = ("fashion-mnist", "mnist-t10k")
+
 #: Names accepted without a path (``idx:`` and ``npz:`` take paths).
 DATASET_NAMES: tuple[str, ...] = tuple(_BUILTIN)
 
@@ -92,7 +95,8 @@ def load_dataset(spec: str, *, limit: int | None = None) -> Dataset:
         See the module docstring, e.g. ``"mnist5k"``, ``"fashion-mnist:train"``,
         ``"idx:images.gz,labels.gz"``, ``"npz:data.npz"``.
     limit : int, optional
-        Keep only the first ``limit`` samples.
+        Keep only the first ``limit`` samples; files (``idx:``, ``npz:``,
+        ``mnist-t10k``, ``fashion-mnist``) are read only that far.
 
     Returns
     -------
@@ -110,9 +114,11 @@ def load_dataset(spec: str, *, limit: int | None = None) -> Dataset:
         raise DataError(f"limit must be a positive integer or None, got {limit!r}")
     kind, args = parse_spec(spec)
     if kind == "idx":
-        ds = sources.load_idx_pair(*args)
+        ds = sources.load_idx_pair(*args, limit=limit)
     elif kind == "npz":
-        ds = sources.load_npz(args[0])
+        ds = sources.load_npz(args[0], limit=limit)
+    elif kind in _STREAMED:
+        ds = _BUILTIN[kind][0](*args, limit=limit)
     else:
         ds = _BUILTIN[kind][0](*args)
     return ds.head(limit)

@@ -245,9 +245,13 @@ def _allowed(table, min_bits, max_bits, allowed) -> list[list[int]]:
     for t in table.tensors:
         lo = per(min_bits, t.name, min(table.widths))
         hi = per(max_bits, t.name, max(table.widths))
+        wlo, whi = min(table.widths), max(table.widths)
         for what, v in (("min_bits", lo), ("max_bits", hi)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise PlanError(f"{what} for {t.name!r} must be an integer, got {v!r}")
+            if not wlo <= v <= whi:  # never narrowed silently into the measured range
+                raise PlanError(f"{what}={v} for {t.name!r} is outside the measured widths "
+                                f"{wlo}..{whi}")
         if lo > hi:
             raise PlanError(f"min_bits {lo} > max_bits {hi} for tensor {t.name!r}")
         cand = [int(b) for b in per(allowed, t.name, table.widths)]

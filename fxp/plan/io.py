@@ -33,21 +33,97 @@ every weight code is 0 or ``+-2**k`` and the layer multiplies by shifting::
 
 These keys are new but optional, so the schema version stays 1 and older
 files load unchanged.
+
+Reading is strict (:func:`plan_from_dict`): booleans must be JSON booleans
+(``"float": "false"`` is refused, not read as true), integers JSON integers
+(``zero_point: 1.5`` and ``acc_bits: "32"`` are refused, never rounded or
+converted), numbers finite, strings strings and lists lists; unknown keys are
+refused.  Every error is one :class:`~fxp.errors.PlanError` line naming the
+file, the layer and the key.  :func:`load_plan` refuses files over
+:data:`MAX_PLAN_BYTES`, non-UTF-8 text, duplicate object keys, ``NaN`` /
+``Infinity`` and nesting too deep for the parser, also as a PlanError.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from fxp.core.format import QFormat
 from fxp.errors import FxpError, PlanError
+from fxp.fileio import write_text
 from fxp.plan.plan import SCHEMA_VERSION, LayerPlan, Plan, TensorSpec
 
-__all__ = ["load_plan", "plan_from_dict", "plan_to_dict", "save_plan"]
+__all__ = ["MAX_PLAN_BYTES", "load_plan", "plan_from_dict", "plan_to_dict", "save_plan"]
 
+MAX_PLAN_BYTES = 64 << 20
+"""Largest plan file :func:`load_plan` reads (64 MiB; a 50,000-layer plan is about 15 MiB)."""
+
+MAX_NAME_CHARS = 1000
+"""Longest plan or layer name accepted."""
+
+_TOP_KEYS = {"schema", "schema_version", "name", "input", "layers"}
 _LAYER_KEYS = {"name", "float", "input", "weight", "bias", "output", "acc_bits", "acc_overflow",
                "rounding", "output_overflow", "requant", "pad_value", "binary_output", "alpha"}
+_SPEC_KEYS = {"format", "scales", "zero_point", "axis", "kind"}
+_MODE_KEYS = {"acc_overflow": "wrap", "rounding": "half_up", "output_overflow": "saturate",
+              "requant": "pow2", "binary_output": None}
+"""String keys of a layer and their defaults when absent (an empty string is not absent)."""
+
+
+def _shown(value: object) -> str:
+    """A one-line, bounded description of a JSON value for error messages."""
+    if isinstance(value, dict):
+        return f"an object with {len(value)} key{'s' if len(value) != 1 else ''}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
+
+
+def _json_type(value: object) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "list",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _describe(value: object) -> str:
+    """``string '32'``, ``number 1.5``, ``a list of 3 items``: the JSON type and the value."""
+    if isinstance(value, (list, dict)):
+        return _shown(value)
+    if value is None:
+        return "null"
+    return f"{_json_type(value)} {_shown(value)}"
+
+
+def _bad(where: str, key: str, want: str, value: object) -> PlanError:
+    return PlanError(f"{where}: {key!r} must be {want}, got {_describe(value)}")
+
+
+def _int(d: dict, key: str, where: str, lo: int, hi: int, default: int | None) -> int | None:
+    """A JSON integer in ``lo..hi`` (not a bool, float or string) or ``default`` when absent."""
+    if key not in d:
+        return default
+    v = d[key]
+    if type(v) is not int:
+        raise _bad(where, key, "an integer" if hi >= 1 << 62 else f"an integer in {lo}..{hi}", v)
+    if not lo <= v <= hi:
+        raise PlanError(f"{where}: {key}={_shown(v)} must be an int in {lo}..{hi}")
+    return v
+
+
+def _str(d: dict, key: str, where: str, default: str | None, max_len: int = 200
+         ) -> str | None:
+    """A JSON string of at most ``max_len`` characters or ``default`` when absent."""
+    if key not in d:
+        return default
+    v = d[key]
+    if not isinstance(v, str):
+        raise _bad(where, key, "a string", v)
+    if len(v) > max_len:
+        raise PlanError(f"{where}: {key!r} is a string of {len(v)} characters (at most "
+                        f"{max_len}): {v[:40]!r}...")
+    return v
 
 
 def _spec_to_dict(spec: TensorSpec | None) -> dict | None:
@@ -66,27 +142,50 @@ def _spec_to_dict(spec: TensorSpec | None) -> dict | None:
     return d
 
 
-def _spec_from_dict(d: object, where: str) -> TensorSpec | None:
-    if d is None:
-        return None
-    if not isinstance(d, dict) or "format" not in d:
-        raise PlanError(f"{where}: expected an object with a 'format' key, got {d!r}")
-    extra = set(d) - {"format", "scales", "zero_point", "axis", "kind"}
+def _spec_from_dict(d: object, where: str) -> TensorSpec:
+    """One tensor object; ``where`` names the file, layer and key."""
+    if not isinstance(d, dict):
+        raise PlanError(f"{where}: expected an object with a 'format' key, got "
+                        f"{_describe(d)}")
+    extra = set(d) - _SPEC_KEYS
     if extra:
-        raise PlanError(f"{where}: unknown keys {sorted(extra)}")
-    if isinstance(d["format"], str) and d["format"].strip().lower() == "binary":
+        raise PlanError(f"{where}: unknown keys {sorted(extra)[:10]} (allowed: "
+                        f"{sorted(_SPEC_KEYS)})")
+    fmt = _str(d, "format", where, None)
+    if fmt is None:
+        raise PlanError(f"{where}: missing the 'format' key")
+    if fmt.strip().lower() == "binary":
         if set(d) != {"format"}:
             raise PlanError(f"{where}: a binary tensor takes no {sorted(set(d) - {'format'})}")
         return TensorSpec.binary()
-    kind = d.get("kind", "fixed")
+    kind = _str(d, "kind", where, "fixed")
     if kind not in ("fixed", "shift"):
         raise PlanError(f"{where}: kind must be 'fixed' or 'shift' (binary tensors are "
                         f"{{\"format\": \"binary\"}}), got {kind!r}")
+    scales = d.get("scales")
+    if "scales" in d:
+        if not isinstance(scales, list) or not scales:
+            raise _bad(where, "scales", "a non-empty list of numbers", scales)
+        for i, v in enumerate(scales):
+            if type(v) not in (int, float):
+                raise PlanError(f"{where}: scales[{i}] must be a number, got "
+                                f"{_describe(v)}")
+            if not math.isfinite(v) or v <= 0:
+                raise PlanError(f"{where}: scales must be finite and > 0, got scales[{i}] = "
+                                f"{_shown(v)}")
+    elif "zero_point" in d or "axis" in d:
+        raise PlanError(f"{where}: 'zero_point' and 'axis' are for affine tensors; give "
+                        "'scales' too (a power-of-two tensor has only a 'format')")
+    zero_point = _int(d, "zero_point", where, -(1 << 63), (1 << 63) - 1, 0)
+    axis = _int(d, "axis", where, 0, 3, None)
+    if scales is not None and len(scales) > 1 and axis is None:
+        raise PlanError(f"{where}: {len(scales)} per-channel scales need an 'axis' (0: the "
+                        "output channels of a weight)")
     try:
-        return TensorSpec(QFormat.parse(d["format"]), d.get("scales"), d.get("zero_point", 0),
-                          d.get("axis"), kind)
+        return TensorSpec(QFormat.parse(fmt), None if scales is None else tuple(scales),
+                          zero_point, axis, kind)
     except FxpError as exc:
-        raise PlanError(f"{where}: {exc}") from exc
+        raise PlanError(f"{where}: {exc}") from None
 
 
 def plan_to_dict(plan: Plan) -> dict:
@@ -112,64 +211,135 @@ def plan_to_dict(plan: Plan) -> dict:
             "input": _spec_to_dict(plan.input), "layers": layers}
 
 
+def _layer_from_dict(ld: object, i: int, source: str) -> LayerPlan:
+    if not isinstance(ld, dict):
+        raise PlanError(f"{source}: layers[{i}] must be an object with a 'name', got "
+                        f"{_describe(ld)}")
+    name = _str(ld, "name", f"{source}: layers[{i}]", None, MAX_NAME_CHARS)
+    if not name:
+        raise PlanError(f"{source}: layers[{i}] needs a non-empty string 'name'")
+    where = f"{source}: layer {name!r}"
+    extra = set(ld) - _LAYER_KEYS
+    if extra:
+        raise PlanError(f"{where}: unknown keys {sorted(extra)[:10]}")
+    float_layer = ld.get("float", False)
+    if type(float_layer) is not bool:
+        raise _bad(where, "float", "a JSON boolean (true or false)", float_layer)
+    specs = {key: _spec_from_dict(ld[key], f"{where} {key}") if ld.get(key) is not None else None
+             for key in ("input", "weight", "bias", "output", "alpha")}
+    modes = {key: _str(ld, key, where, default) for key, default in _MODE_KEYS.items()}
+    try:
+        return LayerPlan(name=name, float_layer=float_layer, **specs, **modes,
+                         acc_bits=_int(ld, "acc_bits", where, 1, 64, 32),
+                         pad_value=_int(ld, "pad_value", where, -1, 1, None))
+    except FxpError as exc:  # name the file and the layer once
+        msg = str(exc)
+        if not msg.startswith(source):
+            msg = f"{source}: {msg}" if msg.startswith(f"layer {name!r}") else f"{where}: {msg}"
+        raise PlanError(msg) from None
+
+
 def plan_from_dict(d: object, source: str = "plan") -> Plan:
-    """Build a :class:`Plan` from its dictionary; errors name the layer and key."""
+    """Build a :class:`Plan` from its dictionary (the parsed JSON), strictly.
+
+    Parameters
+    ----------
+    d : dict
+        The plan object (see the module docstring for the schema).
+    source : str
+        Where it came from (a file name), the first word of every error.
+
+    Raises
+    ------
+    PlanError
+        A missing or unknown key, a value of the wrong JSON type (a string for a
+        number, a float for an integer, a string for a boolean), out of range,
+        or layers listed twice; the message names ``source``, the layer and the key.
+    """
     if not isinstance(d, dict):
-        raise PlanError(f"{source}: a plan must be a JSON object")
-    if d.get("schema", "fxp.plan") != "fxp.plan":
-        raise PlanError(f"{source}: not an fxp plan (schema={d.get('schema')!r})")
+        raise PlanError(f"{source}: a plan must be a JSON object, got {_json_type(d)}")
+    extra = set(d) - _TOP_KEYS
+    if extra:
+        raise PlanError(f"{source}: unknown top-level keys {sorted(map(str, extra))[:10]} "
+                        f"(allowed: {sorted(_TOP_KEYS)})")
+    schema = d.get("schema", "fxp.plan")
+    if schema != "fxp.plan":
+        raise PlanError(f"{source}: not an fxp plan (schema={_shown(schema)})")
     version = d.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise PlanError(f"{source}: schema_version {version!r} is not supported "
+    if type(version) is not int or version != SCHEMA_VERSION:
+        raise PlanError(f"{source}: schema_version {_shown(version)} is not supported "
                         f"(this fxp reads version {SCHEMA_VERSION})")
-    layers = []
-    for i, ld in enumerate(d.get("layers", [])):
-        if not isinstance(ld, dict) or "name" not in ld:
-            raise PlanError(f"{source}: layers[{i}] must be an object with a 'name'")
-        where = f"{source}: layer {ld['name']!r}"
-        extra = set(ld) - _LAYER_KEYS
-        if extra:
-            raise PlanError(f"{where}: unknown keys {sorted(extra)}")
-        try:
-            layers.append(LayerPlan(
-                name=str(ld["name"]), float_layer=bool(ld.get("float", False)),
-                input=_spec_from_dict(ld.get("input"), f"{where} input"),
-                weight=_spec_from_dict(ld.get("weight"), f"{where} weight"),
-                bias=_spec_from_dict(ld.get("bias"), f"{where} bias"),
-                output=_spec_from_dict(ld.get("output"), f"{where} output"),
-                acc_bits=ld.get("acc_bits", 32), acc_overflow=ld.get("acc_overflow", "wrap"),
-                rounding=ld.get("rounding", "half_up"),
-                output_overflow=ld.get("output_overflow", "saturate"),
-                requant=ld.get("requant", "pow2"), pad_value=ld.get("pad_value"),
-                binary_output=ld.get("binary_output"),
-                alpha=_spec_from_dict(ld.get("alpha"), f"{where} alpha")))
-        except PlanError:
-            raise
-        except FxpError as exc:
-            raise PlanError(f"{where}: {exc}") from exc
-    spec = _spec_from_dict(d.get("input"), f"{source}: input")
-    if spec is None:
+    name = _str(d, "name", source, "plan", MAX_NAME_CHARS)
+    raw_layers = d.get("layers", [])
+    if not isinstance(raw_layers, list):
+        raise _bad(source, "layers", "a list of layer objects", raw_layers)
+    layers = [_layer_from_dict(ld, i, source) for i, ld in enumerate(raw_layers)]
+    if d.get("input") is None:
         raise PlanError(f"{source}: the plan has no 'input' coding")
-    return Plan(input=spec, layers=tuple(layers), name=str(d.get("name", "plan")))
+    spec = _spec_from_dict(d["input"], f"{source}: input")
+    try:
+        return Plan(input=spec, layers=tuple(layers), name=name)
+    except FxpError as exc:
+        raise PlanError(f"{source}: {exc}") from None
 
 
 def save_plan(plan: Plan, path: str | Path) -> Path:
-    """Write ``plan`` as JSON; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan_to_dict(plan), indent=2) + "\n")
-    return path
+    """Write ``plan`` as JSON (atomically, :func:`fxp.fileio.write_text`); returns the path.
+
+    Raises
+    ------
+    OutputError
+        The file or its folder cannot be written.
+    """
+    return write_text(path, json.dumps(plan_to_dict(plan), indent=2) + "\n")
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _unique_keys(pairs: list) -> dict:
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"duplicate key {k[:80]!r}")
+        out[k] = v
+    return out
 
 
 def load_plan(path: str | Path) -> Plan:
-    """Read a plan JSON file; errors name the file."""
+    """Read a plan JSON file; every error is one :class:`PlanError` line naming the file.
+
+    Raises
+    ------
+    PlanError
+        The file is missing, unreadable, larger than :data:`MAX_PLAN_BYTES`,
+        not UTF-8, not JSON (or uses ``NaN``, ``Infinity``, duplicate keys, or
+        nesting too deep to parse), or not a valid plan (:func:`plan_from_dict`).
+    """
     path = Path(path)
+    cut = str(path) if len(str(path)) <= 200 else str(path)[:200] + "..."
+    shown = cut if cut.isprintable() else repr(cut)  # the file, first word of every error
     try:
-        text = path.read_text()
+        with path.open("rb") as f:
+            blob = f.read(MAX_PLAN_BYTES + 1)
     except OSError as exc:
-        raise PlanError(f"cannot read plan file {str(path)!r}: {exc.strerror}") from exc
+        raise PlanError(f"cannot read plan file {cut!r}: "
+                        f"{exc.strerror or type(exc).__name__}") from None
+    if len(blob) > MAX_PLAN_BYTES:
+        raise PlanError(f"plan file {cut!r} is larger than {MAX_PLAN_BYTES:,} bytes; "
+                        "refusing to read it")
     try:
-        d = json.loads(text)
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"plan file {cut!r} is not UTF-8 text (byte {exc.start}: "
+                        f"{blob[exc.start:exc.start + 1]!r})") from None
+    try:
+        d = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
-        raise PlanError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno})") from exc
-    return plan_from_dict(d, str(path))
+        raise PlanError(f"{shown}: not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise PlanError(f"{shown}: JSON nested too deeply to be a plan") from None
+    except ValueError as exc:  # NaN/Infinity, duplicate keys, integers of > 4300 digits
+        raise PlanError(f"{shown}: not a valid plan JSON ({str(exc)[:120]})") from None
+    return plan_from_dict(d, shown)

@@ -111,6 +111,46 @@ class RequantScheme(enum.Enum):
         raise PlanError(f"unknown requant scheme {name!r}; use one of {[m.value for m in cls]}")
 
 
+def _shown(value: object, limit: int = 80) -> str:
+    """A short ``repr`` for messages: huge values are cut, deep nesting is not walked."""
+    if isinstance(value, (list, tuple, dict)) and len(value) > 8:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    try:
+        text = repr(value)
+    except RecursionError:
+        return f"<deeply nested {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _strict_int(value: object, what: str) -> int:
+    """``value`` as an int; bools, floats (even 1.0) and strings are refused, never rounded."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise PlanError(f"{what} must be an integer, got {_shown(value)} "
+                        f"({type(value).__name__})")
+    return int(value)
+
+
+def _scale_values(scales: object) -> tuple[float, ...]:
+    """Affine scales as float32 values; each must be a finite real number > 0 (not a string)."""
+    items = scales.ravel().tolist() if isinstance(scales, np.ndarray) else scales
+    if isinstance(items, (int, float, np.number)) and not isinstance(items, (bool, np.bool_)):
+        items = [items]
+    if not isinstance(items, (list, tuple)) or not items:
+        raise PlanError(f"scales must be a non-empty list of numbers, got {_shown(scales)}")
+    vals = []
+    for i, v in enumerate(items):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.integer,
+                                                                  np.floating)):
+            raise PlanError(f"scales[{i}] must be a number, got {_shown(v)} ({type(v).__name__})")
+        with np.errstate(over="ignore"):
+            f = float(np.float32(v))
+        if not (np.isfinite(f) and f > 0):
+            raise PlanError(f"scales must be finite and > 0 in float32, got scales[{i}] = "
+                            f"{_shown(v)}")
+        vals.append(f)
+    return tuple(vals)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """How one tensor is coded; see the module docstring.
@@ -158,20 +198,23 @@ class TensorSpec:
             raise PlanError(f"a shift tensor is power-of-two coded (codes 0 or +-2**k in "
                             f"{self.fmt}) with no scales, zero point or axis; got scales "
                             f"{self.scales!r}, zero_point {self.zero_point!r}, axis {self.axis!r}")
+        zp = _strict_int(self.zero_point, "zero_point")
+        axis = None if self.axis is None else _strict_int(self.axis, "axis")
+        if axis is not None and axis < 0:
+            raise PlanError(f"axis must be >= 0, got {axis}")
         if self.scales is not None:
-            vals = tuple(float(np.float32(s)) for s in np.atleast_1d(np.asarray(self.scales)))
-            if not vals or not all(np.isfinite(v) and v > 0 for v in vals):
-                raise PlanError(f"scales must be finite and > 0, got {self.scales!r}")
+            vals = _scale_values(self.scales)
             if self.fmt.frac_bits != 0:
                 raise PlanError(f"affine scales need an integer format, got {self.fmt}")
             object.__setattr__(self, "scales", vals)
-            if len(vals) > 1 and self.axis is None:
+            if len(vals) > 1 and axis is None:
                 raise PlanError(f"{len(vals)} per-channel scales need an axis")
-        elif self.zero_point != 0:
+        elif zp != 0:
             raise PlanError("a power-of-two tensor has zero_point 0; give scales for affine coding")
-        if not self.fmt.contains_code(int(self.zero_point)):
-            raise PlanError(f"zero_point={self.zero_point} is outside {self.fmt}")
-        object.__setattr__(self, "zero_point", int(self.zero_point))
+        if not self.fmt.contains_code(zp):
+            raise PlanError(f"zero_point={zp} is outside {self.fmt}")
+        object.__setattr__(self, "zero_point", zp)
+        object.__setattr__(self, "axis", axis)
 
     @property
     def is_binary(self) -> bool:
@@ -267,6 +310,17 @@ class LayerPlan:
     alpha: TensorSpec | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise PlanError(f"a layer name must be a non-empty string, got {_shown(self.name)}")
+        if not isinstance(self.float_layer, (bool, np.bool_)):
+            raise PlanError(f"layer {self.name!r}: float_layer must be a bool, got "
+                            f"{_shown(self.float_layer)} ({type(self.float_layer).__name__})")
+        object.__setattr__(self, "float_layer", bool(self.float_layer))
+        for key in ("input", "weight", "bias", "output", "alpha"):
+            spec = getattr(self, key)
+            if spec is not None and not isinstance(spec, TensorSpec):
+                raise PlanError(f"layer {self.name!r}: {key} must be a TensorSpec or None, got "
+                                f"{_shown(spec)}")
         object.__setattr__(self, "acc_overflow", OverflowMode.from_string(self.acc_overflow))
         object.__setattr__(self, "output_overflow", OverflowMode.from_string(self.output_overflow))
         object.__setattr__(self, "rounding", RoundingMode.from_string(self.rounding))
@@ -329,7 +383,7 @@ class LayerPlan:
                     or int(pv) not in PAD_VALUES:
                 raise PlanError(f"{where}: pad_value must be 0, +1 or -1, got {pv!r}")
             object.__setattr__(self, "pad_value", int(pv))
-        out = self.binary_output or "scale"
+        out = "scale" if self.binary_output is None else self.binary_output
         if out not in BINARY_OUTPUTS:
             raise PlanError(f"{where}: binary_output must be one of {BINARY_OUTPUTS}, got "
                             f"{self.binary_output!r}")
@@ -382,23 +436,33 @@ class Plan:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
-        names = [lp.name for lp in self.layers]
-        dup = {n for n in names if names.count(n) > 1}
+        if not isinstance(self.input, TensorSpec):
+            raise PlanError(f"the plan input must be a TensorSpec, got {_shown(self.input)}")
+        if not isinstance(self.name, str):
+            raise PlanError(f"the plan name must be a string, got {_shown(self.name)}")
+        index: dict[str, LayerPlan] = {}
+        dup: list[str] = []
+        for lp in self.layers:  # one pass: linear in the number of layers
+            if not isinstance(lp, LayerPlan):
+                raise PlanError(f"plan layers must be LayerPlan objects, got {_shown(lp)}")
+            if lp.name in index:
+                dup.append(lp.name)
+            index[lp.name] = lp
         if dup:
-            raise PlanError(f"layers listed twice in the plan: {sorted(dup)}")
+            shown = sorted(set(dup))
+            more = f" and {len(shown) - 10} more" if len(shown) > 10 else ""
+            raise PlanError(f"layers listed twice in the plan: {shown[:10]}{more}")
+        object.__setattr__(self, "_index", index)  # name -> LayerPlan (not a field)
         if self.input.is_binary:
             raise PlanError("the graph input cannot be binary; a binary first layer binarizes "
                             "the input codes itself (H = sign(X))")
-        if self.schema_version != SCHEMA_VERSION:
+        if isinstance(self.schema_version, bool) or self.schema_version != SCHEMA_VERSION:
             raise PlanError(f"plan schema_version {self.schema_version} is not supported "
                             f"(this fxp reads version {SCHEMA_VERSION})")
 
     def layer(self, name: str) -> LayerPlan | None:
         """The plan of layer ``name`` or None."""
-        for lp in self.layers:
-            if lp.name == name:
-                return lp
-        return None
+        return self._index.get(name)
 
     def with_shift_weights(self, names=None) -> Plan:
         """A new plan whose layers ``names`` (default: every integer layer with a fixed
@@ -420,6 +484,8 @@ class Plan:
     def replace_layer(self, name: str, **changes) -> Plan:
         """A new plan with layer ``name`` changed."""
         if self.layer(name) is None:
-            raise PlanError(f"no layer {name!r} in the plan; layers: {[lp.name for lp in self.layers]}")
+            names = [lp.name for lp in self.layers]
+            more = f" and {len(names) - 20} more" if len(names) > 20 else ""
+            raise PlanError(f"no layer {name!r} in the plan; layers: {names[:20]}{more}")
         return replace(self, layers=tuple(lp.with_(**changes) if lp.name == name else lp
                                           for lp in self.layers))

@@ -71,10 +71,33 @@ def calibrate(graph: Graph, x: np.ndarray, tensors: list[str], *, batch_size: in
         raise CalibrationError(f"calibration sample {bad} holds NaN or Inf")
     out: dict[str, list[np.ndarray]] = {t: [] for t in tensors}
     for start in range(0, x.shape[0], batch_size):
-        taps = run_float(graph, x[start:start + batch_size], taps=True)
+        taps = run_float(graph, x[start:start + batch_size], tensors=tensors)
         for t in tensors:
-            out[t].append(np.asarray(taps[t], np.float32).ravel())
+            v = np.asarray(taps[t], np.float32)
+            _check_finite_tensor(v, t, start)
+            out[t].append(v.ravel())
     return {t: np.concatenate(v) for t, v in out.items()}
+
+
+def _check_finite_tensor(v: np.ndarray, name: str, first_sample: int = 0) -> None:
+    """CalibrationError naming tensor ``name`` (and the sample) if ``v`` holds NaN or Inf."""
+    bad = ~np.isfinite(v)
+    if bad.any():
+        where = ""
+        if v.ndim >= 1 and v.shape[0] > 0:
+            i = int(np.argmax(bad.reshape(v.shape[0], -1).any(axis=1)))
+            where = f" (first on calibration sample {first_sample + i})"
+        raise CalibrationError(f"tensor {name!r} holds {int(bad.sum())} NaN/Inf value(s) on "
+                               f"the calibration data{where}: its range cannot be set (a NaN "
+                               "or Inf weight or bias upstream?)")
+
+
+def _check_weights(layers) -> None:
+    """CalibrationError naming the first layer whose weights or bias hold NaN or Inf."""
+    for node in layers:
+        _check_finite_tensor(node.weight.ravel(), f"{node.name}.weight")
+        if node.bias is not None:
+            _check_finite_tensor(np.asarray(node.bias).ravel(), f"{node.name}.bias")
 
 
 def int_bits_for(r: float, signed: bool) -> int:
@@ -146,6 +169,10 @@ def _pow2_spec(values: np.ndarray, bits: int, method: str, percentile: float, na
                signed: bool | None = None) -> TensorSpec:
     if method not in RANGE_METHODS:
         raise PlanError(f"range method must be one of {RANGE_METHODS}, got {method!r}")
+    values = np.asarray(values)
+    if values.size == 0:
+        raise CalibrationError(f"tensor {name!r} has no calibration values")
+    _check_finite_tensor(values.ravel(), name)
     if signed is None:
         signed = bool(values.min() < 0)
     r = _range(values, method, percentile)
@@ -240,6 +267,7 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
         Padding of binary convolutions that pad (0 = zero padding).
     """
     layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
+    _check_weights(layers)
     for table in (layer_weight_bits, layer_act_bits, layer_acc_bits):
         unknown = sorted(set(table or {}) - {n.name for n in layers})
         if unknown:
@@ -277,7 +305,9 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
         ranges = {**given, **_binary_emulation(graph, calib_x, missing, binary)}
     else:
         ranges = {**given, **(calibrate(graph, calib_x, missing) if missing else {})}
-    in_spec = _pow2_spec(ranges[gin], input_bits or act_bits, "minmax", percentile, gin)
+    if input_bits is None:
+        input_bits = act_bits
+    in_spec = _pow2_spec(ranges[gin], input_bits, "minmax", percentile, gin)
     plans = []
     for node in layers:
         if not _selected(node, granularity):
@@ -298,7 +328,7 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
         out_spec = _pow2_spec(ranges[node.output], ab, method, percentile, node.output)
         cast_in = None
         if node.inputs[0] in feeds:
-            cast_in = _pow2_spec(ranges[node.inputs[0]], input_bits or act_bits, method,
+            cast_in = _pow2_spec(ranges[node.inputs[0]], input_bits, method,
                                  percentile, node.inputs[0])
         plans.append(LayerPlan(node.name, input=cast_in, weight=w_spec, output=out_spec,
                                acc_bits=_bits_for(node.name, acc_bits, layer_acc_bits),
@@ -308,11 +338,16 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
     return Plan(input=in_spec, layers=tuple(plans), name=label)
 
 
-def _affine_act_spec(values: np.ndarray, bits: int, signed: bool) -> TensorSpec:
+def _affine_act_spec(values: np.ndarray, bits: int, signed: bool, name: str) -> TensorSpec:
+    values = np.asarray(values)
+    if values.size == 0:
+        raise CalibrationError(f"tensor {name!r} has no calibration values")
+    _check_finite_tensor(values.ravel(), name)
     lo = min(float(values.min()), 0.0)
     hi = max(float(values.max()), 0.0)
     if hi == lo:
-        raise CalibrationError("an activation tensor is identically zero on the calibration data")
+        raise CalibrationError(f"tensor {name!r} is identically zero on the calibration data: "
+                               "its scale cannot be set")
     fmt = QFormat.integer(bits, signed)
     scale = float(np.float32((hi - lo) / (fmt.max_code - fmt.min_code)))
     zp = int(round(fmt.min_code - lo / scale))
@@ -332,11 +367,12 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
         raise PlanError("ptq_affine needs scheme 'double', 'single' or 'float32'; "
                         "use ptq_pow2 for power-of-two plans")
     layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
+    _check_weights(layers)
     gin = graph.inputs[0]
     feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
              and _needs_input_spec(graph, n, granularity)]
     ranges = calibrate(graph, calib_x, list(dict.fromkeys([gin, *feeds] + [n.output for n in layers])))
-    in_spec = _affine_act_spec(ranges[gin], bits, act_signed)
+    in_spec = _affine_act_spec(ranges[gin], bits, act_signed, gin)
     wfmt = QFormat.integer(bits)
     plans = []
     for node in layers:
@@ -349,8 +385,8 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
             raise CalibrationError(f"layer {node.name!r}: an output channel has all-zero weights")
         scales = tuple(float(np.float32(v / wfmt.max_code)) for v in m)
         w_spec = TensorSpec(wfmt, scales, 0, 0 if per_channel else None)
-        out_spec = _affine_act_spec(ranges[node.output], bits, act_signed)
-        cast_in = (_affine_act_spec(ranges[node.inputs[0]], bits, act_signed)
+        out_spec = _affine_act_spec(ranges[node.output], bits, act_signed, node.output)
+        cast_in = (_affine_act_spec(ranges[node.inputs[0]], bits, act_signed, node.inputs[0])
                    if node.inputs[0] in feeds else None)
         plans.append(LayerPlan(node.name, input=cast_in, weight=w_spec, output=out_spec,
                                acc_bits=acc_bits,

@@ -336,8 +336,9 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
     names = {n.name for n in graph.nodes}
     unknown = sorted({lp.name for lp in plan.layers} - names)
     if unknown:
-        raise PlanError(f"plan names unknown layers {unknown}; the model's layers are "
-                        f"{[n.name for n in graph.nodes]}")
+        raise PlanError(f"plan names unknown layers {_few(unknown)}; the model's "
+                        f"{len(names)} layers are {_few([n.name for n in graph.nodes])}")
+    _check_specs(plan)
     if len(graph.inputs) != 1:
         raise UnsupportedOpError(f"the integer executor takes one graph input, got {graph.inputs}")
     spec_of: dict[str, TensorSpec | None] = {graph.inputs[0]: plan.input}
@@ -362,6 +363,11 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
                                          exact_biases.get(node.name))
         elif lp is not None and lp.float_layer:
             step = LayerStep(node, lp, ins, lp.output)
+        elif lp is not None and any(getattr(lp, k) is not None
+                                    for k in ("weight", "bias", "alpha", "input")):
+            key = next(k for k in ("weight", "bias", "alpha", "input") if getattr(lp, k))
+            raise PlanError(f"layer {node.name!r} ({type(node).__name__}) has no weights; its "
+                            f"plan entry's {key!r} spec would be ignored (remove it)")
         elif isinstance(node, Softmax):
             if node.output not in graph.outputs:
                 raise UnsupportedOpError(f"Softmax {node.name!r} is supported only as a graph "
@@ -371,6 +377,11 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
             step = LayerStep(node, lp, ins, None)  # float region
         elif any(s is None for s in ins):
             raise PlanError(f"layer {node.name!r} mixes float and integer inputs")
+        elif isinstance(node, PASS_THROUGH + (AvgPool2D, GlobalAvgPool)) and lp is not None \
+                and lp.output is not None and lp.output != ins[0]:
+            raise PlanError(f"layer {node.name!r} ({type(node).__name__}) keeps its input's "
+                            f"coding ({ins[0].fmt}); its plan entry's output {lp.output.fmt} "
+                            "would be ignored (remove it)")
         elif isinstance(node, PASS_THROUGH):
             out = ins[0]
             if out.is_binary and isinstance(node, (ReLU, Clip)):
@@ -391,6 +402,34 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
         spec_of[node.output] = step.out_spec
         steps.append(step)
     return CompiledModel(graph, plan, steps, input_arithmetic)
+
+
+def _few(names: list[str], n: int = 10) -> str:
+    """At most ``n`` names (repr, so control characters are escaped) and how many more."""
+    more = f" and {len(names) - n} more" if len(names) > n else ""
+    return f"{[str(x)[:100] for x in names[:n]]}{more}"
+
+
+def _check_specs(plan: Plan) -> None:
+    """Refuse what the executor would otherwise ignore: per-channel scales are applied to
+    weights only, along their output channels (``axis`` 0); activations (the graph input, a
+    layer's ``input`` and ``output``) take one scale; affine layers code their bias themselves.
+    """
+    acts = [("the plan input", plan.input)]
+    for lp in plan.layers:
+        acts += [(f"layer {lp.name!r} input", lp.input), (f"layer {lp.name!r} output", lp.output)]
+        w = lp.weight
+        if w is not None and w.scales is not None and len(w.scales) > 1 and w.axis != 0:
+            raise PlanError(f"layer {lp.name!r} weight: per-channel scales are applied along "
+                            f"the output channels (axis 0); axis={w.axis} is not supported")
+        if lp.bias is not None and not lp.float_layer and lp.requant is not RequantScheme.POW2:
+            raise PlanError(f"layer {lp.name!r}: requant {lp.requant.value!r} codes the bias "
+                            "itself (int32, scale s_x*s_w); remove the 'bias' spec")
+    for where, spec in acts:
+        if spec is not None and spec.scales is not None and len(spec.scales) > 1:
+            raise PlanError(f"{where}: activations take one scale per tensor, got "
+                            f"{len(spec.scales)} (axis {spec.axis}); per-channel scales are "
+                            "for weights only")
 
 
 def _join_spec(ins: tuple[TensorSpec, ...], node) -> TensorSpec:

@@ -10,25 +10,46 @@ and the integer executor (memory stays bounded by one batch), and returns a
 * per layer: accumulator overflow events, output saturations, the largest
   |partial sum| observed, the worst-case accumulator bits proven at compile
   time and the bits actually needed, and the SQNR of that layer's output
-  against the float model's same tensor (cumulative error up to that layer).
+  against the float model's same tensor (cumulative error up to that layer);
+* a first row ``"(input)"`` for the graph input: the saturations of quantizing
+  the float inputs into the plan's input coding, and that coding's SQNR; the
+  report's totals (:attr:`SimulationReport.total_output_saturations`) include it.
+
+Memory: the float reference and the integer engine run in lockstep, layer by
+layer, and every statistic is accumulated as its tensor is produced; a tensor
+is freed after its last use, so only the live tensors of one batch are held
+(:func:`fxp.sim.integer.run_integer`).  Before running, the batch is lowered
+so that ``batch * largest tensor * 8 bytes * LIVE_COPIES`` fits
+:data:`MEMORY_BUDGET_BYTES` (a warning says so), and a model one sample of
+which does not fit is refused with a :class:`~fxp.errors.DataError`.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from fxp.errors import DataError
+from fxp.errors import DataError, FxpWarning
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan
 from fxp.sim.compile import CompiledModel, compile_plan
-from fxp.sim.float_ref import run_float
-from fxp.sim.integer import LayerCounters, logits_tensor, run_integer
+from fxp.sim.float_ref import _check_input, run_node
+from fxp.sim.integer import INPUT_COUNTER, LayerCounters, logits_tensor, run_integer
 from fxp.sim.values import to_float
 
-__all__ = ["LayerRow", "SimulationReport", "sqnr_db", "simulate"]
+__all__ = ["INPUT_ROW", "LIVE_COPIES", "MEMORY_BUDGET_BYTES", "LayerRow", "SimulationReport",
+           "check_labels", "sqnr_db", "simulate"]
+
+INPUT_ROW = INPUT_COUNTER
+"""Name of the per-layer row of the graph input (``"(input)"``, op ``"Input"``)."""
+MEMORY_BUDGET_BYTES = 2 << 30
+"""Memory one batch of :func:`simulate` may take (2 GiB; see the module docstring)."""
+LIVE_COPIES = 6
+"""Copies of the largest tensor assumed live at once (float and int64 inputs and outputs,
+kernel temporaries), at 8 bytes an element."""
 
 
 def sqnr_db(signal_power: float, noise_power: float) -> float:
@@ -73,6 +94,12 @@ class SimulationReport:
     agreement: float
     output_sqnr_db: float
     layers: list[LayerRow] = field(default_factory=list)
+    input_saturations: int = 0
+    """Input values the plan's input coding saturated (also the ``"(input)"`` row)."""
+    total_acc_overflows: int = 0
+    """Accumulator overflow events over every layer."""
+    total_output_saturations: int = 0
+    """Saturated values over every row, the input included."""
     fixed_predictions: np.ndarray | None = field(default=None, repr=False)
     float_predictions: np.ndarray | None = field(default=None, repr=False)
 
@@ -108,6 +135,44 @@ def _fmt(spec) -> str | None:
     return f"{spec.fmt} {kind} zp {spec.zero_point}"
 
 
+def check_labels(y: np.ndarray, n_classes: int, where: str = "labels") -> np.ndarray:
+    """``y`` as int64 class indices in ``[0, n_classes)``; DataError naming the first bad one.
+
+    A label the model cannot predict (``y < 0`` or ``y >= n_classes``, the
+    number of logits) would silently count as a miss, so it is refused.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise DataError(f"{where}: labels must be 1-D, got shape {y.shape}")
+    if y.dtype.kind not in "iu":
+        if y.dtype.kind != "f" or not np.all(np.isfinite(y) & (y == np.round(y))):
+            raise DataError(f"{where}: labels must be integers, got dtype {y.dtype}")
+    bad = (y < 0) | (y >= n_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise DataError(f"{where}: label {y[i].item()!r} at index {i} is outside the model's "
+                        f"{n_classes} classes [0, {n_classes}) ({int(bad.sum())} such labels)")
+    return y.astype(np.int64)
+
+
+def _batch_for_memory(g: Graph, batch_size: int) -> int:
+    """``batch_size``, lowered so one batch fits :data:`MEMORY_BUDGET_BYTES`."""
+    sizes = {t: math.prod(s[1:]) for t, s in g.shapes.items()}
+    big = max(sizes, key=sizes.get)
+    per_sample = sizes[big] * 8 * LIVE_COPIES
+    fits = MEMORY_BUDGET_BYTES // per_sample
+    if fits < 1:
+        raise DataError(f"tensor {big!r} has {sizes[big]:,} elements per sample: one sample "
+                        f"needs about {per_sample / 2**30:.1f} GiB, more than the "
+                        f"{MEMORY_BUDGET_BYTES / 2**30:.1f} GiB simulation budget")
+    if batch_size > fits:
+        warnings.warn(f"batch of {batch_size} lowered to {fits}: tensor {big!r} has "
+                      f"{sizes[big]:,} elements per sample and a batch may take "
+                      f"{MEMORY_BUDGET_BYTES / 2**30:.1f} GiB", FxpWarning, stacklevel=3)
+        return int(fits)
+    return batch_size
+
+
 def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndarray, *,
              batch_size: int = 256, model_name: str = "model", data_name: str = "data",
              progress: bool = False, keep_predictions: bool = False,
@@ -121,25 +186,39 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
     plan : Plan or CompiledModel
         Per-layer arithmetic (compiled once here when a Plan is given).
     x, y : arrays
-        Preprocessed float inputs [N, ...] and int labels [N].
+        Preprocessed float inputs [N, ...] and int labels [N] in
+        ``[0, number of logits)``.
     batch_size : int
-        Images per batch (memory is bounded by one batch).
+        Images per batch (>= 1; memory is bounded by one batch, and the batch
+        is lowered to fit :data:`MEMORY_BUDGET_BYTES`).
     method : {"auto", "loop"}
         ``"loop"`` observes every partial sum (exact accumulator statistics);
         ``"auto"`` may take the proven-exact float path for speed.
     per_channel : bool
         Also report accumulator overflow events per output channel.
+
+    Raises
+    ------
+    DataError
+        Empty data, labels of the wrong shape or outside the model's classes,
+        a bad ``batch_size``, or a model one sample of which exceeds the budget.
     """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise DataError(f"batch_size must be a positive integer, got {batch_size!r}")
     x = np.asarray(x)
     y = np.asarray(y)
-    if x.shape[0] == 0:
+    if x.ndim == 0 or x.shape[0] == 0:
         raise DataError("the evaluation set is empty")
     if y.shape != (x.shape[0],):
         raise DataError(f"labels must have shape ({x.shape[0]},), got {y.shape}")
     model = plan if isinstance(plan, CompiledModel) else compile_plan(graph, plan)
     g = model.graph
     logits = logits_tensor(model)
-    tensors = [s.node.output for s in model.steps if s.out_spec is not None]
+    y = check_labels(y, math.prod(g.shapes[logits][1:]), f"data {data_name!r}")
+    batch_size = _batch_for_memory(g, int(batch_size))
+    gin = g.inputs[0]
+    tensors = [gin] + [s.node.output for s in model.steps if s.out_spec is not None]
     sig = dict.fromkeys(tensors + [logits], 0.0)
     err = dict.fromkeys(tensors + [logits], 0.0)
     counters: dict[str, LayerCounters] = {}
@@ -150,19 +229,16 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
 
         starts = tqdm(starts, desc="simulate", unit="batch", disable=None)
     for s in starts:
-        xb = x[s:s + batch_size]
-        ref = run_float(g, xb, taps=True)
-        run = run_integer(model, xb, counters, keep=True, method=method)
-        for t in sig:
-            r = np.asarray(ref[t], np.float64)
-            q = to_float(run.values[t], t).astype(np.float64)
-            sig[t] += float(np.sum(r * r))
-            err[t] += float(np.sum((q - r) ** 2))
-        f_scores.append(np.asarray(ref[logits], np.float64).reshape(len(xb), -1))
-        q_scores.append(to_float(run.values[logits]).astype(np.float64).reshape(len(xb), -1))
+        f, q = _run_batch(model, x[s:s + batch_size], counters, method, sig, err, logits)
+        f_scores.append(f)
+        q_scores.append(q)
     fs, qs = np.concatenate(f_scores), np.concatenate(q_scores)
     fp, qp = fs.argmax(axis=1), qs.argmax(axis=1)
-    rows = []
+    c_in = counters.get(INPUT_COUNTER, LayerCounters())
+    rows = [LayerRow(name=INPUT_ROW, op="Input", weight=None, output=_fmt(model.plan.input),
+                     acc_bits=None, acc_overflows=0, output_saturations=c_in.output_saturations,
+                     max_abs_acc=None, acc_bits_observed=None, acc_bits_worst_case=None,
+                     sqnr_db=sqnr_db(sig[gin], err[gin]))]
     for step in model.steps:
         c = counters.get(step.name, LayerCounters())
         lp = step.plan
@@ -186,5 +262,46 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
         float_top1=float(np.mean(fp == y)), fixed_top1=float(np.mean(qp == y)),
         float_top5=float(np.mean(_topk(fs, y, 5))), fixed_top5=float(np.mean(_topk(qs, y, 5))),
         agreement=float(np.mean(fp == qp)), output_sqnr_db=sqnr_db(sig[logits], err[logits]),
-        layers=rows, fixed_predictions=qp if keep_predictions else None,
+        layers=rows, input_saturations=c_in.output_saturations,
+        total_acc_overflows=sum(r.acc_overflows for r in rows),
+        total_output_saturations=sum(r.output_saturations for r in rows),
+        fixed_predictions=qp if keep_predictions else None,
         float_predictions=fp if keep_predictions else None)
+
+
+def _run_batch(model: CompiledModel, xb: np.ndarray, counters: dict[str, LayerCounters],
+               method: str, sig: dict, err: dict, logits: str) -> tuple[np.ndarray, np.ndarray]:
+    """One batch through the float reference and the integer engine in lockstep.
+
+    The float value of each tensor is computed (as :func:`~fxp.sim.float_ref.run_float`
+    does, node by node) when the integer engine produces it; its signal and
+    error powers are added to ``sig`` / ``err`` and both copies are dropped
+    after their last use.  Returns the float and fixed logits ``[n, classes]``.
+    """
+    g = model.graph
+    gin = g.inputs[0]
+    n = xb.shape[0]
+    fenv = {gin: _check_input(gin, xb, g.input_shapes[gin])}
+    last_use = {t: i for i, st in enumerate(model.steps) for t in st.node.inputs}
+    index = {st.node.output: i for i, st in enumerate(model.steps)}
+    scores: dict[str, np.ndarray] = {}
+
+    def observe(t: str, value) -> None:
+        if t != gin:
+            node = model.steps[index[t]].node
+            fenv[t] = run_node(node, *(fenv[i] for i in node.inputs))
+        if t in sig:
+            r = np.asarray(fenv[t], np.float64)
+            q = to_float(value, t).astype(np.float64)
+            sig[t] += float(np.sum(r * r))
+            err[t] += float(np.sum((q - r) ** 2))
+        if t == logits:
+            scores["f"] = np.asarray(fenv[t], np.float64).reshape(n, -1)
+            scores["q"] = to_float(value).astype(np.float64).reshape(n, -1)
+        if t != gin:
+            for i in set(model.steps[index[t]].node.inputs):
+                if last_use[i] == index[t]:
+                    del fenv[i]
+
+    run_integer(model, xb, counters, method=method, on_value=observe)
+    return scores["f"], scores["q"]

@@ -177,7 +177,8 @@ def run_node(node: Node, *inputs: np.ndarray) -> np.ndarray:
 
 
 def run_float(graph: Graph, x: np.ndarray | dict[str, np.ndarray], *,
-              taps: bool = False) -> np.ndarray | dict[str, np.ndarray]:
+              taps: bool = False, tensors: Iterable[str] | None = None
+              ) -> np.ndarray | dict[str, np.ndarray]:
     """Run ``graph`` in float32 on a batch.
 
     Parameters
@@ -188,6 +189,9 @@ def run_float(graph: Graph, x: np.ndarray | dict[str, np.ndarray], *,
         shape.  Converted to float32.
     taps : bool
         If True return every tensor (inputs included) by name.
+    tensors : iterable of str, optional
+        Return only these tensors (a dict by name); every other tensor is freed
+        after its last use, so memory holds the live tensors only.
 
     Returns
     -------
@@ -208,8 +212,12 @@ def run_float(graph: Graph, x: np.ndarray | dict[str, np.ndarray], *,
     env: dict[str, np.ndarray] = {}
     for name in graph.inputs:
         env[name] = _check_input(name, feeds[name], graph.input_shapes[name])
+    tensors = None if tensors is None else list(tensors)
+    unknown = [t for t in tensors or () if t not in graph.shapes]
+    if unknown:
+        raise GraphError(f"unknown tensors {unknown[:10]} (not in graph {graph.name!r})")
     last_use = {t: i for i, n in enumerate(graph.nodes) for t in n.inputs}
-    keep = set(graph.outputs)
+    keep = set(graph.outputs) | set(tensors or ())
     for i, node in enumerate(graph.nodes):
         env[node.output] = run_node(node, *(env[t] for t in node.inputs))
         if not taps:
@@ -218,6 +226,8 @@ def run_float(graph: Graph, x: np.ndarray | dict[str, np.ndarray], *,
                     del env[t]
     if taps:
         return env
+    if tensors is not None:
+        return {t: env[t] for t in tensors}
     if len(graph.outputs) == 1:
         return env[graph.outputs[0]]
     return {t: env[t] for t in graph.outputs}

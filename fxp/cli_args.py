@@ -1,0 +1,174 @@
+"""Argument types and the error boundary of the ``fxp`` command line.
+
+Every numeric option has an explicit type with its range (:func:`int_range`,
+:func:`positive_int`, :func:`bits`, :func:`finite_float`, :func:`width_list`),
+so a bad value (``--weight-bits 0``, ``--calib -1``, ``--target-sqnr nan``) is
+a one-line usage error with exit code 2 (:class:`Parser`), never replaced by a
+default or narrowed into range.  :func:`run_handler` turns what a handler
+raises into one line on stderr.
+
+>>> positive_int("3"), bits(1, 64)("64"), finite_float(0, 100)("0.5")
+(3, 64, 0.5)
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from collections.abc import Callable
+
+from fxp.errors import FxpError
+
+__all__ = ["Parser", "bits", "finite_float", "int_range", "one_line", "os_error_line",
+           "positive_int", "prepare_output", "run_handler", "width_list"]
+
+
+def int_range(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """argparse type: a decimal integer in ``lo..hi`` (``hi`` None: no upper bound).
+
+    Anything else (``"0"`` for ``int_range(1)``, ``"1.5"``, ``"8x"``, a 30-digit
+    number) is a one-line usage error; no value is ever replaced by a default.
+    """
+    rng = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+
+    def parse(text: str) -> int:
+        t = text.strip()
+        if not re.fullmatch(r"[+-]?[0-9]{1,19}", t):
+            raise argparse.ArgumentTypeError(f"expected an integer {rng}, got {text[:40]!r}")
+        v = int(t)
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be an integer {rng}, got {v}")
+        return v
+
+    parse.__name__ = f"int {rng}"
+    return parse
+
+
+positive_int = int_range(1)
+"""argparse type: an integer >= 1 (counts, batch sizes, limits)."""
+
+
+def bits(lo: int = 1, hi: int = 64) -> Callable[[str], int]:
+    """argparse type: a word length in bits, ``lo..hi``."""
+    return int_range(lo, hi)
+
+
+def finite_float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False,
+                 hi_open: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite decimal number in the given range (``nan``/``inf`` refused)."""
+    left = "(" if lo_open or lo is None else "["
+    right = ")" if hi_open or hi is None else "]"
+    rng = (f"{left}{'-inf' if lo is None else f'{lo:g}'}, "
+           f"{'inf' if hi is None else f'{hi:g}'}{right}")
+
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number in {rng}, got "
+                                             f"{text[:40]!r}") from None
+        ok = math.isfinite(v) and (lo is None or (v > lo if lo_open else v >= lo)) and \
+            (hi is None or (v < hi if hi_open else v <= hi))
+        if not ok:
+            raise argparse.ArgumentTypeError(f"must be a finite number in {rng}, got "
+                                             f"{text[:40]!r}")
+        return v
+
+    parse.__name__ = f"number in {rng}"
+    return parse
+
+
+def width_list(text: str) -> str:
+    """argparse type of ``sweep --bits``: ``"2-16"`` or ``"2,4,8"``, widths in 1..32."""
+    t = text.strip()
+    if not re.fullmatch(r"[0-9]{1,2}(-[0-9]{1,2})?(,[0-9]{1,2}(-[0-9]{1,2})?)*", t):
+        raise argparse.ArgumentTypeError(f"expected widths like '2-16' or '2,4,8', got "
+                                         f"{text[:40]!r}")
+    for part in t.split(","):
+        lo, _, hi = part.partition("-")
+        if not 1 <= int(lo) <= int(hi or lo) <= 32:
+            raise argparse.ArgumentTypeError(f"widths must be in 1..32 (and ranges "
+                                             f"increasing), got {part!r}")
+    return t
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (still exit code 2)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text: str, limit: int = 2000) -> str:
+    """``text`` with line breaks collapsed to spaces, cut at ``limit`` characters."""
+    line = re.sub(r"\s*[\r\n\v\f]+\s*", " ", str(text)).strip()
+    return line if len(line) <= limit else line[:limit] + "..."
+
+
+def run_handler(handler: Callable[[argparse.Namespace], int], args: argparse.Namespace,
+                where: str, *, debug: bool = False) -> int:
+    """Run a CLI handler; every failure becomes one line on stderr and an exit code.
+
+    :class:`~fxp.errors.FxpError` (newlines in its message collapsed), an
+    :class:`OSError` that escaped a reader or writer (naming the file), and
+    :class:`MemoryError` give exit code 2; ``KeyboardInterrupt`` gives 130.
+    ``debug=True`` re-raises instead (the traceback).
+    """
+    try:
+        return int(handler(args))
+    except FxpError as exc:
+        if debug:
+            raise
+        print(f"{where}: error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        if debug:
+            raise
+        print(f"{where}: error: out of memory while running {where} (try a smaller "
+              "--batch-size or --limit)", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a reader or writer that did not name its file itself
+        if debug:
+            raise
+        print(f"{where}: error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an OSError: what failed, on which file (cut to 200 characters)."""
+    why = exc.strerror or one_line(str(exc), 200) or type(exc).__name__
+    if exc.filename is None:
+        return f"input/output error: {why}"
+    name = str(exc.filename)
+    return f"cannot access {name[:200] + ('...' if len(name) > 200 else '')!r}: {why}"
+
+
+def prepare_output(path: str, *, folder: bool) -> None:
+    """Fail fast on an ``--out`` that cannot be written, before any slow work.
+
+    Creates the output folder (``folder=True``) or the file's parent folder;
+    raises :class:`~fxp.errors.OutputError` (one line, naming the path) when that
+    is impossible or when a file output names an existing folder.
+    """
+    from pathlib import Path
+
+    from fxp.errors import OutputError
+    from fxp.fileio import ensure_dir
+
+    p = Path(path)
+    if folder:
+        ensure_dir(p)
+        return
+    ensure_dir(p.parent)
+    try:
+        is_dir = p.is_dir()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise OutputError(f"cannot write {str(p)[:200]!r}: "
+                          f"{exc.strerror or type(exc).__name__}") from None
+    if is_dir:
+        raise OutputError(f"output file {str(p)[:200]!r} is a folder")
