@@ -5,7 +5,13 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench clean
+# The test setup installs the CPU build of torch first (so that nothing pulls a CUDA build),
+# then torchvision without dependencies next to it, so CI checks training and the torchvision
+# models too.  `make test TORCH=` skips both.
+TORCH ?= torch==2.13.0
+TORCHVISION ?= torchvision==0.28.0
+
+.PHONY: setup setup-test demo test bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -21,7 +27,14 @@ demo: setup
 	$(BIN)/fxp report mnist_cnn --plan out/mnist_cnn_plan.json --data mnist5k --out out/report
 	$(BIN)/fxp export golden mnist_cnn --plan out/mnist_cnn_plan.json --data mnist5k -n 4 --out out/golden
 
-test: setup
+setup-test: setup
+ifneq ($(strip $(TORCH)),)
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet --no-deps "$(TORCHVISION)"
+endif
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+
+test: setup-test
 	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider
 
 bench: setup

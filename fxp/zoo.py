@@ -17,7 +17,8 @@ from fxp.errors import ModelImportError
 __all__ = ["ZOO_NAMES", "available_models", "models_dir", "resolve_model"]
 
 #: Models the repository ships (see ``models/README.md``).
-ZOO_NAMES: tuple[str, ...] = ("mnist_cnn", "lenet5", "vgg7", "fashion_cnn")
+ZOO_NAMES: tuple[str, ...] = ("mnist_cnn", "lenet5", "vgg7", "fashion_cnn", "resnet_small",
+                              "mobilenet_small")
 
 
 def models_dir() -> Path:

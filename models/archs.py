@@ -6,7 +6,13 @@ writes the trained weights as a plain ONNX graph (opset 17): Conv, Relu,
 MaxPool, Flatten, Gemm and an optional final Softmax.  Dropout is an identity
 at inference and is left out of the ONNX graph.
 
-Only :func:`build_torch` needs torch; the rest needs numpy and onnx.
+The branched networks of :data:`NETS` (``resnet_small``, ``mobilenet_small``:
+residual Add, depthwise convs, BatchNormalization, AveragePool, ReLU6) are torch
+modules from :func:`build_net`, exported by torch's TorchScript exporter with
+:func:`export_net`, BatchNormalization folded or kept.
+
+Only :func:`build_torch`, :func:`build_net`, :func:`net_macs` and
+:func:`export_net` need torch; the rest needs numpy and onnx.
 """
 
 from __future__ import annotations
@@ -229,3 +235,174 @@ def to_onnx(arch: Arch, weights: list[tuple[np.ndarray, np.ndarray]], metadata: 
     helper.set_model_props(model, metadata)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+# ---------------------------------------------------------------------------- residual nets
+# Networks with branches (residual Add) are torch modules exported with torch's
+# TorchScript ONNX exporter, so their graphs look like what users export.
+
+@dataclass(frozen=True)
+class Net:
+    """A zoo network with branches, built as a torch module (see :func:`build_net`).
+
+    Parameters
+    ----------
+    name : str
+        Zoo name (folder and file name under ``models/``).
+    doc : str
+        One-line description for the model's ``doc_string``.
+    in_ch, size : int
+        Input channels and side length.
+    """
+
+    name: str
+    doc: str
+    in_ch: int = 1
+    size: int = 28
+
+
+NETS: dict[str, Net] = {
+    "resnet_small": Net(
+        "resnet_small",
+        "ResNet-style: conv7@3x3-bn-relu, avgpool2, block 7, block 13/s2 (1x1/s2 projection), "
+        "avgpool3 s1 p1 (exclude pad), block 19/s2 (projection), avgpool3 s1 p1 (include pad), "
+        "block 19, global avgpool, fc10 (logits)",
+    ),
+    "mobilenet_small": Net(
+        "mobilenet_small",
+        "MobileNetV2-style: conv9@3x3/s2-bn-relu6, inverted residuals (t, out, stride) "
+        "(1, 9, 1)+res, (3, 15, 2), (3, 15, 1)+res, (4, 21, 1), conv33@1x1-relu6, "
+        "global avgpool, fc10 (logits)",
+    ),
+}
+
+
+def build_net(name: str):
+    """``torch.nn.Module`` of the :data:`NETS` entry ``name`` (logits; BN in every conv)."""
+    from torch import nn
+
+    def conv_bn(cin, cout, k, stride=1, groups=1, act=None):
+        mods = [nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False),
+                nn.BatchNorm2d(cout)]
+        return nn.Sequential(*mods, act()) if act else nn.Sequential(*mods)
+
+    class BasicBlock(nn.Module):
+        """ResNet basic block: two 3x3 convs; identity or 1x1 projection shortcut."""
+
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.conv1 = conv_bn(cin, cout, 3, stride, act=nn.ReLU)
+            self.conv2 = conv_bn(cout, cout, 3)
+            proj = stride != 1 or cin != cout
+            self.shortcut = conv_bn(cin, cout, 1, stride) if proj else nn.Identity()
+            self.relu = nn.ReLU()
+
+        def forward(self, x):
+            return self.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+    class InvertedResidual(nn.Module):
+        """MobileNetV2 block: 1x1 expand (t > 1), 3x3 depthwise, 1x1 linear project."""
+
+        def __init__(self, cin, cout, stride, t):
+            super().__init__()
+            hid = cin * t
+            expand = [conv_bn(cin, hid, 1, act=nn.ReLU6)] if t != 1 else []
+            self.block = nn.Sequential(
+                *expand, conv_bn(hid, hid, 3, stride, groups=hid, act=nn.ReLU6),
+                conv_bn(hid, cout, 1))
+            self.residual = stride == 1 and cin == cout
+
+        def forward(self, x):
+            y = self.block(x)
+            return x + y if self.residual else y
+
+    head = [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    if name == "resnet_small":
+        return nn.Sequential(
+            conv_bn(1, 7, 3, act=nn.ReLU), nn.AvgPool2d(2, 2),
+            BasicBlock(7, 7, 1), BasicBlock(7, 13, 2),
+            nn.AvgPool2d(3, 1, 1, count_include_pad=False),
+            BasicBlock(13, 19, 2), nn.AvgPool2d(3, 1, 1, count_include_pad=True),
+            BasicBlock(19, 19, 1), *head, nn.Linear(19, 10))
+    if name == "mobilenet_small":
+        return nn.Sequential(
+            conv_bn(1, 9, 3, 2, act=nn.ReLU6),
+            InvertedResidual(9, 9, 1, 1), InvertedResidual(9, 15, 2, 3),
+            InvertedResidual(15, 15, 1, 3), InvertedResidual(15, 21, 1, 4),
+            conv_bn(21, 33, 1, act=nn.ReLU6), *head, nn.Linear(33, 10))
+    raise KeyError(f"unknown net {name!r}; known: {', '.join(NETS)}")
+
+
+def net_macs(model, net: Net) -> int:
+    """Multiply-accumulates per image of the Conv2d and Linear layers of a :func:`build_net` net."""
+    import torch
+    from torch import nn
+
+    macs = [0]
+
+    def hook(mod, inp, out):
+        if isinstance(mod, nn.Conv2d):
+            k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+            macs[0] += out[0].numel() * k
+        else:
+            macs[0] += mod.in_features * mod.out_features
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, net.in_ch, net.size, net.size))
+    model.train(was_training)
+    for h in handles:
+        h.remove()
+    return macs[0]
+
+
+def export_net(model, net: Net, metadata: dict[str, str], *, fold_bn: bool):
+    """Export a trained :func:`build_net` module to ONNX (opset 17, symbolic batch ``N``).
+
+    ``fold_bn=True`` is the exporter's default path (``training=EVAL``,
+    ``do_constant_folding=True``): every BatchNormalization is folded into the
+    preceding Conv, which gains a bias.  ``fold_bn=False`` keeps the
+    BatchNormalization nodes (constant folding off); the exporter then routes
+    some weights through ``Identity`` nodes, which are replaced here by
+    initializers so every Conv/Gemm weight is an initializer (as quantizers
+    require).  Input ``input`` float32 ``[N, 1, 28, 28]``, output ``logits``.
+    """
+    import io
+    import warnings
+
+    import onnx
+    import torch
+    from onnx import helper, numpy_helper
+
+    model.eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            model, (torch.zeros(1, net.in_ch, net.size, net.size),), buf, dynamo=False,
+            opset_version=17, training=torch.onnx.TrainingMode.EVAL,
+            do_constant_folding=fold_bn, input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+    m = onnx.load_from_string(buf.getvalue())
+    inits = {t.name: t for t in m.graph.initializer}
+    keep = []
+    for node in m.graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            arr = numpy_helper.to_array(inits[node.input[0]])
+            m.graph.initializer.append(numpy_helper.from_array(arr, node.output[0]))
+        else:
+            keep.append(node)
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    used = {i for n in m.graph.node for i in n.input}
+    live = [t for t in m.graph.initializer if t.name in used]
+    del m.graph.initializer[:]
+    m.graph.initializer.extend(live)
+    m.doc_string = net.doc + ("" if fold_bn else " [BatchNormalization kept]")
+    m.producer_name, m.producer_version = "fxp-models", "1"
+    helper.set_model_props(m, metadata)
+    onnx.checker.check_model(m, full_check=True)
+    return m

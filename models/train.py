@@ -2,7 +2,8 @@
 
 Usage::
 
-    python models/train.py mnist_cnn        # or lenet5, vgg7, fashion_cnn, all
+    python models/train.py mnist_cnn        # or lenet5, vgg7, fashion_cnn, resnet_small,
+                                            # mobilenet_small, all
     python models/train.py vgg7 --epochs 2  # quick smoke run (writes to --out)
 
 Seeded and deterministic on a given machine and thread count
@@ -11,7 +12,10 @@ train on the 10,000 MNIST t10k images (``../shared/datasets/mnist`` or
 ``$FXP_MNIST_DIR``) and are evaluated on the disjoint ``mnist5k`` digits;
 ``fashion_cnn`` trains on Fashion-MNIST train (60k) and is evaluated on its
 test split.  The final epoch is saved: there is no checkpoint selection on the
-evaluation set.  Needs ``pip install torch==2.13.0``.
+evaluation set.  The branched nets (``resnet_small``, ``mobilenet_small``) are
+exported twice: ``<name>.onnx`` with BatchNormalization folded into the convs
+and ``<name>_bn.onnx`` with the BatchNormalization nodes kept.  Needs
+``pip install torch==2.13.0``.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # the repo's fxp, without installing it
 
-from archs import ARCHS, build_torch, count, to_onnx
+from archs import ARCHS, NETS, build_net, build_torch, count, export_net, net_macs, to_onnx
 
 from fxp.data import Preprocess, load_dataset
 
@@ -50,12 +54,17 @@ class Recipe:
 
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+EPOCHS_NET = 20
 RECIPES: dict[str, Recipe] = {
     "mnist_cnn": Recipe("mnist-t10k", "mnist5k", MNIST_MEAN, MNIST_STD, epochs=30),
     "lenet5": Recipe("mnist-t10k", "mnist5k", MNIST_MEAN, MNIST_STD, epochs=30),
     "vgg7": Recipe("mnist-t10k", "mnist5k", MNIST_MEAN, MNIST_STD, epochs=20, lr=1e-3),
     "fashion_cnn": Recipe("fashion-mnist:train", "fashion-mnist:test", 0.2860, 0.3530,
                           epochs=20, shift=1),
+    "resnet_small": Recipe("mnist-t10k", "mnist5k", MNIST_MEAN, MNIST_STD, epochs=EPOCHS_NET,
+                           lr=5e-3),
+    "mobilenet_small": Recipe("mnist-t10k", "mnist5k", MNIST_MEAN, MNIST_STD, epochs=EPOCHS_NET,
+                              lr=5e-3),
 }
 
 
@@ -85,7 +94,7 @@ def train(name: str, *, epochs: int | None, threads: int, out_dir: Path) -> dict
     import torch
     import torch.nn.functional as F
 
-    arch, rec = ARCHS[name], RECIPES[name]
+    rec = RECIPES[name]
     if epochs is not None:
         rec = Recipe(**{**asdict(rec), "epochs": epochs})
     torch.set_num_threads(threads)
@@ -99,9 +108,11 @@ def train(name: str, *, epochs: int | None, threads: int, out_dir: Path) -> dict
     xev, yev = pre.apply(ev.x), ev.y
     bg = np.float32((0 - rec.mean) / rec.std)  # value of a black pixel after preprocessing
 
-    model = build_torch(arch)
-    params = sum(p.numel() for p in model.parameters())
-    assert params == count(arch)[0], (params, count(arch))
+    if name in NETS:
+        model = build_net(name)
+    else:
+        model = build_torch(ARCHS[name])
+        assert sum(p.numel() for p in model.parameters()) == count(ARCHS[name])[0]
     opt = torch.optim.Adam(model.parameters(), lr=rec.lr, weight_decay=rec.weight_decay)
     steps = rec.epochs * ((len(xtr) + rec.batch - 1) // rec.batch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=rec.lr, total_steps=steps)
@@ -128,26 +139,42 @@ def train(name: str, *, epochs: int | None, threads: int, out_dir: Path) -> dict
         print(json.dumps(row), flush=True)
     log["train_seconds"] = round(time.perf_counter() - t0, 1)
 
-    weights = [(m.weight.detach().numpy(), m.bias.detach().numpy())
-               for m in model if hasattr(m, "weight")]
-    meta = {**pre.to_metadata(), **arch.meta, "fxp.model": name,
-            "fxp.train.data": rec.train, "fxp.eval.data": rec.eval,
-            "fxp.train.command": f"python models/train.py {name}"}
-    onnx_model = to_onnx(arch, weights, meta)
-    acc, max_diff = verify(onnx_model, model, xev, yev, softmax=arch.softmax)
-    meta["fxp.eval.accuracy"] = f"{acc:.4f}"
-    onnx_model = to_onnx(arch, weights, meta)
+    extra = ARCHS[name].meta if name in ARCHS else {}
+    meta = {**pre.to_metadata(), **extra, "fxp.model": name, "fxp.train.data": rec.train,
+            "fxp.eval.data": rec.eval, "fxp.train.command": f"python models/train.py {name}"
+            + (f" --threads {threads}" if threads != 2 else "")}
+    if name in NETS:
+        variants = {name: lambda m: export_net(model, NETS[name], m, fold_bn=True),
+                    f"{name}_bn": lambda m: export_net(model, NETS[name], m, fold_bn=False)}
+        softmax = False
+    else:
+        arch = ARCHS[name]
+        weights = [(m.weight.detach().numpy(), m.bias.detach().numpy())
+                   for m in model if hasattr(m, "weight")]
+        variants = {name: lambda m: to_onnx(arch, weights, m)}
+        softmax = arch.softmax
     import onnx
 
-    dest = out_dir / name / f"{name}.onnx"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(dest))
-    params, macs = count(arch)
-    log.update(onnx_accuracy=acc, torch_vs_onnx_max_abs_diff=max_diff, parameters=params,
-               macs=macs, onnx_bytes=dest.stat().st_size, torch=torch.__version__)
-    (dest.parent / "train_log.json").write_text(json.dumps(log, indent=1) + "\n")
-    print(f"{name}: onnxruntime accuracy on {rec.eval} = {acc:.4f}; "
-          f"{params} params, {macs} MACs, {log['train_seconds']} s; wrote {dest}")
+    from fxp.fileio import write_bytes, write_text
+
+    for file_stem, export in variants.items():
+        acc, max_diff = verify(export(meta), model, xev, yev, softmax=softmax)
+        onnx_model = export({**meta, "fxp.eval.accuracy": f"{acc:.4f}"})
+        dest = out_dir / name / f"{file_stem}.onnx"
+        write_bytes(dest, onnx_model.SerializeToString())
+        suffix = "" if file_stem == name else file_stem[len(name):]
+        log.update({f"onnx{suffix}_accuracy": acc, f"torch_vs_onnx{suffix}_max_abs_diff": max_diff,
+                    f"onnx{suffix}_bytes": dest.stat().st_size})
+    if name in NETS:
+        final = onnx.load(str(out_dir / name / f"{name}.onnx"))
+        params = sum(int(np.prod(t.dims)) for t in final.graph.initializer)
+        macs = net_macs(model, NETS[name])
+    else:
+        params, macs = count(ARCHS[name])
+    log.update(parameters=params, macs=macs, torch=torch.__version__)
+    write_text(dest.parent / "train_log.json", json.dumps(log, indent=1) + "\n")
+    print(f"{name}: onnxruntime accuracy on {rec.eval} = {log['onnx_accuracy']:.4f}; "
+          f"{params} params, {macs} MACs, {log['train_seconds']} s; wrote {dest.parent}")
     return log
 
 
@@ -168,12 +195,12 @@ def verify(onnx_model, model, x: np.ndarray, y: np.ndarray, *,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("models", nargs="+", choices=[*ARCHS, "all"])
+    ap.add_argument("models", nargs="+", choices=[*ARCHS, *NETS, "all"])
     ap.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (fixed for determinism)")
     ap.add_argument("--out", type=Path, default=HERE, help="output root (default: models/)")
     args = ap.parse_args(argv)
-    names = list(ARCHS) if "all" in args.models else args.models
+    names = [*ARCHS, *NETS] if "all" in args.models else args.models
     for name in names:
         train(name, epochs=args.epochs, threads=args.threads, out_dir=args.out)
     return 0
