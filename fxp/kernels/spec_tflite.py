@@ -1,0 +1,189 @@
+"""TFLite's integer ADD, AVERAGE_POOL_2D and MEAN (over H, W) on codes: the numpy *specification*.
+
+The Numba kernels in :mod:`fxp.kernels.tflite` must equal these functions bit
+for bit; both are pinned to the Python-int oracle in ``tests/oracles_qlinear.py``.
+Codes are NCHW int64 here (TFLite stores NHWC; the arithmetic of one element
+does not depend on the layout).  The definitions are TensorFlow Lite's
+*reference* kernels (github.com/tensorflow/tensorflow):
+
+ADD, int8 / uint8 (``tensorflow/lite/kernels/add.cc`` Prepare,
+``kernels/internal/reference/integer_ops/add.h`` ``AddFunc``):
+
+* Prepare (float32 scales, double arithmetic): ``left_shift = 20``,
+  ``twice_max = 2 * max(s1, s2)``, ``real_i = s_i / twice_max``,
+  ``real_out = twice_max / (2**20 * s_out)``, each turned into
+  ``(multiplier, shift <= 0)`` by ``QuantizeMultiplierSmallerThanOneExp``
+  (:func:`multiplier_smaller_than_one`); the activation range from
+  ``CalculateActivationRangeQuantized`` (:func:`activation_range`);
+* per element: ``v_i = (x_i - zp_i) * 2**20``;
+  ``y_i = MBQMSmallerThanOneExp(v_i, M_i, shift_i)`` =
+  ``RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(v_i, M_i), -shift_i)``;
+  ``raw = y_1 + y_2`` (int32); ``out = MBQMSmallerThanOneExp(raw, M_out, shift_out)
+  + zp_out``, clamped to ``[act_min, act_max]``.  ``scheme="single"`` is the
+  ``TFLITE_SINGLE_ROUNDING`` build (one rounding per multiply).
+
+AVERAGE_POOL_2D, int8 / uint8 (``reference/integer_ops/pooling.h``): sum the
+*raw* codes of the window's real pixels (padding is skipped and not counted),
+``(acc + count/2) / count`` for ``acc > 0`` else ``(acc - count/2) / count`` in C
+(truncating) division -- round half away from zero of the mean code -- clamped
+to the activation range.  Input and output share scale and zero point.
+
+MEAN over axes (1, 2) with ``keep_dims``, int8 / int16
+(``kernels/reduce.cc`` ``PrepareMeanOrSum`` and ``reference/integer_ops/mean.h``):
+``(M, shift) = QuantizeMultiplier(s_in / s_out)``; per (n, c)
+``acc = sum(x - zp_in)`` (int32); ``acc = MultiplyByQuantizedMultiplier(acc, M,
+shift)`` (shift may be positive: a left shift first); the same half-away
+division by ``H*W``; ``+ zp_out``; clamp to the type's range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fxp.core import intmath
+from fxp.errors import FormatError
+
+__all__ = [
+    "ACTIVATIONS", "LEFT_SHIFT", "activation_range", "add", "add_params", "avgpool",
+    "divide_half_away", "mean_hw", "mean_params", "multiplier_smaller_than_one",
+]
+
+LEFT_SHIFT = 20
+ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+# --------------------------------------------------------------------------- Prepare (Python)
+def multiplier_smaller_than_one(real: float, single: bool = False) -> tuple[int, int]:
+    """``QuantizeMultiplierSmallerThanOneExp``: ``(M, shift)`` with ``shift <= 0``.
+
+    Raises FormatError unless ``0 < real < 1`` (TFLite's DCHECKs).
+    """
+    if not 0.0 < real < 1.0:
+        raise FormatError(f"TFLite multiplier {real!r} must lie in (0, 1) "
+                          "(QuantizeMultiplierSmallerThanOneExp)")
+    m, e = intmath.quantize_multiplier(real, single_rounding=single)
+    if e > 0:  # pragma: no cover - real < 1 always gives e <= 0
+        raise FormatError(f"TFLite multiplier {real!r} gave a left shift {e}")
+    return m, e
+
+
+def add_params(s1, s2, s_out, single: bool = False) -> tuple[int, int, int, int, int, int]:
+    """``(M1, shift1, M2, shift2, M_out, shift_out)`` of add.cc Prepare (8-bit path).
+
+    Scales are read as float32 (TfLiteQuantizationParams), then
+    ``2 * max(s1, s2)`` (exact), ``s_i / twice_max`` and
+    ``twice_max / (2**20 * s_out)`` in double.
+    """
+    f1, f2, fo = (float(np.float32(v)) for v in (s1, s2, s_out))
+    twice_max = 2.0 * max(f1, f2)
+    real_out = twice_max / (float(1 << LEFT_SHIFT) * fo)
+    return (*multiplier_smaller_than_one(f1 / twice_max, single),
+            *multiplier_smaller_than_one(f2 / twice_max, single),
+            *multiplier_smaller_than_one(real_out, single))
+
+
+def mean_params(s_in, s_out, single: bool = False) -> tuple[int, int]:
+    """``(M, shift)`` of reduce.cc ``PrepareMeanOrSum``: ``QuantizeMultiplier(s_in / s_out)``."""
+    return intmath.quantize_multiplier(float(np.float32(s_in)) / float(np.float32(s_out)),
+                                       single_rounding=single)
+
+
+def activation_range(activation: str, scale, zero_point: int, qmin: int, qmax: int
+                     ) -> tuple[int, int]:
+    """``CalculateActivationRangeQuantized``: ``quantize(f) = zp + round(float32(f) / scale)``
+    (float32 divide, ``TfLiteRound`` = half away from zero), intersected with ``[qmin, qmax]``.
+
+    >>> activation_range("relu6", 0.05, -128, -128, 127)
+    (-128, -8)
+    """
+    if activation not in ACTIVATIONS:
+        raise FormatError(f"unknown TFLite fused activation {activation!r:.40}; use one of "
+                          f"{ACTIVATIONS}")
+    s32 = np.float32(scale)
+
+    def quantize(f: float) -> int:
+        with np.errstate(over="ignore"):
+            v = float(np.float32(f) / s32)
+        r = np.copysign(np.floor(abs(v) + 0.5), v)  # exact for a float32 v
+        if not INT32_MIN <= r <= INT32_MAX:
+            raise FormatError(f"TFLite activation bound {f} / scale {float(s32)!r} does not "
+                              "fit int32")
+        return int(zero_point) + int(r)
+
+    if activation == "relu":
+        return max(qmin, quantize(0.0)), qmax
+    if activation == "relu6":
+        return max(qmin, quantize(0.0)), min(qmax, quantize(6.0))
+    if activation == "relu_n1_to_1":
+        return max(qmin, quantize(-1.0)), min(qmax, quantize(1.0))
+    return qmin, qmax
+
+
+# --------------------------------------------------------------------------- Eval
+def _wrap32(v):
+    return ((np.asarray(v, np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def divide_half_away(acc, count: int):
+    """C ``acc > 0 ? (acc + count/2) / count : (acc - count/2) / count`` (truncating /),
+    the intermediate wrapped to int32 as C does; ``(quotients, n_wrapped)``."""
+    acc = np.asarray(acc, np.int64)
+    t = np.where(acc > 0, acc + count // 2, acc - count // 2)
+    w = _wrap32(t)
+    q = np.where(w >= 0, w // count, -((-w) // count))
+    return q, int(np.count_nonzero(w != t))
+
+
+def _clamp(v, lo: int, hi: int):
+    return np.clip(v, lo, hi), int(np.count_nonzero((v < lo) | (v > hi)))
+
+
+def add(a, b, z1: int, z2: int, z_out: int, params, act_min: int, act_max: int, scheme: str):
+    """``AddFunc`` element-wise; returns ``(codes, n_events)``: int32 wraps of the
+    multiplier stages and the sum, plus elements the activation clamp changed."""
+    m1, e1, m2, e2, mo, eo = params
+    mbqm = intmath.multiply_by_quantized_multiplier
+    y1, n1 = mbqm((np.asarray(a, np.int64) - z1) << LEFT_SHIFT, m1, e1, scheme)
+    y2, n2 = mbqm((np.asarray(b, np.int64) - z2) << LEFT_SHIFT, m2, e2, scheme)
+    raw = _wrap32(y1 + y2)
+    n3 = int(np.count_nonzero(raw != y1 + y2))
+    y, n4 = mbqm(raw, mo, eo, scheme)
+    codes, n5 = _clamp(y + z_out, act_min, act_max)
+    return codes, n1 + n2 + n3 + n4 + n5
+
+
+def avgpool(x, kernel, strides, pads, act_min: int, act_max: int):
+    """TFLite integer ``AveragePool`` on NCHW codes (``pads`` top, left, bottom, right);
+    every window must hold >= 1 real pixel.  ``(codes, n_clamped)``."""
+    x = np.asarray(x, np.int64)
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = kernel, strides, pads
+    ho, wo = (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1
+    acc = np.zeros((n, c, ho, wo), np.int64)
+    count = np.zeros((1, 1, ho, wo), np.int64)
+    for oy in range(ho):
+        y0, y1 = max(oy * sh - pt, 0), min(oy * sh - pt + kh, h)
+        for ox in range(wo):
+            x0, x1 = max(ox * sw - pl, 0), min(ox * sw - pl + kw, w)
+            acc[:, :, oy, ox] = x[:, :, y0:y1, x0:x1].sum(axis=(2, 3))
+            count[0, 0, oy, ox] = (y1 - y0) * (x1 - x0)
+    count = np.broadcast_to(count, acc.shape)
+    t = np.where(acc > 0, acc + count // 2, acc - count // 2)
+    q = np.where(t >= 0, t // count, -((-t) // count))
+    return _clamp(q, act_min, act_max)
+
+
+def mean_hw(x, zp_in: int, zp_out: int, multiplier: int, shift: int, lo: int, hi: int,
+            scheme: str):
+    """``reference_integer_ops::Mean`` over H, W (keep_dims): ``[N,C,H,W] -> [N,C,1,1]``.
+
+    ``(codes, n_events)``: int32 wraps (left shift, rounding offset) plus clamped elements.
+    """
+    x = np.asarray(x, np.int64)
+    size = x.shape[2] * x.shape[3]
+    acc = (x - zp_in).sum(axis=(2, 3), keepdims=True)
+    y, n1 = intmath.multiply_by_quantized_multiplier(acc, multiplier, shift, scheme)
+    q, n2 = divide_half_away(y, size)
+    codes, n3 = _clamp(q + zp_out, lo, hi)
+    return codes, n1 + n2 + n3
