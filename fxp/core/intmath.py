@@ -195,8 +195,12 @@ def shift_right_round(x, shift: int, mode, *, seed: int | None = None, index_off
 
 
 def _range_for(fmt: QFormat, mode: OverflowMode) -> tuple[int, int]:
+    """Code range under ``mode``: ``[-max, max]`` for a signed ``saturate_symmetric``
+    target of 2 bits or more; a signed 1-bit target keeps ``[-1, 0]``, as
+    ``ap_fixed<1,I,Q,AP_SAT_SYM>`` does (its symmetric range would be the single code 0).
+    """
     lo, hi = fmt.min_code, fmt.max_code
-    if mode is OverflowMode.SATURATE_SYMMETRIC and fmt.signed:
+    if mode is OverflowMode.SATURATE_SYMMETRIC and fmt.signed and fmt.bits > 1:
         lo = -hi
     return lo, hi
 

@@ -85,7 +85,9 @@ class OverflowMode(enum.Enum):
     SATURATE_SYMMETRIC = "saturate_symmetric"
     """Clamp to [-max_code, max_code], e.g. int8 [-127, 127] (AP_SAT_SYM, narrow range).
 
-    For unsigned formats this equals SATURATE (as ap_ufixed's AP_SAT_SYM)."""
+    For unsigned formats, and for signed 1-bit formats (whose symmetric range would
+    be the single code 0), this equals SATURATE, as ap_ufixed's / ap_fixed<1,..>'s
+    AP_SAT_SYM do."""
     SATURATE_ZERO = "saturate_zero"
     """Replace an out-of-range value by 0 (AP_SAT_ZERO)."""
 

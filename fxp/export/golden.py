@@ -39,7 +39,7 @@ from fxp.sim.compile import compile_plan
 from fxp.sim.integer import run_integer
 from fxp.sim.values import IntValue
 
-__all__ = ["export_golden", "read_hex", "to_hex_lines"]
+__all__ = ["export_golden", "export_hls4ml_tb", "read_hex", "to_hex_lines"]
 
 
 def to_hex_lines(codes: np.ndarray, bits: int) -> list[str]:
@@ -103,3 +103,42 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
         for key, arr in arrays.items():
             with zf.open(f"{key}.npy", "w", force_zip64=True) as fh:
                 np.lib.format.write_array(fh, np.ascontiguousarray(arr), allow_pickle=False)
+
+
+def _dat_lines(values: np.ndarray) -> str:
+    """One sample per line, its values in C order, space separated, shortest exact repr."""
+    flat = np.asarray(values).reshape(len(values), -1)
+    return "".join(" ".join(repr(float(v)) for v in row) + "\n" for row in flat)
+
+
+def export_hls4ml_tb(graph: Graph, plan: Plan, x: np.ndarray, out_dir: str | Path, *,
+                     logits: bool = False) -> Path:
+    """hls4ml testbench files for ``x``: ``tb_input_features.dat`` and
+    ``tb_output_predictions.dat`` in ``out_dir`` (hls4ml's ``tb_data`` format).
+
+    Inputs are written as given (float32 values, one sample per line, NCHW C
+    order: hls4ml's PyTorch frontend with ``ChannelsLastConversion: full``
+    transposes them itself); predictions are fxp's integer engine outputs as
+    exact decimal reals of their codes.  ``logits=True`` writes the input of a
+    final Softmax instead of its (float) output, to compare with a traced or
+    softmax-free hls4ml model.
+
+    Raises
+    ------
+    DataError
+        ``x`` is empty; :class:`~fxp.errors.OutputError` if a file cannot be written.
+    """
+    from fxp.sim.integer import logits_tensor
+    from fxp.sim.values import to_float
+
+    x = np.asarray(x, np.float32)
+    if x.ndim < 2 or len(x) == 0:
+        raise DataError(f"hls4ml testbench needs a non-empty batch [N, ...], got shape {x.shape}")
+    model = compile_plan(graph, plan)
+    run = run_integer(model, x, keep=True)
+    name = logits_tensor(model) if logits else model.graph.outputs[0]
+    out = ensure_dir(Path(out_dir))
+    write_text(out / "tb_input_features.dat", _dat_lines(x))
+    write_text(out / "tb_output_predictions.dat",
+               _dat_lines(to_float(run.values[name], name).astype(np.float64)))
+    return out

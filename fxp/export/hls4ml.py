@@ -1,42 +1,53 @@
-"""hls4ml configuration from a Plan: per-layer ``ap_fixed`` precisions.
+"""hls4ml configuration from a Plan, for hls4ml's PyTorch and ONNX frontends.
 
-The dictionary follows hls4ml's ``config_from_*`` layout (``Model`` defaults plus
-``LayerName -> {Precision: {weight, bias, result, accum}}``) with fxp's rounding
-and overflow modes spelled as ``ap_fixed<W,I,Q,O>`` quantization/overflow modes.
-Only power-of-two layers map to ``ap_fixed``; affine (scaled) layers are refused
-with a message, since hls4ml's fixed-point types carry no scale.
+Three ways in, one set of types (:mod:`fxp.export.hls4ml_types`):
 
-hls4ml turns layer names into C++ identifiers of its generated project, and
-the config's keys must equal the names hls4ml reads from the model, so names
-cannot be rewritten here: a layer or input name that is not a plain C++
-identifier (``[A-Za-z_][A-Za-z0-9_]*``, no keyword, no reserved ``__``/``_X``
-prefix) is refused with a :class:`~fxp.errors.PlanError` naming it.  The JSON
-text itself is escaped by :func:`json.dumps`.
+* :func:`patch_hls4ml_config` (preferred) takes the config hls4ml itself
+  generated (``hls4ml.utils.config_from_pytorch_model`` /
+  ``config_from_onnx_model``), so its keys are hls4ml's own layer names, and
+  writes fxp's types into every entry, matched to fxp's layers in graph order;
+  nothing hls4ml builds can be missed, and a layer that does not match is a
+  :class:`~fxp.errors.FormatError` naming it;
+* :func:`hls4ml_config` writes a complete config without hls4ml installed,
+  with the layer names the chosen frontend uses (``InputShape`` and
+  ``ChannelsLastConversion`` included for PyTorch);
+* :func:`hls4ml_project` (hls4ml installed) does the first, converts, writes
+  the project and, with ``compile=True``, builds the C simulation with g++.
+
+Names.  hls4ml turns layer names into C++ identifiers.  Its PyTorch frontend
+names a layer after its module path (``features.0`` -> ``features_0``) and the
+input after the ``forward`` argument; an ONNX file exported by torch names the
+node ``/features/features.0/Conv``, so that is mapped to ``features_0`` (a fused
+ReLU by its output tensor ``/relu1/Relu_output_0`` -> ``relu1``).  Its ONNX
+frontend keeps node names, replacing ``.`` by ``_`` in input names and
+prefixing a leading digit with the class name (``input.1`` -> ``input_1``).
+A name that is still no C++ identifier after that mapping (``/conv1/Conv`` for
+the ONNX frontend, which expects qonnx-cleaned names such as ``Conv_0``) is
+refused with a :class:`~fxp.errors.PlanError` naming it: generate the config
+with hls4ml and use :func:`patch_hls4ml_config`.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from pathlib import Path
 
 from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
-from fxp.errors import PlanError
-from fxp.export import fixed_point_steps
+from fxp.errors import FormatError, MissingDependencyError, PlanError
+from fxp.export.hls4ml_types import Q_MODES, O_MODES, Slot, hls4ml_slots, hls_type
 from fxp.export.names import is_c_identifier
 from fxp.fileio import write_text
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan
 from fxp.sim.compile import compile_plan
 
-__all__ = ["ap_type", "hls4ml_config", "write_hls4ml_config"]
+__all__ = ["FRONTENDS", "ap_type", "hls4ml_config", "hls4ml_layer_name", "hls4ml_project",
+           "patch_hls4ml_config", "write_hls4ml_config"]
 
-_Q = {RoundingMode.FLOOR: "AP_TRN", RoundingMode.TO_ZERO: "AP_TRN_ZERO",
-      RoundingMode.HALF_UP: "AP_RND", RoundingMode.HALF_TO_ZERO: "AP_RND_ZERO",
-      RoundingMode.HALF_DOWN: "AP_RND_MIN_INF", RoundingMode.HALF_AWAY: "AP_RND_INF",
-      RoundingMode.HALF_EVEN: "AP_RND_CONV"}
-_O = {OverflowMode.WRAP: "AP_WRAP", OverflowMode.SATURATE: "AP_SAT",
-      OverflowMode.SATURATE_SYMMETRIC: "AP_SAT_SYM", OverflowMode.SATURATE_ZERO: "AP_SAT_ZERO"}
+FRONTENDS = ("pytorch", "onnx")
 
 
 def ap_type(fmt: QFormat, rounding: RoundingMode | None = None,
@@ -49,50 +60,193 @@ def ap_type(fmt: QFormat, rounding: RoundingMode | None = None,
     base = f"ap_{'' if fmt.signed else 'u'}fixed<{fmt.bits},{fmt.int_bits}"
     if rounding is None and overflow is None:
         return base + ">"
-    q = _Q.get(rounding or RoundingMode.FLOOR)
+    q = Q_MODES.get(RoundingMode.from_string(rounding or RoundingMode.FLOOR))
     if q is None:
         raise PlanError(f"rounding mode {rounding.value!r} has no ap_fixed equivalent")
-    return f"{base},{q},{_O[overflow or OverflowMode.WRAP]}>"
+    return f"{base},AP_{q},AP_{O_MODES[OverflowMode.from_string(overflow or 'wrap')]}>"
 
 
-def _check_name(name: str, what: str) -> str:
-    if not is_c_identifier(name):
-        raise PlanError(f"{what} {str(name)[:200]!r} is not a C++ identifier "
-                        "([A-Za-z_][A-Za-z0-9_]*, no keyword, no leading __ or _X); hls4ml "
-                        "uses layer names as identifiers: rename it in the model first")
-    return name
+def hls4ml_layer_name(name: str, frontend: str, what: str = "layer",
+                      class_name: str = "layer") -> str:
+    """The name hls4ml's ``frontend`` gives the layer or input fxp knows as ``name``.
+
+    >>> hls4ml_layer_name("/features/features.0/Conv", "pytorch")
+    'features_0'
+    >>> hls4ml_layer_name("input.1", "onnx", "input", "InputLayer")
+    'input_1'
+
+    Raises
+    ------
+    PlanError
+        The mapped name is no C++ identifier (hls4ml could not compile it).
+    """
+    if frontend not in FRONTENDS:
+        raise PlanError(f"frontend must be one of {FRONTENDS}, got {str(frontend)[:40]!r}")
+    text = str(name)
+    if frontend == "pytorch":
+        if what == "input":
+            text = re.sub(r"\.\d+$", "", text)  # torch's ONNX export names inputs 'x.1'
+        else:
+            text = re.sub(r"_output_\d+$", "", text)
+            parts = text.split("/")
+            if len(parts) >= 3 and parts[0] == "":
+                text = parts[-2]  # /scope/module.path/OpType -> module.path
+        out = text.replace(".", "_")
+    else:
+        out = text.replace(".", "_") if what == "input" else text
+        if out[:1].isdigit():
+            out = class_name.lower() + out
+    if not is_c_identifier(out):
+        raise PlanError(f"{what} {str(name)[:200]!r} is not a C++ identifier for hls4ml's "
+                        f"{frontend} frontend (mapped to {out[:200]!r}; hls4ml uses layer "
+                        "names as identifiers): rename it, or generate the config with "
+                        "hls4ml and use patch_hls4ml_config")
+    return out
 
 
-def hls4ml_config(graph: Graph, plan: Plan, *, reuse_factor: int = 1,
-                  strategy: str = "Latency") -> dict:
-    """The hls4ml config dictionary for ``plan`` (see the module docstring)."""
+def _names(slots: list[Slot], frontend: str, graph: Graph) -> list[str]:
+    out = []
+    for s in slots:
+        if s.kind == "input":
+            out.append(hls4ml_layer_name(s.fxp_name, frontend, "input", "InputLayer"))
+        elif s.fused:  # a fused ReLU is known by its output tensor, '/relu1/Relu_output_0'
+            node = re.sub(r"_output_\d+$", "", s.tensor)
+            out.append(hls4ml_layer_name(node, frontend, "layer", "Activation"))
+        else:
+            out.append(hls4ml_layer_name(s.fxp_name, frontend, "layer", s.node_class))
+    if len(set(out)) != len(out):
+        dup = sorted({n for n in out if out.count(n) > 1})
+        raise PlanError(f"layers map to the same hls4ml name {dup[:5]} for the {frontend} "
+                        "frontend; generate the config with hls4ml and use patch_hls4ml_config")
+    return out
+
+
+def hls4ml_config(graph: Graph, plan: Plan, *, frontend: str = "pytorch",
+                  reuse_factor: int = 1, strategy: str = "Latency") -> dict:
+    """A complete hls4ml config for ``plan``, with the ``frontend``'s layer names.
+
+    Every layer hls4ml builds gets ``Precision`` types with rounding and
+    overflow modes (see :mod:`fxp.export.hls4ml_types`); the model default is
+    the input type.  For ``"pytorch"`` the config also has ``InputShape``
+    (C, H, W) and ``ChannelsLastConversion: "full"``.
+    """
     model = compile_plan(graph, plan)
-    if not plan.input.is_pow2:
-        raise PlanError("hls4ml export needs a power-of-two plan (ap_fixed has no scale); "
-                        f"plan {plan.name!r} codes its input with a scale")
-    gin = _check_name(model.graph.inputs[0], "input")
-    layers = {gin: {"Precision": {"result": ap_type(plan.input.fmt)}}}
-    for step in fixed_point_steps(model):
-        lp = step.plan
-        if not (lp.weight.is_pow2 and lp.output.is_pow2):
-            raise PlanError(f"layer {step.name!r} is affine (scaled); hls4ml export needs "
-                            "power-of-two formats")
-        # a shift weight (codes 0 or +-2**k) keeps its ap_fixed type: hls4ml has no shift
-        # (power-of-two weight) type, so the shift-add meaning does not reach its config
-        layers[_check_name(step.name, "layer")] = {"Precision": {
-            "weight": ap_type(lp.weight.fmt),
-            "bias": ap_type((lp.bias.fmt if lp.bias is not None else step.acc_fmt)),
-            "accum": ap_type(step.acc_fmt, RoundingMode.FLOOR, lp.acc_overflow),
-            "result": ap_type(lp.output.fmt, lp.rounding, lp.output_overflow)},
-            "ReuseFactor": reuse_factor}
-    return {"Model": {"Precision": ap_type(plan.input.fmt), "ReuseFactor": reuse_factor,
-                      "Strategy": strategy},
-            "LayerName": layers,
-            "fxp": {"plan": plan.name, "note": "accum wraps/saturates after every addition in "
-                    "fxp's documented order; result casts round then saturate"}}
+    slots = hls4ml_slots(model)
+    names = _names(slots, frontend, model.graph)
+    layers = {}
+    for name, s in zip(names, slots, strict=True):
+        entry = {"Trace": False, "Precision": dict(s.precision)}
+        if s.kind != "input":
+            entry["ReuseFactor"] = reuse_factor
+        layers[name] = entry
+    cfg = {"Model": {"Precision": {"default": slots[0].precision["result"]},
+                     "ReuseFactor": reuse_factor, "Strategy": strategy,
+                     "BramFactor": 1_000_000_000, "TraceOutput": False},
+           "LayerName": layers}
+    if frontend == "pytorch":
+        cfg["Model"].update(ChannelsLastConversion="full", TransposeOutputs=False)
+        shape = model.graph.input_shapes.get(model.graph.inputs[0])
+        if shape is None or any(not isinstance(d, int) for d in shape[1:]):
+            raise PlanError(f"input {model.graph.inputs[0]!r} has no static shape {shape!r}; "
+                            "hls4ml's PyTorch frontend needs InputShape")
+        cfg["InputShape"] = list(shape[1:])
+    return cfg
 
 
-def write_hls4ml_config(graph: Graph, plan: Plan, path: str | Path) -> Path:
-    """Write :func:`hls4ml_config` as JSON (atomically; :class:`~fxp.errors.OutputError`
-    if it cannot be written)."""
-    return write_text(Path(path), json.dumps(hls4ml_config(graph, plan), indent=2) + "\n")
+def _classify(i: int, entry: object, name: str) -> str:
+    if not isinstance(entry, dict) or not isinstance(entry.get("Precision", {}), dict):
+        raise FormatError(f"hls4ml config LayerName {name[:200]!r}: expected an object with a "
+                          "'Precision' object (a config from hls4ml.utils.config_from_*)")
+    keys = set(entry.get("Precision", {}))
+    if i == 0:
+        return "input"
+    if "weight" in keys:
+        return "weighted"
+    if keys & {"exp_table", "inv_table"}:
+        return "softmax"
+    if "table" in keys:
+        return "relu"
+    if "accum" in keys:
+        return "pool"
+    return "reshape"
+
+
+def patch_hls4ml_config(graph: Graph, plan: Plan, config: dict) -> dict:
+    """A copy of hls4ml's own ``config`` with fxp's types written into every layer.
+
+    ``config`` is what ``hls4ml.utils.config_from_pytorch_model`` or
+    ``config_from_onnx_model`` returned with ``granularity='name'``; its
+    ``LayerName`` entries are matched, in order, to the layers hls4ml builds
+    for fxp's graph (input, Conv2D/Dense, a ReLU, pooling, flatten, softmax).
+
+    Raises
+    ------
+    FormatError
+        ``config`` has no per-layer entries, or an entry does not match the
+        next fxp layer (the message names both).
+    """
+    if not isinstance(config, dict) or not isinstance(config.get("LayerName"), dict):
+        raise FormatError("hls4ml config has no 'LayerName' object; generate it with "
+                          "granularity='name'")
+    model = compile_plan(graph, plan)
+    slots = hls4ml_slots(model)
+    out = copy.deepcopy(config)
+    entries = list(out["LayerName"].items())
+    if len(entries) != len(slots):
+        raise FormatError(f"hls4ml config has {len(entries)} layers "
+                          f"{[str(n)[:40] for n, _ in entries][:12]}, fxp's graph makes "
+                          f"{len(slots)} {[s.kind for s in slots]}: not the same model?")
+    for i, ((name, entry), s) in enumerate(zip(entries, slots, strict=True)):
+        kind = _classify(i, entry, str(name))
+        if kind != s.kind:
+            raise FormatError(f"hls4ml layer {str(name)[:200]!r} looks like a {kind} layer; "
+                              f"fxp's next layer {s.fxp_name[:200]!r} is a {s.kind}")
+        entry.setdefault("Precision", {}).update(s.precision)
+    out.setdefault("Model", {})["Precision"] = {"default": slots[0].precision["result"]}
+    return out
+
+
+def write_hls4ml_config(graph: Graph, plan: Plan, path: str | Path, *,
+                        frontend: str = "pytorch", base: dict | None = None) -> Path:
+    """Write :func:`hls4ml_config` (or, with ``base``, :func:`patch_hls4ml_config`) as JSON
+    (atomically; :class:`~fxp.errors.OutputError` if it cannot be written)."""
+    cfg = patch_hls4ml_config(graph, plan, base) if base is not None \
+        else hls4ml_config(graph, plan, frontend=frontend)
+    return write_text(Path(path), json.dumps(cfg, indent=2) + "\n")
+
+
+def hls4ml_project(graph: Graph, plan: Plan, torch_model, output_dir: str | Path, *,
+                   compile: bool = False, write: bool = True, io_type: str = "io_parallel",
+                   trace: bool = False):
+    """Convert ``torch_model`` with hls4ml under fxp's types; the ``hls4ml`` ModelGraph.
+
+    ``graph`` is fxp's graph of the same model (e.g. its ONNX export).  The
+    config is hls4ml's own (``config_from_pytorch_model``) patched by
+    :func:`patch_hls4ml_config`.  ``write`` writes the project into
+    ``output_dir``; ``compile`` also builds the C simulation (g++), after
+    which ``predict`` runs it; ``trace`` marks every layer for ``trace``.
+
+    Raises
+    ------
+    MissingDependencyError
+        hls4ml is not installed (``pip install 'fxp[hls4ml]'``).
+    """
+    try:
+        import hls4ml
+    except ImportError as exc:
+        raise MissingDependencyError(f"hls4ml export needs hls4ml ({exc}); install it with "
+                                     "pip install 'fxp[hls4ml]'") from None
+    shape = compile_plan(graph, plan).graph.input_shapes[graph.inputs[0]]
+    base = hls4ml.utils.config_from_pytorch_model(torch_model, tuple(shape[1:]),
+                                                  granularity="name", backend="Vivado")
+    cfg = patch_hls4ml_config(graph, plan, base)
+    for entry in cfg["LayerName"].values():
+        entry["Trace"] = bool(trace)
+    hm = hls4ml.converters.convert_from_pytorch_model(
+        torch_model, hls_config=cfg, output_dir=str(output_dir), backend="Vivado",
+        io_type=io_type)
+    if compile:
+        hm.compile()
+    elif write:
+        hm.write()
+    return hm

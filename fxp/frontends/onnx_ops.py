@@ -232,6 +232,18 @@ def _relu(ctx: ImportContext, node: Any) -> None:
     ctx.emit(ir.ReLU(**_io(ctx, node, ctx.activation(node, 0))))
 
 
+@handles("Sigmoid")
+def _sigmoid(ctx: ImportContext, node: Any) -> None:
+    ctx.attrs(node)
+    ctx.emit(ir.Sigmoid(**_io(ctx, node, ctx.activation(node, 0))))
+
+
+@handles("LeakyRelu")
+def _leaky_relu(ctx: ImportContext, node: Any) -> None:
+    a = ctx.attrs(node, alpha=float_attr(0.01))
+    ctx.emit(ir.LeakyRelu(**_io(ctx, node, ctx.activation(node, 0)), alpha=a["alpha"]))
+
+
 @handles("Clip")
 def _clip(ctx: ImportContext, node: Any) -> None:
     """Opset < 11: bounds are the FLOAT attributes min/max; from 11: constant inputs 1, 2.

@@ -56,8 +56,10 @@ __all__ = [
     "Identity",
     "MaxPool2D",
     "Node",
+    "LeakyRelu",
     "ReLU",
     "Reshape",
+    "Sigmoid",
     "Shape",
     "Softmax",
     "conv_output_size",
@@ -254,6 +256,28 @@ class Clip(Node):
             raise self._fail(f"need min_value <= max_value, got ({lo}, {hi})")
         object.__setattr__(self, "min_value", lo)
         object.__setattr__(self, "max_value", hi)
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Sigmoid(Node):
+    """Logistic ``1 / (1 + exp(-x))`` elementwise (ONNX Sigmoid)."""
+
+    op_type: ClassVar[str] = "Sigmoid"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class LeakyRelu(Node):
+    """``x if x >= 0 else alpha * x`` elementwise (ONNX LeakyRelu; ``alpha`` finite)."""
+
+    op_type: ClassVar[str] = "LeakyRelu"
+    alpha: float = 0.01
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float, np.number)) \
+                or not np.isfinite(float(self.alpha)):
+            raise self._fail(f"alpha must be a finite number, got {self.alpha!r:.60}")
+        object.__setattr__(self, "alpha", float(self.alpha))
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -26,6 +26,11 @@ the accumulator width matters)::
 
 so an int8 x int8 conv with K = Ci*kh*kw taps needs ``14 + ceil(log2 K) + 1``
 bits; 32 bits hold K up to 2**17.  The caller proves each product fits int64.
+
+``order`` 1 is hls4ml's (``nnet_conv2d_latency.h``): ``acc`` starts from the
+bias cast into the accumulator, the taps run ``filter_y``, ``filter_x``,
+``in_channel`` (channels innermost) and each product is cast into the
+accumulator before it is added (see :mod:`fxp.kernels.spec_layers`).
 """
 
 from __future__ import annotations
@@ -39,8 +44,11 @@ from fxp.kernels.scalar import U0
 
 @kernel
 def conv2d_acc(x, w, bias, zx, zw, sh, sw, pad_top, pad_left, dh, dw, groups, out_h, out_w,
-               lo, hi, bits, signed, omode):
-    """x [N,C,H,W], w [Co,C/g,kh,kw] -> (acc [N,Co,Ho,Wo], events [N,Co], peaks uint64 [N,Co])."""
+               lo, hi, bits, signed, omode, order=0):
+    """x [N,C,H,W], w [Co,C/g,kh,kw] -> (acc [N,Co,Ho,Wo], events [N,Co], peaks uint64 [N,Co]).
+
+    ``order``: 0 fxp (channels outermost, bias last), 1 hls4ml (see the module docstring).
+    """
     batches, _, in_h, in_w = x.shape
     out_depth, filter_depth, filter_h, filter_w = w.shape
     per_group = out_depth // groups
@@ -57,23 +65,39 @@ def conv2d_acc(x, w, bias, zx, zw, sh, sw, pad_top, pad_left, dh, dw, groups, ou
         for out_y in range(out_h):
             for out_x in range(out_w):
                 total = np.int64(0)
-                for in_channel in range(filter_depth):
-                    for filter_y in range(filter_h):
-                        in_y = out_y * sh - pad_top + filter_y * dh
-                        row_inside = 0 <= in_y < in_h
-                        for filter_x in range(filter_w):
-                            in_x = out_x * sw - pad_left + filter_x * dw
-                            if row_inside and 0 <= in_x < in_w:
-                                term = ((x[batch, first_in + in_channel, in_y, in_x] - zx)
-                                        * (w[out_channel, in_channel, filter_y, filter_x] - zw_c))
-                            else:
-                                term = np.int64(0)  # padding reads zx: real 0
-                            total, o, mag = acc_add(total, term, lo, hi, bits, signed, omode)
-                            count += o
-                            peak = max(peak, mag)
-                total, o, mag = acc_add(total, bias[out_channel], lo, hi, bits, signed, omode)
-                count += o
-                peak = max(peak, mag)
+                if order == 1:
+                    total, o, mag = acc_add(np.int64(0), bias[out_channel], lo, hi, bits,
+                                            signed, omode)
+                    count += o
+                    peak = max(peak, mag)
+                for tap in range(filter_depth * filter_h * filter_w):
+                    if order == 0:
+                        in_channel = tap // (filter_h * filter_w)
+                        filter_y = (tap // filter_w) % filter_h
+                        filter_x = tap % filter_w
+                    else:
+                        in_channel = tap % filter_depth
+                        filter_y = tap // (filter_depth * filter_w)
+                        filter_x = (tap // filter_depth) % filter_w
+                    in_y = out_y * sh - pad_top + filter_y * dh
+                    in_x = out_x * sw - pad_left + filter_x * dw
+                    if 0 <= in_y < in_h and 0 <= in_x < in_w:
+                        term = ((x[batch, first_in + in_channel, in_y, in_x] - zx)
+                                * (w[out_channel, in_channel, filter_y, filter_x] - zw_c))
+                    else:
+                        term = np.int64(0)  # padding reads zx: real 0
+                    if order == 1:
+                        term, o, mag = acc_add(np.int64(0), term, lo, hi, bits, signed, omode)
+                        count += o
+                        peak = max(peak, mag)
+                    total, o, mag = acc_add(total, term, lo, hi, bits, signed, omode)
+                    count += o
+                    peak = max(peak, mag)
+                if order == 0:
+                    total, o, mag = acc_add(total, bias[out_channel], lo, hi, bits, signed,
+                                            omode)
+                    count += o
+                    peak = max(peak, mag)
                 acc[batch, out_channel, out_y, out_x] = total
         events[batch, out_channel] = count
         peaks[batch, out_channel] = peak

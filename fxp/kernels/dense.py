@@ -17,6 +17,10 @@ Worst case: ``|acc| <= max|x - zx| * sum_i |w[o, i] - zw[o]| + |bias[o]|``
 (the weight-aware bound; In * 2**(Wx + Ww - 2) for full-range operands).
 A 64-bit accumulator therefore may see int64 overflow of ``acc + term``;
 :func:`acc_add` detects it and wraps / saturates as the exact sum would.
+
+``order`` 1 is hls4ml's (``nnet_dense_latency.h``): the bias and every
+product are cast into the accumulator first (an addition to 0, counted as an
+event when it changes the value) and the bias comes first.
 """
 
 from __future__ import annotations
@@ -51,8 +55,11 @@ def acc_add(total, term, lo, hi, bits, signed, omode):
 
 
 @kernel
-def dense_acc(x, w, bias, zx, zw, lo, hi, bits, signed, omode):
-    """x [N, In], w [Out, In], bias [Out], zw [Out] -> (acc [N, Out], events, peaks [N, Out])."""
+def dense_acc(x, w, bias, zx, zw, lo, hi, bits, signed, omode, order=0):
+    """x [N, In], w [Out, In], bias [Out], zw [Out] -> (acc [N, Out], events, peaks [N, Out]).
+
+    ``order``: 0 fxp (bias last), 1 hls4ml (cast bias first, cast products).
+    """
     batches, accum_depth = x.shape
     output_depth = w.shape[0]
     acc = np.empty((batches, output_depth), np.int64)
@@ -64,12 +71,22 @@ def dense_acc(x, w, bias, zx, zw, lo, hi, bits, signed, omode):
         total = np.int64(0)
         count = 0
         peak = U0
+        if order == 1:
+            total, o, mag = acc_add(np.int64(0), bias[out_c], lo, hi, bits, signed, omode)
+            count += o
+            peak = max(peak, mag)
         for d in range(accum_depth):
             term = (x[b, d] - zx) * (w[out_c, d] - zw[out_c])
+            if order == 1:
+                term, o, mag = acc_add(np.int64(0), term, lo, hi, bits, signed, omode)
+                count += o
+                peak = max(peak, mag)
             total, o, mag = acc_add(total, term, lo, hi, bits, signed, omode)
             count += o
             peak = max(peak, mag)
-        total, o, mag = acc_add(total, bias[out_c], lo, hi, bits, signed, omode)
+        o, mag = False, U0
+        if order == 0:
+            total, o, mag = acc_add(total, bias[out_c], lo, hi, bits, signed, omode)
         acc[b, out_c] = total
         events[b, out_c] = count + o
         peaks[b, out_c] = max(peak, mag)

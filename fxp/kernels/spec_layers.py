@@ -25,6 +25,15 @@ Convolution / dense (one output ``acc[n, co, oy, ox]``)
 Wrap is addition modulo ``2**bits`` (order-free); saturation depends on the
 order of step 3, which is part of the contract (correctness-anchors P8).
 
+``order="hls4ml"`` (a plan's ``acc_order``) is hls4ml's latency dense/conv
+(``nnet_dense_latency.h``, ``nnet_conv2d_latency.h``): every product and the
+bias are first *cast* to the accumulator type (``accum_t mult[]``, ``acc =
+(accum_t) bias``: the overflow mode applied to each, an event when it changes
+the value), the accumulator starts from the cast bias, and the cast products
+are added for ``ky``, ``kx``, ``ci`` (channels innermost, im2col of a
+channels-last input; dense: ``i = 0 .. In-1``), overflow applied after each
+addition.  Padded taps add 0.
+
 Worst-case accumulator bound (per output channel ``co``)::
 
     |acc| <= B[co] = max|x - zx| * sum_{ci,ky,kx} |w[co] - zw[co]| + |bias[co]|
@@ -82,13 +91,24 @@ def _add_step(total, term, acc: QFormat, mode: OverflowMode):
     return new.astype(np.int64), over, magnitude
 
 
-def _accumulate(terms, bias, shape, acc: QFormat, mode: OverflowMode):
-    """Steps 3-5 over an iterable of term arrays of ``shape`` (channel axis 1), then ``bias``."""
+def _accumulate(terms, bias, shape, acc: QFormat, mode: OverflowMode, order: str = "fxp"):
+    """Steps 3-5 over an iterable of term arrays of ``shape`` (channel axis 1), then ``bias``.
+
+    ``order="hls4ml"``: the bias and each term are cast into the accumulator
+    first (an addition to 0), the bias comes first.
+    """
     total = np.zeros(shape, np.int64)
     events = np.zeros(shape, np.int64)
     peak = np.zeros(shape, U64)
-    for term in [*terms, bias]:
-        total, over, mag = _add_step(total, np.broadcast_to(term, shape), acc, mode)
+    zero = np.zeros(shape, np.int64)
+    items = [*terms, bias] if order == "fxp" else [bias, *terms]
+    for term in items:
+        term = np.broadcast_to(term, shape)
+        if order == "hls4ml":  # accum_t cast of the product / bias
+            term, over, mag = _add_step(zero, np.ascontiguousarray(term), acc, mode)
+            events += over
+            peak = np.maximum(peak, mag)
+        total, over, mag = _add_step(total, term, acc, mode)
         events += over
         peak = np.maximum(peak, mag)
     other = tuple(a for a in range(len(shape)) if a != 1)
@@ -113,7 +133,7 @@ def _pad(x, pads, value):
 
 
 def conv2d(x, w, bias, x_zero_point, w_zero_point, strides, pads, dilations, groups,
-           acc: QFormat, overflow: OverflowMode):
+           acc: QFormat, overflow: OverflowMode, order: str = "fxp"):
     """NCHW conv, steps 1-5: ``(acc [N,Co,Ho,Wo], events [Co], peak uint64 [Co])``."""
     n, _, h, wd = x.shape
     c_out, cg, kh, kw = w.shape
@@ -123,25 +143,27 @@ def conv2d(x, w, bias, x_zero_point, w_zero_point, strides, pads, dilations, gro
     ws = w - np.broadcast_to(np.asarray(w_zero_point, np.int64), (c_out,))[:, None, None, None]
     first_in = (np.arange(c_out) // (c_out // groups)) * cg  # first input channel of co's group
 
-    def terms():
-        for ci in range(cg):
-            channel = xp[:, first_in + ci]  # [N, Co, Hp, Wp]: input channel ci of co's group
-            for ky in range(kh):
-                for kx in range(kw):
-                    patch = _taps(channel, ky, kx, ho, wo, strides, dilations)  # [N,Co,Ho,Wo]
-                    yield patch * ws[:, ci, ky, kx][None, :, None, None]
+    def term(ci, ky, kx):
+        channel = xp[:, first_in + ci]  # [N, Co, Hp, Wp]: input channel ci of co's group
+        patch = _taps(channel, ky, kx, ho, wo, strides, dilations)  # [N,Co,Ho,Wo]
+        return patch * ws[:, ci, ky, kx][None, :, None, None]
 
+    if order == "fxp":
+        terms = (term(ci, ky, kx) for ci in range(cg) for ky in range(kh) for kx in range(kw))
+    else:  # hls4ml: channels innermost
+        terms = (term(ci, ky, kx) for ky in range(kh) for kx in range(kw) for ci in range(cg))
     bias = np.asarray(bias, np.int64)[None, :, None, None]
-    return _accumulate(terms(), bias, (n, c_out, ho, wo), acc, overflow)
+    return _accumulate(terms, bias, (n, c_out, ho, wo), acc, overflow, order)
 
 
-def dense(x, w, bias, x_zero_point, w_zero_point, acc: QFormat, overflow: OverflowMode):
+def dense(x, w, bias, x_zero_point, w_zero_point, acc: QFormat, overflow: OverflowMode,
+          order: str = "fxp"):
     """[N, In] x [Out, In] -> ``(acc [N, Out], events [Out], peak uint64 [Out])``."""
     xs = x - x_zero_point
     ws = w - np.broadcast_to(np.asarray(w_zero_point, np.int64), (w.shape[0],))[:, None]
     terms = (xs[:, i][:, None] * ws[:, i][None, :] for i in range(w.shape[1]))
     bias = np.asarray(bias, np.int64)[None, :]
-    return _accumulate(terms, bias, (x.shape[0], w.shape[0]), acc, overflow)
+    return _accumulate(terms, bias, (x.shape[0], w.shape[0]), acc, overflow, order)
 
 
 # --------------------------------------------------------------------------- proven float path

@@ -143,6 +143,16 @@ def required_acc_bits(w, w_zero_point, x_range, x_zero_point: int = 0, bias=None
     return max(accumulator_bound(w, w_zero_point, x_range, x_zero_point, bias)).bit_length() + 1
 
 
+ACC_ORDERS = ("fxp", "hls4ml")
+"""Accumulation orders of :func:`conv2d_int` / :func:`dense_int` (kernel codes 0, 1)."""
+
+
+def _order(acc_order: str) -> int:
+    if acc_order not in ACC_ORDERS:
+        raise FormatError(f"acc_order must be one of {ACC_ORDERS}, got {str(acc_order)[:40]!r}")
+    return ACC_ORDERS.index(acc_order)
+
+
 def _choose(method: str, bound_fn, acc: QFormat, mode: OverflowMode) -> str:
     if method not in ("auto", "loop", "blas"):
         raise FormatError(f"method must be 'auto', 'loop' or 'blas', got {method!r}")
@@ -191,7 +201,8 @@ def _prepare(x, w, bias, x_zero_point, w_zero_point, x_range, acc_bits, acc_sign
 def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, strides=(1, 1),
                pads=(0, 0, 0, 0), dilations=(1, 1), groups: int = 1, acc_bits: int = 32,
                acc_signed: bool = True, acc_overflow="wrap", x_range=None,
-               method: str = "auto", backend: str = "numba") -> tuple[np.ndarray, AccStats]:
+               method: str = "auto", backend: str = "numba", acc_order: str = "fxp"
+               ) -> tuple[np.ndarray, AccStats]:
     """Integer 2-D convolution (NCHW codes, weights ``[Co, C/groups, kh, kw]``).
 
     Parameters
@@ -204,6 +215,10 @@ def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, stride
     x_range : QFormat or ``(lo, hi)`` of the input codes for the float-path proof
         (default: the observed range of ``x``).
     method : ``"auto"`` | ``"loop"`` | ``"blas"`` (see the module docstring).
+    acc_order : ``"fxp"`` (channels outermost, bias last) or ``"hls4ml"`` (bias
+        first, channels innermost, each product cast to the accumulator); see
+        :mod:`fxp.kernels.spec_layers`.  Only saturating accumulators can tell
+        them apart; the proven float path is exact for both.
 
     Returns
     -------
@@ -219,6 +234,7 @@ def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, stride
     if g < 1 or w.shape[0] % g or x.shape[1] != w.shape[1] * g:
         raise FormatError(f"groups={groups}: need Co={w.shape[0]} divisible by groups and "
                           f"C={x.shape[1]} == groups * w.shape[1] = {g * w.shape[1]}")
+    order = _order(acc_order)
     k, s, p, d, ho, wo = _window(x, w.shape[2:], strides, pads, dilations, "conv2d_int")
     zx, zw, b, acc, mode, args, bound = _prepare(x, w, bias, x_zero_point, w_zero_point,
                                                  x_range, acc_bits, acc_signed, acc_overflow)
@@ -227,24 +243,26 @@ def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, stride
         out = spec.conv2d_float64(x, w, b, zx, zw, s, p, d, g)
         return out, _stats(np.zeros(w.shape[0], np.int64), None, "blas")
     if backend == "numpy":
-        out, events, peaks = spec.conv2d(x, w, b, zx, zw, s, p, d, g, acc, mode)
+        out, events, peaks = spec.conv2d(x, w, b, zx, zw, s, p, d, g, acc, mode, acc_order)
         return out, _stats(events, peaks, "loop")
     from fxp.kernels.conv2d import conv2d_acc
 
     work = x.shape[0] * w.shape[0] * ho * wo * w[0].size
     out, events, peaks = conv2d_acc(work, x, w, b, zx, zw, s[0], s[1], p[0], p[1], d[0], d[1],
-                                    g, ho, wo, *args)
+                                    g, ho, wo, *args, order)
     return out, _stats(events, peaks, "loop")
 
 
 def dense_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, acc_bits: int = 32,
               acc_signed: bool = True, acc_overflow="wrap", x_range=None, method: str = "auto",
-              backend: str = "numba") -> tuple[np.ndarray, AccStats]:
+              backend: str = "numba", acc_order: str = "fxp") -> tuple[np.ndarray, AccStats]:
     """Integer dense layer ``[N, In] x [Out, In] -> (acc [N, Out], AccStats)``.
 
     Same parameters and accumulation contract as :func:`conv2d_int`
-    (order ``i = 0 .. In-1``, then the bias).
+    (order ``i = 0 .. In-1``, then the bias; ``acc_order="hls4ml"``: the cast
+    bias first, then the cast products).
     """
+    order = _order(acc_order)
     x, w = _codes(x, "x", 2), _codes(w, "w", 2)
     if x.shape[1] != w.shape[1]:
         raise FormatError(f"x has {x.shape[1]} features but w expects {w.shape[1]} ([Out, In])")
@@ -255,11 +273,11 @@ def dense_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, acc_bit
         return spec.dense_float64(x, w, b, zx, zw), _stats(np.zeros(w.shape[0], np.int64),
                                                            None, "blas")
     if backend == "numpy":
-        out, events, peaks = spec.dense(x, w, b, zx, zw, acc, mode)
+        out, events, peaks = spec.dense(x, w, b, zx, zw, acc, mode, acc_order)
         return out, _stats(events, peaks, "loop")
     from fxp.kernels.dense import dense_acc
 
-    out, events, peaks = dense_acc(x.size * w.shape[0], x, w, b, zx, zw, *args)
+    out, events, peaks = dense_acc(x.size * w.shape[0], x, w, b, zx, zw, *args, order)
     return out, _stats(events, peaks, "loop")
 
 

@@ -31,6 +31,12 @@ every weight code is 0 or ``+-2**k`` and the layer multiplies by shifting::
 
     {"name": "conv1", "weight": {"format": "fixed<16,1>", "kind": "shift"}, ...}
 
+A layer with weights may carry ``acc_order``: ``"fxp"`` (the default, never
+written) or ``"hls4ml"`` (hls4ml's accumulation order, see
+:class:`~fxp.plan.plan.LayerPlan`)::
+
+    {"name": "conv1", "acc_bits": 18, "acc_overflow": "saturate", "acc_order": "hls4ml", ...}
+
 These keys are new but optional, so the schema version stays 1 and older
 files load unchanged.
 
@@ -65,10 +71,11 @@ MAX_NAME_CHARS = 1000
 
 _TOP_KEYS = {"schema", "schema_version", "name", "input", "layers"}
 _LAYER_KEYS = {"name", "float", "input", "weight", "bias", "output", "acc_bits", "acc_overflow",
-               "rounding", "output_overflow", "requant", "pad_value", "binary_output", "alpha"}
+               "rounding", "output_overflow", "requant", "pad_value", "binary_output", "alpha",
+               "acc_order"}
 _SPEC_KEYS = {"format", "scales", "zero_point", "axis", "kind"}
 _MODE_KEYS = {"acc_overflow": "wrap", "rounding": "half_up", "output_overflow": "saturate",
-              "requant": "pow2", "binary_output": None}
+              "requant": "pow2", "binary_output": None, "acc_order": "fxp"}
 """String keys of a layer and their defaults when absent (an empty string is not absent)."""
 
 
@@ -206,6 +213,8 @@ def plan_to_dict(plan: Plan) -> dict:
             d["pad_value"] = lp.pad_value
         if lp.binary_output is not None:
             d["binary_output"] = lp.binary_output
+        if lp.acc_order != "fxp":
+            d["acc_order"] = lp.acc_order
         layers.append(d)
     return {"schema": "fxp.plan", "schema_version": plan.schema_version, "name": plan.name,
             "input": _spec_to_dict(plan.input), "layers": layers}

@@ -78,13 +78,15 @@ from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import PlanError
 
-__all__ = ["BINARY_OUTPUTS", "PAD_VALUES", "SCHEMA_VERSION", "SPEC_KINDS", "LayerPlan", "Plan",
+__all__ = ["ACC_ORDERS", "BINARY_OUTPUTS", "PAD_VALUES", "SCHEMA_VERSION", "SPEC_KINDS", "LayerPlan", "Plan",
            "RequantScheme", "TensorSpec"]
 
 SCHEMA_VERSION = 1
 SPEC_KINDS = ("fixed", "binary", "shift")
 BINARY_OUTPUTS = ("scale", "dot", "threshold")
 PAD_VALUES = (0, 1, -1)
+ACC_ORDERS = ("fxp", "hls4ml")
+"""Accumulation orders of a layer with weights (see :class:`LayerPlan`)."""
 BINARY_FMT = QFormat(2, 2, True)
 """Container of binary codes: -1 and +1 in a 2-bit signed integer format."""
 
@@ -292,6 +294,13 @@ class LayerPlan:
     alpha : TensorSpec or None
         Binary layers only: power-of-two format of XNOR-Net's per-channel
         ``alpha = mean |W[c]|``; None for no scaling (BNN).
+    acc_order : {"fxp", "hls4ml"}
+        Order of the accumulation (it matters only for saturating
+        accumulators).  ``"fxp"`` (default): products for input channel,
+        kernel row, kernel column, then the bias.  ``"hls4ml"``: hls4ml's
+        latency dense/conv: the bias cast to the accumulator first, then each
+        product cast to the accumulator and added, kernel row, column, input
+        channel (channels innermost); see :mod:`fxp.kernels.spec_layers`.
     """
 
     name: str
@@ -308,6 +317,7 @@ class LayerPlan:
     pad_value: int | None = None
     binary_output: str | None = None
     alpha: TensorSpec | None = None
+    acc_order: str = "fxp"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -328,11 +338,17 @@ class LayerPlan:
         if isinstance(self.acc_bits, bool) or not isinstance(self.acc_bits, int) \
                 or not 1 <= self.acc_bits <= 64:
             raise PlanError(f"layer {self.name!r}: acc_bits={self.acc_bits!r} must be an int in 1..64")
+        if not isinstance(self.acc_order, str) or self.acc_order not in ACC_ORDERS:
+            raise PlanError(f"layer {self.name!r}: acc_order must be one of {ACC_ORDERS}, got "
+                            f"{_shown(self.acc_order)}")
         if self.rounding is RoundingMode.STOCHASTIC:
             raise PlanError(f"layer {self.name!r}: stochastic rounding is for quantizers, "
                             "not for the inference datapath")
         self._check_shift()
         self._check_binary()
+        if self.acc_order != "fxp" and (self.is_binary or self.is_shift or self.float_layer):
+            raise PlanError(f"layer {self.name!r}: acc_order {self.acc_order!r} is for fixed-point "
+                            "multiply layers (not binary, shift-add or float layers)")
 
     @property
     def is_binary(self) -> bool:

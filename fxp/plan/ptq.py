@@ -25,6 +25,11 @@ them.  First and last layers usually stay in fixed point (XNOR-Net, FINN).
 Note that ``sign`` of a ReLU output is always +1: a binary layer fed by a
 ReLU sees a constant input.
 
+Non-weighted nodes (Add, Concat, pools, ReLU/Clip, Sigmoid, LeakyRelu) get
+entries from :mod:`fxp.plan.ptq_residual`: Add/Concat/Sigmoid/LeakyRelu outputs
+are calibrated like every activation, pools and ReLU/Clip keep their input's
+coding, and the entry names the scheme whose runtime arithmetic they follow.
+
 Granularity follows seed 000 (Table I): ``"whole"`` quantizes every layer with
 weights, ``"conv"`` only convolutions, ``"dense"`` only dense layers; the
 others run in float (their plan entry has ``float_layer=True``).
@@ -42,6 +47,7 @@ from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense
 from fxp.ops.fixed import dequantize, quantize
 from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
+from fxp.plan.ptq_residual import calibrated_tensors, node_plans
 from fxp.sim.float_ref import run_float
 
 __all__ = ["calibrate", "int_bits_for", "ptq_affine", "ptq_pow2"]
@@ -298,7 +304,8 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
     gin = graph.inputs[0]
     feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
              and _needs_input_spec(graph, n, granularity)]
-    wanted = list(dict.fromkeys([gin, *feeds] + [n.output for n in layers]))
+    wanted = list(dict.fromkeys([gin, *feeds] + [n.output for n in layers]
+                                + calibrated_tensors(graph)))
     given = {t: np.asarray(v) for t, v in (calib_ranges or {}).items() if t in wanted}
     missing = [t for t in wanted if t not in given]
     if binary and missing:
@@ -334,6 +341,10 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
                                acc_bits=_bits_for(node.name, acc_bits, layer_acc_bits),
                                acc_overflow=acc_overflow, rounding=rounding,
                                output_overflow=output_overflow, requant=RequantScheme.POW2))
+    plans += node_plans(graph, ranges,
+                        lambda v, t: _pow2_spec(v, act_bits, method, percentile, t),
+                        requant=RequantScheme.POW2, rounding=rounding,
+                        output_overflow=output_overflow)
     label = name or f"ptq-pow2-{granularity}-w{weight_bits}a{act_bits}-{method}"
     return Plan(input=in_spec, layers=tuple(plans), name=label)
 
@@ -371,7 +382,8 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
     gin = graph.inputs[0]
     feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
              and _needs_input_spec(graph, n, granularity)]
-    ranges = calibrate(graph, calib_x, list(dict.fromkeys([gin, *feeds] + [n.output for n in layers])))
+    ranges = calibrate(graph, calib_x, list(dict.fromkeys(
+        [gin, *feeds] + [n.output for n in layers] + calibrated_tensors(graph))))
     in_spec = _affine_act_spec(ranges[gin], bits, act_signed, gin)
     wfmt = QFormat.integer(bits)
     plans = []
@@ -392,5 +404,7 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
                                acc_bits=acc_bits,
                                acc_overflow="wrap", rounding="half_even",
                                output_overflow="saturate", requant=scheme_enum))
+    plans += node_plans(graph, ranges, lambda v, t: _affine_act_spec(v, bits, act_signed, t),
+                        requant=scheme_enum, rounding="half_even")
     label = name or f"ptq-affine-{granularity}-int{bits}-{scheme_enum.value}"
     return Plan(input=in_spec, layers=tuple(plans), name=label)

@@ -32,13 +32,11 @@ from fxp.core import intmath
 from fxp.core.format import QFormat
 from fxp.errors import PlanError, UnsupportedOpError
 from fxp.ir.graph import Graph
-from fxp.ir.nodes import (
-    Add, AvgPool2D, Clip, Concat, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D, ReLU, Reshape,
-    Softmax,
-)
+from fxp.ir.nodes import Clip, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape, Softmax
 from fxp.ir.passes import canonicalize
 from fxp.ops.layers import accumulator_bound
 from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
+from fxp.sim.residual import QUANT_NODES, compile_step
 from fxp.sim.values import INPUT_ARITHMETIC, quantize_spec
 
 __all__ = ["BIAS_CODES_KEY", "INPUT_ARITHMETIC_KEY", "CompiledModel", "LayerStep", "compile_plan"]
@@ -48,7 +46,7 @@ INPUT_ARITHMETIC_KEY = "fxp.sim.input_arithmetic"
 BIAS_CODES_KEY = "fxp.sim.bias_codes"
 """Graph metadata key: JSON ``{layer: [int32 bias codes]}`` for affine layers."""
 
-PASS_THROUGH = (MaxPool2D, ReLU, Clip, Flatten, Reshape)
+PASS_THROUGH = (MaxPool2D, Flatten, Reshape)
 
 
 @dataclass
@@ -76,9 +74,13 @@ class LayerStep:
     b_fmt: QFormat | None = None
     thresholds: np.ndarray | None = None  # "threshold": int64 [Co]
     directions: np.ndarray | None = None  # "threshold": int8 [Co]
+    # non-weighted nodes with their own arithmetic (fxp.sim.residual): codes -> (codes, n_sat)
+    op: object | None = None
     # shift-add layers only: w_codes = w_sign * 2**w_shift
     w_sign: np.ndarray | None = None  # int8 in {-1, 0, +1}
     w_shift: np.ndarray | None = None  # uint8
+    # acc_order "hls4ml" Dense after a flattened NCHW tensor: hls4ml's channels-last order
+    in_order: np.ndarray | None = None
 
     @property
     def is_shift(self) -> bool:
@@ -361,6 +363,8 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
                                     "'input' spec to quantize its input")
                 step = _compile_weighted(node, lp, lp.input or src,
                                          exact_biases.get(node.name))
+                if lp.acc_order == "hls4ml" and isinstance(node, Dense):
+                    step.in_order = _channels_last_order(graph, node)
         elif lp is not None and lp.float_layer:
             step = LayerStep(node, lp, ins, lp.output)
         elif lp is not None and any(getattr(lp, k) is not None
@@ -377,31 +381,37 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
             step = LayerStep(node, lp, ins, None)  # float region
         elif any(s is None for s in ins):
             raise PlanError(f"layer {node.name!r} mixes float and integer inputs")
-        elif isinstance(node, PASS_THROUGH + (AvgPool2D, GlobalAvgPool)) and lp is not None \
-                and lp.output is not None and lp.output != ins[0]:
+        elif isinstance(node, QUANT_NODES):
+            step = compile_step(node, lp, ins)
+        elif isinstance(node, PASS_THROUGH) and lp is not None and lp.output is not None \
+                and lp.output != ins[0]:
             raise PlanError(f"layer {node.name!r} ({type(node).__name__}) keeps its input's "
                             f"coding ({ins[0].fmt}); its plan entry's output {lp.output.fmt} "
                             "would be ignored (remove it)")
         elif isinstance(node, PASS_THROUGH):
-            out = ins[0]
-            if out.is_binary and isinstance(node, (ReLU, Clip)):
-                out = TensorSpec(out.fmt)  # relu(+-1) is 0/+1: no longer binary
-            step = LayerStep(node, lp, ins, out, act_bounds=_act_bounds(node, out))
-        elif isinstance(node, (AvgPool2D, GlobalAvgPool)):
-            out = TensorSpec(ins[0].fmt) if ins[0].is_binary else ins[0]  # a mean of +-1
-            step = LayerStep(node, lp, (out,), out)
-        elif isinstance(node, (Add, Concat)):
-            if not all(s.is_pow2 for s in ins):
-                raise UnsupportedOpError(f"{type(node).__name__} {node.name!r}: only power-of-two "
-                                         "inputs are supported in the integer path")
-            out = lp.output if lp is not None and lp.output is not None else _join_spec(ins, node)
-            step = LayerStep(node, lp, ins, out)
+            step = LayerStep(node, lp, ins, ins[0])
         else:
             raise UnsupportedOpError(f"node {node.name!r}: {type(node).__name__} has no integer "
                                      "implementation; mark it float in the plan")
         spec_of[node.output] = step.out_spec
         steps.append(step)
     return CompiledModel(graph, plan, steps, input_arithmetic)
+
+
+def _channels_last_order(graph: Graph, node) -> np.ndarray | None:
+    """Input order of a Dense fed by a flattened NCHW tensor in hls4ml (channels last).
+
+    hls4ml keeps activations as (H, W, C) and permutes the dense weights, so its
+    accumulation runs over the features in (h, w, c) order; None for plain 2-D input.
+    """
+    t = node.inputs[0]
+    while isinstance(graph.producer(t), (Flatten, Reshape)):
+        t = graph.producer(t).inputs[0]
+    shape = graph.shapes.get(t)
+    if shape is None or len(shape) != 4 or t == node.inputs[0]:
+        return None
+    c, h, w = shape[1:]
+    return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).ravel()
 
 
 def _few(names: list[str], n: int = 10) -> str:
@@ -430,11 +440,3 @@ def _check_specs(plan: Plan) -> None:
             raise PlanError(f"{where}: activations take one scale per tensor, got "
                             f"{len(spec.scales)} (axis {spec.axis}); per-channel scales are "
                             "for weights only")
-
-
-def _join_spec(ins: tuple[TensorSpec, ...], node) -> TensorSpec:
-    """Default output of Add/Concat: the finest LSB, one more integer bit for Add."""
-    frac = max(s.fmt.frac_bits for s in ins)
-    ib = max(s.fmt.int_bits for s in ins) + (1 if isinstance(node, Add) else 0)
-    signed = any(s.fmt.signed for s in ins)
-    return TensorSpec(QFormat(min(64 if signed else 63, frac + ib), ib, signed))

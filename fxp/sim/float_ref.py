@@ -43,10 +43,12 @@ from fxp.ir.nodes import (
     Flatten,
     GlobalAvgPool,
     Identity,
+    LeakyRelu,
     MaxPool2D,
     Node,
     ReLU,
     Reshape,
+    Sigmoid,
     Softmax,
 )
 
@@ -139,6 +141,18 @@ def _batchnorm(node: BatchNorm, x: np.ndarray) -> np.ndarray:
     return (y + node.bias.astype(np.float64).reshape(shape)).astype(np.float32)
 
 
+def _sigmoid(node: Sigmoid, x: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-x))`` in float64, rounded once to float32 (no overflow warning)."""
+    with np.errstate(over="ignore"):
+        return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
+
+
+def _leaky_relu(node: LeakyRelu, x: np.ndarray) -> np.ndarray:
+    """``x if x >= 0 else float32(alpha) * x`` in float32 (onnxruntime's kernel)."""
+    x = np.asarray(x, np.float32)
+    return np.where(x >= 0, x, np.float32(node.alpha) * x).astype(np.float32)
+
+
 def _softmax(node: Softmax, x: np.ndarray) -> np.ndarray:
     z = x.astype(np.float64)
     z = np.exp(z - z.max(axis=node.axis, keepdims=True))
@@ -160,6 +174,8 @@ _KERNELS: dict[type, _Kernel] = {
     Flatten: lambda n, x: x.reshape(x.shape[0], -1),
     Reshape: lambda n, x: x.reshape((x.shape[0], *n.shape)),
     Softmax: _softmax,
+    Sigmoid: _sigmoid,
+    LeakyRelu: _leaky_relu,
     BatchNorm: _batchnorm,
     Dropout: lambda n, x: x,
     Identity: lambda n, x: x,

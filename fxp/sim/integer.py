@@ -33,10 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fxp.ir.nodes import (
-    Add, AvgPool2D, Clip, Concat, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D, ReLU, Reshape,
-    Softmax,
-)
+from fxp.ir.nodes import Clip, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape, Softmax
 from fxp.ops import layers as L
 from fxp.core.format import QFormat
 from fxp.ops.fixed import cast
@@ -132,10 +129,14 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
     elif isinstance(node, Conv2D):
         acc, stats = L.conv2d_int(codes, step.w_codes, step.b_codes, strides=node.strides,
                                   pads=node.pads, dilations=node.dilations, groups=node.groups,
-                                  w_zero_point=step.w_zero_point, method=method, **common)
+                                  w_zero_point=step.w_zero_point, method=method,
+                                  acc_order=lp.acc_order, **common)
     else:
-        acc, stats = L.dense_int(codes.reshape(codes.shape[0], -1), step.w_codes, step.b_codes,
-                                 w_zero_point=step.w_zero_point, method=method, **common)
+        flat, w = codes.reshape(codes.shape[0], -1), step.w_codes
+        if step.in_order is not None:  # hls4ml's channels-last feature order
+            flat, w = flat[:, step.in_order], w[:, step.in_order]
+        acc, stats = L.dense_int(flat, w, step.b_codes, w_zero_point=step.w_zero_point,
+                                 method=method, acc_order=lp.acc_order, **common)
     counters.add_acc(stats)
     out, n = _requant(step, acc)
     counters.output_saturations += n
@@ -193,45 +194,30 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
         y = run_node(node, *[to_float(v, node.name) for v in vals])
         if step.out_spec is None:
             return FloatValue(np.asarray(y, np.float32))
-        codes, n = quantize_spec(y, step.out_spec, node.name)
+        f32 = step.plan is not None and step.plan.requant is RequantScheme.FLOAT32
+        codes, n = quantize_spec(y, step.out_spec, node.name,  # float32: ORT QuantizeLinear
+                                 arithmetic="float32" if f32 else "float64")
         counters.output_saturations += n
         return IntValue(codes, step.out_spec)
     if isinstance(node, (Conv2D, Dense)):
         if step.is_binary:
             return _binary(step, vals[0], counters)
         return _weighted(step, vals[0], counters, method)
+    if step.op is not None:  # fxp.sim.residual: Add, Concat, pools, activations
+        codes, n = step.op([v.codes for v in vals])
+        counters.output_saturations += n
+        return IntValue(codes, step.out_spec)
     x = vals[0]
     spec = step.in_specs[0]
     if isinstance(node, MaxPool2D):
         return IntValue(L.maxpool2d_int(x.codes, spec.fmt, node.kernel, strides=node.strides,
                                         pads=node.pads), spec)
     if isinstance(node, (ReLU, Clip)):
-        return IntValue(np.clip(x.codes, *step.act_bounds), spec)
+        return IntValue(np.clip(x.codes, *step.act_bounds), step.out_spec)
     if isinstance(node, Flatten):
         return IntValue(L.flatten_int(x.codes), spec)
     if isinstance(node, Reshape):
         return IntValue(x.codes.reshape((x.codes.shape[0], *node.shape)), spec)  # per sample
-    rounding = step.plan.rounding if step.plan is not None else "half_away"
-    if isinstance(node, AvgPool2D):
-        return IntValue(L.avgpool2d_int(x.codes, node.kernel, rounding, strides=node.strides,
-                                        pads=node.pads, count_include_pad=node.count_include_pad,
-                                        zero_point=spec.zero_point), spec)
-    if isinstance(node, GlobalAvgPool):
-        return IntValue(L.global_avgpool_int(x.codes, rounding, zero_point=spec.zero_point), spec)
-    overflow = step.plan.output_overflow if step.plan is not None else "saturate"
-    out = step.out_spec
-    if isinstance(node, Add):
-        a, b = vals
-        codes, n = L.add_int(a.codes, a.spec.fmt, b.codes, b.spec.fmt, out.fmt, rounding, overflow)
-        counters.output_saturations += n
-        return IntValue(codes, out)
-    if isinstance(node, Concat):
-        parts = []
-        for v in vals:
-            c, n = cast(v.codes, v.spec.fmt, out.fmt, rounding, overflow)
-            counters.output_saturations += n
-            parts.append(c)
-        return IntValue(np.concatenate(parts, axis=node.axis), out)
     raise AssertionError(f"unhandled node {node!r}")  # pragma: no cover - compile refuses these
 
 

@@ -108,7 +108,7 @@ def bounds(fmt, mode: str) -> tuple[int, int]:
     mode = getattr(mode, "value", mode)
     if fmt.signed:
         lo, hi = -(1 << (fmt.bits - 1)), (1 << (fmt.bits - 1)) - 1
-        if mode == "saturate_symmetric":
+        if mode == "saturate_symmetric" and fmt.bits > 1:  # ap_fixed<1,..,AP_SAT_SYM>: -1
             lo = -hi
     else:
         lo, hi = 0, (1 << fmt.bits) - 1

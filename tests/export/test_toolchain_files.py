@@ -38,16 +38,31 @@ def test_ap_type_spellings(fmt, r, o, want):
 
 
 def test_hls4ml_config_matches_the_plan():
+    """Issue 15: weight/bias types carry RND_CONV,SAT (fxp's weight quantization), the
+    accumulator its overflow, the result (or the separate ReLU's) the output modes."""
+    from fxp.export.hls4ml_types import hls4ml_slots
+
     g, plan = _plan(rounding="half_even", acc_bits=24, output_overflow="wrap")
-    cfg = hls4ml_config(g, plan)
+    cfg = hls4ml_config(g, plan, frontend="onnx")
     model = compile_plan(g, plan)
-    for step in model.steps:
-        if step.w_codes is None:
+    slots = hls4ml_slots(model)
+    entries = list(cfg["LayerName"].values())
+    assert len(entries) == len(slots)
+    steps = {s.name: s for s in model.steps}
+    weighted = 0
+    for entry, slot in zip(entries, slots, strict=True):
+        p = entry["Precision"]
+        if slot.kind != "weighted":
             continue
-        p = cfg["LayerName"][step.name]["Precision"]
-        assert p["weight"] == ap_type(plan.layer(step.name).weight.fmt)
-        assert p["accum"].startswith(f"ap_fixed<24,{step.acc_fmt.int_bits},")
-        assert p["result"].endswith(",AP_RND_CONV,AP_WRAP>")
+        weighted += 1
+        step, lp = steps[slot.fxp_name], plan.layer(slot.fxp_name)
+        w = lp.weight.fmt
+        assert p["weight"] == f"fixed<{w.bits},{w.int_bits},RND_CONV,SAT>"
+        assert p["accum"] == f"fixed<24,{step.acc_fmt.int_bits},TRN,WRAP>"
+        assert p["result"].split(",")[2] == "RND_CONV"
+    assert weighted == sum(s.w_codes is not None for s in model.steps)
+    assert all(e["Precision"]["result"].endswith(",WRAP>") for e, s in zip(entries, slots)
+               if s.kind == "relu")
 
 
 def test_hls4ml_refuses_affine_plans():

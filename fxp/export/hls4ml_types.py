@@ -1,0 +1,170 @@
+"""hls4ml precision types for every layer hls4ml creates, from a compiled fxp plan.
+
+hls4ml builds more layers than fxp keeps after canonicalization: a ReLU that
+fxp fuses into its Conv2D/Dense is a separate ``Activation`` layer there, and
+pooling, flatten (``Reshape``) and inserted ``Transpose`` layers carry their
+own ``result``/``accum`` types, which default to the model precision when a
+config leaves them out.  :func:`hls4ml_slots` lists, in graph order, one
+:class:`Slot` per layer hls4ml is expected to build, with the types that make
+hls4ml's C simulation compute fxp's integers:
+
+* ``Input``: ``result`` = the plan input format with fxp's input conversion
+  (round half to even, saturate: ``RND_CONV,SAT``);
+* ``Conv2D``/``Dense``: ``weight`` and ``bias`` in fxp's formats with
+  ``RND_CONV,SAT`` (fxp quantizes them half to even, saturating; without the
+  modes hls4ml truncates and wraps them, up to a sign flip), ``accum`` =
+  ``acc_bits`` with ``F_x + F_w`` fraction bits, ``TRN`` and the accumulator
+  overflow mode, ``result`` = the output format with the layer's rounding and
+  output overflow -- or, when fxp fused a ReLU that hls4ml keeps separate, a
+  signed type wide enough that rounding cannot overflow, and the ReLU's
+  ``result`` carries the output format and overflow (fxp rounds, clamps,
+  then applies the overflow; hls4ml rounds, then the ReLU clamps and casts);
+* pooling (max), ``Reshape``/``Flatten``, ``Transpose``: ``result`` (and the
+  pooling ``accum``) = the incoming format, so values pass unchanged;
+* ``Softmax``: left to hls4ml's defaults (fxp computes a final softmax in
+  float; compare the logits).
+
+``ap_type`` strings use hls4ml's own spelling, ``fixed<W,I,RND,SAT>`` /
+``ufixed<...>`` (``I`` includes the sign bit, as in ``ap_fixed<W,I>``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from fxp.core.format import QFormat
+from fxp.core.modes import OverflowMode, RoundingMode
+from fxp.errors import PlanError, UnsupportedOpError
+from fxp.ir.nodes import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape, Softmax
+from fxp.sim.compile import CompiledModel
+
+__all__ = ["Q_MODES", "O_MODES", "Slot", "hls_type", "hls4ml_slots"]
+
+Q_MODES = {RoundingMode.FLOOR: "TRN", RoundingMode.TO_ZERO: "TRN_ZERO",
+           RoundingMode.HALF_UP: "RND", RoundingMode.HALF_TO_ZERO: "RND_ZERO",
+           RoundingMode.HALF_DOWN: "RND_MIN_INF", RoundingMode.HALF_AWAY: "RND_INF",
+           RoundingMode.HALF_EVEN: "RND_CONV"}
+"""fxp rounding mode -> ap_fixed quantization mode (without the ``AP_`` prefix)."""
+O_MODES = {OverflowMode.WRAP: "WRAP", OverflowMode.SATURATE: "SAT",
+           OverflowMode.SATURATE_SYMMETRIC: "SAT_SYM", OverflowMode.SATURATE_ZERO: "SAT_ZERO"}
+"""fxp overflow mode -> ap_fixed overflow mode (without the ``AP_`` prefix)."""
+
+
+def hls_type(fmt: QFormat, rounding: RoundingMode | str = RoundingMode.FLOOR,
+             overflow: OverflowMode | str = OverflowMode.WRAP, where: str = "type") -> str:
+    """hls4ml's spelling of ``fmt`` with modes: ``fixed<W,I,Q,O>`` / ``ufixed<W,I,Q,O>``.
+
+    >>> hls_type(QFormat(8, 3), "half_up", "saturate")
+    'fixed<8,3,RND,SAT>'
+
+    Raises
+    ------
+    PlanError
+        A rounding mode ap_fixed does not have (``where`` names the layer and type).
+    """
+    q = Q_MODES.get(RoundingMode.from_string(rounding))
+    if q is None:
+        raise PlanError(f"{where}: rounding {str(rounding)!r} has no ap_fixed quantization mode "
+                        f"(use one of {sorted(m.value for m in Q_MODES)})")
+    o = O_MODES[OverflowMode.from_string(overflow)]
+    return f"{'' if fmt.signed else 'u'}fixed<{fmt.bits},{fmt.int_bits},{q},{o}>"
+
+
+@dataclass
+class Slot:
+    """One layer hls4ml builds, with the fxp tensor its output equals.
+
+    ``kind``: ``input``, ``weighted`` (Conv2D/Dense), ``relu`` (a ReLU fxp
+    fused), ``pool``, ``reshape`` or ``softmax``.  ``tensor`` is the fxp
+    tensor whose codes equal this layer's output (None for a softmax).
+    """
+
+    kind: str
+    fxp_name: str
+    precision: dict[str, str] = field(default_factory=dict)
+    tensor: str | None = None
+    node_class: str = ""
+    fmt: QFormat | None = None
+    fused: bool = False
+    """A ReLU fxp fused into the layer before (hls4ml keeps it separate)."""
+
+
+def _pass_type(fmt: QFormat) -> str:
+    return hls_type(fmt, RoundingMode.FLOOR, OverflowMode.WRAP)
+
+
+def hls4ml_slots(model: CompiledModel, *, input_rounding: RoundingMode | str = "half_even",
+                 input_overflow: OverflowMode | str = "saturate") -> list[Slot]:
+    """The layers hls4ml builds for ``model``, in order, with their types (module docstring).
+
+    Raises
+    ------
+    PlanError
+        A layer is float or affine (scaled), or uses a mode ap_fixed lacks.
+    UnsupportedOpError
+        A binary layer, or a node or fused activation this mapping does not cover.
+    """
+    plan = model.plan
+    if not plan.input.is_pow2:
+        raise PlanError("hls4ml export needs a power-of-two plan (ap_fixed has no scale); "
+                        f"plan {plan.name!r} codes its input with a scale")
+    g = model.graph
+    slots = [Slot("input", g.inputs[0], {"result": hls_type(plan.input.fmt, input_rounding,
+                                                             input_overflow, "input")},
+                  g.inputs[0], "Input", plan.input.fmt)]
+    for step in model.steps:
+        node, lp = step.node, step.plan
+        where = f"layer {node.name!r}"
+        if lp is not None and lp.float_layer:
+            raise PlanError(f"{where} is a float layer; hls4ml export needs every layer in "
+                            "fixed point")
+        if isinstance(node, (Conv2D, Dense)):
+            slots += _weighted_slots(step, where)
+        elif isinstance(node, Softmax):
+            slots.append(Slot("softmax", node.name, {}, None, "Softmax"))
+        elif isinstance(node, (MaxPool2D, Flatten, Reshape, ReLU)):
+            fmt = step.out_spec.fmt
+            if isinstance(node, ReLU):
+                slots.append(Slot("relu", node.name, {"result": _pass_type(fmt)}, node.output,
+                                  "Activation", fmt))
+            elif isinstance(node, MaxPool2D):
+                slots.append(Slot("pool", node.name, {"result": _pass_type(fmt),
+                                                      "accum": _pass_type(fmt)},
+                                  node.output, "Pooling2D", fmt))
+            else:
+                slots.append(Slot("reshape", node.name, {"result": _pass_type(fmt)}, node.output,
+                                  "Reshape", fmt))
+        else:
+            raise UnsupportedOpError(f"{where}: {type(node).__name__} has no hls4ml mapping in "
+                                     "fxp (supported: Conv2D, Dense, ReLU, MaxPool2D, Flatten, "
+                                     "Reshape, a final Softmax)")
+    return slots
+
+
+def _weighted_slots(step, where: str) -> list[Slot]:
+    node, lp = step.node, step.plan
+    if lp.is_binary:
+        raise UnsupportedOpError(f"{where} is binary (XNOR-popcount); hls4ml export writes "
+                                 "fixed-point layers only")
+    if not (lp.weight.is_pow2 and lp.output.is_pow2 and step.in_specs[0].is_pow2):
+        raise PlanError(f"{where} is affine (scaled); hls4ml export needs power-of-two formats")
+    act = getattr(node, "fused_activation", None)
+    if act not in (None, "relu"):
+        raise UnsupportedOpError(f"{where}: fused activation {act!r} has no hls4ml mapping in "
+                                 "fxp (only ReLU)")
+    out = lp.output.fmt
+    b_fmt = lp.bias.fmt if lp.bias is not None else step.acc_fmt
+    prec = {"weight": hls_type(lp.weight.fmt, "half_even", "saturate", f"{where} weight"),
+            "bias": hls_type(b_fmt, "half_even", "saturate", f"{where} bias"),
+            "accum": hls_type(step.acc_fmt, "floor", lp.acc_overflow, f"{where} accum")}
+    kind = "Conv2D" if isinstance(node, Conv2D) else "Dense"
+    if act is None:
+        prec["result"] = hls_type(out, lp.rounding, lp.output_overflow, f"{where} result")
+        return [Slot("weighted", node.name, prec, node.output, kind, out)]
+    # rounding into a signed type one integer bit above the accumulator cannot overflow
+    ib = step.acc_fmt.int_bits + 1
+    wide = QFormat(ib + out.frac_bits, ib, True)
+    prec["result"] = hls_type(wide, lp.rounding, "saturate", f"{where} result")
+    relu = {"result": hls_type(out, "floor", lp.output_overflow, f"{where} relu")}
+    return [Slot("weighted", node.name, prec, None, kind, wide),
+            Slot("relu", node.name, relu, node.output, "Activation", out, fused=True)]
