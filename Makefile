@@ -33,6 +33,12 @@ ifneq ($(strip $(TORCH)),)
 	$(BIN)/python -m pip install --quiet --no-deps "$(TORCHVISION)"
 endif
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps "tflite==2.18.0" \
+		"tflite-micro==0.dev20261023182759" "ai-edge-litert==2.3.0"
+	$(BIN)/python -m pip install --quiet flatbuffers pyyaml ml_dtypes protobuf typing-extensions
+	$(BIN)/python -m pip install --quiet --no-deps hls4ml==1.3.0 pydigitalwavetools==1.1 \
+		quantizers==1.2.2
+	$(BIN)/python -m pip install --quiet pyyaml h5py
 
 test: setup-test
 	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider

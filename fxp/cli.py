@@ -26,6 +26,8 @@ EXAMPLES = """examples:
   fxp export golden mnist_cnn --plan plan.json --data mnist5k -n 4 --out golden/
   fxp export hls4ml mnist_cnn --plan plan.json --out hls4ml_config.json
   fxp export c mnist_cnn --plan plan.json --out mnist_cnn_fxp.h
+  fxp simulate q.onnx --data mnist5k --float model.onnx   an onnxruntime-quantized model
+  fxp plan q.onnx --out p.json                    the plan a quantized model carries
   fxp bench mnist_cnn --batch-size 256            images/s of the engines, as ratios
   fxp format "ap_fixed<8,3>"                      describe a fixed-point format
   fxp quantize "fixed<8,4>" 0.3 -1.7 --rounding half_even --overflow saturate
@@ -123,8 +125,6 @@ def _load(args: argparse.Namespace):
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
-    from fxp.plan.io import plan_to_dict, save_plan
-
     if args.target_sqnr is not None and args.max_accuracy_drop is not None:
         raise PlanError("give either --target-sqnr or --max-accuracy-drop, not both")
     if args.binary and (args.target_sqnr is not None or args.max_accuracy_drop is not None):
@@ -132,7 +132,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                         "fixed-point widths only)")
     if args.out is not None:
         prepare_output(args.out, folder=False)
-    fw, graph, data = _load(args)
+    from fxp import workflow as fw
+
+    graph = fw.load_model(args.model)
+    plan = fw.embedded_plan(graph)
+    if plan is not None:  # a quantized model: write out the plan it carries
+        if args.target_sqnr is not None or args.max_accuracy_drop is not None or args.binary:
+            raise PlanError(f"{args.model[:200]!r} is a quantized model and carries its own "
+                            f"plan; --target-sqnr, --max-accuracy-drop and --binary are for "
+                            f"float models")
+        return _print_plan(args, plan)
+    if args.data is None:
+        raise PlanError(f"{args.model[:200]!r} is a float model: --data (calibration data) is "
+                        f"required to make a plan")
+    data = fw.load_data(args.data, graph, limit=args.limit)
     if args.target_sqnr is not None or args.max_accuracy_drop is not None:
         return _plan_optimized(args, fw, graph, data)
     plan = fw.make_plan(graph, data, bits=args.bits, weight_bits=args.weight_bits,
@@ -145,12 +158,20 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                         binary_output=args.binary_output, pad_value=args.pad_value,
                         weight_method="minmax" if args.weight_range is None
                         else args.weight_range)
+    return _print_plan(args, plan)
+
+
+def _print_plan(args: argparse.Namespace, plan) -> int:
+    from fxp.plan.io import plan_to_dict, save_plan
+
     if args.out is not None:
         save_plan(plan, args.out)
     if args.json:
         print(json.dumps(plan_to_dict(plan), indent=2))
         return 0
     def fmt(spec):
+        if spec is None:
+            return "-"
         if spec.is_binary:
             return "binary"
         return f"shift {spec.fmt}" if spec.is_shift else str(spec.fmt)
@@ -203,16 +224,35 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     return 0 if res.success else 1
 
 
-def _cmd_simulate(args: argparse.Namespace) -> int:
+def _model_and_plan(args: argparse.Namespace):
+    """``(fw, graph, plan)``: ``--plan`` if given, else the plan a quantized model carries."""
+    from fxp import workflow as fw
     from fxp.plan.io import load_plan
 
-    plan = load_plan(args.plan)  # fail fast, before loading data
-    fw, graph, data = _load(args)
+    plan = load_plan(args.plan) if args.plan is not None else None  # fail fast
+    graph = fw.load_model(args.model)
+    return fw, graph, plan if plan is not None else fw.model_plan(graph, None, args.model)
+
+
+def _cmd_simulate(args: argparse.Namespace) -> int:
+    fw, graph, plan = _model_and_plan(args)
+    data = fw.load_data(args.data, graph, limit=args.limit)
     rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size,
                             progress=not args.json, method="loop" if args.exact else "auto",
                             per_channel=args.per_channel)
+    dep = None
+    if args.float is not None:
+        if fw.embedded_plan(graph) is None:
+            raise PlanError(f"--float compares a quantized ONNX model with its float source; "
+                            f"{args.model[:200]!r} is not a quantized model")
+        dep = fw.float_departure(graph, plan, args.float, data, batch_size=args.batch_size)
     if args.json:
-        print(json.dumps(rep.to_dict(), indent=2))
+        out = rep.to_dict()
+        if dep is not None:
+            out["float_departure"] = {**dep, "rows": [
+                {**r, "sqnr_db": r["sqnr_db"] if abs(r["sqnr_db"]) != float("inf")
+                 else str(r["sqnr_db"])} for r in dep["rows"]]}
+        print(json.dumps(out, indent=2))
         return 0
     print(f"{rep.model} with plan {rep.plan} on {rep.data} ({rep.n} images)")
     print(f"  float top-1 {rep.float_top1:.4f}  fixed top-1 {rep.fixed_top1:.4f}  "
@@ -225,17 +265,23 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                   ("acc_bits", "acc"), ("acc_overflows", "acc ovf"),
                   ("output_saturations", "out sat"), ("acc_bits_observed", "acc used"),
                   ("acc_bits_worst_case", "acc worst"), ("sqnr_db", "SQNR dB")])
+    if dep is not None:
+        print(f"\nquantized vs float model {args.float} ({dep['n']} images): top-1 quantized "
+              f"{dep['quant_top1']:.4f}, float {dep['float_top1']:.4f}, agreement "
+              f"{dep['agreement']:.4f}; {dep['matched']} tensors matched by name, "
+              f"{dep['unmatched']} without a float twin")
+        _print_table(dep["rows"], [("tensor", "quantized tensor"), ("layer", "layer"),
+                                   ("float_tensor", "float tensor"), ("sqnr_db", "SQNR dB")])
     return 0
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from fxp.export.golden import export_golden
-    from fxp.plan.io import load_plan
 
     args.limit = args.n
-    plan = load_plan(args.plan)
+    fw, graph, plan = _model_and_plan(args)
     prepare_output(args.out, folder=True)
-    fw, graph, data = _load(args)
+    data = fw.load_data(args.data, graph, limit=args.n)
     out = export_golden(graph, plan, data.x[:args.n], args.out)
     if args.json:
         print(json.dumps({"out": str(out), "n": args.n}))
@@ -245,15 +291,15 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from fxp.plan.io import load_plan
     from fxp.report.render import write_report
 
-    plan = load_plan(args.plan)
+    fw, graph, plan = _model_and_plan(args)
     prepare_output(args.out, folder=True)
-    fw, graph, data = _load(args)
+    data = fw.load_data(args.data, graph, limit=args.limit)
     rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size, progress=not args.json,
                             keep_predictions=True, per_channel=True)
-    cmd = f"fxp report {args.model} --plan {args.plan} --data {args.data} --out {args.out}"
+    cmd = f"fxp report {args.model}" + (f" --plan {args.plan}" if args.plan else "") + \
+        f" --data {args.data} --out {args.out}"
     if args.limit is not None:
         cmd += f" --limit {args.limit}"
     out = write_report(graph, plan, rep, data.y, args.out, command=cmd)
@@ -290,11 +336,9 @@ def _cmd_export_file(args: argparse.Namespace) -> int:
     from fxp import workflow as fw
     from fxp.export.c_header import write_c_header
     from fxp.export.hls4ml import write_hls4ml_config
-    from fxp.plan.io import load_plan
 
-    plan = load_plan(args.plan)
+    fw, graph, plan = _model_and_plan(args)
     prepare_output(args.out, folder=False)
-    graph = fw.load_model(args.model)
     writer = write_hls4ml_config if args.what == "hls4ml" else write_c_header
     out = writer(graph, plan, args.out)
     print(json.dumps({"out": str(out)}) if args.json else f"wrote {out}")
@@ -379,6 +423,10 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+_PLAN_HELP = ("plan JSON (required for float models; a quantized ONNX model carries its own "
+              "plan, used when --plan is absent)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and documentation)."""
     parser = Parser(
@@ -397,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plan", help="make a per-layer bit-width plan (post-training quantization)")
     p.add_argument("model")
-    p.add_argument("--data", required=True, help="calibration data spec, e.g. mnist5k, npz:FILE")
+    p.add_argument("--data", default=None,
+                   help="calibration data spec, e.g. mnist5k, npz:FILE (required for float "
+                        "models; a quantized ONNX model carries its plan)")
     p.add_argument("--bits", type=bits(1, 64), default=8, help="default word length (bits)")
     p.add_argument("--weight-bits", type=bits(1, 64), default=None, help="default: --bits")
     p.add_argument("--act-bits", type=bits(1, 64), default=None, help="default: --bits")
@@ -444,7 +494,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulate", help="bit-exact simulation of a plan: accuracy, SQNR, overflows")
     p.add_argument("model")
-    p.add_argument("--plan", required=True)
+    p.add_argument("--plan", default=None, help=_PLAN_HELP)
+    p.add_argument("--float", default=None, metavar="FLOAT_MODEL",
+                   help="quantized models: also compare every quantized tensor with the float "
+                        "model's tensor of the same name (SQNR) and top-1")
     p.add_argument("--data", required=True)
     p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--batch-size", type=positive_int, default=256)
@@ -457,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="Markdown report with figures for a plan")
     p.add_argument("model")
-    p.add_argument("--plan", required=True)
+    p.add_argument("--plan", default=None, help=_PLAN_HELP)
     p.add_argument("--data", required=True)
     p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--batch-size", type=positive_int, default=256)
@@ -495,7 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
     esub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
     e = esub.add_parser("golden", help="every layer's integer codes (npz + hex) for N inputs")
     e.add_argument("model")
-    e.add_argument("--plan", required=True)
+    e.add_argument("--plan", default=None, help=_PLAN_HELP)
     e.add_argument("--data", required=True)
     e.add_argument("-n", type=positive_int, default=4, help="number of inputs")
     e.add_argument("--out", required=True)
@@ -505,7 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
                            ("c", "C header with the integer weights, biases and requant constants")):
         e = esub.add_parser(what, help=helptext)
         e.add_argument("model")
-        e.add_argument("--plan", required=True)
+        e.add_argument("--plan", default=None, help=_PLAN_HELP)
         e.add_argument("--out", required=True, help="output file")
         e.add_argument("--json", action="store_true")
         e.set_defaults(handler=_cmd_export_file)

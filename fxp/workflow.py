@@ -26,8 +26,8 @@ from fxp.ir.stats import layer_stats
 from fxp.plan.plan import Plan
 from fxp.sim.evaluate import SimulationReport, check_labels, simulate
 
-__all__ = ["Data", "inspect_model", "load_data", "load_model", "make_plan", "num_classes",
-           "run_simulation"]
+__all__ = ["EMBEDDED_PLAN_KEY", "Data", "embedded_plan", "float_departure", "inspect_model",
+           "load_data", "load_model", "make_plan", "model_plan", "num_classes", "run_simulation"]
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,74 @@ class Data:
     name: str
 
 
+EMBEDDED_PLAN_KEY = "fxp.quantized.plan"
+"""Graph metadata key: the JSON plan a quantized ONNX file carries (see :func:`load_model`)."""
+
+
 def load_model(spec: str | Path) -> Graph:
-    """A zoo name (``mnist_cnn``) or an ONNX path -> canonical graph (BN folded, ReLU fused)."""
+    """A zoo name (``mnist_cnn``) or an ONNX path -> canonical graph (BN folded, ReLU fused).
+
+    A quantized file (onnxruntime QOperator or QDQ: QuantizeLinear, QLinear*
+    nodes or DequantizeLinear of int8 weights) is read by
+    :func:`fxp.frontends.onnx_quantized.load_quantized`; the plan it carries is
+    kept in the graph's metadata (:data:`EMBEDDED_PLAN_KEY`, read back by
+    :func:`embedded_plan`).
+    """
     from fxp.frontends.onnx_import import load_onnx
     from fxp.zoo import resolve_model
 
     path = resolve_model(spec)
+    if _is_quantized_file(path):
+        import json
+
+        from fxp.frontends.onnx_quantized import load_quantized
+        from fxp.plan.io import plan_to_dict
+
+        graph, plan = load_quantized(path)
+        meta = {**graph.metadata, EMBEDDED_PLAN_KEY: json.dumps(plan_to_dict(plan))}
+        graph = Graph(nodes=graph.nodes, inputs=graph.inputs, input_shapes=graph.input_shapes,
+                      outputs=graph.outputs, metadata=meta, name=graph.name)
+        return canonicalize(graph)
     graph = load_onnx(path)
     return canonicalize(graph)
+
+
+def _is_quantized_file(path: Path) -> bool:
+    from fxp.frontends.onnx_import import MAX_MODEL_BYTES, _import_onnx, _read
+    from fxp.frontends.onnx_quantized import is_quantized_model
+
+    model, _, _ = _read(_import_onnx(), str(path), MAX_MODEL_BYTES)
+    return is_quantized_model(model)
+
+
+def embedded_plan(graph: Graph) -> Plan | None:
+    """The plan a quantized model carries (:func:`load_model`), or None for a float model."""
+    import json
+
+    from fxp.plan.io import plan_from_dict
+
+    raw = graph.metadata.get(EMBEDDED_PLAN_KEY)
+    return None if raw is None else plan_from_dict(json.loads(raw), f"model {graph.name!r}")
+
+
+def model_plan(graph: Graph, plan_path: str | Path | None, model: str = "model") -> Plan:
+    """``plan_path`` when given, else the plan the quantized model carries.
+
+    Raises
+    ------
+    PlanError
+        No ``plan_path`` and ``graph`` is a float model.
+    """
+    from fxp.plan.io import load_plan
+
+    if plan_path is not None:
+        return load_plan(plan_path)
+    plan = embedded_plan(graph)
+    if plan is None:
+        raise PlanError(f"{str(model)[:200]!r} is a float model: give --plan PLAN.json (make "
+                        f"one with 'fxp plan {str(model)[:100]} --data ... --out PLAN.json'), "
+                        f"or pass a quantized ONNX model, which carries its own plan")
+    return plan
 
 
 def load_data(spec: str, graph: Graph, *, limit: int | None = None,
@@ -158,6 +218,82 @@ def run_simulation(graph: Graph, plan: Plan, data: Data, *, batch_size: int = 25
     return simulate(graph, plan, data.x, data.y, batch_size=batch_size, model_name=graph.name,
                     data_name=data.name, progress=progress, method=method,
                     keep_predictions=keep_predictions, per_channel=per_channel)
+
+
+def _float_name(onnx_name: str) -> str:
+    for suffix in ("_QuantizeLinear_Output", "_quantized"):
+        if onnx_name.endswith(suffix):
+            return onnx_name[:-len(suffix)]
+    return onnx_name
+
+
+def float_departure(graph: Graph, plan: Plan, float_model: str | Path, data: Data, *,
+                    batch_size: int = 256) -> dict:
+    """Where a quantized model departs from its float source, tensor by tensor.
+
+    Each integer tensor of ``graph`` (imported by
+    :func:`~fxp.frontends.onnx_quantized.load_quantized`) is compared with the
+    tensor of the float model ``float_model`` that has the same name (the
+    quantized name without ``_quantized`` / ``_QuantizeLinear_Output``; when
+    that float tensor is read only by a Relu or Clip, the activation's output,
+    which onnxruntime folded into the quantized tensor's range).  SQNR is
+    ``10 log10(sum f**2 / sum (f - q)**2)`` over ``data``, with ``q`` the
+    dequantized codes.
+
+    Returns
+    -------
+    dict
+        ``rows`` (``tensor``, ``float_tensor``, ``layer``, ``sqnr_db`` in node
+        order), ``matched`` / ``unmatched`` counts, ``quant_top1``,
+        ``float_top1`` and ``agreement`` (argmax of the two outputs) on ``data``.
+    """
+    from fxp.frontends.onnx_import import load_onnx
+    from fxp.frontends.onnx_quantized import quantized_tensor_map
+    from fxp.ir.nodes import Clip, ReLU
+    from fxp.sim.compile import compile_plan
+    from fxp.sim.float_ref import run_float
+    from fxp.sim.integer import run_integer
+    from fxp.sim.values import to_float
+    from fxp.zoo import resolve_model
+
+    fgraph = load_onnx(resolve_model(float_model))
+    compiled = compile_plan(graph, plan)
+    pairs: dict[str, tuple[str, str]] = {}  # IR tensor -> (onnx name, float tensor)
+    for onnx_name, t in quantized_tensor_map(graph).items():
+        f = _float_name(onnx_name)
+        while f in fgraph.shapes and len(fgraph.consumers(f)) == 1 and \
+                isinstance(fgraph.consumers(f)[0], (ReLU, Clip)):
+            f = fgraph.consumers(f)[0].output
+        if f in fgraph.shapes and t in compiled.graph.shapes and \
+                tuple(fgraph.shapes[f][1:]) == tuple(compiled.graph.shapes[t][1:]):
+            pairs[t] = (onnx_name, f)
+    sig = dict.fromkeys(pairs, 0.0)
+    noise = dict.fromkeys(pairs, 0.0)
+    qpred, fpred = [], []
+    for s in range(0, len(data.x), batch_size):
+        xb = data.x[s:s + batch_size]
+        got = run_integer(compiled, xb, keep=True)
+        ref = run_float(fgraph, xb, tensors={f for _, f in pairs.values()} | set(fgraph.outputs))
+        for t, (_, f) in pairs.items():
+            fv = ref[f].astype(np.float64)
+            qv = np.asarray(to_float(got.values[t], t), np.float64)
+            sig[t] += float(np.sum(fv * fv))
+            noise[t] += float(np.sum((fv - qv) ** 2))
+        qpred.append(np.asarray(got.output).reshape(len(xb), -1).argmax(1))
+        fpred.append(np.asarray(ref[fgraph.outputs[0]]).reshape(len(xb), -1).argmax(1))
+    order = {n.output: i for i, n in enumerate(compiled.graph.nodes)}
+    rows = []
+    for t in sorted(pairs, key=lambda t: order.get(t, -1)):
+        p = compiled.graph.producer(t)
+        db = float("inf") if noise[t] == 0 else (
+            float("-inf") if sig[t] == 0 else 10 * math.log10(sig[t] / noise[t]))
+        rows.append({"tensor": pairs[t][0], "float_tensor": pairs[t][1],
+                     "layer": p.name if p is not None else "(input)", "sqnr_db": db})
+    qp, fp = np.concatenate(qpred), np.concatenate(fpred)
+    return {"rows": rows, "matched": len(pairs),
+            "unmatched": len(quantized_tensor_map(graph)) - len(pairs),
+            "quant_top1": float(np.mean(qp == data.y)), "float_top1": float(np.mean(fp == data.y)),
+            "agreement": float(np.mean(qp == fp)), "n": int(len(data.x))}
 
 
 def inspect_model(graph: Graph) -> list[dict]:

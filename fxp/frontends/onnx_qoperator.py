@@ -37,9 +37,12 @@ Supported operators (what ``quantize_static`` emits for CNN/MLP models):
                             table, fxp in float; the logits stay bit-exact)
 ==========================  ===============================================
 
-``QLinearAdd``, ``QLinearAveragePool``, ``QLinearGlobalAveragePool`` and the
-other QLinear* operators use requantizations fxp does not model and are
-refused with :class:`~fxp.errors.UnsupportedOpError`.
+Non-weighted QLinear ops (``QLinearAdd``, ``QLinearAveragePool``,
+``QLinearGlobalAveragePool``, ``QLinearConcat``, ``QLinearSigmoid``,
+``QLinearLeakyRelu``), int8 Relu/Clip, float islands and QDQ graphs are read
+by the same importer (:func:`fxp.frontends.onnx_quantized.load_quantized`,
+of which :func:`load_qoperator` is an alias); ``QLinearMul`` and other ops
+are refused with :class:`~fxp.errors.UnsupportedOpError`, all of them at once.
 
 Fused ReLU.  onnxruntime removes a ReLU after a quantized layer by giving the
 layer an output range starting at 0; the QLinear kernels only saturate to
@@ -77,17 +80,13 @@ from typing import Any
 import numpy as np
 
 from fxp.core.format import QFormat
-from fxp.errors import FxpError, GraphError, ModelImportError, PlanError
+from fxp.errors import GraphError, ModelImportError
 from fxp.frontends.onnx_context import ImportContext
-from fxp.frontends.onnx_import import (
-    MAX_MODEL_BYTES, _default_opset, _graph_context, _import_onnx, _read, check_output_count,
-    check_single_output, convert_nodes,
-)
+from fxp.frontends.onnx_import import MAX_MODEL_BYTES
 from fxp.frontends.onnx_tensors import check_dims, tensor_to_array
 from fxp.ir import nodes as ir
 from fxp.ir.graph import Graph
 from fxp.plan.plan import LayerPlan, Plan, TensorSpec
-from fxp.sim.compile import INPUT_ARITHMETIC_KEY
 from fxp.sim.values import quantize_linear_f32
 
 __all__ = ["TENSOR_MAP_KEY", "load_qoperator", "qoperator_tensor_map",
@@ -101,57 +100,22 @@ _QTYPES = {_INT8: (np.dtype("i1"), QFormat.integer(8, True)),
            _UINT8: (np.dtype("u1"), QFormat.integer(8, False))}
 _MS = "com.microsoft"
 _PASS_THROUGH = ("MaxPool", "Flatten", "Reshape", "Transpose", "Identity")
-_REFUSED = ("QLinearAdd", "QLinearMul", "QLinearAveragePool", "QLinearGlobalAveragePool",
-            "QLinearConcat", "QLinearLeakyRelu", "QLinearSigmoid", "QLinearReduceMean",
-            "QLinearWhere", "MatMulInteger", "ConvInteger", "DynamicQuantizeLinear",
-            "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QAttention")
 
 
 # --------------------------------------------------------------------------- public API
 def load_qoperator(source: str | os.PathLike | bytes | Any, *, base_dir: str | None = None,
                    max_bytes: int = MAX_MODEL_BYTES) -> tuple[Graph, Plan]:
-    """Read an onnxruntime QOperator model into ``(Graph, Plan)`` (see the module docstring).
+    """Alias of :func:`fxp.frontends.onnx_quantized.load_quantized` (QOperator and QDQ)."""
+    from fxp.frontends.onnx_quantized import load_quantized
 
-    Parameters
-    ----------
-    source : path, bytes or onnx.ModelProto
-    base_dir : str, optional
-        Folder for external data when ``source`` is bytes or a ModelProto.
-    max_bytes : int
-        Refuse serialized models larger than this.
-
-    Returns
-    -------
-    (Graph, Plan)
-        ``compile_plan(graph, plan)`` then reproduces onnxruntime's codes: the
-        graph's metadata selects float32 input quantization
-        (``fxp.sim.input_arithmetic``) and carries int32 bias codes a float32
-        bias cannot hold (``fxp.sim.bias_codes``).
-
-    Raises
-    ------
-    ModelImportError
-        Malformed model; scales/zero points that disagree between a tensor's
-        producer and its readers; integer initializers that the float
-        round trip does not reproduce (the message names the initializer).
-    UnsupportedOpError
-        An operator or attribute outside the subset above.
-    """
-    onnx = _import_onnx()
-    model, label, folder = _read(onnx, source, max_bytes)
-    if base_dir is not None:
-        folder = base_dir
-    try:
-        return _convert(onnx, model, folder)
-    except FxpError as e:
-        raise type(e)(f"{label}: {e}") from None
+    return load_quantized(source, base_dir=base_dir, max_bytes=max_bytes)
 
 
 def qoperator_tensor_map(graph: Graph) -> dict[str, str]:
-    """``{onnx quantized tensor name: IR tensor name}`` recorded by :func:`load_qoperator`."""
+    """``{onnx quantized tensor name: IR tensor name}`` recorded by the quantized importer."""
     raw = graph.metadata.get(TENSOR_MAP_KEY)
     if raw is None:
-        raise GraphError(f"graph {graph.name!r} was not imported by load_qoperator "
+        raise GraphError(f"graph {graph.name!r} was not imported by load_quantized "
                          f"(no {TENSOR_MAP_KEY!r} metadata)")
     return dict(json.loads(raw))
 
@@ -195,6 +159,9 @@ class _Q:
         self.expect: list[tuple[str, str, np.ndarray, np.ndarray | None, np.ndarray]] = []
         self.input_spec: TensorSpec | None = None
         self.tensor_map: dict[str, str] = {}
+        self.readers: dict[str, list] = {}         # ONNX tensor -> ONNX nodes reading it
+        self.deq: dict[str, str] = {}              # DequantizeLinear output -> IR int tensor
+        self.island: dict[str, int] = {}           # float island output -> index in layers
 
     def ir_name(self, t: str) -> str:
         return self.alias.get(t, t)
@@ -271,107 +238,3 @@ class _Q:
 
 def _desc(s: TensorSpec) -> str:
     return f"{s.fmt}, scale {s.scales}, zero point {s.zero_point}"
-
-
-# --------------------------------------------------------------------------- conversion
-def _convert(onnx: Any, model: Any, folder: str | None) -> tuple[Graph, Plan]:
-    from fxp.frontends.onnx_qoperator_ops import dispatch  # handlers import this module
-
-    if not 3 <= model.ir_version <= onnx.IR_VERSION:
-        raise ModelImportError(f"ir_version {model.ir_version} is outside 3..{onnx.IR_VERSION}")
-    opset = _default_opset(onnx, model)
-    domains = {o.domain for o in model.opset_import} - {"", "ai.onnx", _MS}
-    if domains:
-        raise ModelImportError(f"operator domains {sorted(domains)} are not supported")
-    g = model.graph
-    if not g.node or not g.output:
-        raise ModelImportError("graph has no nodes or no outputs")
-    consts: dict[str, Any] = {}
-    for t in g.initializer:
-        if t.name in consts:
-            raise ModelImportError(f"initializer {t.name!r} is defined twice")
-        consts[t.name] = _tensor(t, folder)
-    name, shape, outputs, ctx = _graph_context(g, consts, opset, folder)
-    q = _Q(ctx, name)
-    q.spec[name] = None
-    convert_nodes(ctx, g, lambda node: dispatch(q, node), lambda t: t in consts or t in q.alias)
-    if q.input_spec is None:
-        raise ModelImportError(f"graph input {name!r} is not quantized by a QuantizeLinear; "
-                               f"this is not a QOperator model")
-    check_output_count(outputs)
-    nodes = list(ctx.nodes)
-    out_names = []
-    renames: dict[str, str] = {}
-    for t in outputs:
-        src = q.ir_name(t)
-        if src not in ctx.shapes or src == name:
-            raise ModelImportError(f"graph output {t!r} is not produced by a supported node")
-        if src != t:
-            renames[src] = t
-        out_names.append(t if src != t else src)
-    meta = {p.key: p.value for p in model.metadata_props}
-    tmap = {k: renames.get(v, v) for k, v in q.tensor_map.items()}
-    meta[TENSOR_MAP_KEY] = json.dumps(tmap, sort_keys=True)
-    meta["fxp.qoperator.producer"] = f"{model.producer_name} {model.producer_version}".strip()
-    meta[INPUT_ARITHMETIC_KEY] = "float32"
-    try:
-        graph = Graph(nodes=tuple(nodes), inputs=(name,), input_shapes={name: shape},
-                      outputs=tuple(q.ir_name(t) for t in outputs), metadata=meta,
-                      name=g.name or "graph")
-        for old, new in renames.items():
-            graph = graph.rename_tensor(old, new)
-    except GraphError as e:
-        raise ModelImportError(str(e)) from None
-    check_single_output(graph)
-    plan = Plan(input=q.input_spec, layers=tuple(q.layers), name="onnxruntime-qoperator")
-    return _verify(graph, plan, q.expect), plan
-
-
-def _verify(graph: Graph, plan: Plan, expect) -> Graph:
-    """Compile; the compiled codes and scales must be the model's, exactly.
-
-    Bias codes that a float32 bias cannot hold (``|code| > 2**24``, e.g. the
-    near-2**31 codes onnxruntime writes for channels with tiny weight scales)
-    are recorded in ``graph.metadata["fxp.sim.bias_codes"]``, which
-    :func:`~fxp.sim.compile.compile_plan` uses after checking that they
-    dequantize to the float bias.  Returns the graph with that metadata.
-    """
-    from fxp.sim.compile import BIAS_CODES_KEY, compile_plan
-
-    steps = {s.name: s for s in compile_plan(graph, plan).steps}
-    exact = {}
-    for name, _, w_codes, b_codes, _ in expect:
-        if b_codes is not None and not np.array_equal(steps[name].b_codes, b_codes):
-            exact[name] = [int(v) for v in b_codes]
-    if exact:
-        meta = dict(graph.metadata)
-        meta[BIAS_CODES_KEY] = json.dumps(exact, sort_keys=True)
-        graph = Graph(nodes=graph.nodes, inputs=graph.inputs, input_shapes=graph.input_shapes,
-                      outputs=graph.outputs, metadata=meta, name=graph.name)
-        try:
-            steps = {s.name: s for s in compile_plan(graph, plan).steps}
-        except PlanError as e:
-            raise ModelImportError(f"bias codes of layers {sorted(exact)} cannot be carried: "
-                                   f"{e}") from None
-    for name, w_name, w_codes, b_codes, b_name in expect:
-        step = steps[name]
-        if step.w_codes.shape != w_codes.shape or not np.array_equal(step.w_codes, w_codes):
-            bad = int(np.count_nonzero(step.w_codes != w_codes)) \
-                if step.w_codes.shape == w_codes.shape else -1
-            raise ModelImportError(f"initializer {w_name!r} (layer {name!r}): re-quantizing the "
-                                   f"dequantized weights does not give the model's codes "
-                                   f"({bad} differ)")
-        want_b = np.zeros(w_codes.shape[0], np.int64) if b_codes is None else b_codes
-        if not np.array_equal(step.b_codes, want_b):
-            bad = int(np.count_nonzero(step.b_codes != want_b))
-            raise ModelImportError(f"initializer {b_name or '(no bias)'!r} (layer {name!r}): "
-                                   f"the compiled int32 bias codes differ from the model's "
-                                   f"({bad} differ)")
-        sx = np.float32(step.in_specs[0].scales[0])
-        sw = np.asarray(step.plan.weight.scales, np.float32)
-        sy = np.float32(step.plan.output.scales[0])
-        ort = np.broadcast_to((sx * sw) / sy, step.f32_scales.shape).astype(np.float32)
-        if not np.array_equal(ort.view(np.uint32), step.f32_scales.view(np.uint32)):
-            raise ModelImportError(f"layer {name!r}: compiled float32 requantization scales "
-                                   f"differ from onnxruntime's float32(float32(s_x * s_w) / s_y)")
-    return graph

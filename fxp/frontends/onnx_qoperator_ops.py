@@ -13,10 +13,11 @@ from typing import Any
 
 import numpy as np
 
+from fxp.core.format import QFormat
 from fxp.errors import ModelImportError, PrecisionWarning
 from fxp.frontends.onnx_attrs import bool_attr, float_attr, int_attr
 from fxp.frontends.onnx_ops import HANDLERS, WINDOW_ATTRS, window
-from fxp.frontends.onnx_qoperator import _MS, _PASS_THROUGH, _Q, _REFUSED, _UINT8
+from fxp.frontends.onnx_qoperator import _MS, _PASS_THROUGH, _Q, _UINT8
 from fxp.ir import nodes as ir
 from fxp.plan.plan import LayerPlan, RequantScheme, TensorSpec
 
@@ -24,29 +25,31 @@ __all__ = ["dispatch"]
 
 
 def dispatch(q: _Q, node: Any) -> None:
-    """Read one QOperator node into ``q``."""
+    """Read one node of a QOperator graph (or a folded QDQ graph) into ``q``."""
+    from fxp.frontends.onnx_qlinear_ops import QLINEAR_HANDLERS, float_op
+
     ctx, op = q.ctx, node.op_type
     if node.domain not in ("", "ai.onnx", _MS):
         raise ctx.fail(node, f"domain {node.domain[:200]!r} is not supported")
+    if op == "Constant":
+        HANDLERS["Constant"](ctx, node)
+        return
     if not node.input or not node.input[0]:
         raise ctx.fail(node, "input 0 is missing", ModelImportError)
-    if node.domain == _MS and op not in ("QGemm", "QLinearSoftmax"):
+    if node.domain == _MS and op not in ("QGemm", "QLinearSoftmax", *QLINEAR_HANDLERS):
         raise ctx.fail(node, f"com.microsoft op {op!r} is not supported; supported: QGemm, "
-                             f"QLinearSoftmax")
+                             f"QLinearSoftmax, {', '.join(QLINEAR_HANDLERS)}")
     fn = {"QuantizeLinear": _quantize_linear, "DequantizeLinear": _dequantize_linear,
           "QLinearConv": _qlinear_conv, "QGemm": _qgemm, "QLinearMatMul": _qlinear_matmul,
-          "QLinearSoftmax": _qlinear_softmax, "Softmax": _softmax}.get(op)
+          "QLinearSoftmax": _qlinear_softmax, "Softmax": _softmax, **QLINEAR_HANDLERS}.get(op)
     if fn is not None:
         fn(q, node)
+    elif any(t in q.deq or q.spec.get(q.ir_name(t), 0) is None for t in node.input if t):
+        float_op(q, node)  # reads dequantized or float-island tensors
     elif op in _PASS_THROUGH:
         _pass_through(q, node)
-    elif op in _REFUSED:
-        raise ctx.fail(node, f"{op} is not supported: fxp does not model its onnxruntime "
-                             f"arithmetic (supported: QuantizeLinear, QLinearConv, QGemm, "
-                             f"QLinearMatMul, MaxPool, Flatten, Reshape, DequantizeLinear, "
-                             f"Softmax, QLinearSoftmax)")
     else:
-        raise ctx.fail(node, f"op_type {op[:200]!r} is not supported in a QOperator model")
+        raise ctx.fail(node, f"op_type {op[:200]!r} is not supported in a quantized model")
 
 
 def _quantize_linear(q: _Q, node: Any) -> None:
@@ -55,15 +58,21 @@ def _quantize_linear(q: _Q, node: Any) -> None:
                   output_dtype=int_attr(0), precision=int_attr(0))
     if a["block_size"]:
         raise ctx.fail(node, "blocked quantization is not supported")
-    if node.input[0] != q.graph_input or q.input_spec is not None:
-        raise ctx.fail(node, "QuantizeLinear is supported only once, on the float graph input")
     if len(node.input) < 3 or not node.input[2]:
         z_type = _UINT8
     else:
         z_type = None
     s = q.scale(node, 1, "y_scale")
     z, fmt = q.zero_point(node, 2, "y_zero_point", optional_type=z_type)
-    q.input_spec = TensorSpec(fmt, (float(s[0]),), int(z[0]))
+    spec = TensorSpec(fmt, (float(s[0]),), int(z[0]))
+    if node.input[0] != q.graph_input:
+        from fxp.frontends.onnx_qlinear_ops import quantize_island
+
+        quantize_island(q, node, spec)
+        return
+    if q.input_spec is not None:
+        raise ctx.fail(node, "the graph input is quantized twice")
+    q.input_spec = spec
     q.spec[q.graph_input] = q.input_spec
     q.alias[node.output[0]] = q.graph_input
     q.tensor_map[node.output[0]] = q.graph_input
@@ -87,6 +96,7 @@ def _dequantize_linear(q: _Q, node: Any) -> None:
     elif not isinstance(ctx.producer(x_ir), ir.Softmax):
         raise ctx.fail(node, f"input {node.input[0]!r} is not quantized")
     q.alias[node.output[0]] = x_ir
+    q.deq[node.output[0]] = x_ir
 
 
 def _softmax(q: _Q, node: Any) -> None:
@@ -150,13 +160,13 @@ def _weights(q: _Q, node: Any, wi: int, what: str, transpose: bool = False
     co = codes.shape[0]
     s = q.scale(node, wi + 1, f"{what} scale", size=co)
     z, fmt = q.zero_point(node, wi + 2, f"{what} zero point", size=co)
-    if np.any(z != z[0]):
-        raise ctx.fail(node, f"per-channel weight zero points {z.tolist()[:8]}... differ; fxp "
-                             f"takes one weight zero point per layer")
     if fmt.signed != (w.dtype == np.dtype("i1")):
         raise ctx.fail(node, f"{what} zero point type differs from the weight type",
                        ModelImportError)
     zp = int(z[0])
+    if np.any(z != z[0]):  # per-channel zero points: store code - zp[c] (9 bits), zp 0
+        codes = codes - np.broadcast_to(z, (co,)).reshape((-1,) + (1,) * (codes.ndim - 1))
+        fmt, zp = QFormat.integer(9), 0
     per_channel = s.size > 1
     spec = TensorSpec(fmt, tuple(float(v) for v in s), zp, axis=0 if per_channel else None)
     sc = np.broadcast_to(s.astype(np.float64), (co,))
