@@ -17,7 +17,11 @@ from collections.abc import Sequence
 from fxp.cli_args import (
     Parser, bits, finite_float, int_range, positive_int, prepare_output, run_handler, width_list,
 )
-from fxp.errors import FxpError, PlanError
+from fxp.cli_tools import (
+    _cmd_bench, _cmd_deploy, _cmd_format, _cmd_quantize, _cmd_sweep, _cmd_train,
+    _print_table,
+)
+from fxp.errors import PlanError
 
 EXAMPLES = """examples:
   fxp inspect mnist_cnn                           layers, shapes, parameters, MACs
@@ -34,72 +38,6 @@ EXAMPLES = """examples:
 """
 
 
-def _cmd_format(args: argparse.Namespace) -> int:
-    from fxp.core.format import QFormat
-
-    fmt = QFormat.parse(args.format)
-    try:
-        qmn = fmt.to_qmn()
-    except FxpError:
-        qmn = None
-    info = {
-        "format": str(fmt),
-        "ap_fixed": fmt.to_ap_fixed(),
-        "qmn": qmn,
-        "bits": fmt.bits,
-        "int_bits": fmt.int_bits,
-        "frac_bits": fmt.frac_bits,
-        "signed": fmt.signed,
-        "lsb": str(fmt.lsb),
-        "min_code": fmt.min_code,
-        "max_code": fmt.max_code,
-        "min_value": str(fmt.min_value),
-        "max_value": str(fmt.max_value),
-    }
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        width = max(len(k) for k in info)
-        for k, v in info.items():
-            print(f"{k:<{width}}  {v}")
-    return 0
-
-
-def _cmd_quantize(args: argparse.Namespace) -> int:
-    from fxp.core.format import QFormat
-    from fxp.ops.fixed import dequantize, quantize
-
-    fmt = QFormat.parse(args.format)
-    codes, n = quantize(args.values, fmt, args.rounding, args.overflow, seed=args.seed)
-    values = dequantize(codes, fmt)
-    if args.json:
-        print(json.dumps({"format": str(fmt), "codes": codes.tolist(),
-                          "values": values.tolist(), "n_overflow": n}))
-    else:
-        for x, c, v in zip(args.values, codes.tolist(), values.tolist()):
-            print(f"{x!r:>24} -> code {c:>8}  value {v!r}")
-        print(f"overflows: {n}")
-    return 0
-
-
-def _print_table(rows: list[dict], cols: list[tuple[str, str]]) -> None:
-    """Plain aligned table: cols = [(key, header)]."""
-    cells = [[h for _, h in cols]] + [["" if r.get(k) is None else _cell(r.get(k)) for k, _ in cols]
-                                      for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
-    for j, row in enumerate(cells):
-        print("  ".join(c.rjust(w) if j and i else c.ljust(w)
-                        for i, (c, w) in enumerate(zip(row, widths, strict=True))))
-
-
-def _cell(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list):
-        return "x".join(str(i) for i in v)
-    return str(v)
-
-
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from fxp import workflow as fw
 
@@ -114,14 +52,6 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                         ("params", "params"), ("macs", "MACs"), ("w_min", "w min"),
                         ("w_max", "w max"), ("w_std", "w std"), ("w_kurtosis", "kurtosis")])
     return 0
-
-
-def _load(args: argparse.Namespace):
-    from fxp import workflow as fw
-
-    graph = fw.load_model(args.model)
-    data = fw.load_data(args.data, graph, limit=getattr(args, "limit", None))
-    return fw, graph, data
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -307,119 +237,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
-    from fxp import workflow as fw
-
-    graph = fw.load_model(args.model)
-    data = fw.load_data(args.data, graph, limit=args.limit)
-    res = fw.sweep_quantizers(graph, data, quantizers=args.quantizers, bits=args.bits,
-                              tolerance=args.tolerance / 100, per_channel=args.per_channel,
-                              progress=not args.json)
-    if args.json:
-        print(json.dumps(res.to_dict(), indent=2))
-        return 0
-    print(f"{res.model} on {res.data} ({res.n_images} images, {res.n_weights:,} weights): "
-          f"float top-1 {res.float_top1:.4f}, top-5 {res.float_top5:.4f}")
-    cols = [("quantizer", "quantizer"), ("bits", "bits"), ("entropy", "bits/weight"),
-            ("ratio", "vs float32"), ("top1", "top-1"), ("drop_top1", "drop"),
-            ("top5", "top-5"), ("drop_top5", "drop-5")]
-    from dataclasses import asdict
-
-    _print_table([asdict(r) for r in res.rows], cols)
-    print(f"\nlowest entropy within {args.tolerance:g} point(s) of float accuracy (Table 6):")
-    best = [asdict(r) if r else {"quantizer": q, "bits": "none"} for q, r in res.best.items()]
-    _print_table(best, cols)
-    return 0
-
-
 def _cmd_export_file(args: argparse.Namespace) -> int:
-    from fxp import workflow as fw
     from fxp.export.c_header import write_c_header
     from fxp.export.hls4ml import write_hls4ml_config
 
-    fw, graph, plan = _model_and_plan(args)
+    _, graph, plan = _model_and_plan(args)
     prepare_output(args.out, folder=False)
     writer = write_hls4ml_config if args.what == "hls4ml" else write_c_header
     out = writer(graph, plan, args.out)
     print(json.dumps({"out": str(out)}) if args.json else f"wrote {out}")
-    return 0
-
-
-def _cmd_bench(args: argparse.Namespace) -> int:
-    from fxp.bench import bench_model
-    from fxp.plan.io import load_plan
-    from fxp.zoo import resolve_model
-
-    fw, graph, data = _load(args)
-    plan = load_plan(args.plan) if args.plan else fw.make_plan(graph, data, bits=8, calib=256)
-    x = data.x[:args.batch_size]
-    rows = bench_model(graph, plan, x, onnx_path=resolve_model(args.model),
-                       min_time=args.min_time)
-    if args.json:
-        print(json.dumps({"model": graph.name, "batch": int(x.shape[0]), "rows": rows}, indent=2))
-        return 0
-    print(f"{graph.name}, batch {x.shape[0]}, plan {plan.name}")
-    _print_table(rows, [("engine", "engine"), ("images_per_s", "images/s"),
-                        ("vs_float_reference", "vs float reference")])
-    return 0
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from fxp import workflow as fw
-    from fxp.train import require_torch
-
-    require_torch()
-
-    def log(row: dict) -> None:
-        if not args.json:
-            print(json.dumps(row), flush=True)
-
-    res = fw.train_model(args.method, args.model, args.data, bits=args.bits, out=args.out,
-                         epochs=args.epochs, seed=args.seed, eval_data=args.eval,
-                         limit=args.limit, eval_limit=args.eval_limit, act_bits=args.act_bits,
-                         scratch=args.scratch, lr=args.lr, batch_size=args.batch_size,
-                         rounding=args.rounding, calib=args.calib, threads=args.threads,
-                         dropout=args.dropout, verify=not args.no_verify,
-                         progress=not args.json, log=log, cluster=args.cluster,
-                         scale_bits=args.scale_bits)
-    if args.json:
-        print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2,
-                         default=str))
-        return 0
-    line = (f"{res['method']} {res['model']} w{res['bits']}: fake-quantized top-1 "
-            f"{res['torch_fake_quant_top1']:.4f} on {res['eval_data']} ({res['n_eval']} images)")
-    sim = res.get("fxp_simulation")
-    if sim is not None:
-        line += (f"; fxp simulate top-1 {sim['fixed_top1']:.4f}, agreement with torch "
-                 f"{sim['agreement_with_torch']:.4f}")
-    print(line)
-    print(f"wrote {res['onnx']} and {res['plan']}")
-    return 0 if sim is None or sim["mismatches"] == 0 else 1
-
-
-def _cmd_deploy(args: argparse.Namespace) -> int:
-    import onnx
-
-    from fxp.fileio import ensure_dir, write_with
-    from fxp.plan.io import save_plan
-    from fxp.quant.deploy import deploy_quantizer
-    from fxp.train.export import graph_to_onnx
-
-    out = ensure_dir(args.out)  # fail fast, before the (slow) quantization
-    fw, graph, data = _load(args)
-    dep = deploy_quantizer(graph, data.x[:args.calib], args.quantizer, args.bits,
-                           store_bits=args.store_bits, per_channel=args.per_channel)
-    model = graph_to_onnx(dep.graph, producer="fxp-deploy")
-    write_with(out / "model.onnx", lambda tmp: onnx.save(model, str(tmp)))
-    save_plan(dep.plan, out / "plan.json")
-    info = {"out": str(out), "levels": dep.levels, "entropy_bits": dep.entropy_bits}
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        for name in dep.levels:
-            print(f"{name}: {dep.levels[name]} stored levels, entropy "
-                  f"{dep.entropy_bits[name]:.3f} bits/weight")
-        print(f"wrote {out}/model.onnx and {out}/plan.json (run them with fxp simulate)")
     return 0
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import FormatError, MissingDependencyError, PlanError
-from fxp.export.hls4ml_types import Q_MODES, O_MODES, Slot, hls4ml_slots, hls_type
+from fxp.export.hls4ml_types import Q_MODES, O_MODES, Slot, hls4ml_slots
 from fxp.export.names import is_c_identifier
 from fxp.fileio import write_text
 from fxp.ir.graph import Graph

@@ -14,14 +14,12 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fxp.core.format import QFormat
 from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense, Flatten, MaxPool2D
-from fxp.plan.plan import LayerPlan
 from fxp.plan.ptq import ptq_pow2
 from fxp.sim.compile import compile_plan
 from fxp.sim.integer import run_integer
