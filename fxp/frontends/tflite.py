@@ -91,6 +91,24 @@ def _import_tflite() -> Any:
 
 
 # --------------------------------------------------------------------------- public API
+def _preprocess_metadata(model) -> dict[str, str]:
+    """``fxp.preprocess.*`` entries of the flatbuffer's ``metadata`` (name -> UTF-8 buffer).
+
+    A ``.tflite`` file carries no preprocessing of its own; a file that names
+    it this way (e.g. written by fxp) gets it into the graph metadata like an
+    ONNX model's ``metadata_props``.  Other metadata entries are ignored.
+    """
+    out = {}
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        name = (entry.Name() or b"").decode("utf-8", "replace")
+        if name.startswith("fxp.preprocess.") and entry.Buffer() < model.BuffersLength():
+            raw = model.Buffers(entry.Buffer()).DataAsNumpy()
+            data = raw.tobytes() if hasattr(raw, "tobytes") else b""
+            out[name[:80]] = data.decode("utf-8", "replace")[:200]
+    return out
+
+
 def load_tflite(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_TFLITE_BYTES
                 ) -> tuple[Graph, Plan]:
     """Read a full-integer ``.tflite`` model into ``(Graph, Plan)`` (see the module docstring).
@@ -326,6 +344,7 @@ def _convert(tflite: Any, data: bytes) -> tuple[Graph, Plan]:
         from fxp.sim.compile import BIAS_CODES_KEY
 
         meta[BIAS_CODES_KEY] = json.dumps(ctx.bias_codes, sort_keys=True)
+    meta.update(_preprocess_metadata(ctx.model))
     desc = ctx.model.Description()
     meta["fxp.tflite.description"] = (desc or b"").decode("utf-8", "replace")[:200]
     try:

@@ -28,12 +28,21 @@ AVERAGE_POOL_2D, int8 / uint8 (``reference/integer_ops/pooling.h``): sum the
 (truncating) division -- round half away from zero of the mean code -- clamped
 to the activation range.  Input and output share scale and zero point.
 
-MEAN over axes (1, 2) with ``keep_dims``, int8 / int16
-(``kernels/reduce.cc`` ``PrepareMeanOrSum`` and ``reference/integer_ops/mean.h``):
-``(M, shift) = QuantizeMultiplier(s_in / s_out)``; per (n, c)
-``acc = sum(x - zp_in)`` (int32); ``acc = MultiplyByQuantizedMultiplier(acc, M,
-shift)`` (shift may be positive: a left shift first); the same half-away
-division by ``H*W``; ``+ zp_out``; clamp to the type's range.
+MEAN over axes (1, 2), int8 / int16, as *TFLite Micro* runs it
+(``micro/kernels/reduce_common.cc`` ``PrepareMeanOrSum`` + ``EvalIntegerMean``
+-> ``reference/reduce.h`` ``QuantizedMeanOrSum<T, int32_t>``; this is not
+LiteRT's ``reference/integer_ops/mean.h``, whose result differs on 1,441 of
+24,000 outputs of ``residual_mean_int8``):
+
+* Prepare: ``(M, shift) = QuantizeMultiplier(double(s_in) / double(s_out))``;
+* the ``1 / n`` factor (``n = H*W``) is folded into the multiplier:
+  ``k = min(floor(log2 n), 32, 31 + shift)``,
+  ``M' = int32((int64(M) << k) / n)`` (C truncating division),
+  ``shift' = shift - k`` (:func:`mean_params`);
+* per (n, c): ``acc = int32(sum(x) - zp_in * n)``;
+  ``out = MultiplyByQuantizedMultiplier(acc, M', shift') + zp_out`` (the int32
+  overload: gemmlowp double rounding, or single rounding), clamped to the
+  type's range.  No separate division, hence no half-away rounding step.
 """
 
 from __future__ import annotations
@@ -83,10 +92,19 @@ def add_params(s1, s2, s_out, single: bool = False) -> tuple[int, int, int, int,
             *multiplier_smaller_than_one(real_out, single))
 
 
-def mean_params(s_in, s_out, single: bool = False) -> tuple[int, int]:
-    """``(M, shift)`` of reduce.cc ``PrepareMeanOrSum``: ``QuantizeMultiplier(s_in / s_out)``."""
-    return intmath.quantize_multiplier(float(np.float32(s_in)) / float(np.float32(s_out)),
+def mean_params(s_in, s_out, count: int, single: bool = False) -> tuple[int, int]:
+    """``(M', shift')`` of TFLM's MEAN over ``count`` elements: ``QuantizeMultiplier(s_in /
+    s_out)`` with ``1 / count`` folded in as ``QuantizedMeanOrSum`` does.
+
+    >>> mean_params(0.5, 0.25, 4)  # (2**30, 2) -> k = 2: (2**32 / 4, 0)
+    (1073741824, 0)
+    """
+    m, e = intmath.quantize_multiplier(float(np.float32(s_in)) / float(np.float32(s_out)),
                                        single_rounding=single)
+    k = min(int(count).bit_length() - 1, 32, 31 + e)
+    if count < 1 or k < 0:  # e >= -31 always (QuantizeMultiplier flushes smaller to 0)
+        raise FormatError(f"TFLite MEAN: no multiplier for 1/{count} with shift {e}")
+    return (m << k) // count, e - k  # 2**k <= count: still below 2**31
 
 
 def activation_range(activation: str, scale, zero_point: int, qmin: int, qmax: int
@@ -176,14 +194,16 @@ def avgpool(x, kernel, strides, pads, act_min: int, act_max: int):
 
 def mean_hw(x, zp_in: int, zp_out: int, multiplier: int, shift: int, lo: int, hi: int,
             scheme: str):
-    """``reference_integer_ops::Mean`` over H, W (keep_dims): ``[N,C,H,W] -> [N,C,1,1]``.
+    """TFLM ``QuantizedMeanOrSum`` over H, W: ``[N,C,H,W] -> [N,C,1,1]``; ``multiplier`` and
+    ``shift`` from :func:`mean_params` (``1/(H*W)`` folded in).
 
-    ``(codes, n_events)``: int32 wraps (left shift, rounding offset) plus clamped elements.
+    ``(codes, n_events)``: int32 wraps (the centred sum, the multiplier's left
+    shift) plus clamped elements.
     """
     x = np.asarray(x, np.int64)
     size = x.shape[2] * x.shape[3]
-    acc = (x - zp_in).sum(axis=(2, 3), keepdims=True)
+    t = x.sum(axis=(2, 3), keepdims=True) - zp_in * size
+    acc = _wrap32(t)
     y, n1 = intmath.multiply_by_quantized_multiplier(acc, multiplier, shift, scheme)
-    q, n2 = divide_half_away(y, size)
-    codes, n3 = _clamp(q + zp_out, lo, hi)
-    return codes, n1 + n2 + n3
+    codes, n3 = _clamp(y + zp_out, lo, hi)
+    return codes, int(np.count_nonzero(acc != t)) + n1 + n3

@@ -17,9 +17,9 @@ AVERAGE_POOL_2D: the window's real pixels summed as raw codes
 (``|acc| <= 255 * kh*kw``, checked by the caller to fit int32), divided with
 C's ``(acc +- count/2) / count``; clamped to the activation range.
 
-MEAN over H, W: ``acc = sum(x - zp_in)``, MBQM (left shift first when
-``shift > 0``), the same rounding divide by ``H*W`` (its offset wrapped to
-int32), ``+ zp_out``, clamped to ``[lo, hi]``.
+MEAN over H, W (TFLM ``QuantizedMeanOrSum``): ``acc = wrap32(sum(x) - zp_in*H*W)``,
+MBQM with the multiplier that already holds ``1/(H*W)`` (left shift first
+when ``shift > 0``), ``+ zp_out``, clamped to ``[lo, hi]``.
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def avgpool_codes(x, kh, kw, sh, sw, pad_top, pad_left, out_h, out_w, act_min, a
 
 @kernel
 def mean_hw_codes(x, zp_in, zp_out, multiplier, shift, single, lo, hi):
-    """x [N,C,H,W] -> ([N,C,1,1] TFLite integer Mean codes, n_events)."""
+    """x [N,C,H,W] -> ([N,C,1,1] TFLM ``QuantizedMeanOrSum`` codes, n_events)."""
     batches, depth, in_h, in_w = x.shape
     size = np.int64(in_h * in_w)
     out = np.empty((batches, depth, 1, 1), np.int64)
@@ -104,11 +104,12 @@ def mean_hw_codes(x, zp_in, zp_out, multiplier, shift, single, lo, hi):
         acc = np.int64(0)
         for in_y in range(in_h):
             for in_x in range(in_w):
-                acc += x[batch, channel, in_y, in_x] - zp_in
-        y, o1 = mbqm(acc, multiplier, shift, single)
-        q, o2 = divide_half_away(y, size)
-        v = q + zp_out
+                acc += x[batch, channel, in_y, in_x]
+        t = acc - zp_in * size
+        w = wrap32(t)
+        y, o1 = mbqm(w, multiplier, shift, single)
+        v = y + zp_out
         o3 = v < lo or v > hi
         out[batch, channel, 0, 0] = min(max(v, lo), hi)
-        count += np.int64(o1) + np.int64(o2) + np.int64(o3)
+        count += np.int64(w != t) + np.int64(o1) + np.int64(o3)
     return out, count

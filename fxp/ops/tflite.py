@@ -4,8 +4,8 @@ Convention followed: TensorFlow Lite's reference integer kernels, restated in
 :mod:`fxp.kernels.spec_tflite` (sources cited there): multiplier + shift
 requantization with gemmlowp rounding (``scheme="double"``, TFLite's default
 build) or ``TFLITE_SINGLE_ROUNDING`` (``scheme="single"``), raw-code average
-pooling rounded half away from zero, and the HW ``MEAN`` with its own
-multiplier.  Codes are NCHW (fxp's layout; TFLite's NHWC changes no value).
+pooling rounded half away from zero, and TFLite Micro's HW ``MEAN`` (its
+multiplier holds ``1/(H*W)``).  Codes are NCHW (fxp's layout; TFLite's NHWC changes no value).
 
 Each function derives TFLite's Prepare-time integers from the float32 scales
 (also available alone: :func:`tflite_add_params`,
@@ -120,7 +120,8 @@ def tflite_add(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y
 def tflite_avgpool(x, kernel, *, strides=(1, 1), pads=(0, 0, 0, 0), fmt: QFormat,
                    activation: str = "none", scale=None, zero_point: int = 0,
                    backend: str = "numba") -> tuple[np.ndarray, int]:
-    """TFLite integer ``AVERAGE_POOL_2D`` (NCHW codes; input and output share scale / zp).
+    """TFLite integer ``AVERAGE_POOL_2D`` (NCHW int8 / uint8 / int16 codes; input and output
+    share scale / zp; the int16 kernel is the int8 one with int16 codes).
 
     ``pads`` are ``(top, left, bottom, right)``: padding is skipped, the
     divisor is the number of real pixels.  ``scale`` (and ``zero_point``) are
@@ -129,12 +130,14 @@ def tflite_avgpool(x, kernel, *, strides=(1, 1), pads=(0, 0, 0, 0), fmt: QFormat
     Raises
     ------
     FormatError
-        Not NCHW, ``fmt`` not 8-bit integer, codes outside it, a window with no
+        Not NCHW, ``fmt`` not 8-bit or int16, codes outside it, a window with no
         real pixel (TFLite's kernel returns an error), a window too large for
         int32 sums, or an activation without ``scale``.
     """
     where = "tflite_avgpool"
-    _int_format(fmt, where)
+    _int_format(fmt, where, bits=(8, 16))
+    if fmt.bits == 16 and not fmt.signed:
+        raise FormatError(f"{where}: TFLite's 16-bit AveragePool takes int16 codes, got {fmt}")
     x = _in_format(x, "x", fmt, where)
     if x.ndim != 4:
         raise FormatError(f"{where}: x must be NCHW (4 dimensions), got shape {x.shape}")
@@ -150,7 +153,7 @@ def tflite_avgpool(x, kernel, *, strides=(1, 1), pads=(0, 0, 0, 0), fmt: QFormat
                 min(ox * sw - p[1] + kw, w) <= max(ox * sw - p[1], 0):
             raise FormatError(f"{where}: output ({oy}, {ox}) covers only padding (TFLite "
                               f"refuses such a window), pads={p} kernel={(kh, kw)}")
-    if kh * kw * 256 > INT32_MAX:
+    if kh * kw * (1 << fmt.bits) > INT32_MAX:
         raise HeadroomError(f"{where}: a {kh}x{kw} window sum can leave int32")
     lo, hi = _act_range(activation, scale, zero_point, fmt, where)
     if _backend(backend) == "numpy":
@@ -163,8 +166,8 @@ def tflite_avgpool(x, kernel, *, strides=(1, 1), pads=(0, 0, 0, 0), fmt: QFormat
 
 def tflite_mean_hw(x, *, x_scale, x_zero_point, y_scale, y_zero_point, fmt: QFormat,
                    scheme: str = "double", backend: str = "numba") -> tuple[np.ndarray, int]:
-    """TFLite ``MEAN`` over H and W with ``keep_dims`` (int8 / int16 reference kernel):
-    ``[N, C, H, W] -> [N, C, 1, 1]``.
+    """TFLite Micro ``MEAN`` over H and W (int8 / int16, ``QuantizedMeanOrSum``: the
+    ``1/(H*W)`` folded into the multiplier): ``[N, C, H, W] -> [N, C, 1, 1]``.
 
     Raises
     ------
@@ -194,8 +197,11 @@ def tflite_mean_hw(x, *, x_scale, x_zero_point, y_scale, y_zero_point, fmt: QFor
     if fmt.bits == 16 and (zi or zo):
         raise FormatError(f"{where}: TFLite requires zero points 0 for int16, got "
                           f"x_zero_point={int(zi)}, y_zero_point={int(zo)}")
-    m, e = spec.mean_params(_scale(x_scale, "x_scale", where),
-                            _scale(y_scale, "y_scale", where), single)
+    try:
+        m, e = spec.mean_params(_scale(x_scale, "x_scale", where),
+                                _scale(y_scale, "y_scale", where), size, single)
+    except FormatError as exc:
+        raise FormatError(f"{where}: {exc}") from None
     if not -31 <= e <= (30 if single else 31):
         raise FormatError(f"{where}: x_scale / y_scale gives the multiplier shift {e}, "
                           "outside TFLite's range")

@@ -152,6 +152,6 @@ def test_tflite_refuses():
     with pytest.raises(FormatError, match="zero points 0 for int16, got x_zero_point=3"):
         tflite_mean_hw(X4, fmt=QFormat.integer(16), **{**mean, "x_zero_point": 3})
     with pytest.raises(FormatError, match="multiplier shift 34"):
-        tflite_mean_hw(X4, fmt=I8, **{**mean, "x_scale": 1e3, "y_scale": 1e-7})
+        tflite_mean_hw(X4, fmt=I8, **{**mean, "x_scale": 1e3, "y_scale": 1e-8})  # 37 - 3
     with pytest.raises(FormatError, match="unknown TFLite fused activation 'tanh'"):
         spec_tflite.activation_range("tanh", 0.1, 0, -128, 127)

@@ -131,15 +131,31 @@ def test_tflite_avgpool_rounds_raw_codes_not_centered():
     assert avgpool2d_int(x, (1, 2), "half_away", zero_point=1).tolist() == [[[[0]]]]
 
 
-def test_tflite_mean_left_shift_and_half_away():
-    """Hand case: s_in / s_out = 2 gives (2**30, 2); sum(x - zp) = 3 over 2 pixels -> 6/2 = 3."""
-    assert spec_tflite.mean_params(0.5, 0.25) == (1 << 30, 2)
+def test_tflite_mean_folds_count_into_multiplier():
+    """Hand case: s_in / s_out = 2 gives (2**30, 2); over 2 pixels k = 1, so
+    (2**31 / 2, 1) = (2**30, 1): sum(x - zp) = 3 -> 3 * 2**30 * 2 / 2**31 = 3."""
+    assert spec_tflite.mean_params(0.5, 0.25, 2) == (1 << 30, 1)
     codes, n = tflite_mean_hw(np.array([[[[1, 2]]]]), x_scale=0.5, x_zero_point=0,
                               y_scale=0.25, y_zero_point=0, fmt=INT8)
     assert codes.tolist() == [[[[3]]]] and n == 0
     codes, _ = tflite_mean_hw(np.array([[[[-1, -2]]]]), x_scale=0.25, x_zero_point=0,
                               y_scale=0.25, y_zero_point=0, fmt=INT8)
-    assert codes.tolist() == [[[[-2]]]]  # -1.5 rounds half away from zero
+    # (2**30, 1) folds to (2**30, 0): SRDHM(-3, 2**30) = trunc((-3 * 2**30 + 1 - 2**30) / 2**31)
+    assert codes.tolist() == [[[[-1]]]]  # = -1: gemmlowp's nudge (mean.h's division gives -2)
+
+
+def test_tflite_mean_regression_tflm_not_mean_h():
+    """Regression (issue 16: 1,441 of 24,000 MEAN outputs differed from TFLM): TFLM folds
+    ``1/n`` into the multiplier and rounds twice inside one MBQM.  Codes (-13, -13, -14),
+    s_in 1, s_out 1.3: (M, e) = QuantizeMultiplier(1/1.3) with e = 0, k = 1,
+    M' = floor(2 M / 3), e' = -1: SRDHM(-40, M') = -21 (-20.51), RDBPOT(-21, 1) = -11;
+    LiteRT's mean.h (MBQM(-40, M, 0) = -31, then (-31 - 1) / 3 = -10) gives -10."""
+    m, e = orc.quantize_multiplier(1.0 / float(np.float32(1.3)))
+    assert e == 0 and spec_tflite.mean_params(1.0, 1.3, 3) == ((m << 1) // 3, -1)
+    codes, n = tflite_mean_hw(np.array([[[[-13, -13, -14]]]]), x_scale=1.0, x_zero_point=0,
+                              y_scale=1.3, y_zero_point=0, fmt=INT8)
+    assert codes.tolist() == [[[[-11]]]] and n == 0
+    assert orc.c_div_half_away(-31, 3) == -10  # what the mean.h path computes
 
 
 def test_parallel_builds_match_spec():
