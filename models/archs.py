@@ -406,3 +406,39 @@ def export_net(model, net: Net, metadata: dict[str, str], *, fold_bn: bool):
     helper.set_model_props(m, metadata)
     onnx.checker.check_model(m, full_check=True)
     return m
+
+
+# ---------------------------------------------------------------------------- misc_small
+MISC_SMALL = Net(
+    "misc_small",
+    "Op-coverage net (random weights): conv8@3x3/s2-leakyrelu(0.1), concat of two branches "
+    "with different scales (conv6@1x1-relu | conv6@3x3-leakyrelu(0.2)), SE gate "
+    "(global avgpool, conv12@1x1, sigmoid, mul), conv16@3x3/s2-relu, global avgpool, fc10",
+)
+"""Not in :data:`NETS` (``models/train.py`` does not train it): built with random weights
+by ``models/misc_small/build.py`` to cover Concat, Sigmoid, LeakyRelu and Mul."""
+
+
+def build_misc_small(seed: int = 0):
+    """``torch.nn.Module`` of :data:`MISC_SMALL` with torch's default init under ``seed``."""
+    import torch
+    from torch import nn
+
+    class MiscSmall(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1), nn.LeakyReLU(0.1))
+            self.branch_a = nn.Sequential(nn.Conv2d(8, 6, 1), nn.ReLU())
+            self.branch_b = nn.Sequential(nn.Conv2d(8, 6, 3, 1, 1), nn.LeakyReLU(0.2))
+            self.gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(12, 12, 1),
+                                      nn.Sigmoid())
+            self.head = nn.Sequential(nn.Conv2d(12, 16, 3, 2, 1), nn.ReLU(),
+                                      nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+        def forward(self, x):
+            x = self.stem(x)
+            x = torch.cat([self.branch_a(x), self.branch_b(x)], dim=1)
+            return self.head(x * self.gate(x))
+
+    torch.manual_seed(seed)
+    return MiscSmall()

@@ -206,12 +206,17 @@ def tflite_activation(activation, scale, zp, qmin, qmax) -> tuple[int, int]:
 
 def tflite_mean(plane: list[int], s_in, zp_in, s_out, zp_out, lo, hi, single
                 ) -> tuple[int, int]:
-    """reference_integer_ops::Mean of one (n, c) plane: ``(code, events)``, events = the
-    multiplier's int32 wrap / overflow, the rounding offset's int32 wrap, the clamp."""
+    """TFLite Micro's QuantizedMeanOrSum of one (n, c) plane: ``(code, events)``, events =
+    the centred sum's int32 wrap, the multiplier's int32 wrap / overflow, the clamp.
+
+    ``1/n`` is folded into the multiplier: ``k = min(bit_length(n) - 1, 32, 31 + e)``,
+    ``M' = floor(M * 2**k / n)``, exponent ``e - k``."""
     m, e = quantize_multiplier(float(f32(s_in)) / float(f32(s_out)), single)
-    y, o1 = (mbqm_single if single else mbqm_double)(sum(v - zp_in for v in plane), m, e)
     n = len(plane)
-    t = y + n // 2 if y > 0 else y - n // 2  # C int32: the offset may wrap
-    w = wrap32(t)
-    code, o3 = fit(abs(w) // n * (1 if w >= 0 else -1) + zp_out, lo, hi)
-    return code, int(o1) + int(w != t) + int(o3)
+    k = min(n.bit_length() - 1, 32, 31 + e)
+    m, e = (m * 2 ** k) // n, e - k
+    t = sum(plane) - zp_in * n
+    acc = wrap32(t)
+    y, o1 = (mbqm_single if single else mbqm_double)(acc, m, e)
+    code, o3 = fit(y + zp_out, lo, hi)
+    return code, int(acc != t) + int(o1) + int(o3)

@@ -135,7 +135,7 @@ def hls4ml_config(graph: Graph, plan: Plan, *, frontend: str = "pytorch",
     names = _names(slots, frontend, model.graph)
     layers = {}
     for name, s in zip(names, slots, strict=True):
-        entry = {"Trace": False, "Precision": dict(s.precision)}
+        entry = {"Trace": False, "Precision": dict(s.precision), **s.extra}
         if s.kind != "input":
             entry["ReuseFactor"] = reuse_factor
         layers[name] = entry
@@ -202,6 +202,7 @@ def patch_hls4ml_config(graph: Graph, plan: Plan, config: dict) -> dict:
             raise FormatError(f"hls4ml layer {str(name)[:200]!r} looks like a {kind} layer; "
                               f"fxp's next layer {s.fxp_name[:200]!r} is a {s.kind}")
         entry.setdefault("Precision", {}).update(s.precision)
+        entry.update(s.extra)
     out.setdefault("Model", {})["Precision"] = {"default": slots[0].precision["result"]}
     return out
 

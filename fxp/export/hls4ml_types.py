@@ -21,8 +21,18 @@ hls4ml's C simulation compute fxp's integers:
   then applies the overflow; hls4ml rounds, then the ReLU clamps and casts);
 * pooling (max), ``Reshape``/``Flatten``, ``Transpose``: ``result`` (and the
   pooling ``accum``) = the incoming format, so values pass unchanged;
-* ``Softmax``: left to hls4ml's defaults (fxp computes a final softmax in
-  float; compare the logits).
+* ``Softmax``: with a table softmax in the plan (``LayerPlan.softmax``,
+  :mod:`fxp.plan.softmax`), its ``result`` (the output format with the
+  layer's rounding and overflow), ``exp_table``, ``inv_table``, ``inv_inp``,
+  ``accum`` types and the layer keys ``TableSize``, ``Implementation`` and
+  ``exp_table_t`` / ``inv_table_t`` / ``inv_inp_t`` (:attr:`Slot.extra`; hls4ml
+  1.3.0 ignores table types under ``Precision`` and reads these), so hls4ml
+  computes fxp's integers; without one, left
+  to hls4ml's defaults (fxp computes a float softmax; compare the logits).
+
+The ``Input`` type carries the plan's input conversion
+(``Plan.input_rounding`` / ``Plan.input_overflow``): hls4ml converts the
+float input with the input type's modes.
 
 ``ap_type`` strings use hls4ml's own spelling, ``fixed<W,I,RND,SAT>`` /
 ``ufixed<...>`` (``I`` includes the sign bit, as in ``ap_fixed<W,I>``).
@@ -87,14 +97,17 @@ class Slot:
     fmt: QFormat | None = None
     fused: bool = False
     """A ReLU fxp fused into the layer before (hls4ml keeps it separate)."""
+    extra: dict = field(default_factory=dict)
+    """Layer keys of the hls4ml config besides ``Precision`` (a table softmax's
+    ``TableSize`` and ``Implementation``)."""
 
 
 def _pass_type(fmt: QFormat) -> str:
     return hls_type(fmt, RoundingMode.FLOOR, OverflowMode.WRAP)
 
 
-def hls4ml_slots(model: CompiledModel, *, input_rounding: RoundingMode | str = "half_even",
-                 input_overflow: OverflowMode | str = "saturate") -> list[Slot]:
+def hls4ml_slots(model: CompiledModel, *, input_rounding: RoundingMode | str | None = None,
+                 input_overflow: OverflowMode | str | None = None) -> list[Slot]:
     """The layers hls4ml builds for ``model``, in order, with their types (module docstring).
 
     Raises
@@ -109,6 +122,8 @@ def hls4ml_slots(model: CompiledModel, *, input_rounding: RoundingMode | str = "
         raise PlanError("hls4ml export needs a power-of-two plan (ap_fixed has no scale); "
                         f"plan {plan.name!r} codes its input with a scale")
     g = model.graph
+    input_rounding = plan.input_rounding if input_rounding is None else input_rounding
+    input_overflow = plan.input_overflow if input_overflow is None else input_overflow
     slots = [Slot("input", g.inputs[0], {"result": hls_type(plan.input.fmt, input_rounding,
                                                              input_overflow, "input")},
                   g.inputs[0], "Input", plan.input.fmt)]
@@ -121,7 +136,7 @@ def hls4ml_slots(model: CompiledModel, *, input_rounding: RoundingMode | str = "
         if isinstance(node, (Conv2D, Dense)):
             slots += _weighted_slots(step, where)
         elif isinstance(node, Softmax):
-            slots.append(Slot("softmax", node.name, {}, None, "Softmax"))
+            slots.append(_softmax_slot(step, where))
         elif isinstance(node, (MaxPool2D, Flatten, Reshape, ReLU)):
             fmt = step.out_spec.fmt
             if isinstance(node, ReLU):
@@ -139,6 +154,21 @@ def hls4ml_slots(model: CompiledModel, *, input_rounding: RoundingMode | str = "
                                      "fxp (supported: Conv2D, Dense, ReLU, MaxPool2D, Flatten, "
                                      "Reshape, a final Softmax)")
     return slots
+
+
+def _softmax_slot(step, where: str) -> Slot:
+    lp = step.plan
+    if lp is None or lp.softmax is None:
+        return Slot("softmax", step.node.name, {}, None, "Softmax")
+    sp, out = lp.softmax, step.out_spec.fmt
+    prec = {"result": hls_type(out, lp.rounding, lp.output_overflow, f"{where} result"),
+            "exp_table": sp.exp_table_t.hls4ml(), "inv_table": sp.inv_table_t.hls4ml(),
+            "inv_inp": sp.inv_inp_t.hls4ml(), "accum": sp.accum_t.hls4ml()}
+    # hls4ml 1.3.0 reads only result/accum from Precision; the table types are layer keys
+    # ending in _t (Layer.__init__), so they are written there too
+    extra = {"TableSize": sp.table_size, "Implementation": sp.strategy,
+             **{f"{k}_t": prec[k] for k in ("exp_table", "inv_table", "inv_inp")}}
+    return Slot("softmax", step.node.name, prec, step.node.output, "Softmax", out, extra=extra)
 
 
 def _weighted_slots(step, where: str) -> list[Slot]:

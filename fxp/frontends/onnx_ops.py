@@ -238,6 +238,15 @@ def _sigmoid(ctx: ImportContext, node: Any) -> None:
     ctx.emit(ir.Sigmoid(**_io(ctx, node, ctx.activation(node, 0))))
 
 
+@handles("Mul")
+def _mul(ctx: ImportContext, node: Any) -> None:
+    ctx.attrs(node)
+    if len(node.input) != 2 or any(ctx.is_const(t) for t in node.input):
+        raise ctx.fail(node, "Mul is supported between two activations only (a constant "
+                             "factor is not folded)")
+    ctx.emit(ir.Mul(**_io(ctx, node, ctx.activation(node, 0), ctx.activation(node, 1))))
+
+
 @handles("LeakyRelu")
 def _leaky_relu(ctx: ImportContext, node: Any) -> None:
     a = ctx.attrs(node, alpha=float_attr(0.01))

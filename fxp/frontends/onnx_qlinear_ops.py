@@ -3,11 +3,12 @@
 Integer ops without weights (QOperator, or what :func:`~fxp.frontends.onnx_qdq.fold_qdq`
 made of a QDQ group): ``QLinearAdd``, ``QLinearAveragePool``,
 ``QLinearGlobalAveragePool``, ``QLinearConcat``, ``QLinearSigmoid``,
-``QLinearLeakyRelu``.  Each becomes its float IR twin (``Add``, ``AvgPool2D``,
-``GlobalAvgPool``, ``Concat``, ``Sigmoid``, ``LeakyRelu``) with a plan entry
+``QLinearLeakyRelu``, ``QLinearMul``.  Each becomes its float IR twin (``Add``,
+``AvgPool2D``, ``GlobalAvgPool``, ``Concat``, ``Sigmoid``, ``LeakyRelu``, ``Mul``:
+numpy broadcasting, e.g. an SE gate) with a plan entry
 ``LayerPlan(output=<int8/uint8 spec>, requant="float32")``: the engine computes
 it with onnxruntime's x86 arithmetic (:mod:`fxp.ops.qlinear`,
-:mod:`fxp.ops.qlinear_pool`).  ``QLinearMul`` is refused (no integer Mul).
+:mod:`fxp.ops.qlinear_pool`).
 
 Dequantized tensors (``DequantizeLinear`` of an activation) feed float ops:
 
@@ -35,8 +36,8 @@ from fxp.plan.plan import LayerPlan, RequantScheme, TensorSpec
 __all__ = ["ISLAND_OPS", "QLINEAR_HANDLERS", "float_op", "quantize_island"]
 
 ISLAND_OPS = ("BatchNormalization", "Relu", "Clip", "LeakyRelu", "Sigmoid", "MaxPool",
-              "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Add", "Concat",
-              "Conv", "Gemm")
+              "AveragePool", "GlobalAveragePool", "Flatten", "Reshape", "Add", "Mul",
+              "Concat", "Conv", "Gemm")
 """Float ops the importer runs on dequantized tensors (float islands)."""
 _CODE_OPS = ("Relu", "Clip", "MaxPool", "Flatten", "Reshape")
 
@@ -51,13 +52,27 @@ def _twin(q: _Q, node: Any, op: str, inputs: list[str], drop: tuple[str, ...] = 
     return n
 
 
-def _emit_quantized(q: _Q, node: Any, twin: Any, y: TensorSpec) -> None:
+def _emit_quantized(q: _Q, node: Any, twin: Any, y: TensorSpec, *,
+                    floor_relu: bool = False) -> None:
+    """Emit ``twin`` with plan entry ``y``.
+
+    ``floor_relu``: when ``y``'s zero point is its lowest code the output holds no
+    value below 0 (onnxruntime's quantizer folds a following ReLU into that
+    range), so the float view gets an explicit ``ReLU`` after the node; its codes
+    pass through unchanged (the clamp is already the saturation).
+    """
     ctx = q.ctx
     HANDLERS[twin.op_type](ctx, twin)
     out = ctx.nodes[-1].output
     q.spec[out] = y
-    q.tensor_map[node.output[0]] = out
     q.layers.append(LayerPlan(ctx.node_name, output=y, requant=RequantScheme.FLOAT32))
+    if floor_relu and y.zero_point == y.fmt.min_code:
+        relu = ir.ReLU(name=f"{ctx.node_name}/relu", inputs=(out,), outputs=(f"{out}/relu",))
+        ctx.emit(relu)
+        out = relu.output
+        q.spec[out] = y
+        q.alias[node.output[0]] = out
+    q.tensor_map[node.output[0]] = out
 
 
 def _qin(q: _Q, node: Any, i: int, si: int, zi: int, what: str) -> str:
@@ -73,19 +88,17 @@ def _channels_last(q: _Q, node: Any) -> None:
 
 
 def _qlinear_binary(q: _Q, node: Any) -> None:
-    if node.op_type == "QLinearMul":
-        raise q.ctx.fail(node, "QLinearMul is not supported: fxp has no integer Mul "
-                               "(supported element-wise ops: QLinearAdd, QLinearSigmoid, "
-                               "QLinearLeakyRelu)")
     q.ctx.attrs(node)
     if len(node.input) != 8:
         raise q.ctx.fail(node, f"expected 8 inputs, got {len(node.input)}", ModelImportError)
     a = _qin(q, node, 0, 1, 2, "A")
     b = _qin(q, node, 3, 4, 5, "B")
-    if q.ctx.shapes[a] != q.ctx.shapes[b]:
+    op = node.op_type.removeprefix("QLinear")  # Add, or Mul (numpy broadcasting)
+    if op == "Add" and q.ctx.shapes[a] != q.ctx.shapes[b]:
         raise q.ctx.fail(node, f"broadcasting {q.ctx.shapes[a]} + {q.ctx.shapes[b]} is not "
                                f"supported (equal shapes only)")
-    _emit_quantized(q, node, _twin(q, node, "Add", [a, b]), q.act_spec(node, 6, 7, "C"))
+    _emit_quantized(q, node, _twin(q, node, op, [a, b]), q.act_spec(node, 6, 7, "C"),
+                    floor_relu=op == "Add")
 
 
 def _qlinear_pool(q: _Q, node: Any) -> None:
@@ -142,8 +155,8 @@ def float_op(q: _Q, node: Any) -> None:
         raise ctx.fail(node, f"{op} on dequantized tensors is not supported (float islands "
                              f"may hold {', '.join(ISLAND_OPS)})")
     acts = [t for t in node.input if t and not ctx.is_const(t)]
-    if op == "Add" and len(acts) != 2:
-        raise ctx.fail(node, "a float Add in a quantized model needs two activation inputs")
+    if op in ("Add", "Mul") and len(acts) != 2:
+        raise ctx.fail(node, f"a float {op} in a quantized model needs two activation inputs")
     for t in acts:
         if q.ir_name(t) not in ctx.shapes:
             raise ctx.fail(node, f"input {t[:200]!r} is not produced before this node",

@@ -63,7 +63,7 @@ __all__ = ["SUPPORTED_OPS", "is_quantized_model", "load_quantized", "quantized_t
 
 _QOPS = ("QuantizeLinear", "DequantizeLinear", "QLinearConv", "QGemm", "QLinearMatMul",
          "QLinearSoftmax", "QLinearAdd", "QLinearAveragePool", "QLinearGlobalAveragePool",
-         "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu")
+         "QLinearConcat", "QLinearSigmoid", "QLinearLeakyRelu", "QLinearMul")
 
 
 def _supported() -> frozenset[str]:

@@ -55,6 +55,7 @@ __all__ = [
     "GlobalAvgPool",
     "Identity",
     "MaxPool2D",
+    "Mul",
     "Node",
     "LeakyRelu",
     "ReLU",
@@ -292,6 +293,25 @@ class Add(Node):
         if tuple(a[1:]) != tuple(b[1:]) or len(a) != len(b):
             raise self._fail(f"input shapes differ: {a} vs {b}")
         return a
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Mul(Node):
+    """Elementwise product of two activations (ONNX Mul), numpy broadcasting.
+
+    Both inputs have the same rank; each non-batch dimension is equal or 1 in
+    one of them (e.g. an SE gate ``[N, C, 1, 1]`` times ``[N, C, H, W]``).
+    """
+
+    op_type: ClassVar[str] = "Mul"
+    n_inputs: ClassVar[int] = 2
+
+    def infer_shape(self, *shapes: Shape) -> Shape:
+        a, b = shapes
+        if len(a) != len(b) or any(x != y and 1 not in (x, y) for x, y in zip(a[1:], b[1:])):
+            raise self._fail(f"input shapes do not broadcast (same rank, each non-batch "
+                             f"dimension equal or 1): {a} vs {b}")
+        return (a[0], *(x if y == 1 else y for x, y in zip(a[1:], b[1:])))
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

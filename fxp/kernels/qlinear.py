@@ -13,8 +13,9 @@ executes are emulated explicitly by :func:`fma_f32`.
 3. ``quantize_linear``: MLAS QuantizeLinear of one float32;
 4. ``build_table``: the 256-entry lookup tables of QLinearSigmoid,
    QLinearLeakyRelu and QLinearConcat;
-5. ``lookup_codes`` / ``qlinear_add_codes`` / ``qdq_add_codes``: the element
-   loops, returning ``(codes, n_saturated)``.
+5. ``lookup_codes`` / ``qlinear_add_codes`` / ``qdq_add_codes`` /
+   ``qlinear_mul_codes`` / ``qdq_mul_codes``: the element loops, returning
+   ``(codes, n_saturated)``.
 """
 
 from __future__ import annotations
@@ -162,6 +163,44 @@ def qdq_add_codes(a, b, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y
         da = np.float32(a[i] - a_zero_point) * a_scale
         db = np.float32(b[i] - b_zero_point) * b_scale
         code, sat = quantize_linear(da + db, y_scale, y_zero_point, lo, hi)
+        out[i] = code
+        if sat:
+            count += 1
+    return out, count
+
+
+@kernel
+def qlinear_mul_codes(a, b, a_zero_point, b_zero_point, ratio, y_zero_point, lo, hi):
+    """Flat a, b -> ``sat(cvt(float32((a - zA) * (b - zB)) * ratio + float32(zC)))``, two
+    float32 roundings (MLAS SSE2 QLinearMul)."""
+    n = a.size
+    out = np.empty(n, np.int64)
+    zc = np.float32(y_zero_point)
+    count = 0
+    for i in prange(n):
+        p = np.float32((a[i] - a_zero_point) * (b[i] - b_zero_point))
+        r = cvtps_epi32(p * ratio + zc)
+        if r < lo:
+            r = np.int64(lo)
+            count += 1
+        elif r > hi:
+            r = np.int64(hi)
+            count += 1
+        out[i] = r
+    return out, count
+
+
+@kernel
+def qdq_mul_codes(a, b, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
+                  lo, hi):
+    """Flat a, b -> QuantizeLinear(float32(DQ(a) * DQ(b))) (unfused QDQ Mul)."""
+    n = a.size
+    out = np.empty(n, np.int64)
+    count = 0
+    for i in prange(n):
+        da = np.float32(a[i] - a_zero_point) * a_scale
+        db = np.float32(b[i] - b_zero_point) * b_scale
+        code, sat = quantize_linear(da * db, y_scale, y_zero_point, lo, hi)
         out[i] = code
         if sat:
             count += 1

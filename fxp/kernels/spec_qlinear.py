@@ -39,6 +39,26 @@ contraction of C++ expressions), the measured behaviour is stated.
     The scalar C++ fallback in ``qladd.cpp`` (``(vA + vB) / sC``, ``nearbyintf``)
     is *not* what x86 runs.
 
+``QLinearMul`` -- ``qlinear_binary_op.cc`` calls ``MlasQLinearMul``
+    (``core/mlas/lib/qlmul.cpp``), which has no runtime dispatch: x86-64 builds
+    compile its ``MLAS_SSE2_INTRINSICS`` kernel (no FMA):
+
+    1. ``ratio = float32(float32(sA * sB) / sC)`` (the C++ ``ScaleA * ScaleB /
+       ScaleC`` in float);
+    2. per element the int32 product ``p = (a - zA) * (b - zB)`` (exact,
+       ``_mm_mullo/mulhi_epi16``), ``cvtepi32_ps(p)`` (exact: ``|p| <= 65025``),
+       ``float32(p * ratio)``, then ``float32(. + float32(zC))`` -- two roundings;
+    3. ``_mm_cvtps_epi32`` (half to even), saturating packs to int16 then to
+       the output type (together: a clamp to ``[lo, hi]``).
+
+    A one-element ``A`` is passed swapped, as for QLinearAdd, but the formula
+    is symmetric in ``(a, sA, zA)`` and ``(b, sB, zB)`` (``sA*sB == sB*sA`` in
+    float32), so every numpy broadcast gives the element-wise formula.
+    Measured against onnxruntime 1.32.0 on all 65,536 code pairs for int8 and
+    uint8 with scale sets chosen so that the candidate formulas disagree: this
+    one 0 differing, the FMA-contracted ``fma(p, ratio, zC)`` and the ratios
+    ``sA * (sB / sC)`` or float64 ``sA*sB/sC`` differ.
+
 Lookup tables (``QLinearSigmoid``, ``QLinearLeakyRelu``, rescaled
 ``QLinearConcat`` inputs) -- ``qlinear_lookup_table.cc``
     ``QlinearBuildLookupTable``: for each byte ``i`` the code ``x = T(i)`` is
@@ -77,9 +97,12 @@ __all__ = [
     "logistic",
     "lookup",
     "qdq_add",
+    "qdq_mul",
     "qlinear_add",
     "qlinear_add_fixed",
     "qlinear_concat",
+    "qlinear_mul",
+    "qlinear_mul_ratio",
     "quantize_linear",
     "requant_table",
     "sigmoid_table",
@@ -274,5 +297,38 @@ def qdq_add(a, b, a_scale, a_zp: int, b_scale, b_zp: int, y_scale, y_zp: int, lo
         da = (np.broadcast_to(np.asarray(a, np.int64), shape) - a_zp).astype(F32) * F32(a_scale)
         db = (np.broadcast_to(np.asarray(b, np.int64), shape) - b_zp).astype(F32) * F32(b_scale)
         s = (da + db).astype(F32)
+    codes, sat = quantize_linear(s, y_scale, y_zp, lo, hi)
+    return codes, int(np.count_nonzero(sat))
+
+
+# --------------------------------------------------------------------------- multiply
+def qlinear_mul_ratio(a_scale, b_scale, y_scale) -> np.float32:
+    """``float32(float32(sA * sB) / sC)`` (``MlasQLinearMulKernel``'s ``VectorScaleRatio``)."""
+    with np.errstate(over="ignore", invalid="ignore", under="ignore"):
+        return F32(F32(F32(a_scale) * F32(b_scale)) / F32(y_scale))
+
+
+def qlinear_mul(a, b, a_scale, a_zp: int, b_scale, b_zp: int, y_scale, y_zp: int, lo: int,
+                hi: int):
+    """``QLinearMul`` (SSE2 kernel, steps 1-3 of the module doc), numpy broadcasting.
+
+    Returns ``(codes, n_saturated)``: elements whose converted int32 lay outside ``[lo, hi]``.
+    """
+    ratio = qlinear_mul_ratio(a_scale, b_scale, y_scale)
+    p = (np.asarray(a, np.int64) - a_zp) * (np.asarray(b, np.int64) - b_zp)
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = (p.astype(F32) * ratio).astype(F32) + F32(y_zp)
+    r = cvtps_epi32(v)
+    return np.clip(r, lo, hi), int(np.count_nonzero((r < lo) | (r > hi)))
+
+
+def qdq_mul(a, b, a_scale, a_zp: int, b_scale, b_zp: int, y_scale, y_zp: int, lo: int,
+            hi: int):
+    """Unfused ``DequantizeLinear`` x2 -> float ``Mul`` -> ``QuantizeLinear`` (numpy
+    broadcasting); ``(codes, n_saturated)``."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        da = (np.asarray(a, np.int64) - a_zp).astype(F32) * F32(a_scale)
+        db = (np.asarray(b, np.int64) - b_zp).astype(F32) * F32(b_scale)
+        s = (da * db).astype(F32)
     codes, sat = quantize_linear(s, y_scale, y_zp, lo, hi)
     return codes, int(np.count_nonzero(sat))

@@ -5,8 +5,8 @@ Convention followed: onnxruntime 1.32's CPU execution provider on x86-64
 :mod:`fxp.kernels.spec_qlinear` (sources cited there) -- ``QLinearAdd``
 (also what a ``DequantizeLinear -> Add -> QuantizeLinear`` pattern becomes at
 onnxruntime's default graph optimization level), the unfused QDQ Add (levels
-below ``ORT_ENABLE_EXTENDED``), ``QLinearSigmoid``, ``QLinearLeakyRelu`` and
-``QLinearConcat``.  Average pools are in :mod:`fxp.ops.qlinear_pool`.
+below ``ORT_ENABLE_EXTENDED``), ``QLinearMul`` (and its unfused QDQ form),
+``QLinearSigmoid``, ``QLinearLeakyRelu`` and ``QLinearConcat``.  Average pools are in :mod:`fxp.ops.qlinear_pool`.
 
 Every function checks its arguments (8-bit integer format, codes inside it,
 finite positive float32 scales, zero points inside the format), then runs the
@@ -33,8 +33,8 @@ from fxp.kernels import spec_qlinear as spec
 from fxp.ops._checks import _backend, _codes
 
 __all__ = [
-    "TABLE_OPS", "qdq_add", "qlinear_add", "qlinear_concat", "qlinear_leaky_relu",
-    "qlinear_lookup", "qlinear_sigmoid", "qlinear_table",
+    "TABLE_OPS", "qdq_add", "qdq_mul", "qlinear_add", "qlinear_concat", "qlinear_leaky_relu",
+    "qlinear_lookup", "qlinear_mul", "qlinear_sigmoid", "qlinear_table",
 ]
 
 TABLE_OPS = ("requant", "sigmoid", "leaky_relu")
@@ -86,11 +86,17 @@ def _in_format(x, name: str, fmt: QFormat, where: str) -> np.ndarray:
     return a
 
 
-def _binary(a, b, fmt, where, scales_zps):
+def _binary(a, b, fmt, where, scales_zps, broadcast: bool = False):
     _, lo, hi = _qtype(fmt, where)
     a = _in_format(a, "a", fmt, where)
     b = _in_format(b, "b", fmt, where)
-    if a.shape != b.shape and a.size != 1 and b.size != 1:
+    if broadcast:
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise FormatError(f"{where}: shapes {a.shape} and {b.shape} do not broadcast "
+                              f"(numpy rules)") from None
+    elif a.shape != b.shape and a.size != 1 and b.size != 1:
         raise FormatError(f"{where}: a and b must have the same shape or one of them a single "
                           f"element (other broadcasts are not reproduced), got {a.shape} and "
                           f"{b.shape}")
@@ -162,6 +168,60 @@ def qdq_add(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_ze
     from fxp.kernels.qlinear import qdq_add_codes
 
     codes, n = qdq_add_codes(int(np.prod(shape)), _flat(a, shape), _flat(b, shape), sa, za, sb,
+                             zb, sy, zy, lo, hi)
+    return codes.reshape(shape), int(n)
+
+
+# --------------------------------------------------------------------------- multiply
+def qlinear_mul(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
+                fmt: QFormat, backend: str = "numba") -> tuple[np.ndarray, int]:
+    """onnxruntime ``QLinearMul`` (com.microsoft), numpy broadcasting.
+
+    ``ratio = float32(float32(sA*sB) / sC)``; per element the exact product
+    ``(a - zA) * (b - zB)`` converted to float32, ``float32(p * ratio)``,
+    ``float32(. + zC)``, rounded half to even and saturated to ``fmt``
+    (:mod:`fxp.kernels.spec_qlinear`; the formula is symmetric, so onnxruntime's
+    operand swap for a one-element ``a`` changes nothing).
+
+    Raises
+    ------
+    FormatError
+        ``fmt`` not int8/uint8, codes or zero points outside it, shapes that do
+        not broadcast, a scale that is not a finite positive float32, or a ratio
+        ``sA*sB/sC`` that is not finite and > 0 in float32.
+    """
+    where = "qlinear_mul"
+    a, b, shape, sa, za, sb, zb, sy, zy, lo, hi = _binary(
+        a, b, fmt, where, ((a_scale, a_zero_point), (b_scale, b_zero_point),
+                           (y_scale, y_zero_point)), broadcast=True)
+    ratio = spec.qlinear_mul_ratio(sa, sb, sy)
+    if not (np.isfinite(ratio) and ratio > 0):
+        raise FormatError(f"{where}: the scale ratio a_scale*b_scale/y_scale={ratio!r} must be "
+                          f"finite and > 0 in float32")
+    if _backend(backend) == "numpy":
+        return spec.qlinear_mul(a, b, sa, int(za), sb, int(zb), sy, int(zy), lo, hi)
+    from fxp.kernels.qlinear import qlinear_mul_codes
+
+    codes, n = qlinear_mul_codes(int(np.prod(shape)), _flat(a, shape), _flat(b, shape), za, zb,
+                                 ratio, zy, lo, hi)
+    return codes.reshape(shape), int(n)
+
+
+def qdq_mul(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
+            fmt: QFormat, backend: str = "numba") -> tuple[np.ndarray, int]:
+    """Unfused ``DequantizeLinear`` x2 -> float ``Mul`` -> ``QuantizeLinear`` (levels below
+    ``ORT_ENABLE_EXTENDED``; the default level fuses it into :func:`qlinear_mul`), numpy
+    broadcasting.  Raises as :func:`qlinear_mul` (a non-finite ratio is allowed: the float
+    island saturates)."""
+    where = "qdq_mul"
+    a, b, shape, sa, za, sb, zb, sy, zy, lo, hi = _binary(
+        a, b, fmt, where, ((a_scale, a_zero_point), (b_scale, b_zero_point),
+                           (y_scale, y_zero_point)), broadcast=True)
+    if _backend(backend) == "numpy":
+        return spec.qdq_mul(a, b, sa, int(za), sb, int(zb), sy, int(zy), lo, hi)
+    from fxp.kernels.qlinear import qdq_mul_codes
+
+    codes, n = qdq_mul_codes(int(np.prod(shape)), _flat(a, shape), _flat(b, shape), sa, za, sb,
                              zb, sy, zy, lo, hi)
     return codes.reshape(shape), int(n)
 

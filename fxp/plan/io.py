@@ -37,6 +37,13 @@ written) or ``"hls4ml"`` (hls4ml's accumulation order, see
 
     {"name": "conv1", "acc_bits": 18, "acc_overflow": "saturate", "acc_order": "hls4ml", ...}
 
+A final Softmax may carry ``softmax`` (hls4ml's table softmax, see
+:mod:`fxp.plan.softmax`) with an ``output`` format, and the plan may carry
+``input_rounding`` / ``input_overflow`` (how the float input is converted;
+defaults ``"half_even"`` / ``"saturate"``, never written)::
+
+    {"name": "sm", "output": {"format": "ufixed<16,1>"}, "softmax": {"impl": "hls4ml"}, ...}
+
 These keys are new but optional, so the schema version stays 1 and older
 files load unchanged.
 
@@ -60,6 +67,7 @@ from fxp.core.format import QFormat
 from fxp.errors import FxpError, PlanError
 from fxp.fileio import write_text
 from fxp.plan.plan import SCHEMA_VERSION, LayerPlan, Plan, TensorSpec
+from fxp.plan.softmax import SoftmaxTable
 
 __all__ = ["MAX_PLAN_BYTES", "load_plan", "plan_from_dict", "plan_to_dict", "save_plan"]
 
@@ -69,10 +77,11 @@ MAX_PLAN_BYTES = 64 << 20
 MAX_NAME_CHARS = 1000
 """Longest plan or layer name accepted."""
 
-_TOP_KEYS = {"schema", "schema_version", "name", "input", "layers"}
+_TOP_KEYS = {"schema", "schema_version", "name", "input", "layers", "input_rounding",
+             "input_overflow"}
 _LAYER_KEYS = {"name", "float", "input", "weight", "bias", "output", "acc_bits", "acc_overflow",
                "rounding", "output_overflow", "requant", "pad_value", "binary_output", "alpha",
-               "acc_order"}
+               "acc_order", "softmax"}
 _SPEC_KEYS = {"format", "scales", "zero_point", "axis", "kind"}
 _MODE_KEYS = {"acc_overflow": "wrap", "rounding": "half_up", "output_overflow": "saturate",
               "requant": "pow2", "binary_output": None, "acc_order": "fxp"}
@@ -215,9 +224,17 @@ def plan_to_dict(plan: Plan) -> dict:
             d["binary_output"] = lp.binary_output
         if lp.acc_order != "fxp":
             d["acc_order"] = lp.acc_order
+        if lp.softmax is not None:
+            d["softmax"] = lp.softmax.to_dict()
         layers.append(d)
-    return {"schema": "fxp.plan", "schema_version": plan.schema_version, "name": plan.name,
-            "input": _spec_to_dict(plan.input), "layers": layers}
+    out = {"schema": "fxp.plan", "schema_version": plan.schema_version, "name": plan.name,
+           "input": _spec_to_dict(plan.input)}
+    if plan.input_rounding.value != "half_even":
+        out["input_rounding"] = plan.input_rounding.value
+    if plan.input_overflow.value != "saturate":
+        out["input_overflow"] = plan.input_overflow.value
+    out["layers"] = layers
+    return out
 
 
 def _layer_from_dict(ld: object, i: int, source: str) -> LayerPlan:
@@ -237,8 +254,10 @@ def _layer_from_dict(ld: object, i: int, source: str) -> LayerPlan:
     specs = {key: _spec_from_dict(ld[key], f"{where} {key}") if ld.get(key) is not None else None
              for key in ("input", "weight", "bias", "output", "alpha")}
     modes = {key: _str(ld, key, where, default) for key, default in _MODE_KEYS.items()}
+    softmax = SoftmaxTable.from_dict(ld["softmax"], f"{where} softmax") \
+        if ld.get("softmax") is not None else None
     try:
-        return LayerPlan(name=name, float_layer=float_layer, **specs, **modes,
+        return LayerPlan(name=name, float_layer=float_layer, **specs, **modes, softmax=softmax,
                          acc_bits=_int(ld, "acc_bits", where, 1, 64, 32),
                          pad_value=_int(ld, "pad_value", where, -1, 1, None))
     except FxpError as exc:  # name the file and the layer once
@@ -286,8 +305,10 @@ def plan_from_dict(d: object, source: str = "plan") -> Plan:
     if d.get("input") is None:
         raise PlanError(f"{source}: the plan has no 'input' coding")
     spec = _spec_from_dict(d["input"], f"{source}: input")
+    in_modes = {key: _str(d, key, source, default) for key, default in
+                (("input_rounding", "half_even"), ("input_overflow", "saturate"))}
     try:
-        return Plan(input=spec, layers=tuple(layers), name=name)
+        return Plan(input=spec, layers=tuple(layers), name=name, **in_modes)
     except FxpError as exc:
         raise PlanError(f"{source}: {exc}") from None
 

@@ -65,6 +65,16 @@ documented in :mod:`fxp.kernels.spec_layers`), adds the bias codes (which are
 coded with scale ``s_x * s_w``), then requantizes into ``output`` with
 ``requant``: a power-of-two shift rounded with ``rounding``, a
 multiplier+shift in double or single rounding, or a float32 scale.
+``acc_bits=64`` with ``requant='double'`` or ``'single'`` is TFLite's int16x8
+requantization: an int64 accumulator and bias, and
+``MultiplyByQuantizedMultiplier(int64_t)`` with the multiplier rounded to 16
+bits (:mod:`fxp.kernels.spec_requant64`); shift in [-31, 7].
+
+Layers without weights (Add, Mul, Concat, pools, Sigmoid, LeakyRelu, ReLU, Clip)
+may carry an ``output`` spec; with affine inputs ``requant`` picks the runtime
+whose arithmetic they follow: ``float32`` onnxruntime's x86 kernels
+(:mod:`fxp.ops.qlinear`, :mod:`fxp.ops.qlinear_pool`), ``double``/``single``
+TFLite's reference kernels (:mod:`fxp.ops.tflite`); see :mod:`fxp.sim.residual`.
 """
 
 from __future__ import annotations
@@ -77,6 +87,7 @@ import numpy as np
 from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import PlanError
+from fxp.plan.softmax import SoftmaxTable
 
 __all__ = ["ACC_ORDERS", "BINARY_OUTPUTS", "PAD_VALUES", "SCHEMA_VERSION", "SPEC_KINDS", "LayerPlan", "Plan",
            "RequantScheme", "TensorSpec"]
@@ -301,6 +312,10 @@ class LayerPlan:
         latency dense/conv: the bias cast to the accumulator first, then each
         product cast to the accumulator and added, kernel row, column, input
         channel (channels innermost); see :mod:`fxp.kernels.spec_layers`.
+    softmax : SoftmaxTable or None
+        A final Softmax only: compute it in integers with hls4ml's lookup
+        tables (:mod:`fxp.plan.softmax`, :mod:`fxp.ops.softmax_table`) into
+        ``output`` with ``rounding`` / ``output_overflow``; None: float.
     """
 
     name: str
@@ -318,6 +333,7 @@ class LayerPlan:
     binary_output: str | None = None
     alpha: TensorSpec | None = None
     acc_order: str = "fxp"
+    softmax: SoftmaxTable | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -346,6 +362,14 @@ class LayerPlan:
                             "not for the inference datapath")
         self._check_shift()
         self._check_binary()
+        if self.softmax is not None:
+            if not isinstance(self.softmax, SoftmaxTable):
+                raise PlanError(f"layer {self.name!r}: softmax must be a SoftmaxTable or None, "
+                                f"got {_shown(self.softmax)}")
+            if self.weight is not None or self.float_layer or self.output is None \
+                    or not self.output.is_pow2 or self.output.is_binary:
+                raise PlanError(f"layer {self.name!r}: a table softmax needs a power-of-two "
+                                "'output' format and no weight or float setting")
         if self.acc_order != "fxp" and (self.is_binary or self.is_shift or self.float_layer):
             raise PlanError(f"layer {self.name!r}: acc_order {self.acc_order!r} is for fixed-point "
                             "multiply layers (not binary, shift-add or float layers)")
@@ -443,15 +467,33 @@ class Plan:
         change format, adds); others pass codes through.
     name : str
         Free-form label (e.g. ``"ptq-pow2-w8a8"``).
+    input_rounding, input_overflow : RoundingMode, OverflowMode
+        How the float graph input is converted into ``input`` (default: half
+        to even, saturating).  hls4ml converts its input with the input
+        type's own modes (``ap_fixed<W,I>``: truncation, wrap), so a plan for
+        an hls4ml input type without modes says ``floor`` / ``wrap``.  Other
+        values need a power-of-two input.
     """
 
     input: TensorSpec
     layers: tuple[LayerPlan, ...] = ()
     name: str = "plan"
     schema_version: int = field(default=SCHEMA_VERSION)
+    input_rounding: RoundingMode = RoundingMode.HALF_EVEN
+    input_overflow: OverflowMode = OverflowMode.SATURATE
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "layers", tuple(self.layers))
+        object.__setattr__(self, "input_rounding", RoundingMode.from_string(self.input_rounding))
+        object.__setattr__(self, "input_overflow", OverflowMode.from_string(self.input_overflow))
+        if self.input_rounding is RoundingMode.STOCHASTIC:
+            raise PlanError("input_rounding: stochastic rounding is for quantizers, not for "
+                            "the inference datapath")
+        if isinstance(self.input, TensorSpec) and not self.input.is_pow2 and (
+                self.input_rounding is not RoundingMode.HALF_EVEN
+                or self.input_overflow is not OverflowMode.SATURATE):
+            raise PlanError("input_rounding / input_overflow are for a power-of-two input; "
+                            "an affine input is quantized half to even, saturating")
         if not isinstance(self.input, TensorSpec):
             raise PlanError(f"the plan input must be a TensorSpec, got {_shown(self.input)}")
         if not isinstance(self.name, str):

@@ -1,10 +1,11 @@
-"""PTQ plan entries of the non-weighted nodes: Add, Concat, pools, ReLU/Clip, Sigmoid, LeakyRelu.
+"""PTQ plan entries of the non-weighted nodes: Add, Mul, Concat, pools, ReLU/Clip, Sigmoid,
+LeakyRelu.
 
 Used by :func:`fxp.plan.ptq.ptq_pow2` and :func:`fxp.plan.ptq.ptq_affine` so
 that residual and mobile networks compile under every scheme (see
 :mod:`fxp.sim.residual` for the arithmetic each entry selects):
 
-* Add, Concat, Sigmoid, LeakyRelu: an output spec calibrated from the float
+* Add, Mul, Concat, Sigmoid, LeakyRelu: an output spec calibrated from the float
   reference's range of the node's output, like every other activation;
 * AvgPool2D, GlobalAvgPool, ReLU, Clip: no output spec (the input's coding is
   kept; an affine ReLU/Clip clamps, an affine pool runs the runtime's pool);
@@ -24,12 +25,12 @@ from collections.abc import Callable
 import numpy as np
 
 from fxp.ir.graph import Graph
-from fxp.ir.nodes import Add, AvgPool2D, Clip, Concat, GlobalAvgPool, LeakyRelu, ReLU, Sigmoid
+from fxp.ir.nodes import Add, AvgPool2D, Clip, Concat, GlobalAvgPool, LeakyRelu, Mul, ReLU, Sigmoid
 from fxp.plan.plan import LayerPlan, RequantScheme, TensorSpec
 
 __all__ = ["CALIBRATED", "KEEP_INPUT", "calibrated_tensors", "node_plans"]
 
-CALIBRATED = (Add, Concat, Sigmoid, LeakyRelu)
+CALIBRATED = (Add, Mul, Concat, Sigmoid, LeakyRelu)
 """Nodes whose output spec is calibrated from the float range of their output."""
 KEEP_INPUT = (AvgPool2D, GlobalAvgPool, ReLU, Clip)
 """Nodes whose plan entry keeps the input's coding."""

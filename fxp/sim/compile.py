@@ -201,9 +201,10 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
                             f"F_x + F_w = {acc_frac}")
         step.b_codes, _ = quantize_spec(bias.astype(np.float64), b_spec)
     else:
-        if lp.acc_bits > 32:
-            raise PlanError(f"{where}: requant {lp.requant.value!r} works on int32 accumulators; "
-                            f"acc_bits={lp.acc_bits}")
+        wide = lp.acc_bits == 64 and lp.requant is not RequantScheme.FLOAT32
+        if lp.acc_bits > 32 and not wide:  # int64: TFLite int16x8 (fxp.kernels.spec_requant64)
+            raise PlanError(f"{where}: requant {lp.requant.value!r} works on int32 accumulators "
+                            f"(or int64 with 'double' / 'single'); acc_bits={lp.acc_bits}")
         if in_spec.is_pow2 or lp.weight.is_pow2 or lp.output.is_pow2:
             raise PlanError(f"{where}: requant {lp.requant.value!r} needs affine (scaled) "
                             "input, weight and output")
@@ -211,7 +212,8 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
         b = np.asarray(bias, np.float64) / np.broadcast_to(bscale, bias.shape)
         from fxp.ops.fixed import quantize
 
-        step.b_codes, _ = quantize(b, QFormat.integer(32), "half_even", "saturate")
+        step.b_codes, _ = quantize(b, QFormat.integer(64 if wide else 32), "half_even",
+                                   "saturate")
         if exact_bias is not None:
             step.b_codes = _exact_bias(node, exact_bias, bias, bscale)
         eff = np.broadcast_to(sx[0] * sw / lp.output.scale_array()[0], (node.weight.shape[0],))
@@ -221,7 +223,7 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
         else:
             pairs = [intmath.quantize_multiplier(float(s), single_rounding=lp.requant is
                                                  RequantScheme.SINGLE) for s in eff]
-            hi_exp = 30 if lp.requant is RequantScheme.SINGLE else 31
+            hi_exp = 7 if wide else 30 if lp.requant is RequantScheme.SINGLE else 31
             for (m, e), s in zip(pairs, eff, strict=True):
                 if e > hi_exp:
                     raise PlanError(f"{where}: effective scale {s!r} does not fit a 32-bit "
@@ -377,6 +379,8 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
                 raise UnsupportedOpError(f"Softmax {node.name!r} is supported only as a graph "
                                          "output (it is computed in float)")
             step = LayerStep(node, lp, ins, None)
+            if lp is not None and lp.softmax is not None:
+                step = _compile_table_softmax(graph, node, lp, ins[0])
         elif all(s is None for s in ins):
             step = LayerStep(node, lp, ins, None)  # float region
         elif any(s is None for s in ins):
@@ -396,6 +400,28 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
         spec_of[node.output] = step.out_spec
         steps.append(step)
     return CompiledModel(graph, plan, steps, input_arithmetic)
+
+
+def _compile_table_softmax(graph: Graph, node, lp: LayerPlan, src: TensorSpec | None
+                           ) -> LayerStep:
+    """A final Softmax in hls4ml's table arithmetic (:mod:`fxp.ops.softmax_table`)."""
+    from fxp.ops.softmax_table import prepare_softmax, softmax_table_int
+
+    where = f"Softmax {node.name!r}"
+    shape = graph.shapes.get(node.inputs[0])
+    if src is None or not src.is_pow2 or src.is_binary:
+        raise PlanError(f"{where}: a table softmax needs power-of-two input codes, got "
+                        f"{'float' if src is None else src.fmt}")
+    if shape is None or len(shape) != 2 or node.axis % 2 != 1 or not isinstance(shape[1], int):
+        raise UnsupportedOpError(f"{where}: a table softmax runs over the last axis of "
+                                 f"[N, n] logits; got shape {shape}, axis {node.axis}")
+    prep = prepare_softmax(src.fmt, lp.softmax, shape[1], where)
+    out = lp.output
+
+    def op(codes: list) -> tuple:
+        return softmax_table_int(codes[0], prep, out.fmt, lp.rounding, lp.output_overflow)
+
+    return LayerStep(node, lp, (src,), out, op=op)
 
 
 def _channels_last_order(graph: Graph, node) -> np.ndarray | None:

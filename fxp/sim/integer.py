@@ -7,8 +7,10 @@ changed), the largest |partial sum| observed (loop path) and the worst-case
 bound proven at compile time.
 
 The graph input is quantized with the plan's input spec (half-to-even,
-saturating; an affine input divides in ``model.input_arithmetic``).  A final
-Softmax is computed in float on the dequantized logits.  Layers the plan marks
+saturating, or the plan's ``input_rounding`` / ``input_overflow``; an affine
+input divides in ``model.input_arithmetic``).  A final Softmax is computed in
+float on the dequantized logits, or, with ``LayerPlan.softmax``, in hls4ml's
+table arithmetic (:mod:`fxp.ops.softmax_table`).  Layers the plan marks
 float run the float reference on dequantized inputs.
 
 Binary layers run on the XNOR-popcount path (:mod:`fxp.ops.binary`): the
@@ -89,6 +91,11 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
     elif lp.requant is RequantScheme.FLOAT32:
         y, _ = L.requantize_float32_per_channel(acc, step.f32_scales, QFormat.integer(40), axis=1,
                                                 zero_point=out.zero_point)
+    elif lp.acc_bits == 64:  # TFLite int16x8: int64 MBQM, 16-bit multiplier
+        from fxp.ops.requant64 import requantize_int64_per_channel
+
+        y, _ = requantize_int64_per_channel(acc, step.multipliers, step.exponents, axis=1,
+                                            zero_point=out.zero_point)
     else:
         y, _ = L.requantize_multiplier_per_channel(acc, step.multipliers, step.exponents,
                                                    QFormat.integer(40), axis=1,
@@ -245,8 +252,15 @@ def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCo
     """
     g = model.graph
     counters = counters if counters is not None else {}
-    codes, n = quantize_spec(np.asarray(x, np.float32), model.plan.input, "input",
-                             arithmetic=getattr(model, "input_arithmetic", "float64"))
+    plan = model.plan
+    if plan.input.is_pow2:  # the plan's input conversion (hls4ml: the input type's modes)
+        from fxp.ops.fixed import quantize
+
+        codes, n = quantize(np.asarray(x, np.float32), plan.input.fmt, plan.input_rounding,
+                            plan.input_overflow)
+    else:
+        codes, n = quantize_spec(np.asarray(x, np.float32), plan.input, "input",
+                                 arithmetic=getattr(model, "input_arithmetic", "float64"))
     counters.setdefault(INPUT_COUNTER, LayerCounters()).output_saturations += n
     vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
     if on_value is not None:

@@ -1,5 +1,7 @@
 """Integer steps of the non-weighted nodes: Add, Concat, pools, ReLU/Clip, Sigmoid, LeakyRelu.
 
+(Mul is compiled by :mod:`fxp.sim.residual_mul`.)
+
 :func:`compile_step` turns one such node, its plan entry (or None) and its
 input specs into a :class:`~fxp.sim.compile.LayerStep`; the executor runs
 ``step.op(codes_list) -> (codes, n_saturated)`` when ``step.op`` is set
@@ -23,7 +25,7 @@ float32 scale and a zero point):
   AvgPool2D :func:`~fxp.ops.tflite.tflite_avgpool` (input and output specs
   equal; ``count_include_pad`` with padding is what the converter emits, an
   explicit PAD with the zero point and a VALID pool), GlobalAvgPool
-  :func:`~fxp.ops.tflite.tflite_mean_hw` (int8), ReLU / Clip ``ReluX``
+  :func:`~fxp.ops.tflite.tflite_mean_hw` (int8 / int16), ReLU / Clip ``ReluX``
   (``zp_out + MultiplyByQuantizedMultiplier(x - zp_in, M, shift)`` with
   ``(M, shift) = QuantizeMultiplier(s_in / s_out)``, clamped to
   ``zp_out + TfLiteRound(bound / s_out)``; the identity for equal specs),
@@ -57,12 +59,12 @@ import numpy as np
 from fxp.core import intmath
 from fxp.core.format import QFormat
 from fxp.errors import FxpError, PlanError, UnsupportedOpError
-from fxp.ir.nodes import Add, AvgPool2D, Clip, Concat, GlobalAvgPool, LeakyRelu, ReLU, Sigmoid
+from fxp.ir.nodes import Add, AvgPool2D, Clip, Concat, GlobalAvgPool, LeakyRelu, Mul, ReLU, Sigmoid
 from fxp.plan.plan import LayerPlan, RequantScheme, TensorSpec
 
 __all__ = ["QUANT_NODES", "compile_step", "join_spec"]
 
-QUANT_NODES = (Add, Concat, AvgPool2D, GlobalAvgPool, Sigmoid, LeakyRelu, ReLU, Clip)
+QUANT_NODES = (Add, Mul, Concat, AvgPool2D, GlobalAvgPool, Sigmoid, LeakyRelu, ReLU, Clip)
 """Non-weighted nodes that may carry their own output coding and arithmetic."""
 
 Op = Callable[[list], tuple[np.ndarray, int]]
@@ -105,6 +107,9 @@ def compile_step(node, lp: LayerPlan | None, ins: tuple[TensorSpec, ...]):
     """
     from fxp.sim.compile import LayerStep, _act_bounds
 
+    if isinstance(node, Mul):  # its own module: fxp.sim.residual_mul
+        from fxp.sim.residual_mul import compile_mul
+        return compile_mul(node, lp, ins)
     affine = [not s.is_pow2 for s in ins]
     if any(affine) and not all(affine):
         raise PlanError(f"{_where(node)} mixes power-of-two and affine inputs "
@@ -276,7 +281,11 @@ def _tflite_op(node, ins, out, scheme: str) -> Op:
                 n += k + int(np.count_nonzero(clipped != y))
             return np.concatenate(parts, axis=node.axis), n
         return concat
-    fmt = _same_8bit(node, ins, out)
+    if isinstance(node, (AvgPool2D, GlobalAvgPool)) and out.fmt == QFormat.integer(16) and \
+            all(s.fmt == out.fmt for s in ins):
+        fmt = out.fmt  # int16x8: TFLite's pool and MEAN kernels take int16 codes too
+    else:
+        fmt = _same_8bit(node, ins, out)
     if isinstance(node, Add):
         a, b = ins
         T.tflite_add_params(_s(a), _s(b), _s(out), scheme=scheme)  # Prepare: refuses early
@@ -286,7 +295,8 @@ def _tflite_op(node, ins, out, scheme: str) -> Op:
                                       scheme=scheme)
     if isinstance(node, GlobalAvgPool):
         if not fmt.signed:
-            raise PlanError(f"{_where(node)}: TFLite's integer MEAN takes int8 codes, got {fmt}")
+            raise PlanError(f"{_where(node)}: TFLite's integer MEAN takes int8 / int16 codes, "
+                            f"got {fmt}")
         return lambda c: T.tflite_mean_hw(c[0], x_scale=_s(x), x_zero_point=x.zero_point,
                                           y_scale=_s(out), y_zero_point=out.zero_point, fmt=fmt,
                                           scheme=scheme)

@@ -87,15 +87,16 @@ def test_unsupported_ops_are_listed_all_at_once():
     assert "\n" not in msg
 
 
-def test_mul_is_refused_in_both_formats():
+def test_unsupported_binary_op_is_refused_in_both_formats():
+    """Div (no integer kernel; Mul is supported since issue 14's part J)."""
     m = _model()
     add = next(x for x in m.graph.node if x.op_type == "Add")
-    add.op_type = "Mul"
-    with pytest.raises(UnsupportedOpError, match=rf"Mul x1 \(first {add.name!r}\)"):
+    add.op_type = "Div"
+    with pytest.raises(UnsupportedOpError, match=rf"Div x1 \(first {add.name!r}\)"):
         load_quantized(m)
     m = _model("resnet_small", "qop-pt-u8s8-wsym")
-    next(x for x in m.graph.node if x.op_type == "QLinearAdd").op_type = "QLinearMul"
-    with pytest.raises(UnsupportedOpError, match=r"com.microsoft:QLinearMul x1"):
+    next(x for x in m.graph.node if x.op_type == "QLinearAdd").op_type = "QLinearReduceMean"
+    with pytest.raises(UnsupportedOpError, match=r"com.microsoft:QLinearReduceMean x1"):
         load_quantized(m)
 
 

@@ -386,15 +386,15 @@ def test_rejects_unsupported_and_broken_models():
     bad.graph.node[1].input[1] = "ys"
     with pytest.raises(ModelImportError, match="differs from its producer"):
         load_qoperator(bad)
-    # QLinearMul: no integer Mul in fxp
+    # an op fxp has no integer kernel for (QLinearMul is supported since issue 14 part J)
     m = onnx.ModelProto()
     m.CopyFrom(model)
-    m.graph.node.insert(2, helper.make_node("QLinearMul", ["yq", "ys", "yz", "yq", "ys", "yz",
+    m.graph.node.insert(2, helper.make_node("QLinearWhere", ["yq", "ys", "yz", "yq", "ys", "yz",
                                                            "ys", "yz"], ["yq2"],
                                             domain="com.microsoft"))
     m.graph.node[3].input[0] = "yq2"
     m.opset_import.append(helper.make_opsetid("com.microsoft", 1))
-    with pytest.raises(UnsupportedOpError, match="QLinearMul"):
+    with pytest.raises(UnsupportedOpError, match="QLinearWhere"):
         load_qoperator(m)
     # a float model is not a QOperator model
     with pytest.raises((ModelImportError, UnsupportedOpError)):
