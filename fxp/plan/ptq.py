@@ -44,6 +44,7 @@ import numpy as np
 from fxp.core.format import QFormat
 from fxp.errors import CalibrationError, PlanError
 from fxp.ir.graph import Graph
+from fxp.ir.passes import canonicalize
 from fxp.ir.nodes import Conv2D, Dense
 from fxp.ops.fixed import dequantize, quantize
 from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
@@ -237,7 +238,7 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
     Parameters
     ----------
     graph : Graph
-        A canonical graph (BatchNorm folded, activations fused).
+        The model (canonicalized here: BatchNorm folded, activations fused).
     calib_x : array [N, ...]
         Calibration inputs (preprocessed floats).
     weight_bits, act_bits, input_bits : int
@@ -272,6 +273,7 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
     pad_value : {0, 1, -1}
         Padding of binary convolutions that pad (0 = zero padding).
     """
+    graph = canonicalize(graph)  # idempotent: plan entries name the canonical layers
     layers = [n for n in graph.nodes if isinstance(n, (Conv2D, Dense))]
     _check_weights(layers)
     for table in (layer_weight_bits, layer_act_bits, layer_acc_bits):
@@ -373,6 +375,7 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
 
     ``scheme`` is the requantization: ``"double"``, ``"single"`` or ``"float32"``.
     """
+    graph = canonicalize(graph)  # idempotent: plan entries name the canonical layers
     scheme_enum = RequantScheme.from_string(scheme)
     if scheme_enum is RequantScheme.POW2:
         raise PlanError("ptq_affine needs scheme 'double', 'single' or 'float32'; "

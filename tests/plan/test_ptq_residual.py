@@ -98,3 +98,24 @@ def test_concat_sigmoid_leaky_relu_plans(scheme):
     y = np.zeros(x.shape[0] - 64, np.int64)
     rep = simulate(g, plan, x[64:], y)
     assert rep.output_sqnr_db > 15, rep.output_sqnr_db
+
+
+@pytest.mark.parametrize("scheme", ["pow2", "double"])
+def test_ptq_accepts_a_graph_that_is_not_canonical(scheme):
+    """ReLUs after convs in the raw import: the plan names the canonical (fused) layers."""
+    from fxp.frontends.onnx_import import load_onnx
+    from fxp.ir.nodes import ReLU
+    from fxp.plan.ptq import ptq_affine, ptq_pow2
+    from fxp.sim.compile import compile_plan
+    from fxp.sim.integer import run_integer
+
+    from tests.conftest import ROOT
+
+    g = load_onnx(ROOT / "models" / "misc_small" / "misc_small.onnx")
+    assert any(isinstance(n, ReLU) for n in g.nodes)
+    x = np.random.default_rng(0).standard_normal(
+        (16, *g.input_shapes[g.inputs[0]][1:])).astype(np.float32)
+    plan = ptq_pow2(g, x) if scheme == "pow2" else ptq_affine(g, x, scheme=scheme)
+    names = {n.name for n in compile_plan(g, plan).graph.nodes}
+    assert {lp.name for lp in plan.layers} <= names
+    assert np.all(np.isfinite(run_integer(compile_plan(g, plan), x).output))
