@@ -49,8 +49,10 @@ def load_model(spec: str | Path) -> Graph:
 
     A ``.tflite`` file is read by :func:`fxp.frontends.tflite.load_tflite`; its
     plan (the file's own quantization) is embedded like a quantized ONNX
-    model's.  A ``.tflite`` file carries no preprocessing: the graph gets no
-    ``fxp.preprocess.*`` keys, so the data is fed as loaded (raw codes).
+    model's.  TFLite has no standard field for input normalisation: only
+    ``fxp.preprocess.*`` entries of the file's ``metadata`` table become graph
+    metadata (the committed models carry them, ``models/tflite/add_metadata.py``);
+    without them the data is fed as loaded.
 
     A quantized file (onnxruntime QOperator or QDQ: QuantizeLinear, QLinear*
     nodes or DequantizeLinear of int8 weights) is read by
