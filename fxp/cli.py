@@ -60,11 +60,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.binary and (args.target_sqnr is not None or args.max_accuracy_drop is not None):
         raise PlanError("--binary cannot be combined with --target-sqnr (the optimizer plans "
                         "fixed-point widths only)")
+    if args.from_hls4ml is not None and (args.target_sqnr is not None or args.binary
+                                         or args.max_accuracy_drop is not None):
+        raise PlanError("--from-hls4ml reads the types from the config; it takes no "
+                        "--target-sqnr, --max-accuracy-drop or --binary")
     if args.out is not None:
         prepare_output(args.out, folder=False)
     from fxp import workflow as fw
 
     graph = fw.load_model(args.model)
+    if args.from_hls4ml is not None:  # the plan hls4ml builds from its config (issue 15)
+        from fxp.plan.from_hls4ml import load_hls4ml_config, plan_from_hls4ml
+        return _print_plan(args, plan_from_hls4ml(graph, load_hls4ml_config(args.from_hls4ml)))
     plan = fw.embedded_plan(graph)
     if plan is not None:  # a quantized model: write out the plan it carries
         if args.target_sqnr is not None or args.max_accuracy_drop is not None or args.binary:
@@ -294,6 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "held out for the measurement)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--out", default=None, help="write the plan JSON here")
+    p.add_argument("--from-hls4ml", default=None, metavar="CONFIG",
+                   help="read an hls4ml config (JSON/YAML) back into a plan (no --data)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--max-accuracy-drop", type=finite_float(0, 100), default=None,
                    metavar="POINTS",
