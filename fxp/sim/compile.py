@@ -381,6 +381,12 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
             step = LayerStep(node, lp, ins, None)
             if lp is not None and lp.softmax is not None:
                 step = _compile_table_softmax(graph, node, lp, ins[0])
+            elif lp is not None and lp.requant.value == "double" and lp.output is not None \
+                    and not lp.output.is_pow2 and lp.output.fmt.bits in (8, 16):  # TFLM
+                from fxp.ops.tflite_softmax import compile_tflite_softmax
+
+                step = LayerStep(node, lp, ins, lp.output,
+                                 op=compile_tflite_softmax(graph, node, lp, ins[0]))
         elif all(s is None for s in ins):
             step = LayerStep(node, lp, ins, None)  # float region
         elif any(s is None for s in ins):

@@ -9,9 +9,11 @@ codes are compared with TFLM's, element for element.  ``mnist_cnn`` and
 ``dw_avgpool`` (int8 and int16x8) and ``residual_mean`` (int8) also run end
 to end from the input codes.
 
-Operators whose engine semantics are not implemented yet (integer SOFTMAX;
-int16 ADD, which only the int16x8 ``residual_mean`` has and no test runs)
-are ``xfail`` (``strict=False``), so they turn green when the engine lands.
+Operators whose engine semantics are not implemented yet go into ``PENDING``
+as ``xfail`` (``strict=False``); none is left.  int16 ADD, which only the
+int16x8 ``residual_mean`` has, is run by no test (two-input operators are
+checked end to end, and that model is not).  SOFTMAX, int8 and int16x8, is
+TFLM's integer kernel (:mod:`fxp.kernels.spec_tflite_softmax`).
 """
 
 from __future__ import annotations
@@ -51,13 +53,10 @@ OPS = {
 # int32 path had missed e.g. 740,314 of 21,632,000 outputs of mnist_cnn_int16x8 op 0),
 # int16 AVERAGE_POOL_2D and MEAN, and int8 MEAN (LiteRT's mean.h had missed 1,441 of
 # 24,000: TFLM folds 1/(H*W) into the multiplier, fxp.kernels.spec_tflite).
-_SOFTMAX = "integer SOFTMAX: the engine computes softmax in float (no codes to compare)"
-PENDING = {
-    ("residual_mean_int8", 7): _SOFTMAX,
-    ("residual_mean_int16x8", 7): _SOFTMAX,
-}
+# SOFTMAX (int8 and int16x8) is TFLM's integer kernel (fxp.kernels.spec_tflite_softmax).
+PENDING: dict[tuple[str, int], str] = {}
 # end to end: TFLite tensors downstream of a pending operator
-E2E_PENDING = {"residual_mean_int8": {19: _SOFTMAX}}
+E2E_PENDING: dict[str, dict[int, str]] = {}
 
 
 def _path(name: str) -> Path:
