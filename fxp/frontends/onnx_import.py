@@ -110,12 +110,21 @@ def load_onnx(source: str | os.PathLike | bytes | Any, *, base_dir: str | None =
         An op, domain or attribute value outside the supported subset; the
         message names the node, its op_type and the supported op types.
     """
+    return read_and_convert(source, _convert, base_dir=base_dir, max_bytes=max_bytes)
+
+
+def read_and_convert(source: Any, convert: Any, *, base_dir: str | None, max_bytes: int) -> Any:
+    """Read ``source`` defensively and run ``convert(onnx, model, folder)`` on it.
+
+    The one entry path of every ONNX importer: errors are prefixed with the
+    file's label, and ``base_dir`` overrides the folder for external data.
+    """
     onnx = _import_onnx()
     model, label, folder = _read(onnx, source, max_bytes)
     if base_dir is not None:
         folder = base_dir
     try:
-        return _convert(onnx, model, folder)
+        return convert(onnx, model, folder)
     except FxpError as e:
         raise type(e)(f"{label}: {e}") from None
 

@@ -48,10 +48,10 @@ from typing import Any
 
 import numpy as np
 
-from fxp.errors import FxpError, GraphError, ModelImportError, PlanError, UnsupportedOpError
+from fxp.errors import GraphError, ModelImportError, PlanError, UnsupportedOpError
 from fxp.frontends.onnx_import import (
-    MAX_MODEL_BYTES, _default_opset, _graph_context, _import_onnx, _read, check_output_count,
-    check_single_output, convert_nodes,
+    MAX_MODEL_BYTES, _default_opset, _graph_context, check_output_count,
+    check_single_output, convert_nodes, read_and_convert,
 )
 from fxp.frontends.onnx_qoperator import _MS, _PASS_THROUGH, _Q, TENSOR_MAP_KEY, _tensor
 from fxp.ir import nodes as ir
@@ -105,14 +105,7 @@ def load_quantized(source: str | os.PathLike | bytes | Any, *, base_dir: str | N
         Ops outside :data:`SUPPORTED_OPS` (all of them listed at once) or
         attributes outside the supported subset.
     """
-    onnx = _import_onnx()
-    model, label, folder = _read(onnx, source, max_bytes)
-    if base_dir is not None:
-        folder = base_dir
-    try:
-        return _convert(onnx, model, folder)
-    except FxpError as e:
-        raise type(e)(f"{label}: {e}") from None
+    return read_and_convert(source, _convert, base_dir=base_dir, max_bytes=max_bytes)
 
 
 def quantized_tensor_map(graph: Graph) -> dict[str, str]:
