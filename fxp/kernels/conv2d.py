@@ -27,6 +27,11 @@ the accumulator width matters)::
 so an int8 x int8 conv with K = Ci*kh*kw taps needs ``14 + ceil(log2 K) + 1``
 bits; 32 bits hold K up to 2**17.  The caller proves each product fits int64.
 
+A product finer than the accumulator's LSB (``pshift > 0``, an hls4ml
+``accum_t`` with fewer fraction bits than ``F_x + F_w``) is rounded to it
+with ``prmode`` before step 2's cast/addition; ``pshift < 0`` shifts it left
+(exact: the caller proves it fits int64).
+
 ``order`` 1 is hls4ml's (``nnet_conv2d_latency.h``): ``acc`` starts from the
 bias cast into the accumulator, the taps run ``filter_y``, ``filter_x``,
 ``in_channel`` (channels innermost) and each product is cast into the
@@ -38,16 +43,18 @@ from __future__ import annotations
 import numpy as np
 
 from fxp.kernels._jit import kernel, prange
-from fxp.kernels.dense import acc_add
+from fxp.kernels.dense import acc_add, scale_product
 from fxp.kernels.scalar import U0
 
 
 @kernel
 def conv2d_acc(x, w, bias, zx, zw, sh, sw, pad_top, pad_left, dh, dw, groups, out_h, out_w,
-               lo, hi, bits, signed, omode, order=0):
+               lo, hi, bits, signed, omode, order=0, pshift=0, prmode=0):
     """x [N,C,H,W], w [Co,C/g,kh,kw] -> (acc [N,Co,Ho,Wo], events [N,Co], peaks uint64 [N,Co]).
 
     ``order``: 0 fxp (channels outermost, bias last), 1 hls4ml (see the module docstring).
+    ``pshift``/``prmode``: each product is first brought to the accumulator's LSB
+    (:func:`fxp.kernels.dense.scale_product`).
     """
     batches, _, in_h, in_w = x.shape
     out_depth, filter_depth, filter_h, filter_w = w.shape
@@ -84,6 +91,7 @@ def conv2d_acc(x, w, bias, zx, zw, sh, sw, pad_top, pad_left, dh, dw, groups, ou
                     if 0 <= in_y < in_h and 0 <= in_x < in_w:
                         term = ((x[batch, first_in + in_channel, in_y, in_x] - zx)
                                 * (w[out_channel, in_channel, filter_y, filter_x] - zw_c))
+                        term = scale_product(term, pshift, prmode)
                     else:
                         term = np.int64(0)  # padding reads zx: real 0
                     if order == 1:

@@ -18,6 +18,10 @@ Worst case: ``|acc| <= max|x - zx| * sum_i |w[o, i] - zw[o]| + |bias[o]|``
 A 64-bit accumulator therefore may see int64 overflow of ``acc + term``;
 :func:`acc_add` detects it and wraps / saturates as the exact sum would.
 
+A product finer than the accumulator's LSB (``pshift > 0``) is first rounded
+to it with rounding mode ``prmode`` (:func:`scale_product`); ``pshift < 0``
+shifts it left.
+
 ``order`` 1 is hls4ml's (``nnet_dense_latency.h``): the bias and every
 product are cast into the accumulator first (an addition to 0, counted as an
 event when it changes the value) and the bias comes first.
@@ -28,7 +32,19 @@ from __future__ import annotations
 import numpy as np
 
 from fxp.kernels._jit import jit, kernel, prange
-from fxp.kernels.scalar import SATURATE_ZERO, U0, WRAP, wrap_bits
+from fxp.kernels.scalar import SATURATE_ZERO, U0, WRAP, round_shift, wrap_bits
+
+
+@jit
+def scale_product(term, pshift, prmode):
+    """A product brought to the accumulator's LSB: ``round(term / 2**pshift)`` with
+    rounding mode code ``prmode`` when ``pshift > 0``, ``term << -pshift`` when
+    ``pshift < 0`` (the caller proves it fits int64), else ``term``."""
+    if pshift > 0:
+        return round_shift(term, pshift, prmode, U0)
+    if pshift < 0:
+        return term << -pshift
+    return term
 
 
 @jit
@@ -55,10 +71,12 @@ def acc_add(total, term, lo, hi, bits, signed, omode):
 
 
 @kernel
-def dense_acc(x, w, bias, zx, zw, lo, hi, bits, signed, omode, order=0):
+def dense_acc(x, w, bias, zx, zw, lo, hi, bits, signed, omode, order=0, pshift=0, prmode=0):
     """x [N, In], w [Out, In], bias [Out], zw [Out] -> (acc [N, Out], events, peaks [N, Out]).
 
     ``order``: 0 fxp (bias last), 1 hls4ml (cast bias first, cast products).
+    ``pshift``/``prmode``: each product is first brought to the accumulator's
+    LSB (:func:`scale_product`).
     """
     batches, accum_depth = x.shape
     output_depth = w.shape[0]
@@ -76,7 +94,7 @@ def dense_acc(x, w, bias, zx, zw, lo, hi, bits, signed, omode, order=0):
             count += o
             peak = max(peak, mag)
         for d in range(accum_depth):
-            term = (x[b, d] - zx) * (w[out_c, d] - zw[out_c])
+            term = scale_product((x[b, d] - zx) * (w[out_c, d] - zw[out_c]), pshift, prmode)
             if order == 1:
                 term, o, mag = acc_add(np.int64(0), term, lo, hi, bits, signed, omode)
                 count += o

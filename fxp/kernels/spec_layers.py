@@ -34,6 +34,12 @@ are added for ``ky``, ``kx``, ``ci`` (channels innermost, im2col of a
 channels-last input; dense: ``i = 0 .. In-1``), overflow applied after each
 addition.  Padded taps add 0.
 
+Products finer than the accumulator (``product_shift`` ``d > 0``: an hls4ml
+``accum_t`` with ``F_acc < F_x + F_w``): each product of step 3 is first
+rounded to the accumulator's LSB, ``round(xs * ws / 2**d)`` with
+``product_rounding`` (``d < 0``: shifted left, exact), in either order; a
+padded tap's 0 stays 0.  The bias is already in the accumulator's LSB.
+
 Worst-case accumulator bound (per output channel ``co``)::
 
     |acc| <= B[co] = max|x - zx| * sum_{ci,ky,kx} |w[co] - zw[co]| + |bias[co]|
@@ -115,6 +121,17 @@ def _accumulate(terms, bias, shape, acc: QFormat, mode: OverflowMode, order: str
     return total, events.sum(axis=other), peak.max(axis=other, initial=U64(0))
 
 
+def _scale_products(terms, shift: int, rounding):
+    """Each product brought to the accumulator's LSB (``shift`` > 0 rounds, < 0 is exact)."""
+    for t in terms:
+        if shift > 0:
+            yield intmath.shift_right_round(t, shift, rounding)
+        elif shift < 0:
+            yield np.left_shift(t, -shift)
+        else:
+            yield t
+
+
 def _out_size(size, k, stride, dilation, pad_begin, pad_end):
     return (size + pad_begin + pad_end - ((k - 1) * dilation + 1)) // stride + 1
 
@@ -133,7 +150,8 @@ def _pad(x, pads, value):
 
 
 def conv2d(x, w, bias, x_zero_point, w_zero_point, strides, pads, dilations, groups,
-           acc: QFormat, overflow: OverflowMode, order: str = "fxp"):
+           acc: QFormat, overflow: OverflowMode, order: str = "fxp", product_shift: int = 0,
+           product_rounding=RoundingMode.FLOOR):
     """NCHW conv, steps 1-5: ``(acc [N,Co,Ho,Wo], events [Co], peak uint64 [Co])``."""
     n, _, h, wd = x.shape
     c_out, cg, kh, kw = w.shape
@@ -153,16 +171,18 @@ def conv2d(x, w, bias, x_zero_point, w_zero_point, strides, pads, dilations, gro
     else:  # hls4ml: channels innermost
         terms = (term(ci, ky, kx) for ky in range(kh) for kx in range(kw) for ci in range(cg))
     bias = np.asarray(bias, np.int64)[None, :, None, None]
+    terms = _scale_products(terms, product_shift, product_rounding)
     return _accumulate(terms, bias, (n, c_out, ho, wo), acc, overflow, order)
 
 
 def dense(x, w, bias, x_zero_point, w_zero_point, acc: QFormat, overflow: OverflowMode,
-          order: str = "fxp"):
+          order: str = "fxp", product_shift: int = 0, product_rounding=RoundingMode.FLOOR):
     """[N, In] x [Out, In] -> ``(acc [N, Out], events [Out], peak uint64 [Out])``."""
     xs = x - x_zero_point
     ws = w - np.broadcast_to(np.asarray(w_zero_point, np.int64), (w.shape[0],))[:, None]
     terms = (xs[:, i][:, None] * ws[:, i][None, :] for i in range(w.shape[1]))
     bias = np.asarray(bias, np.int64)[None, :]
+    terms = _scale_products(terms, product_shift, product_rounding)
     return _accumulate(terms, bias, (x.shape[0], w.shape[0]), acc, overflow, order)
 
 

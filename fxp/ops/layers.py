@@ -179,6 +179,26 @@ def _stats(events, peaks, method: str) -> AccStats:
                     None if peak_c is None else int(peak_c.max(initial=0)), peak_c, method)
 
 
+def _product_scaling(product_shift, product_rounding, method: str, bound: int) -> tuple[int, int]:
+    """(shift, rounding code) of the products into the accumulator's LSB, validated."""
+    if isinstance(product_shift, bool) or not isinstance(product_shift, (int, np.integer)) \
+            or not -62 <= int(product_shift) <= 62:
+        raise FormatError(f"product_shift must be an integer in [-62, 62], got "
+                          f"{str(product_shift)[:40]!r}")
+    shift = int(product_shift)
+    mode = RoundingMode.from_string(product_rounding)
+    if mode is RoundingMode.STOCHASTIC:
+        raise FormatError("product_rounding 'stochastic' is not supported (the products of a "
+                          "layer have no element index to seed)")
+    if shift and method == "blas":
+        raise FormatError(f"method='blas' computes exact products; product_shift={shift} "
+                          "needs method='loop' or 'auto'")
+    if shift < 0 and bound << -shift > I64_MAX:
+        raise HeadroomError(f"a product shifted left by {-shift} can reach {bound << -shift}, "
+                            "beyond int64")
+    return shift, mode.code
+
+
 def _prepare(x, w, bias, x_zero_point, w_zero_point, x_range, acc_bits, acc_signed,
              acc_overflow):
     zx = _int64(x_zero_point, "x_zero_point")
@@ -194,14 +214,15 @@ def _prepare(x, w, bias, x_zero_point, w_zero_point, x_range, acc_bits, acc_sign
     mode = OverflowMode.from_string(acc_overflow)
     lo, hi = intmath._range_for(acc, mode)
     return zx, zw, b, acc, mode, (lo, hi, acc.bits, acc.signed, mode.code), \
-        (lambda: spec.accumulator_bound(w, zw, x_lo, x_hi, zx, b))
+        (lambda: spec.accumulator_bound(w, zw, x_lo, x_hi, zx, b)), mx * mw
 
 
 # --------------------------------------------------------------------------- conv / dense
 def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, strides=(1, 1),
                pads=(0, 0, 0, 0), dilations=(1, 1), groups: int = 1, acc_bits: int = 32,
                acc_signed: bool = True, acc_overflow="wrap", x_range=None,
-               method: str = "auto", backend: str = "numba", acc_order: str = "fxp"
+               method: str = "auto", backend: str = "numba", acc_order: str = "fxp",
+               product_shift: int = 0, product_rounding="floor"
                ) -> tuple[np.ndarray, AccStats]:
     """Integer 2-D convolution (NCHW codes, weights ``[Co, C/groups, kh, kw]``).
 
@@ -219,6 +240,12 @@ def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, stride
         first, channels innermost, each product cast to the accumulator); see
         :mod:`fxp.kernels.spec_layers`.  Only saturating accumulators can tell
         them apart; the proven float path is exact for both.
+    product_shift, product_rounding : products finer than the accumulator's
+        LSB (``F_x + F_w - F_acc = product_shift > 0`` bits, an hls4ml
+        ``accum_t`` with fewer fraction bits) are each rounded to it with
+        ``product_rounding`` before they are added (the ``bias`` codes are in
+        the accumulator's LSB already); a negative shift is exact.  Runs the
+        loop path.
 
     Returns
     -------
@@ -236,26 +263,29 @@ def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, stride
                           f"C={x.shape[1]} == groups * w.shape[1] = {g * w.shape[1]}")
     order = _order(acc_order)
     k, s, p, d, ho, wo = _window(x, w.shape[2:], strides, pads, dilations, "conv2d_int")
-    zx, zw, b, acc, mode, args, bound = _prepare(x, w, bias, x_zero_point, w_zero_point,
-                                                 x_range, acc_bits, acc_signed, acc_overflow)
+    zx, zw, b, acc, mode, args, bound, top = _prepare(x, w, bias, x_zero_point, w_zero_point,
+                                                      x_range, acc_bits, acc_signed, acc_overflow)
+    pshift, prmode = _product_scaling(product_shift, product_rounding, method, top)
     _backend(backend)
-    if _choose(method, bound, acc, mode) == "blas":
+    if not pshift and _choose(method, bound, acc, mode) == "blas":
         out = spec.conv2d_float64(x, w, b, zx, zw, s, p, d, g)
         return out, _stats(np.zeros(w.shape[0], np.int64), None, "blas")
     if backend == "numpy":
-        out, events, peaks = spec.conv2d(x, w, b, zx, zw, s, p, d, g, acc, mode, acc_order)
+        out, events, peaks = spec.conv2d(x, w, b, zx, zw, s, p, d, g, acc, mode, acc_order,
+                                         pshift, RoundingMode.from_string(product_rounding))
         return out, _stats(events, peaks, "loop")
     from fxp.kernels.conv2d import conv2d_acc
 
     work = x.shape[0] * w.shape[0] * ho * wo * w[0].size
     out, events, peaks = conv2d_acc(work, x, w, b, zx, zw, s[0], s[1], p[0], p[1], d[0], d[1],
-                                    g, ho, wo, *args, order)
+                                    g, ho, wo, *args, order, pshift, prmode)
     return out, _stats(events, peaks, "loop")
 
 
 def dense_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, acc_bits: int = 32,
               acc_signed: bool = True, acc_overflow="wrap", x_range=None, method: str = "auto",
-              backend: str = "numba", acc_order: str = "fxp") -> tuple[np.ndarray, AccStats]:
+              backend: str = "numba", acc_order: str = "fxp", product_shift: int = 0,
+              product_rounding="floor") -> tuple[np.ndarray, AccStats]:
     """Integer dense layer ``[N, In] x [Out, In] -> (acc [N, Out], AccStats)``.
 
     Same parameters and accumulation contract as :func:`conv2d_int`
@@ -266,18 +296,21 @@ def dense_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, acc_bit
     x, w = _codes(x, "x", 2), _codes(w, "w", 2)
     if x.shape[1] != w.shape[1]:
         raise FormatError(f"x has {x.shape[1]} features but w expects {w.shape[1]} ([Out, In])")
-    zx, zw, b, acc, mode, args, bound = _prepare(x, w, bias, x_zero_point, w_zero_point,
-                                                 x_range, acc_bits, acc_signed, acc_overflow)
+    zx, zw, b, acc, mode, args, bound, top = _prepare(x, w, bias, x_zero_point, w_zero_point,
+                                                      x_range, acc_bits, acc_signed, acc_overflow)
+    pshift, prmode = _product_scaling(product_shift, product_rounding, method, top)
     _backend(backend)
-    if _choose(method, bound, acc, mode) == "blas":
+    if not pshift and _choose(method, bound, acc, mode) == "blas":
         return spec.dense_float64(x, w, b, zx, zw), _stats(np.zeros(w.shape[0], np.int64),
                                                            None, "blas")
     if backend == "numpy":
-        out, events, peaks = spec.dense(x, w, b, zx, zw, acc, mode, acc_order)
+        out, events, peaks = spec.dense(x, w, b, zx, zw, acc, mode, acc_order, pshift,
+                                        RoundingMode.from_string(product_rounding))
         return out, _stats(events, peaks, "loop")
     from fxp.kernels.dense import dense_acc
 
-    out, events, peaks = dense_acc(x.size * w.shape[0], x, w, b, zx, zw, *args, order)
+    out, events, peaks = dense_acc(x.size * w.shape[0], x, w, b, zx, zw, *args, order, pshift,
+                                   prmode)
     return out, _stats(events, peaks, "loop")
 
 

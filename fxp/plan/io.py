@@ -44,6 +44,15 @@ defaults ``"half_even"`` / ``"saturate"``, never written)::
 
     {"name": "sm", "output": {"format": "ufixed<16,1>"}, "softmax": {"impl": "hls4ml"}, ...}
 
+A power-of-two layer with weights may carry ``acc_frac_bits`` (an integer),
+``acc_rounding``, ``weight_rounding`` / ``weight_overflow``, ``bias_rounding``
+/ ``bias_overflow``, ``result_overflow`` (mode strings), ``result`` (a tensor
+object) and ``param_decimals`` (a boolean), each
+written only when it is not the default (see :class:`~fxp.plan.plan.LayerPlan`)::
+
+    {"name": "fc1", "acc_bits": 16, "acc_frac_bits": 10, "weight_rounding": "floor",
+     "weight_overflow": "wrap", "param_decimals": true, ...}
+
 These keys are new but optional, so the schema version stays 1 and older
 files load unchanged.
 
@@ -81,11 +90,17 @@ _TOP_KEYS = {"schema", "schema_version", "name", "input", "layers", "input_round
              "input_overflow"}
 _LAYER_KEYS = {"name", "float", "input", "weight", "bias", "output", "acc_bits", "acc_overflow",
                "rounding", "output_overflow", "requant", "pad_value", "binary_output", "alpha",
-               "acc_order", "softmax"}
+               "acc_order", "softmax", "acc_frac_bits", "acc_rounding", "weight_rounding",
+               "weight_overflow", "bias_rounding", "bias_overflow", "param_decimals", "result", "result_overflow"}
 _SPEC_KEYS = {"format", "scales", "zero_point", "axis", "kind"}
 _MODE_KEYS = {"acc_overflow": "wrap", "rounding": "half_up", "output_overflow": "saturate",
-              "requant": "pow2", "binary_output": None, "acc_order": "fxp"}
+              "requant": "pow2", "binary_output": None, "acc_order": "fxp",
+              "acc_rounding": "floor", "weight_rounding": "half_even",
+              "weight_overflow": "saturate", "bias_rounding": "half_even",
+              "bias_overflow": "saturate", "result_overflow": "saturate"}
 """String keys of a layer and their defaults when absent (an empty string is not absent)."""
+_PARAM_MODES = ("acc_rounding", "weight_rounding", "weight_overflow", "bias_rounding",
+                "bias_overflow", "result_overflow")
 
 
 def _shown(value: object) -> str:
@@ -211,7 +226,7 @@ def plan_to_dict(plan: Plan) -> dict:
         d = {"name": lp.name}
         if lp.float_layer:
             d["float"] = True
-        for key in ("input", "weight", "bias", "output", "alpha"):
+        for key in ("input", "weight", "bias", "output", "alpha", "result"):
             spec = _spec_to_dict(getattr(lp, key))
             if spec is not None:
                 d[key] = spec
@@ -226,6 +241,14 @@ def plan_to_dict(plan: Plan) -> dict:
             d["acc_order"] = lp.acc_order
         if lp.softmax is not None:
             d["softmax"] = lp.softmax.to_dict()
+        if lp.acc_frac_bits is not None:
+            d["acc_frac_bits"] = lp.acc_frac_bits
+        for key in _PARAM_MODES:
+            value = getattr(lp, key).value
+            if value != _MODE_KEYS[key] and (key != "acc_rounding" or lp.acc_frac_bits is not None):
+                d[key] = value
+        if lp.param_decimals:
+            d["param_decimals"] = True
         layers.append(d)
     out = {"schema": "fxp.plan", "schema_version": plan.schema_version, "name": plan.name,
            "input": _spec_to_dict(plan.input)}
@@ -252,14 +275,19 @@ def _layer_from_dict(ld: object, i: int, source: str) -> LayerPlan:
     if type(float_layer) is not bool:
         raise _bad(where, "float", "a JSON boolean (true or false)", float_layer)
     specs = {key: _spec_from_dict(ld[key], f"{where} {key}") if ld.get(key) is not None else None
-             for key in ("input", "weight", "bias", "output", "alpha")}
+             for key in ("input", "weight", "bias", "output", "alpha", "result")}
     modes = {key: _str(ld, key, where, default) for key, default in _MODE_KEYS.items()}
     softmax = SoftmaxTable.from_dict(ld["softmax"], f"{where} softmax") \
         if ld.get("softmax") is not None else None
+    decimals = ld.get("param_decimals", False)
+    if type(decimals) is not bool:
+        raise _bad(where, "param_decimals", "a JSON boolean (true or false)", decimals)
     try:
         return LayerPlan(name=name, float_layer=float_layer, **specs, **modes, softmax=softmax,
                          acc_bits=_int(ld, "acc_bits", where, 1, 64, 32),
-                         pad_value=_int(ld, "pad_value", where, -1, 1, None))
+                         pad_value=_int(ld, "pad_value", where, -1, 1, None),
+                         acc_frac_bits=_int(ld, "acc_frac_bits", where, -64, 128, None),
+                         param_decimals=decimals)
     except FxpError as exc:  # name the file and the layer once
         msg = str(exc)
         if not msg.startswith(source):

@@ -147,6 +147,35 @@ class LayerPlan:
         A final Softmax only: compute it in integers with hls4ml's lookup
         tables (:mod:`fxp.plan.softmax`, :mod:`fxp.ops.softmax_table`) into
         ``output`` with ``rounding`` / ``output_overflow``; None: float.
+    acc_frac_bits : int or None
+        Power-of-two layers with weights: fraction bits of the accumulator
+        (its LSB is ``2**-acc_frac_bits``; ``acc_bits`` counts all its bits).
+        None (default): ``F_x + F_w``, every product exact.  Fewer (hls4ml's
+        stock ``accum_t`` ``ap_fixed<16,6>`` keeps 10 of a ``<16,6> x <16,6>``
+        product's 20): each product is rounded to the accumulator's LSB with
+        ``acc_rounding`` before it is added, and the bias codes are cast into
+        it with ``acc_rounding`` (:mod:`fxp.kernels.spec_layers`).  More:
+        exact (the extra bits stay 0 unless the bias has them).
+    acc_rounding : RoundingMode
+        Rounding of products and bias into an accumulator with fewer fraction
+        bits (default ``"floor"``, hls4ml's ``AP_TRN``).
+    weight_rounding, weight_overflow, bias_rounding, bias_overflow : modes
+        How the float weights and biases become power-of-two codes (default
+        half to even, saturating); hls4ml's untyped ``ap_fixed<W,I>`` weights
+        truncate (``"floor"``) and wrap.
+    result, result_overflow : TensorSpec or None, OverflowMode
+        A power-of-two layer with a fused activation (ReLU/Clip) may write
+        its accumulator into ``result`` first (``rounding``,
+        ``result_overflow``), clamp there, then cast into ``output``
+        (``rounding``, ``output_overflow``), as hls4ml's separate result and
+        ReLU types do; None (default): round, clamp, then the output overflow
+        once.
+    param_decimals : bool
+        Power-of-two weights and biases pass through decimal text first, as
+        hls4ml's weight headers do: each float32 value is printed with ``F``
+        decimal places (``F`` = its format's fraction bits, Python's correctly
+        rounded ``'{:.Ff}'``), read back as a double, then quantized with the
+        modes above.
     """
 
     name: str
@@ -165,6 +194,15 @@ class LayerPlan:
     alpha: TensorSpec | None = None
     acc_order: str = "fxp"
     softmax: SoftmaxTable | None = None
+    acc_frac_bits: int | None = None
+    acc_rounding: RoundingMode = RoundingMode.FLOOR
+    weight_rounding: RoundingMode = RoundingMode.HALF_EVEN
+    weight_overflow: OverflowMode = OverflowMode.SATURATE
+    bias_rounding: RoundingMode = RoundingMode.HALF_EVEN
+    bias_overflow: OverflowMode = OverflowMode.SATURATE
+    param_decimals: bool = False
+    result: TensorSpec | None = None
+    result_overflow: OverflowMode = OverflowMode.SATURATE
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -173,7 +211,7 @@ class LayerPlan:
             raise PlanError(f"layer {self.name!r}: float_layer must be a bool, got "
                             f"{_shown(self.float_layer)} ({type(self.float_layer).__name__})")
         object.__setattr__(self, "float_layer", bool(self.float_layer))
-        for key in ("input", "weight", "bias", "output", "alpha"):
+        for key in ("input", "weight", "bias", "output", "alpha", "result"):
             spec = getattr(self, key)
             if spec is not None and not isinstance(spec, TensorSpec):
                 raise PlanError(f"layer {self.name!r}: {key} must be a TensorSpec or None, got "
@@ -193,6 +231,7 @@ class LayerPlan:
                             "not for the inference datapath")
         self._check_shift()
         self._check_binary()
+        self._check_params()
         if self.softmax is not None:
             if not isinstance(self.softmax, SoftmaxTable):
                 raise PlanError(f"layer {self.name!r}: softmax must be a SoftmaxTable or None, "
@@ -224,6 +263,41 @@ class LayerPlan:
         if self.is_shift and not self.float_layer and self.requant is not RequantScheme.POW2:
             raise PlanError(f"layer {self.name!r}: a shift-add layer requantizes in power of "
                             f"two; requant={self.requant.value!r}")
+
+    def _check_params(self) -> None:
+        """The accumulator fraction bits and the weight/bias quantization modes."""
+        where = f"layer {self.name!r}"
+        for key in ("acc_rounding", "weight_rounding", "bias_rounding"):
+            mode = RoundingMode.from_string(getattr(self, key))
+            if mode is RoundingMode.STOCHASTIC:
+                raise PlanError(f"{where}: {key} 'stochastic' is not supported (give a seeded "
+                                "quantizer's codes instead)")
+            object.__setattr__(self, key, mode)
+        for key in ("weight_overflow", "bias_overflow", "result_overflow"):
+            object.__setattr__(self, key, OverflowMode.from_string(getattr(self, key)))
+        if not isinstance(self.param_decimals, (bool, np.bool_)):
+            raise PlanError(f"{where}: param_decimals must be a bool, got "
+                            f"{_shown(self.param_decimals)}")
+        object.__setattr__(self, "param_decimals", bool(self.param_decimals))
+        f = self.acc_frac_bits
+        if f is not None and (isinstance(f, (bool, np.bool_))
+                              or not isinstance(f, (int, np.integer)) or not -64 <= f <= 128):
+            raise PlanError(f"{where}: acc_frac_bits must be an integer in -64..128 or None, "
+                            f"got {_shown(f)}")
+        if f is not None:
+            object.__setattr__(self, "acc_frac_bits", int(f))
+        if self.result is not None and (not self.result.is_pow2 or self.result.kind != "fixed"
+                                        or self.output is None or not self.output.is_pow2):
+            raise PlanError(f"{where}: 'result' and 'output' must be power-of-two formats")
+        custom = (f is not None or self.param_decimals or self.result is not None
+                  or self.result_overflow is not OverflowMode.SATURATE
+                  or (self.weight_rounding, self.weight_overflow, self.bias_rounding,
+                      self.bias_overflow) != (RoundingMode.HALF_EVEN, OverflowMode.SATURATE) * 2)
+        if custom and (self.weight is None or self.float_layer or self.is_binary
+                       or self.is_shift or self.requant is not RequantScheme.POW2):
+            raise PlanError(f"{where}: acc_frac_bits, result, param_decimals and the weight/"
+                            "bias rounding and overflow modes are for power-of-two multiply layers "
+                            "(a fixed weight, requant 'pow2', not float, binary or shift-add)")
 
     def _check_binary(self) -> None:
         where = f"layer {self.name!r}"

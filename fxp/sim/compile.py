@@ -58,6 +58,8 @@ class LayerStep:
     in_specs: tuple  # TensorSpec or None (float) per input
     out_spec: TensorSpec | None  # None: the output is float
     w_codes: np.ndarray | None = None
+    product_shift: int = 0  # pow2: F_x + F_w - F_acc (fxp.sim.compile_pow2)
+    result_bounds: tuple[int, int] | None = None  # pow2 with lp.result: the clamp there
     w_zero_point: np.ndarray | int = 0
     b_codes: np.ndarray | None = None
     acc_fmt: QFormat | None = None
@@ -185,6 +187,8 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
         raise PlanError(f"{where}: an integer layer needs 'weight' and 'output' specs")
     if lp.input is not None:
         in_spec = lp.input
+    if lp.requant is RequantScheme.POW2:
+        return _compile_pow2(node, lp, in_spec)
     w_codes = _quantize_weights(node, lp.weight)
     sx, sw = in_spec.scale_array(), lp.weight.scale_array()
     step = LayerStep(node, lp, (in_spec,), lp.output, w_codes=w_codes,
@@ -192,48 +196,65 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
     acc_frac = in_spec.fmt.frac_bits + lp.weight.fmt.frac_bits
     step.acc_fmt = QFormat.from_frac(lp.acc_bits, acc_frac)
     bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
-    if lp.requant is RequantScheme.POW2:
-        if not (in_spec.is_pow2 and lp.weight.is_pow2 and lp.output.is_pow2):
-            raise PlanError(f"{where}: requant 'pow2' needs power-of-two input, weight and output")
-        b_spec = lp.bias or TensorSpec(step.acc_fmt)
-        if b_spec.fmt.frac_bits != acc_frac:
-            raise PlanError(f"{where}: bias format {b_spec.fmt} must have frac_bits = "
-                            f"F_x + F_w = {acc_frac}")
-        step.b_codes, _ = quantize_spec(bias.astype(np.float64), b_spec)
-    else:
-        wide = lp.acc_bits == 64 and lp.requant is not RequantScheme.FLOAT32
-        if lp.acc_bits > 32 and not wide:  # int64: TFLite int16x8 (fxp.kernels.spec_requant64)
-            raise PlanError(f"{where}: requant {lp.requant.value!r} works on int32 accumulators "
-                            f"(or int64 with 'double' / 'single'); acc_bits={lp.acc_bits}")
-        if in_spec.is_pow2 or lp.weight.is_pow2 or lp.output.is_pow2:
-            raise PlanError(f"{where}: requant {lp.requant.value!r} needs affine (scaled) "
-                            "input, weight and output")
-        bscale = sx[0] * sw  # float64 product of the float32 scales (TFLite)
-        b = np.asarray(bias, np.float64) / np.broadcast_to(bscale, bias.shape)
-        from fxp.ops.fixed import quantize
+    wide = lp.acc_bits == 64 and lp.requant is not RequantScheme.FLOAT32
+    if lp.acc_bits > 32 and not wide:  # int64: TFLite int16x8 (fxp.kernels.spec_requant64)
+        raise PlanError(f"{where}: requant {lp.requant.value!r} works on int32 accumulators "
+                        f"(or int64 with 'double' / 'single'); acc_bits={lp.acc_bits}")
+    if in_spec.is_pow2 or lp.weight.is_pow2 or lp.output.is_pow2:
+        raise PlanError(f"{where}: requant {lp.requant.value!r} needs affine (scaled) "
+                        "input, weight and output")
+    bscale = sx[0] * sw  # float64 product of the float32 scales (TFLite)
+    b = np.asarray(bias, np.float64) / np.broadcast_to(bscale, bias.shape)
+    from fxp.ops.fixed import quantize
 
-        step.b_codes, _ = quantize(b, QFormat.integer(64 if wide else 32), "half_even",
-                                   "saturate")
-        if exact_bias is not None:
-            step.b_codes = _exact_bias(node, exact_bias, bias, bscale)
-        eff = np.broadcast_to(sx[0] * sw / lp.output.scale_array()[0], (node.weight.shape[0],))
-        if lp.requant is RequantScheme.FLOAT32:
-            f32 = (np.float32(sx[0]) * sw.astype(np.float32)) / np.float32(lp.output.scale_array()[0])
-            step.f32_scales = np.broadcast_to(f32, (node.weight.shape[0],)).astype(np.float32)
-        else:
-            pairs = [intmath.quantize_multiplier(float(s), single_rounding=lp.requant is
-                                                 RequantScheme.SINGLE) for s in eff]
-            hi_exp = 7 if wide else 30 if lp.requant is RequantScheme.SINGLE else 31
-            for (m, e), s in zip(pairs, eff, strict=True):
-                if e > hi_exp:
-                    raise PlanError(f"{where}: effective scale {s!r} does not fit a 32-bit "
-                                    f"multiplier (exponent {e} > {hi_exp})")
-            step.multipliers = np.array([p[0] for p in pairs], np.int64)
-            step.exponents = np.array([p[1] for p in pairs], np.int64)
+    step.b_codes, _ = quantize(b, QFormat.integer(64 if wide else 32), "half_even",
+                               "saturate")
+    if exact_bias is not None:
+        step.b_codes = _exact_bias(node, exact_bias, bias, bscale)
+    eff = np.broadcast_to(sx[0] * sw / lp.output.scale_array()[0], (node.weight.shape[0],))
+    if lp.requant is RequantScheme.FLOAT32:
+        f32 = (np.float32(sx[0]) * sw.astype(np.float32)) / np.float32(lp.output.scale_array()[0])
+        step.f32_scales = np.broadcast_to(f32, (node.weight.shape[0],)).astype(np.float32)
+    else:
+        pairs = [intmath.quantize_multiplier(float(s), single_rounding=lp.requant is
+                                             RequantScheme.SINGLE) for s in eff]
+        hi_exp = 7 if wide else 30 if lp.requant is RequantScheme.SINGLE else 31
+        for (m, e), s in zip(pairs, eff, strict=True):
+            if e > hi_exp:
+                raise PlanError(f"{where}: effective scale {s!r} does not fit a 32-bit "
+                                f"multiplier (exponent {e} > {hi_exp})")
+        step.multipliers = np.array([p[0] for p in pairs], np.int64)
+        step.exponents = np.array([p[1] for p in pairs], np.int64)
     step.act_bounds = _act_bounds(node, lp.output)
     zp_w = lp.weight.zero_point
     step.bound = accumulator_bound(w_codes, zp_w, _spec_range(in_spec), in_spec.zero_point,
                                    step.b_codes)
+    return step
+
+
+def _compile_pow2(node, lp: LayerPlan, in_spec: TensorSpec) -> LayerStep:
+    """A power-of-two multiply or shift-add layer (:mod:`fxp.sim.compile_pow2`)."""
+    from fxp.sim.compile_pow2 import pow2_layer_params, scaled_bound
+
+    if not (in_spec.is_pow2 and lp.weight.is_pow2 and lp.output.is_pow2):
+        raise PlanError(f"layer {node.name!r}: requant 'pow2' needs power-of-two input, weight "
+                        "and output")
+    w_codes, b_codes, acc_fmt, pshift = pow2_layer_params(node, lp, in_spec)
+    step = LayerStep(node, lp, (in_spec,), lp.output, w_codes=w_codes, w_zero_point=0,
+                     b_codes=b_codes, acc_fmt=acc_fmt, product_shift=pshift)
+    if lp.result is not None:
+        step.result_bounds = _act_bounds(node, lp.result)
+        if step.result_bounds is None:
+            raise PlanError(f"layer {node.name!r}: a 'result' format is for a layer with a "
+                            "fused activation (ReLU/Clip); give 'output' alone")
+    else:
+        step.act_bounds = _act_bounds(node, lp.output)
+    rng = _spec_range(in_spec)
+    if pshift:
+        step.bound = scaled_bound(accumulator_bound(w_codes, 0, rng, 0, None), b_codes,
+                                  w_codes[0].size, pshift)
+    else:
+        step.bound = accumulator_bound(w_codes, 0, rng, 0, b_codes)
     if lp.weight.is_shift:
         from fxp.ops.shift import encode_shift
 

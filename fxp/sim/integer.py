@@ -79,6 +79,9 @@ class IntegerRun:
 def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
     """Accumulator -> output codes: round, then the activation clamp, then overflow.
 
+    With a ``result`` format (power of two, fused activation): round into
+    ``result`` with its overflow, clamp there, then cast into the output.
+
     The rounding stage writes into a wide signed intermediate (it cannot
     overflow there), the fused activation clamps it, and only then is the
     output overflow mode applied and counted, so values removed by a ReLU
@@ -86,6 +89,11 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
     """
     lp, out = step.plan, step.out_spec
     wide = QFormat.from_frac(64, out.fmt.frac_bits)
+    if lp.result is not None:  # hls4ml: result type, then the activation, then its type
+        r, n_r = cast(acc, step.acc_fmt, lp.result.fmt, lp.rounding, lp.result_overflow)
+        r = np.clip(r, *step.result_bounds)
+        y, n_y = cast(r, lp.result.fmt, out.fmt, lp.rounding, lp.output_overflow)
+        return y, n_r + n_y
     if lp.requant is RequantScheme.POW2:
         y, _ = cast(acc, step.acc_fmt, wide, lp.rounding, "saturate")
     elif lp.requant is RequantScheme.FLOAT32:
@@ -137,13 +145,16 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
         acc, stats = L.conv2d_int(codes, step.w_codes, step.b_codes, strides=node.strides,
                                   pads=node.pads, dilations=node.dilations, groups=node.groups,
                                   w_zero_point=step.w_zero_point, method=method,
-                                  acc_order=lp.acc_order, **common)
+                                  acc_order=lp.acc_order, product_shift=step.product_shift,
+                                  product_rounding=lp.acc_rounding, **common)
     else:
         flat, w = codes.reshape(codes.shape[0], -1), step.w_codes
         if step.in_order is not None:  # hls4ml's channels-last feature order
             flat, w = flat[:, step.in_order], w[:, step.in_order]
         acc, stats = L.dense_int(flat, w, step.b_codes, w_zero_point=step.w_zero_point,
-                                 method=method, acc_order=lp.acc_order, **common)
+                                 method=method, acc_order=lp.acc_order,
+                                 product_shift=step.product_shift,
+                                 product_rounding=lp.acc_rounding, **common)
     counters.add_acc(stats)
     out, n = _requant(step, acc)
     counters.output_saturations += n
