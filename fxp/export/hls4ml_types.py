@@ -10,15 +10,19 @@ hls4ml's C simulation compute fxp's integers:
 
 * ``Input``: ``result`` = the plan input format with fxp's input conversion
   (round half to even, saturate: ``RND_CONV,SAT``);
-* ``Conv2D``/``Dense``: ``weight`` and ``bias`` in fxp's formats with
-  ``RND_CONV,SAT`` (fxp quantizes them half to even, saturating; without the
-  modes hls4ml truncates and wraps them, up to a sign flip), ``accum`` =
-  ``acc_bits`` with ``F_x + F_w`` fraction bits, ``TRN`` and the accumulator
+* ``Conv2D``/``Dense``: ``weight`` and ``bias`` in fxp's formats with the
+  plan's ``weight_rounding`` / ``weight_overflow`` (default ``RND_CONV,SAT``:
+  without modes hls4ml truncates and wraps them, up to a sign flip) and
+  ``bias_*`` modes, ``accum`` = ``acc_bits`` with ``F_x + F_w`` fraction bits
+  and ``TRN`` (or ``acc_frac_bits`` with ``acc_rounding``) and the accumulator
   overflow mode, ``result`` = the output format with the layer's rounding and
-  output overflow -- or, when fxp fused a ReLU that hls4ml keeps separate, a
-  signed type wide enough that rounding cannot overflow, and the ReLU's
-  ``result`` carries the output format and overflow (fxp rounds, clamps,
-  then applies the overflow; hls4ml rounds, then the ReLU clamps and casts);
+  output overflow -- or, when fxp fused a ReLU that hls4ml keeps separate,
+  the plan's ``result`` type (hls4ml's two casts) or else a signed type wide
+  enough that rounding cannot overflow, and the ReLU's ``result`` carries the
+  output format and overflow (fxp rounds, clamps, then applies the overflow;
+  hls4ml rounds, then the ReLU clamps and casts).  hls4ml prints weights and
+  biases as decimal text with as many places as fraction bits; a layer whose
+  codes that text changes must say ``param_decimals`` (else PlanError);
 * pooling (max), ``Reshape``/``Flatten``, ``Transpose``: ``result`` (and the
   pooling ``accum``) = the incoming format, so values pass unchanged;
 * ``Softmax``: with a table softmax in the plan (``LayerPlan.softmax``,
@@ -182,15 +186,32 @@ def _weighted_slots(step, where: str) -> list[Slot]:
     if act not in (None, "relu"):
         raise UnsupportedOpError(f"{where}: fused activation {act!r} has no hls4ml mapping in "
                                  "fxp (only ReLU)")
+    from fxp.sim.compile_pow2 import decimal_text_changes
+
+    if not lp.param_decimals and decimal_text_changes(node, lp):
+        raise PlanError(f"{where}: hls4ml writes its weights as decimal text with as many "
+                        "places as fraction bits, which changes some of their codes; set "
+                        "the layer's param_decimals so fxp computes what hls4ml builds")
     out = lp.output.fmt
-    b_fmt = lp.bias.fmt if lp.bias is not None else step.acc_fmt
-    prec = {"weight": hls_type(lp.weight.fmt, "half_even", "saturate", f"{where} weight"),
-            "bias": hls_type(b_fmt, "half_even", "saturate", f"{where} bias"),
-            "accum": hls_type(step.acc_fmt, "floor", lp.acc_overflow, f"{where} accum")}
+    if lp.acc_frac_bits is None:
+        acc, acc_rnd = step.acc_fmt, "floor"
+    else:
+        acc, acc_rnd = QFormat.from_frac(lp.acc_bits, lp.acc_frac_bits), lp.acc_rounding
+    b_fmt = lp.bias.fmt if lp.bias is not None else acc
+    prec = {"weight": hls_type(lp.weight.fmt, lp.weight_rounding, lp.weight_overflow,
+                               f"{where} weight"),
+            "bias": hls_type(b_fmt, lp.bias_rounding, lp.bias_overflow, f"{where} bias"),
+            "accum": hls_type(acc, acc_rnd, lp.acc_overflow, f"{where} accum")}
     kind = "Conv2D" if isinstance(node, Conv2D) else "Dense"
     if act is None:
         prec["result"] = hls_type(out, lp.rounding, lp.output_overflow, f"{where} result")
         return [Slot("weighted", node.name, prec, node.output, kind, out)]
+    if lp.result is not None:  # hls4ml's own two casts
+        prec["result"] = hls_type(lp.result.fmt, lp.rounding, lp.result_overflow,
+                                  f"{where} result")
+        relu = {"result": hls_type(out, lp.rounding, lp.output_overflow, f"{where} relu")}
+        return [Slot("weighted", node.name, prec, None, kind, lp.result.fmt),
+                Slot("relu", node.name, relu, node.output, "Activation", out, fused=True)]
     # rounding into a signed type one integer bit above the accumulator cannot overflow
     ib = step.acc_fmt.int_bits + 1
     wide = QFormat(ib + out.frac_bits, ib, True)

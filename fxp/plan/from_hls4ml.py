@@ -48,7 +48,7 @@ import json
 from pathlib import Path
 
 from fxp.core.format import QFormat
-from fxp.core.modes import OverflowMode, RoundingMode
+from fxp.core.modes import OverflowMode
 from fxp.errors import FormatError, FxpError, PlanError
 from fxp.export.hls4ml import _classify, _names
 from fxp.export.hls4ml_types import Slot, hls4ml_slots
@@ -56,11 +56,11 @@ from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense
 from fxp.plan.plan import LayerPlan, Plan, TensorSpec
 from fxp.plan.softmax import ApType, SoftmaxTable
+from fxp.sim.compile_pow2 import decimal_text_changes
 from fxp.sim.compile import compile_plan
 
 __all__ = ["load_hls4ml_config", "parse_hls4ml_type", "plan_from_hls4ml"]
 
-_EXACT = (RoundingMode.HALF_EVEN, OverflowMode.SATURATE)
 _TABLE_KEYS = ("exp_table", "inv_table", "inv_inp")
 
 
@@ -193,52 +193,60 @@ def _holds(big: QFormat, fmt: QFormat) -> bool:
         and big.int_bits >= fmt.int_bits + extra
 
 
-def _need(t: ApType, modes: tuple, what: str) -> None:
-    if (t.rounding, t.overflow) != modes:
-        raise PlanError(f"{what} {t.hls4ml()!r}: fxp quantizes weights and biases half to even, "
-                        "saturating; hls4ml would quantize with "
-                        f"{t.rounding.value}/{t.overflow.value} (write it ...,RND_CONV,SAT>)")
+def _accumulator(key: str, a: ApType, b: ApType, f_p: int) -> dict:
+    """``acc_bits`` / ``acc_frac_bits`` / ``bias`` of the accum and bias types.
+
+    Products exact (``F_acc >= F_x + F_w``) with the bias in the products' LSB
+    is written as before (no ``acc_frac_bits``, the accumulator re-based to
+    ``F_x + F_w`` fraction bits: the same integers); anything else keeps the
+    accum type as it is.
+    """
+    if not a.fmt.signed:
+        raise PlanError(f"layer {key!r} accum {a.hls4ml()!r}: fxp's accumulator is signed; "
+                        f"give fixed<{a.fmt.bits + 1},{a.fmt.int_bits + 1},...>")
+    if a.fmt.frac_bits >= f_p and b.fmt.frac_bits == f_p:
+        try:
+            acc = QFormat(a.fmt.int_bits + f_p, a.fmt.int_bits)
+        except FxpError as exc:
+            raise PlanError(f"layer {key!r} accum {a.hls4ml()!r}: {str(exc)[:200]}") from None
+        return dict(acc_bits=acc.bits, bias=None if b.fmt == acc else TensorSpec(b.fmt))
+    acc = QFormat.from_frac(a.fmt.bits, a.fmt.frac_bits)
+    return dict(acc_bits=a.fmt.bits, acc_frac_bits=a.fmt.frac_bits,
+                acc_rounding=a.rounding, bias=None if b.fmt == acc else TensorSpec(b.fmt))
 
 
 def _weighted(res: _Resolver, key: str, entry: dict, relu: tuple | None, s: Slot,
-              cur: QFormat) -> tuple[LayerPlan, QFormat]:
+              cur: QFormat, node) -> tuple[LayerPlan, QFormat]:
     w, b = res(entry, "weight", key), res(entry, "bias", key)
     a, r = res(entry, "accum", key), res(entry, "result", key)
-    _need(w, _EXACT, f"layer {key!r} weight")
-    _need(b, _EXACT, f"layer {key!r} bias")
-    frac = cur.frac_bits + w.fmt.frac_bits
-    if not a.fmt.signed or a.fmt.frac_bits < frac:
-        raise PlanError(f"layer {key!r} accum {a.hls4ml()!r}: fxp's accumulator is signed with "
-                        f"F_x + F_w = {frac} fraction bits (no product truncated); give "
-                        f"fixed<{a.fmt.int_bits + frac},{a.fmt.int_bits},TRN,...>")
-    try:
-        acc = QFormat(a.fmt.int_bits + frac, a.fmt.int_bits)
-    except FxpError as exc:
-        raise PlanError(f"layer {key!r} accum {a.hls4ml()!r}: {str(exc)[:200]}") from None
-    if b.fmt.frac_bits != frac:
-        raise PlanError(f"layer {key!r} bias {b.hls4ml()!r}: fxp adds the bias with "
-                        f"F_x + F_w = {frac} fraction bits, got {b.fmt.frac_bits}")
-    out, rounding, ovf = r.fmt, r.rounding, r.overflow
+    f_p = cur.frac_bits + w.fmt.frac_bits
+    kw = _accumulator(key, a, b, f_p)
+    kw.update(weight=TensorSpec(w.fmt), weight_rounding=w.rounding, weight_overflow=w.overflow,
+              bias_rounding=b.rounding, bias_overflow=b.overflow, acc_overflow=a.overflow,
+              acc_order="fxp" if a.overflow is OverflowMode.WRAP else "hls4ml",
+              output=TensorSpec(r.fmt), rounding=r.rounding, output_overflow=r.overflow)
     if relu is not None:
         rkey, rt = relu
-        wide = r.fmt.signed and r.fmt.int_bits >= acc.int_bits + 1  # rounding cannot overflow
+        bits = a.fmt.int_bits  # the accumulator's integer bits (sign included)
+        wide = r.fmt.signed and r.fmt.int_bits >= bits + 1  # rounding cannot overflow
         clamps = r.overflow is rt.overflow is OverflowMode.SATURATE and _holds(r.fmt, rt.fmt)
-        if r.fmt.frac_bits != rt.fmt.frac_bits or not (wide or clamps):
-            raise PlanError(f"layer {key!r} result {r.hls4ml()!r} before ReLU {rkey!r} "
-                            f"{rt.hls4ml()!r}: fxp rounds, clamps, then overflows once; it needs "
-                            f"{rt.fmt.frac_bits} fraction bits and a signed result with >= "
-                            f"{acc.int_bits + 1} integer bits (or both saturating, the first "
-                            "holding the second)")
-        out, ovf = rt.fmt, rt.overflow
+        if r.fmt.frac_bits == rt.fmt.frac_bits and (wide or clamps):
+            kw.update(output=TensorSpec(rt.fmt), output_overflow=rt.overflow)  # fused, exact
+        elif rt.fmt.frac_bits < r.fmt.frac_bits and rt.rounding is not r.rounding:
+            raise PlanError(f"layer {key!r} result {r.hls4ml()!r} and ReLU {rkey!r} "
+                            f"{rt.hls4ml()!r}: the ReLU drops fraction bits with another "
+                            f"rounding ({rt.rounding.value}, the layer's is {r.rounding.value}); "
+                            "fxp rounds both casts alike: give them the same rounding")
+        else:  # hls4ml's two casts: the result type, then the ReLU's
+            kw.update(result=TensorSpec(r.fmt), result_overflow=r.overflow,
+                      output=TensorSpec(rt.fmt), output_overflow=rt.overflow)
     try:
-        lp = LayerPlan(s.fxp_name, weight=TensorSpec(w.fmt),
-                       bias=None if b.fmt == acc else TensorSpec(b.fmt), output=TensorSpec(out),
-                       acc_bits=acc.bits, acc_overflow=a.overflow, rounding=rounding,
-                       output_overflow=ovf,
-                       acc_order="fxp" if a.overflow is OverflowMode.WRAP else "hls4ml")
+        lp = LayerPlan(s.fxp_name, **kw)
+        if decimal_text_changes(node, lp):
+            lp = lp.with_(param_decimals=True)
     except FxpError as exc:
         raise PlanError(f"hls4ml layer {key!r}: {str(exc)[:300]}") from None
-    return lp, out
+    return lp, lp.output.fmt
 
 
 def _softmax(res: _Resolver, key: str, entry: dict, s: Slot) -> LayerPlan | None:
@@ -307,7 +315,7 @@ def plan_from_hls4ml(graph: Graph, config: dict, *, name: str = "hls4ml") -> Pla
             relu = None
             if i + 1 < len(slots) and slots[i + 1].fused:
                 relu = (keys[i + 1], res(matched[i + 1][1], "result", keys[i + 1]))
-            lp, cur = _weighted(res, key, entry, relu, s, cur)
+            lp, cur = _weighted(res, key, entry, relu, s, cur, model.graph.layer(s.fxp_name))
             out_layers.append(lp)
             i += 2 if relu is not None else 1
             continue

@@ -32,7 +32,7 @@ from fxp.errors import PlanError
 from fxp.ops.fixed import quantize
 from fxp.plan.plan import LayerPlan, TensorSpec
 
-__all__ = ["decimal_text_values", "pow2_layer_params"]
+__all__ = ["decimal_text_changes", "decimal_text_values", "pow2_layer_params", "scaled_bound"]
 
 
 def decimal_text_values(values: np.ndarray, frac_bits: int) -> np.ndarray:
@@ -49,6 +49,23 @@ def decimal_text_values(values: np.ndarray, frac_bits: int) -> np.ndarray:
     flat = np.asarray(values, np.float64).ravel().tolist()
     return np.array([float(f"{v:.{places}f}") for v in flat], np.float64).reshape(
         np.shape(values))
+
+
+def decimal_text_changes(node, lp: LayerPlan) -> bool:
+    """True when hls4ml's decimal weight text changes a weight or bias code of ``lp``.
+
+    (Compared with exact quantization of the float32 values, with the layer's
+    modes; the bias in its own format, or the accumulator's.)
+    """
+    fmt_b = lp.bias.fmt if lp.bias is not None else None
+    pairs = [(node.weight, lp.weight.fmt, lp.weight_rounding, lp.weight_overflow)]
+    if node.bias is not None and fmt_b is not None:
+        pairs.append((node.bias, fmt_b, lp.bias_rounding, lp.bias_overflow))
+    for values, fmt, rnd, ovf in pairs:
+        if not np.array_equal(_codes(values, fmt, rnd, ovf, False),
+                              _codes(values, fmt, rnd, ovf, True)):
+            return True
+    return False
 
 
 def _codes(values: np.ndarray, fmt: QFormat, rounding, overflow, decimals: bool) -> np.ndarray:

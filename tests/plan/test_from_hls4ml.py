@@ -111,10 +111,7 @@ def test_model_defaults_only_give_hls4mls_defaults(gx):
         MODEL_ONLY["Model"]["Precision"]["accum"], "accum"))
     assert sm.output.fmt == prec["default"]
     compile_plan(g, plan)
-    # hls4ml's stock default (fixed<16,6> everywhere) truncates weights and products
-    with pytest.raises(PlanError, match=r"^layer 'conv1' weight 'fixed<16,6,TRN,WRAP>': "
-                                        r"fxp quantizes weights .* half to even"):
-        plan_from_hls4ml(g, {"Model": {"Precision": {"default": "fixed<16,6>"}}})
+    # hls4ml's stock default (fixed<16,6> everywhere): tests/plan/test_from_hls4ml_defaults.py
     with pytest.raises(PlanError, match=r"^hls4ml Model Precision 'default' \(for 'x' "
                                         r"result\) is 'auto'"):  # a string: the default
         plan_from_hls4ml(g, {"Model": {"Precision": "auto"}})
@@ -127,14 +124,14 @@ def _cfg(**layers):
 @pytest.mark.parametrize(("cfg", "needle"), [
     (_cfg(conv1={"Precision": {"weight": "auto"}}),
      r"hls4ml layer 'conv1' Precision 'weight' .* is 'auto'"),
-    (_cfg(conv1={"Precision": {"accum": "fixed<20,12,TRN,WRAP>"}}),
-     r"layer 'conv1' accum 'fixed<20,12,TRN,WRAP>': .* F_x \+ F_w = 18"),
+    (_cfg(conv1={"Precision": {"accum": "ufixed<20,12,TRN,WRAP>"}}),
+     r"layer 'conv1' accum 'ufixed<20,12,TRN,WRAP>': fxp's accumulator is signed"),
     (_cfg(conv1={"Precision": {"accum": "fixed<4,-20,TRN,WRAP>"}}),
      r"^layer 'conv1' accum 'fixed<4,-20,TRN,WRAP>': bits"),
-    (_cfg(conv1={"Precision": {"bias": "fixed<20,12,RND_CONV,SAT>"}}),
-     r"layer 'conv1' bias .* 18 fraction bits, got 8"),
-    (_cfg(conv1={"Precision": {"result": "fixed<24,12,TRN,WRAP>"}}),
-     r"layer 'conv1' result 'fixed<24,12,TRN,WRAP>' before ReLU 'relu1'"),
+    (_cfg(conv1={"Precision": {"result": "fixed<24,12,RND,WRAP>"}},
+          relu1={"Precision": {"result": "fixed<16,12,TRN,WRAP>"}}),
+     r"layer 'conv1' result 'fixed<24,12,RND,WRAP>' and ReLU 'relu1' 'fixed<16,12,TRN,WRAP>': "
+     r"the ReLU drops fraction bits with another rounding"),
     (_cfg(pool1={"Precision": {"result": "fixed<8,4>"}}),
      r"hls4ml layer 'pool1' result 'fixed<8,4,TRN,WRAP>': fxp passes .* unchanged"),
     (_cfg(pool1={"Precision": {"accum": "fixed<8,4>"}}), r"'pool1' accum .* cannot hold"),
@@ -201,10 +198,10 @@ def test_cli_plan_from_hls4ml(torch_cnn, tmp_path, capsys):
     out = tmp_path / "plan.json"
     assert main(["plan", str(path), "--from-hls4ml", str(cfg), "--out", str(out)]) == 0
     assert load_plan(out) == plan
-    cfg.write_text(json.dumps({"Model": {"Precision": {"default": "fixed<16,6>"}}}))
+    cfg.write_text(json.dumps({"Model": {"Precision": "auto"}}))
     assert main(["plan", str(path), "--from-hls4ml", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "fxp quantizes weights" in err
+    assert err.count("\n") == 1 and "is 'auto'" in err
     assert main(["plan", str(path), "--from-hls4ml", str(cfg), "--target-sqnr", "30"]) == 2
     assert "takes no --target-sqnr" in capsys.readouterr().err
 
