@@ -40,18 +40,39 @@ EXAMPLES = """examples:
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from fxp import workflow as fw
+    from fxp.report.mcu import model_resources
 
     graph = fw.load_model(args.model)
     rows = fw.inspect_model(graph)
+    mcu = model_resources(graph, fw.embedded_plan(graph), args.model)
     if args.json:
-        print(json.dumps({"model": graph.name, "layers": rows}, indent=2))
+        print(json.dumps({"model": graph.name, "layers": rows, "mcu": _mcu_json(mcu)}, indent=2))
         return 0
     print(f"model {graph.name}: input {list(graph.input_shapes[graph.inputs[0]][1:])}, "
           f"{sum(r['params'] for r in rows):,} parameters, {sum(r['macs'] for r in rows):,} MACs")
     _print_table(rows, [("name", "layer"), ("op", "op"), ("output_shape", "output"),
                         ("params", "params"), ("macs", "MACs"), ("w_min", "w min"),
                         ("w_max", "w max"), ("w_std", "w std"), ("w_kurtosis", "kurtosis")])
+    _print_mcu(mcu)
     return 0
+
+
+def _mcu_json(mcu) -> dict:
+    """The ``mcu`` entry of ``--json`` output: resources, or why there are none."""
+    res, reason = mcu
+    return res.to_dict() if res is not None else {"unavailable": reason}
+
+
+def _print_mcu(mcu) -> None:
+    """MCU resources (fxp.report.mcu) after a command's own output."""
+    from fxp.report.mcu import COLUMNS, layer_rows, summary_lines
+
+    res, reason = mcu
+    if res is None:
+        print(f"\nMCU resources: not available ({reason})")
+        return
+    print("\n" + "\n".join(summary_lines(res)))
+    _print_table(layer_rows(res), COLUMNS)
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -172,11 +193,14 @@ def _model_and_plan(args: argparse.Namespace):
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    from fxp.report.mcu import model_resources
+
     fw, graph, plan = _model_and_plan(args)
     data = fw.load_data(args.data, graph, limit=args.limit)
     rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size,
                             progress=not args.json, method="loop" if args.exact else "auto",
                             per_channel=args.per_channel)
+    mcu = model_resources(graph, plan, args.model if args.plan is None else None)
     dep = None
     if args.float is not None:
         if fw.embedded_plan(graph) is None:
@@ -184,7 +208,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                             f"{args.model[:200]!r} is not a quantized model")
         dep = fw.float_departure(graph, plan, args.float, data, batch_size=args.batch_size)
     if args.json:
-        out = rep.to_dict()
+        out = {**rep.to_dict(), "mcu": _mcu_json(mcu)}
         if dep is not None:
             out["float_departure"] = {**dep, "rows": [
                 {**r, "sqnr_db": r["sqnr_db"] if abs(r["sqnr_db"]) != float("inf")
@@ -209,6 +233,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
               f"{dep['unmatched']} without a float twin")
         _print_table(dep["rows"], [("tensor", "quantized tensor"), ("layer", "layer"),
                                    ("float_tensor", "float tensor"), ("sqnr_db", "SQNR dB")])
+    _print_mcu(mcu)
     return 0
 
 
