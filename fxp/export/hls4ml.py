@@ -12,7 +12,9 @@ Three ways in, one set of types (:mod:`fxp.export.hls4ml_types`):
   with the layer names the chosen frontend uses (``InputShape`` and
   ``ChannelsLastConversion`` included for PyTorch);
 * :func:`hls4ml_project` (hls4ml installed) does the first, converts, writes
-  the project and, with ``compile=True``, builds the C simulation with g++.
+  the project and, with ``compile=True``, builds the C simulation with g++;
+  :func:`fxp.export.hls4ml_onnx.hls4ml_onnx_project` does the same through
+  hls4ml's ONNX frontend (qonnx-cleaned model, qonnx names).
 
 Names.  hls4ml turns layer names into C++ identifiers.  Its PyTorch frontend
 names a layer after its module path (``features.0`` -> ``features_0``) and the
@@ -24,7 +26,9 @@ prefixing a leading digit with the class name (``input.1`` -> ``input_1``).
 A name that is still no C++ identifier after that mapping (``/conv1/Conv`` for
 the ONNX frontend, which expects qonnx-cleaned names such as ``Conv_0``) is
 refused with a :class:`~fxp.errors.PlanError` naming it: generate the config
-with hls4ml and use :func:`patch_hls4ml_config`.
+with hls4ml and use :func:`patch_hls4ml_config`, which recognizes a config of
+the ONNX frontend (``global_in``, ``Conv_0_param0``, ...) and patches it with
+:func:`fxp.export.hls4ml_onnx.patch_hls4ml_onnx_config`.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ from pathlib import Path
 from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import FormatError, MissingDependencyError, PlanError
-from fxp.export.hls4ml_types import Q_MODES, O_MODES, Slot, hls4ml_slots
+from fxp.export.hls4ml_onnx import is_onnx_config, patch_hls4ml_onnx_config
+from fxp.export.hls4ml_types import O_MODES, Q_MODES, Slot, hls4ml_slots
 from fxp.export.names import is_c_identifier
 from fxp.fileio import write_text
 from fxp.ir.graph import Graph
@@ -178,6 +183,8 @@ def patch_hls4ml_config(graph: Graph, plan: Plan, config: dict) -> dict:
     ``config_from_onnx_model`` returned with ``granularity='name'``; its
     ``LayerName`` entries are matched, in order, to the layers hls4ml builds
     for fxp's graph (input, Conv2D/Dense, a ReLU, pooling, flatten, softmax).
+    A config of the ONNX frontend (qonnx names) is patched by
+    :func:`~fxp.export.hls4ml_onnx.patch_hls4ml_onnx_config`.
 
     Raises
     ------
@@ -188,6 +195,8 @@ def patch_hls4ml_config(graph: Graph, plan: Plan, config: dict) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("LayerName"), dict):
         raise FormatError("hls4ml config has no 'LayerName' object; generate it with "
                           "granularity='name'")
+    if is_onnx_config(config):
+        return patch_hls4ml_onnx_config(graph, plan, config)
     model = compile_plan(graph, plan)
     slots = hls4ml_slots(model)
     out = copy.deepcopy(config)

@@ -52,7 +52,7 @@ from fxp.errors import PlanError, UnsupportedOpError
 from fxp.ir.nodes import Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape, Softmax
 from fxp.sim.compile import CompiledModel
 
-__all__ = ["Q_MODES", "O_MODES", "Slot", "hls_type", "hls4ml_slots"]
+__all__ = ["O_MODES", "Q_MODES", "Slot", "hls4ml_slots", "hls_type", "transpose_slot"]
 
 Q_MODES = {RoundingMode.FLOOR: "TRN", RoundingMode.TO_ZERO: "TRN_ZERO",
            RoundingMode.HALF_UP: "RND", RoundingMode.HALF_TO_ZERO: "RND_ZERO",
@@ -89,7 +89,8 @@ class Slot:
     """One layer hls4ml builds, with the fxp tensor its output equals.
 
     ``kind``: ``input``, ``weighted`` (Conv2D/Dense), ``relu`` (a ReLU fxp
-    fused), ``pool``, ``reshape`` or ``softmax``.  ``tensor`` is the fxp
+    fused), ``pool``, ``reshape``, ``softmax`` or ``transpose`` (one a
+    frontend inserts, :func:`transpose_slot`).  ``tensor`` is the fxp
     tensor whose codes equal this layer's output (None for a softmax).
     """
 
@@ -108,6 +109,21 @@ class Slot:
 
 def _pass_type(fmt: QFormat) -> str:
     return hls_type(fmt, RoundingMode.FLOOR, OverflowMode.WRAP)
+
+
+def transpose_slot(name: str, before: Slot) -> Slot:
+    """A ``Transpose`` layer a frontend inserts after ``before``: its codes pass unchanged.
+
+    hls4ml's ONNX frontend keeps the ``Transpose`` nodes qonnx's channels-last
+    conversion leaves (e.g. on the input); hls4ml gives it the incoming type
+    (its ``Transpose`` layer ignores a configured one), so its ``result`` is
+    ``before``'s, modes included.
+    """
+    if before.fmt is None or "result" not in before.precision:
+        raise UnsupportedOpError(f"Transpose {name!r} follows {before.fxp_name!r}, whose "
+                                 "output fxp leaves to hls4ml (a float softmax)")
+    return Slot("transpose", name, {"result": before.precision["result"]}, before.tensor,
+                "Transpose", before.fmt)
 
 
 def hls4ml_slots(model: CompiledModel, *, input_rounding: RoundingMode | str | None = None,

@@ -8,7 +8,15 @@ entries.  Each type is resolved with hls4ml's own precedence
 keys are matched to fxp's layers by the names hls4ml's PyTorch or ONNX
 frontend gives them (:func:`fxp.export.hls4ml.hls4ml_layer_name`), or, when
 the config lists exactly the layers hls4ml builds, in graph order (as
-:func:`~fxp.export.hls4ml.patch_hls4ml_config` matches them).
+:func:`~fxp.export.hls4ml.patch_hls4ml_config` matches them).  A config of
+hls4ml's ONNX frontend (qonnx names: ``global_in``, ``Conv_0``,
+``Conv_0_param0``, ...) is matched by op type, in order
+(:func:`fxp.export.hls4ml_onnx.onnx_slot_entries`): ``Transpose`` and
+``Constant`` entries are skipped (hls4ml types neither from the config), and a
+``MatMul`` with its bias ``Add`` is one Dense whose ``result`` is the ``Add``'s
+(the ``MatMul``'s must be ``"auto"``, as hls4ml fuses them only then; see
+:mod:`fxp.export.hls4ml_onnx`).  ``graph`` is fxp's graph of the original
+model, not the qonnx-cleaned one.
 
 What a type becomes (the inverse of :mod:`fxp.export.hls4ml_types`):
 
@@ -51,13 +59,14 @@ from fxp.core.format import QFormat
 from fxp.core.modes import OverflowMode
 from fxp.errors import FormatError, FxpError, PlanError
 from fxp.export.hls4ml import _classify, _names
+from fxp.export.hls4ml_onnx import is_onnx_config, onnx_slot_entries
 from fxp.export.hls4ml_types import Slot, hls4ml_slots
 from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense
 from fxp.plan.plan import LayerPlan, Plan, TensorSpec
 from fxp.plan.softmax import ApType, SoftmaxTable
-from fxp.sim.compile_pow2 import decimal_text_changes
 from fxp.sim.compile import compile_plan
+from fxp.sim.compile_pow2 import decimal_text_changes
 
 __all__ = ["load_hls4ml_config", "parse_hls4ml_type", "plan_from_hls4ml"]
 
@@ -150,6 +159,11 @@ class _Resolver:
 
 def _match(graph: Graph, slots: list[Slot], layers: dict) -> list[tuple[str | None, dict]]:
     """``(config key, entry)`` per slot; ``(None, {})`` for a layer without an entry."""
+    if is_onnx_config({"LayerName": layers}):  # qonnx names: matched by op type, in order
+        try:
+            return onnx_slot_entries({"LayerName": layers}, slots)
+        except FormatError as exc:
+            raise PlanError(str(exc)) from None
     for frontend in ("pytorch", "onnx"):
         try:
             names = _names(slots, frontend, graph)
