@@ -15,7 +15,9 @@ import json
 from collections.abc import Sequence
 
 from fxp.cli_args import (
-    Parser, bits, finite_float, int_range, positive_int, prepare_output, run_handler, width_list,
+    PLAN_COSTS, TARGET_DEFAULT_COST, Parser, add_hardware_options, bits,
+    check_hardware_options, finite_float, hardware_options, int_range, positive_int,
+    prepare_output, run_handler, width_list,
 )
 from fxp.cli_tools import (
     _cmd_bench, _cmd_deploy, _cmd_format, _cmd_quantize, _cmd_sweep, _cmd_train,
@@ -42,19 +44,35 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     from fxp import workflow as fw
     from fxp.report.mcu import model_resources
 
-    graph = fw.load_model(args.model)
+    graph = fw.load_model(args.model, runtime=args.runtime)
     rows = fw.inspect_model(graph)
     mcu = model_resources(graph, fw.embedded_plan(graph), args.model)
     if args.json:
-        print(json.dumps({"model": graph.name, "layers": rows, "mcu": _mcu_json(mcu)}, indent=2))
+        print(json.dumps({"model": graph.name, "layers": rows, "mcu": _mcu_json(mcu),
+                          **_runtime_json(graph)}, indent=2))
         return 0
     print(f"model {graph.name}: input {list(graph.input_shapes[graph.inputs[0]][1:])}, "
           f"{sum(r['params'] for r in rows):,} parameters, {sum(r['macs'] for r in rows):,} MACs")
+    _print_runtime(graph)
     _print_table(rows, [("name", "layer"), ("op", "op"), ("output_shape", "output"),
                         ("params", "params"), ("macs", "MACs"), ("w_min", "w min"),
                         ("w_max", "w max"), ("w_std", "w std"), ("w_kurtosis", "kurtosis")])
     _print_mcu(mcu)
     return 0
+
+
+def _runtime_json(graph) -> dict:
+    """``{"runtime": name, "runtime_notes": [...]}`` of a ``.tflite`` model, else ``{}``."""
+    from fxp.frontends.tflite_runtime import RUNTIME_KEY, runtime_notes
+
+    name = graph.metadata.get(RUNTIME_KEY)
+    return {} if name is None else {"runtime": name, "runtime_notes": runtime_notes(graph)}
+
+
+def _print_runtime(graph) -> None:
+    """The runtime profile of a ``.tflite`` model (fxp.frontends.tflite_runtime), one line each."""
+    for line in _runtime_json(graph).get("runtime_notes", []):
+        print(line)
 
 
 def _mcu_json(mcu) -> dict:
@@ -81,10 +99,12 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.binary and (args.target_sqnr is not None or args.max_accuracy_drop is not None):
         raise PlanError("--binary cannot be combined with --target-sqnr (the optimizer plans "
                         "fixed-point widths only)")
-    if args.from_hls4ml is not None and (args.target_sqnr is not None or args.binary
-                                         or args.max_accuracy_drop is not None):
+    optimized = args.target_sqnr is not None or args.max_accuracy_drop is not None or \
+        bool(hardware_options(args)["budgets"])
+    if args.from_hls4ml is not None and (optimized or args.binary):
         raise PlanError("--from-hls4ml reads the types from the config; it takes no "
-                        "--target-sqnr, --max-accuracy-drop or --binary")
+                        "--target-sqnr, --max-accuracy-drop, --max-* budgets or --binary")
+    check_hardware_options(args, optimized)
     if args.out is not None:
         prepare_output(args.out, folder=False)
     from fxp import workflow as fw
@@ -95,16 +115,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         return _print_plan(args, plan_from_hls4ml(graph, load_hls4ml_config(args.from_hls4ml)))
     plan = fw.embedded_plan(graph)
     if plan is not None:  # a quantized model: write out the plan it carries
-        if args.target_sqnr is not None or args.max_accuracy_drop is not None or args.binary:
+        if optimized or args.binary:
             raise PlanError(f"{args.model[:200]!r} is a quantized model and carries its own "
-                            f"plan; --target-sqnr, --max-accuracy-drop and --binary are for "
-                            f"float models")
+                            f"plan; --target-sqnr, --max-accuracy-drop, --max-* budgets and "
+                            f"--binary are for float models")
         return _print_plan(args, plan)
     if args.data is None:
         raise PlanError(f"{args.model[:200]!r} is a float model: --data (calibration data) is "
                         f"required to make a plan")
     data = fw.load_data(args.data, graph, limit=args.limit)
-    if args.target_sqnr is not None or args.max_accuracy_drop is not None:
+    if optimized:
         return _plan_optimized(args, fw, graph, data)
     plan = fw.make_plan(graph, data, bits=args.bits, weight_bits=args.weight_bits,
                         act_bits=args.act_bits, acc_bits=args.acc_bits, scheme=args.scheme,
@@ -154,8 +174,9 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     from fxp.plan.io import plan_to_dict, save_plan
 
     calib = 1000 if args.calib is None else args.calib
-    common = dict(cost=args.cost, min_bits=args.min_bits, max_bits=args.max_bits, calib=calib,
-                  rounding=args.rounding, method=args.method,
+    common = dict(cost=args.cost or TARGET_DEFAULT_COST[args.target], min_bits=args.min_bits,
+                  max_bits=args.max_bits, calib=calib, rounding=args.rounding,
+                  method=args.method, **hardware_options(args),
                   weight_method="sqnr" if args.weight_range is None else args.weight_range)
     if args.max_accuracy_drop is not None:
         res = fw.optimize_for_accuracy(graph, data, args.max_accuracy_drop, **common)
@@ -166,8 +187,11 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     if args.json:
         print(json.dumps({**res.to_dict(), "plan": plan_to_dict(res.plan)}, indent=2))
         return 0 if res.success else 1
-    print(f"optimized plan for {res.target_sqnr_db:g} dB output SQNR, cost {res.cost_name} "
-          f"({res.solver}, {res.solve_time_s:.2f} s to solve, {res.total_time_s:.1f} s in all)")
+    goal = "the best SQNR within the budgets" if res.target_sqnr_db is None else \
+        f"{res.target_sqnr_db:g} dB output SQNR"
+    print(f"optimized plan for {goal}, cost {res.cost_name} = {res.cost:,.10g}"
+          f"{f' (target {res.target})' if res.target else ''} ({res.solver}, "
+          f"{res.solve_time_s:.2f} s to solve, {res.total_time_s:.1f} s in all)")
     _print_table(res.table_rows(), [("tensor", "tensor"), ("kind", "kind"), ("layer", "layer"),
                                     ("bits", "bits"), ("kappa", "kappa dB/bit"),
                                     ("sqnr_db", "alone dB"), ("acc_bits", "acc bits")])
@@ -177,6 +201,10 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     if res.fixed_top1 is not None:
         print(f"top-1 float {100 * res.float_top1:.2f}%, fixed {100 * res.fixed_top1:.2f}%; "
               f"weight memory {res.weight_memory_bits / 8:,.0f} bytes")
+    from fxp.opt.result import hardware_lines
+
+    for line in hardware_lines(res):
+        print(line)
     if args.out is not None:
         print(f"wrote {args.out}")
     return 0 if res.success else 1
@@ -188,7 +216,7 @@ def _model_and_plan(args: argparse.Namespace):
     from fxp.plan.io import load_plan
 
     plan = load_plan(args.plan) if args.plan is not None else None  # fail fast
-    graph = fw.load_model(args.model)
+    graph = fw.load_model(args.model, runtime=getattr(args, "runtime", None))
     return fw, graph, plan if plan is not None else fw.model_plan(graph, None, args.model)
 
 
@@ -208,7 +236,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
                             f"{args.model[:200]!r} is not a quantized model")
         dep = fw.float_departure(graph, plan, args.float, data, batch_size=args.batch_size)
     if args.json:
-        out = {**rep.to_dict(), "mcu": _mcu_json(mcu)}
+        out = {**rep.to_dict(), "mcu": _mcu_json(mcu), **_runtime_json(graph)}
         if dep is not None:
             out["float_departure"] = {**dep, "rows": [
                 {**r, "sqnr_db": r["sqnr_db"] if abs(r["sqnr_db"]) != float("inf")
@@ -216,6 +244,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         print(json.dumps(out, indent=2))
         return 0
     print(f"{rep.model} with plan {rep.plan} on {rep.data} ({rep.n} images)")
+    if args.plan is None:
+        _print_runtime(graph)
     print(f"  float top-1 {rep.float_top1:.4f}  fixed top-1 {rep.fixed_top1:.4f}  "
           f"top-1 agreement {rep.agreement:.4f}  output SQNR {rep.output_sqnr_db:.2f} dB")
     print(f"  float top-5 {rep.float_top5:.4f}  fixed top-5 {rep.fixed_top5:.4f}")
@@ -283,6 +313,8 @@ def _cmd_export_file(args: argparse.Namespace) -> int:
 
 _PLAN_HELP = ("plan JSON (required for float models; a quantized ONNX model carries its own "
               "plan, used when --plan is absent)")
+_RUNTIME_HELP = ("a .tflite model: whose integers to reproduce, tflm (default), litert-ref, "
+                 "litert-opt, xnnpack or cmsis-nn (ignored with --plan)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -298,6 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("inspect", help="layers, shapes, parameters, MACs and weight statistics")
     p.add_argument("model", help="ONNX path or zoo name (mnist_cnn, lenet5, vgg7, fashion_cnn)")
+    p.add_argument("--runtime", default=None, metavar="NAME", help=_RUNTIME_HELP)
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_inspect)
 
@@ -335,9 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-sqnr", type=finite_float(), default=None, metavar="DB",
                    help="optimize per-tensor widths for this output SQNR (dB) instead of "
                         "uniform widths")
-    p.add_argument("--cost", default="weight_memory",
-                   choices=["weight_memory", "activation_memory", "bitops"],
-                   help="what --target-sqnr minimises")
+    p.add_argument("--cost", default=None, choices=PLAN_COSTS,
+                   help="what --target-sqnr minimises (default weight_memory; area with "
+                        "--target fpga, flash with --target mcu)")
+    add_hardware_options(p)
     p.add_argument("--min-bits", type=bits(2, 16), default=None,
                    help="narrowest width, 2..16 (--target-sqnr)")
     p.add_argument("--max-bits", type=bits(2, 16), default=None,
@@ -355,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("simulate", help="bit-exact simulation of a plan: accuracy, SQNR, overflows")
     p.add_argument("model")
     p.add_argument("--plan", default=None, help=_PLAN_HELP)
+    p.add_argument("--runtime", default=None, metavar="NAME", help=_RUNTIME_HELP)
     p.add_argument("--float", default=None, metavar="FLOAT_MODEL",
                    help="quantized models: also compare every quantized tensor with the float "
                         "model's tensor of the same name (SQNR) and top-1")
@@ -409,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = esub.add_parser("golden", help="every layer's integer codes (npz + hex) for N inputs")
     e.add_argument("model")
     e.add_argument("--plan", default=None, help=_PLAN_HELP)
+    e.add_argument("--runtime", default=None, metavar="NAME", help=_RUNTIME_HELP)
     e.add_argument("--data", required=True)
     e.add_argument("-n", type=positive_int, default=4, help="number of inputs")
     e.add_argument("--out", required=True)

@@ -172,3 +172,56 @@ def prepare_output(path: str, *, folder: bool) -> None:
                           f"{exc.strerror or type(exc).__name__}") from None
     if is_dir:
         raise OutputError(f"output file {str(p)[:200]!r} is a folder")
+
+
+# ------------------------------------------------------------------ fxp plan: hardware options
+PLAN_COSTS = ("weight_memory", "activation_memory", "bitops", "lut", "dsp", "bram", "area",
+              "flash", "cycles")
+"""``fxp plan --cost`` choices (:mod:`fxp.opt.hardware` for the hardware ones)."""
+TARGET_DEFAULT_COST = {None: "weight_memory", "fpga": "area", "mcu": "flash"}
+_BUDGET_OPTIONS = (("dsp", "DSP slices"), ("lut", "LUTs"), ("bram", "BRAM18 blocks"),
+                   ("flash", "bytes of flash (weights + biases)"),
+                   ("ram", "bytes of peak activation RAM (TFLite Micro arena head)"))
+
+
+def add_hardware_options(p: argparse.ArgumentParser) -> None:
+    """``--target``, ``--cost-file``, ``--max-*`` budgets, ``--reuse-factor``, ``--acc-saturate``."""
+    p.add_argument("--target", default=None, choices=["fpga", "mcu"],
+                   help="hardware profile: fpga (LUT/DSP/BRAM18 cost, default cost area) or mcu "
+                        "(int kernels only: weights 4/8, activations 8/16 bits; default cost "
+                        "flash); see fxp/opt/hw_costs.json")
+    p.add_argument("--cost-file", default=None, metavar="JSON",
+                   help="hardware cost coefficients (a copy of fxp/opt/hw_costs.json)")
+    for name, what in _BUDGET_OPTIONS:
+        p.add_argument(f"--max-{name}", type=int_range(0), default=None, metavar="N",
+                       help=f"budget: at most N {what}; without --target-sqnr the SQNR is "
+                            "maximised under the budgets")
+    p.add_argument("--reuse-factor", type=positive_int, default=None, metavar="R",
+                   help="FPGA reuse factor of every layer (default: the cost file's)")
+    p.add_argument("--acc-saturate", type=bits(2, 64), default=None, metavar="BITS",
+                   help="narrow accumulators wider than BITS to BITS with saturation (default: "
+                        "the narrowest width that provably cannot overflow)")
+
+
+def hardware_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments of :func:`fxp.workflow.optimize_plan` from the options above."""
+    budgets = {name: getattr(args, f"max_{name}") for name, _ in _BUDGET_OPTIONS
+               if getattr(args, f"max_{name}") is not None}
+    return {"target": args.target, "cost_file": args.cost_file, "budgets": budgets,
+            "reuse_factor": args.reuse_factor, "acc_saturate": args.acc_saturate}
+
+
+def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
+    """Refuse optimizer-only options on a plan that is not optimized (never ignore them)."""
+    from fxp.errors import PlanError
+
+    given = [opt for opt, v in (("--target", args.target), ("--cost", args.cost),
+                                ("--cost-file", args.cost_file),
+                                ("--reuse-factor", args.reuse_factor),
+                                ("--acc-saturate", args.acc_saturate)) if v is not None]
+    if given and not optimized:
+        raise PlanError(f"{', '.join(given)} apply to optimized plans: give --target-sqnr, "
+                        f"--max-accuracy-drop or a --max-* budget")
+    if optimized and getattr(args, "binary", None):
+        raise PlanError("--binary cannot be combined with the optimizer (--target-sqnr, "
+                        "--max-accuracy-drop, --max-* budgets)")

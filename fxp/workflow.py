@@ -43,9 +43,13 @@ EMBEDDED_PLAN_KEY = "fxp.quantized.plan"
 """Graph metadata key: the JSON plan a quantized ONNX file carries (see :func:`load_model`)."""
 
 
-def load_model(spec: str | Path) -> Graph:
+def load_model(spec: str | Path, *, runtime: str | None = None) -> Graph:
     """A zoo name (``mnist_cnn``), an ONNX or a ``.tflite`` path -> canonical graph (BN folded,
     ReLU fused).
+
+    ``runtime`` (``.tflite`` only; default ``"tflm"``) picks whose integers the
+    embedded plan reproduces (:mod:`fxp.frontends.tflite_runtime`); another
+    model with a ``runtime`` is a :class:`~fxp.errors.PlanError`.
 
     A ``.tflite`` file is read by :func:`fxp.frontends.tflite.load_tflite`; its
     plan (the file's own quantization) is embedded like a quantized ONNX
@@ -67,7 +71,10 @@ def load_model(spec: str | Path) -> Graph:
     if Path(path).suffix.lower() == ".tflite":  # full-integer TFLite: the reader's plan
         from fxp.frontends.tflite import load_tflite
 
-        return _with_plan(*load_tflite(path))
+        return _with_plan(*load_tflite(path, runtime or "tflm"))
+    if runtime is not None:
+        raise PlanError(f"a runtime profile ({str(runtime)[:40]!r}) applies to .tflite models; "
+                        f"{str(spec)[:200]!r} is not one")
     if _is_quantized_file(path):
         import json
 
@@ -339,12 +346,14 @@ def inspect_model(graph: Graph) -> list[dict]:
     return rows
 
 
-def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float, *,
+def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                   cost: str = "weight_memory", min_bits: int | None = None,
                   max_bits: int | None = None, widths=range(2, 17), calib: int = 1000,
                   n_measure: int | None = 256, rounding: str = "half_up",
                   method: str = "minmax", verify: bool = True,
-                  weight_method: str = "sqnr", noise_table=None):
+                  weight_method: str = "sqnr", noise_table=None, target: str | None = None,
+                  cost_file=None, budgets: dict | None = None, reuse_factor: int | None = None,
+                  acc_saturate: int | None = None):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
     The first ``calib`` samples calibrate and measure the per-tensor noise; the
@@ -353,7 +362,10 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float, *,
     ``weight_method="sqnr"`` (default) gives each weight, at each width, the
     clip (integer bits) with the best measured output SQNR; ``"minmax"`` never
     clips (see :mod:`fxp.opt.noise`).  ``noise_table`` reuses a table measured
-    before on the same calibration samples.
+    before on the same calibration samples.  ``target`` (``"fpga"``/``"mcu"``),
+    ``cost_file``, ``budgets`` (``{"dsp": N, "lut": N, "bram": N, "flash": bytes,
+    "ram": bytes}``; without a target SQNR the SQNR is maximised under them),
+    ``reuse_factor`` and ``acc_saturate``: see :func:`fxp.opt.optimize_bits`.
     """
     from fxp.opt import optimize_bits
 
@@ -363,7 +375,9 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float, *,
     return optimize_bits(graph, data, target_sqnr_db, cost=cost, min_bits=min_bits,
                          max_bits=max_bits, widths=widths, calib=calib, n_measure=n_measure,
                          rounding=rounding, method=method, verify=verify,
-                         weight_method=weight_method, noise_table=noise_table)
+                         weight_method=weight_method, noise_table=noise_table, target=target,
+                         cost_file=cost_file, budgets=budgets, reuse_factor=reuse_factor,
+                         acc_saturate=acc_saturate)
 
 
 def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"

@@ -7,8 +7,8 @@ rational rounded by :func:`tests.oracles_qlinear.r32`.
   (``core/mlas/lib/qlmul.cpp``): ``ratio = f32(f32(sA*sB)/sC)``,
   ``cvt(f32(f32(p * ratio) + zC))`` with ``p = (a-zA)(b-zB)``, saturated;
 * :func:`qdq_mul` -- DequantizeLinear x2, float32 Mul, QuantizeLinear;
-* :func:`tflite_mul` -- TFLite reference int8 MUL (``integer_ops/mul.h``):
-  ``zC + MBQM((a-zA)(b-zB), QuantizeMultiplier(double(f32(f32(s1*s2)/s_out))))``;
+* :func:`tflite_mul` -- TFLite Micro reference int8 MUL (``integer_ops/mul.h``):
+  ``zC + MBQM((a-zA)(b-zB), QuantizeMultiplier(double(s1) * double(s2) / double(s_out)))``;
 * :func:`pow2_mul` -- fxp's power-of-two Mul: the exact product rounded once
   into the output format (half up: ``floor(v + 1/2)``), saturated.
 """
@@ -38,7 +38,8 @@ def qdq_mul(a: int, b: int, sa, za, sb, zb, sy, zy, lo, hi) -> tuple[int, bool]:
 
 def tflite_mul(a: int, b: int, sa, za, sb, zb, sy, zy, lo, hi, single: bool
                ) -> tuple[int, int]:
-    m, e = quantize_multiplier(float(ratio(sa, sb, sy)), single)
+    real = float(f32(sa) * f32(sb) / f32(sy))  # exact product, one rounding to double
+    m, e = quantize_multiplier(real, single)
     y, _ = (mbqm_single if single else mbqm_double)((a - za) * (b - zb), m, e)
     code, clamped = fit(y + zy, lo, hi)
     return code, int(clamped)

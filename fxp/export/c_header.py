@@ -98,9 +98,12 @@ def c_header(graph: Graph, plan: Plan, guard: str = "FXP_MODEL_H") -> str:
         if lp.requant is RequantScheme.POW2:
             out.append(f"#define {n}_SHIFT {step.acc_fmt.frac_bits - of.frac_bits}  "
                        "/* positive: divide by 2**SHIFT */\n")
-        elif lp.requant is RequantScheme.FLOAT32:
+        elif step.f32_scales is not None:  # float32 / xnnpack
             vals = ", ".join(float(v).hex() + "f" for v in step.f32_scales)
             out.append(f"static const float {low}_scale[{len(step.f32_scales)}] = {{{vals}}};\n")
+        elif step.f64_scales is not None:  # float64 (LiteRT's reference FC)
+            vals = ", ".join(float(v).hex() for v in step.f64_scales)
+            out.append(f"static const double {low}_scale[{len(step.f64_scales)}] = {{{vals}}};\n")
         else:
             out.append(_array("int32_t", f"{low}_multiplier", step.multipliers))
             out.append(_array("int8_t", f"{low}_exponent", step.exponents))

@@ -11,7 +11,9 @@ ONNX importers, ``(Graph, Plan)``:
   points as affine :class:`~fxp.plan.plan.TensorSpec` s, per-channel weight
   scales on axis 0, ``requant="double"`` (gemmlowp double rounding, as TFLite
   Micro's reference kernels), wrapping int32 accumulators (int8) or 64-bit
-  ones (int16x8), and pools rounding half away from zero.
+  ones (int16x8), and pools rounding half away from zero.  ``runtime=``
+  picks another runtime's arithmetic per operator (LiteRT reference or
+  optimized kernels, XNNPACK, CMSIS-NN; :mod:`fxp.frontends.tflite_runtime`).
 
 Supported operators (``tflite_ops``): ``CONV_2D``, ``DEPTHWISE_CONV_2D``
 (``Conv2D`` with ``groups = Cin``), ``FULLY_CONNECTED`` (``Dense``),
@@ -19,9 +21,14 @@ Supported operators (``tflite_ops``): ``CONV_2D``, ``DEPTHWISE_CONV_2D``
 SAME padding), ``MEAN`` over H and W (``GlobalAvgPool``, then ``Flatten``
 without ``keep_dims``), ``ADD``, ``CONCATENATION``, ``RESHAPE`` (to flatten
 an image or between vectors), ``SOFTMAX`` (beta 1), ``RELU`` / ``RELU6`` with
-unchanged quantization, and the fused activations NONE, RELU, RELU6 and
-RELU_N1_TO_1 (a ``fused_activation`` on Conv2D/Dense, a ReLU/Clip node after
-the other operators).  Every other operator is refused with one
+unchanged quantization, ``LOGISTIC``, ``TANH``, ``HARD_SWISH`` (``Sigmoid``,
+``Tanh``, ``HardSwish``: TFLite Micro's integer kernels), ``MUL`` (with
+broadcasting), ``PAD`` of H and W (``Pad``), ``QUANTIZE`` (between integer
+types a ``Requantize``; of a float32 graph input, the plan's input spec),
+``DEQUANTIZE`` into the float32 graph output (see
+:mod:`fxp.frontends.tflite_ops_extra`), and the fused activations NONE, RELU,
+RELU6 and RELU_N1_TO_1 (a ``fused_activation`` on Conv2D/Dense, a ReLU/Clip
+node after the other operators).  Every other operator is refused with one
 :class:`~fxp.errors.UnsupportedOpError` listing them all by operator index and
 name.
 
@@ -109,14 +116,19 @@ def _preprocess_metadata(model) -> dict[str, str]:
     return out
 
 
-def load_tflite(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_TFLITE_BYTES
-                ) -> tuple[Graph, Plan]:
+def load_tflite(source: str | os.PathLike | bytes, runtime: str = "tflm", *,
+                max_bytes: int = MAX_TFLITE_BYTES) -> tuple[Graph, Plan]:
     """Read a full-integer ``.tflite`` model into ``(Graph, Plan)`` (see the module docstring).
 
     Parameters
     ----------
     source : path or bytes
         The flatbuffer (file identifier ``TFL3``), one subgraph, one input, one output.
+    runtime : str
+        Whose integers the plan reproduces: ``"tflm"`` (TFLite Micro's
+        reference kernels, the default), ``"litert-ref"``, ``"litert-opt"``,
+        ``"xnnpack"`` or ``"cmsis-nn"`` (:mod:`fxp.frontends.tflite_runtime`).
+        The plan name ends in ``@<runtime>``.
     max_bytes : int
         Refuse files larger than this.
 
@@ -133,11 +145,16 @@ def load_tflite(source: str | os.PathLike | bytes, *, max_bytes: int = MAX_TFLIT
         Operators outside the supported set, all listed by index and name.
     MissingDependencyError
         The ``tflite`` package is not installed.
+    PlanError
+        An unknown ``runtime`` (the message lists the profiles).
     """
+    from fxp.frontends.tflite_runtime import apply_runtime, get_runtime
+
+    profile = get_runtime(runtime)
     tflite = _import_tflite()
     data, label = _read(source, max_bytes)
     try:
-        return _convert(tflite, data)
+        return apply_runtime(*_convert(tflite, data), profile)
     except FxpError as e:
         raise type(e)(f"{label}: {e}") from None
     except (IndexError, TypeError, ValueError, AttributeError, struct.error) as e:  # bad offsets
@@ -330,9 +347,14 @@ def _convert(tflite: Any, data: bytes) -> tuple[Graph, Plan]:
     else:
         raise ModelImportError(f"graph input {in_name!r} has shape {shape}; [1, H, W, C] or "
                                f"[1, F] is supported")
-    ctx.define(t_in, in_name, layout, f"graph input {in_name!r}")
+    if ctx.tensor(t_in).Type() == FLOAT32:  # its QUANTIZE sets the plan's input (tflite_ops_extra)
+        ctx.ir[t_in], ctx.layout[t_in] = in_name, layout
+    else:
+        ctx.define(t_in, in_name, layout, f"graph input {in_name!r}")
     for i, name in enumerate(names):
         convert_op(ctx, i, name)
+    if t_in not in ctx.spec:
+        raise ModelImportError(f"float32 graph input {in_name!r} is not read by a QUANTIZE")
     t_out = int(outs[0])
     if t_out not in ctx.ir:
         raise ModelImportError(f"graph output tensor {t_out} ({ctx.tname(t_out)!r}) is not "
@@ -344,6 +366,10 @@ def _convert(tflite: Any, data: bytes) -> tuple[Graph, Plan]:
         from fxp.sim.compile import BIAS_CODES_KEY
 
         meta[BIAS_CODES_KEY] = json.dumps(ctx.bias_codes, sort_keys=True)
+    if ctx.tensor(t_in).Type() == FLOAT32:  # TFLM's QUANTIZE divides in float32
+        from fxp.sim.compile import INPUT_ARITHMETIC_KEY
+
+        meta[INPUT_ARITHMETIC_KEY] = "float32"
     meta.update(_preprocess_metadata(ctx.model))
     desc = ctx.model.Description()
     meta["fxp.tflite.description"] = (desc or b"").decode("utf-8", "replace")[:200]
@@ -354,7 +380,10 @@ def _convert(tflite: Any, data: bytes) -> tuple[Graph, Plan]:
         raise ModelImportError(str(e)) from None
     _check_shapes(ctx, graph)
     kind = "int16x8" if ctx.spec[t_in].fmt.bits == 16 else "int8"
-    plan = Plan(input=ctx.spec[t_in], layers=tuple(ctx.layers), name=f"tflite-{kind}")
+    # TFLM's QUANTIZE of a float input: float32 quotient, TfLiteRound (half away from zero)
+    rounding = "half_away" if ctx.tensor(t_in).Type() == FLOAT32 else "half_even"
+    plan = Plan(input=ctx.spec[t_in], layers=tuple(ctx.layers), name=f"tflite-{kind}",
+                input_rounding=rounding)
     return graph, plan
 
 

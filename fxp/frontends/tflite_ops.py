@@ -5,6 +5,8 @@ plan entries into the :class:`~fxp.frontends.tflite.TfliteContext`, and
 records the operator in ``ctx.ops``.  Node names are ``op{index}_{name}``
 (``op0_conv_2d``); a fused activation on an operator without a
 ``fused_activation`` attribute becomes a ReLU/Clip node ``op{index}_..._act``.
+LOGISTIC, TANH, HARD_SWISH, MUL, PAD, QUANTIZE and DEQUANTIZE are handled in
+:mod:`fxp.frontends.tflite_ops_extra` and registered here.
 """
 
 from __future__ import annotations
@@ -350,3 +352,7 @@ HANDLERS: dict[str, Callable[[TfliteContext, int, Any, str], None]] = {
     "RELU_N1_TO_1": lambda c, i, o, w: _relu(c, i, o, w, (-1.0, 1.0)),
 }
 """TFLite builtin operator name -> handler ``(ctx, index, operator, where)``."""
+
+from fxp.frontends.tflite_ops_extra import HANDLERS as _EXTRA  # (it uses the helpers above)
+
+HANDLERS.update(_EXTRA)  # LOGISTIC, TANH, HARD_SWISH, MUL, PAD, QUANTIZE, DEQUANTIZE

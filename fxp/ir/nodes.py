@@ -53,16 +53,20 @@ __all__ = [
     "Dropout",
     "Flatten",
     "GlobalAvgPool",
+    "HardSwish",
     "Identity",
     "MaxPool2D",
     "Mul",
     "Node",
     "LeakyRelu",
+    "Pad",
     "ReLU",
+    "Requantize",
     "Reshape",
     "Sigmoid",
     "Shape",
     "Softmax",
+    "Tanh",
     "conv_output_size",
 ]
 
@@ -264,6 +268,61 @@ class Sigmoid(Node):
     """Logistic ``1 / (1 + exp(-x))`` elementwise (ONNX Sigmoid)."""
 
     op_type: ClassVar[str] = "Sigmoid"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Tanh(Node):
+    """Hyperbolic tangent elementwise (ONNX Tanh, TFLite TANH)."""
+
+    op_type: ClassVar[str] = "Tanh"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class HardSwish(Node):
+    """``x * min(max(x + 3, 0), 6) / 6`` elementwise (ONNX HardSwish, TFLite HARD_SWISH)."""
+
+    op_type: ClassVar[str] = "HardSwish"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Requantize(Node):
+    """The identity on real values; an integer plan gives its output its own coding.
+
+    A re-coding point (TFLite ``QUANTIZE`` between integer types): the plan
+    entry's ``output`` spec says into which coding the codes are requantized.
+    """
+
+    op_type: ClassVar[str] = "Requantize"
+
+
+@dataclass(frozen=True, eq=False, kw_only=True)
+class Pad(Node):
+    """Constant padding of the spatial axes of ``[N, C, H, W]`` (ONNX Pad, TFLite PAD).
+
+    ``pads`` are ``(top, left, bottom, right)`` in pixels (each >= 0);
+    padded positions hold the real ``value`` (0.0: zero padding, the zero
+    point in affine codes).
+    """
+
+    op_type: ClassVar[str] = "Pad"
+    pads: tuple[int, int, int, int]
+    value: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        value = tuple(int(v) for v in self.pads)
+        check_ints(self, "pads", value, 4, 0)
+        object.__setattr__(self, "pads", value)
+        if isinstance(self.value, bool) or not isinstance(self.value, (int, float, np.number)) \
+                or not np.isfinite(float(self.value)):
+            raise self._fail(f"value must be a finite number, got {self.value!r:.60}")
+        object.__setattr__(self, "value", float(self.value))
+
+    def infer_shape(self, *shapes: Shape) -> Shape:
+        (shape,) = shapes
+        self._need_rank(shape, (4,))
+        t, left, b, r = self.pads
+        return (shape[0], shape[1], shape[2] + t + b, shape[3] + left + r)
 
 
 @dataclass(frozen=True, eq=False, kw_only=True)

@@ -10,7 +10,19 @@ the widths of two tensors.
 Two modes:
 
 * target: minimise cost subject to ``sum noise <= 10**(-target_db/10)``;
-* budget: maximise SQNR (minimise ``sum noise``) subject to ``cost <= budget``.
+* budget: maximise SQNR (minimise ``sum noise``) subject to ``cost <= budget``
+  and/or the hardware budgets.
+
+Hardware budgets (:class:`~fxp.opt.hardware_budgets.Budget`: DSP slices,
+LUTs, flash bytes, peak RAM per schedule step, ...) are further linear rows in
+either mode; ``objective`` adds a :class:`~fxp.opt.hardware_budgets.Terms`
+function of the widths (e.g. a layer's DSP count as a table over its
+``(b_w, b_a)`` pairs) to the cost, and ``forbid`` lists width combinations
+of two tensors that cannot be chosen together (kernels an MCU lacks).
+A budget row whose values are all integers is written ``row <= floor(limit)
++ 0.5`` (exact at every integer point whatever the solver's tolerance);
+other rows are tightened by ``RHS_MARGIN`` relative.  Every answer is
+re-checked with exact arithmetic (:meth:`AllocationProblem.feasible`).
 
 :func:`milp_problem` builds the exact one-hot MILP (binary ``x[i,k]``, one per
 tensor; bilinear terms linearised exactly with continuous ``y[k,m] >= 0``
@@ -39,6 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fxp.errors import MissingDependencyError, PlanError
+from fxp.opt.hardware_budgets import Budget, Terms
 
 __all__ = ["AllocationProblem", "ContinuousProblem", "continuous_problem", "import_cvxpy",
            "milp_problem", "require_solver"]
@@ -119,6 +132,13 @@ class AllocationProblem:
         Bilinear cost ``weight * b_i * b_j`` (bit-operations).
     ties : list of (i, j)
         Tensors that must get equal widths.
+    objective : Terms, optional
+        Added to the cost (hardware cost tables).
+    budgets : list of Budget
+        Hardware budgets, in both modes; with neither a target nor ``budget``
+        the problem maximises SQNR under these.
+    forbid : list of (i, j, width_i, width_j)
+        Combinations that cannot be chosen together.
     """
 
     names: list[str]
@@ -129,6 +149,9 @@ class AllocationProblem:
     budget: float | None = None
     pairs: list[tuple[int, int, float]] = field(default_factory=list)
     ties: list[tuple[int, int]] = field(default_factory=list)
+    objective: Terms | None = None
+    budgets: list[Budget] = field(default_factory=list)
+    forbid: list[tuple[int, int, int, int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -153,8 +176,10 @@ class AllocationProblem:
             self.widths[i] = [w[k] for k in order]
             self.noise[i] = nz
             self.cost[i] = [_finite(f"cost of {name!r}", self.cost[i][k]) for k in order]
-        if (self.target_db is None) == (self.budget is None):
-            raise PlanError("give exactly one of an SQNR target and a cost budget")
+        if self.target_db is not None and self.budget is not None:
+            raise PlanError("give an SQNR target or a cost budget, not both")
+        if self.target_db is None and self.budget is None and not self.budgets:
+            raise PlanError("give an SQNR target, a cost budget or hardware budgets")
         if self.target_db is not None:
             self.target_db = _finite("target SQNR (dB)", self.target_db)
         if self.budget is not None:
@@ -168,6 +193,23 @@ class AllocationProblem:
         for i, j in self.ties:
             if not (0 <= i < n and 0 <= j < n):
                 raise PlanError(f"tie ({i}, {j}) names an unknown tensor")
+        for f in self.forbid:
+            if len(f) != 4 or not (0 <= f[0] < n and 0 <= f[1] < n) or f[0] == f[1]:
+                raise PlanError(f"forbidden combination {f!r} is invalid")
+        fset = self.forbidden
+        if self.objective is not None:
+            self.objective.check(self.widths, self.names, fset, "objective")
+        for bud in self.budgets:
+            if not isinstance(bud, Budget):
+                raise PlanError(f"budgets must be Budget objects, got {type(bud).__name__}")
+            for r in bud.rows:
+                r.check(self.widths, self.names, fset, f"budget {bud.name!r}")
+
+    @property
+    def forbidden(self) -> set:
+        """``forbid`` as a set, both orders: ``(i, j, b_i, b_j)``."""
+        return {(int(i), int(j), int(a), int(b)) for i, j, a, b in self.forbid} | \
+            {(int(j), int(i), int(b), int(a)) for i, j, a, b in self.forbid}
 
     # --------------------------------------------------------------- exact model
     @property
@@ -191,10 +233,26 @@ class AllocationProblem:
         c = [self.cost[i][k] for i, k in enumerate(choice)]
         for i, j, wgt in self.pairs:
             c.append(wgt * self.widths[i][choice[i]] * self.widths[j][choice[j]])
+        if self.objective is not None:
+            c.append(self.objective.value(self.widths_of(choice)))
         return math.fsum(c), math.fsum(self.noise[i][k] for i, k in enumerate(choice))
 
-    def feasible(self, choice: list[int], rel_tol: float = 0.0) -> bool:
-        """Every constraint, checked with exact Python arithmetic."""
+    def widths_of(self, choice: list[int]) -> list[int]:
+        """Widths (bits) of a choice."""
+        return [self.widths[i][k] for i, k in enumerate(choice)]
+
+    def violated(self, choice: list[int], *, lazy: bool = True) -> list[Budget]:
+        """Budgets the choice exceeds (exact arithmetic; ``lazy=False``: linear rows only)."""
+        w = self.widths_of(choice)
+        return [b for b in self.budgets
+                if (b.value(w) if lazy else b.linear_value(w)) > b.limit]
+
+    def feasible(self, choice: list[int], rel_tol: float = 0.0, *, lazy: bool = True) -> bool:
+        """Every constraint, checked with exact Python arithmetic.
+
+        ``lazy=False`` skips the budgets' ``exact`` evaluators (the solver
+        checks those separately, adding cuts).
+        """
         if len(choice) != len(self.names):
             return False
         for i, k in enumerate(choice):
@@ -203,9 +261,18 @@ class AllocationProblem:
         for i, j in self.ties:
             if self.widths[i][choice[i]] != self.widths[j][choice[j]]:
                 return False
+        fset = self.forbidden
+        w = self.widths_of(choice)
+        if fset and any((i, j, w[i], w[j]) in fset for i in range(len(w))
+                        for j in range(len(w)) if i != j):
+            return False
+        if self.violated(choice, lazy=lazy):
+            return False
         cost, noise = self.evaluate(choice)
         if self.target_db is not None:
             return noise <= self.noise_budget * (1 + rel_tol)
+        if self.budget is None:
+            return True
         return cost <= self.budget * (1 + rel_tol) + rel_tol
 
     def best_noise(self) -> float:
@@ -217,11 +284,13 @@ class AllocationProblem:
         return math.inf if noise == 0 else -10.0 * math.log10(noise)
 
 
-def milp_problem(p: AllocationProblem):
+def milp_problem(p: AllocationProblem, cuts=()):
     """cvxpy one-hot MILP for ``p``; returns ``(problem, x_list, allowed_index_lists, info)``.
 
     ``allowed_index_lists[i]`` maps the columns of ``x_list[i]`` to indices of
     ``p.widths[i]`` (widths infeasible on their own are removed in target mode).
+    ``cuts`` are :meth:`~fxp.opt.hardware_budgets.Budget.cut` results: each
+    excludes one combination of width classes.
     """
     cp = import_cvxpy()
     n = len(p.names)
@@ -234,31 +303,78 @@ def milp_problem(p: AllocationProblem):
         keep.append(idx)
     if any(not k for k in keep):
         return None, None, keep, {"trivially_infeasible": True}
+    kw = [[p.widths[i][k] for k in kk] for i, kk in enumerate(keep)]  # kept widths
     xs = [cp.Variable(len(k), boolean=True, name=f"x{i}") for i, k in enumerate(keep)]
     cons = [cp.sum(x) == 1 for x in xs]
+    ys = {}
+
+    def y_of(i: int, j: int):
+        """Linearised outer product of the one-hot vectors of tensors i and j."""
+        if (i, j) not in ys:
+            y = cp.Variable((len(keep[i]), len(keep[j])), nonneg=True)
+            cons.extend([cp.sum(y, axis=1) == xs[i], cp.sum(y, axis=0) == xs[j]])
+            ys[(i, j)] = y
+        return ys[(i, j)]
+
+    fset = p.forbidden
+
+    def expr(t: Terms, scale: float = 1.0):
+        parts = []
+        for i, tab in t.unary.items():
+            c = np.array([tab[b] for b in kw[i]], float) / scale
+            if np.any(c != 0):
+                parts.append(c @ xs[i])
+        for (i, j), tab in t.pair.items():
+            m = np.array([[0.0 if (i, j, a, b) in fset else tab[(a, b)] for b in kw[j]]
+                          for a in kw[i]]) / scale
+            if np.any(m != 0):
+                parts.append(cp.sum(cp.multiply(m, y_of(i, j))))
+        return cp.sum(cp.hstack(parts)) if parts else None
+
     # linear cost, scaled to max |c| = 1
-    lin_terms, scale_parts = [], []
+    scale_parts = []
     for i, k in enumerate(keep):
         scale_parts += [abs(p.cost[i][j]) for j in k]
     for i, j, wgt in p.pairs:
-        scale_parts += [abs(wgt) * p.widths[i][a] * p.widths[j][b]
-                        for a in keep[i] for b in keep[j]]
+        scale_parts += [abs(wgt) * a * b for a in kw[i] for b in kw[j]]
+    if p.objective is not None:
+        scale_parts += [abs(v) for v in p.objective.coefficients()]
     cscale = max(scale_parts + [0.0]) or 1.0
+    lin_terms = []
     for i, k in enumerate(keep):
         c = np.array([p.cost[i][j] for j in k]) / cscale
         if np.any(c != 0):
             lin_terms.append(c @ xs[i])
     for i, j, wgt in p.pairs:
-        wi = np.array([p.widths[i][a] for a in keep[i]], float)
-        wj = np.array([p.widths[j][b] for b in keep[j]], float)
-        y = cp.Variable((len(wi), len(wj)), nonneg=True)
-        cons += [cp.sum(y, axis=1) == xs[i], cp.sum(y, axis=0) == xs[j]]
-        lin_terms.append(cp.sum(cp.multiply(wgt * np.outer(wi, wj) / cscale, y)))
+        wi, wj = np.array(kw[i], float), np.array(kw[j], float)
+        lin_terms.append(cp.sum(cp.multiply(wgt * np.outer(wi, wj) / cscale, y_of(i, j))))
+    if p.objective is not None:
+        e = expr(p.objective, cscale)
+        if e is not None:
+            lin_terms.append(e)
     cost_expr = cp.sum(cp.hstack(lin_terms)) if lin_terms else cp.Constant(0.0)
     for i, j in p.ties:
-        wi = np.array([p.widths[i][a] for a in keep[i]], float)
-        wj = np.array([p.widths[j][b] for b in keep[j]], float)
+        wi, wj = np.array(kw[i], float), np.array(kw[j], float)
         cons.append(wi @ xs[i] == wj @ xs[j])
+    for i, j, a, b in p.forbid:
+        if a in kw[i] and b in kw[j]:
+            cons.append(xs[i][kw[i].index(a)] + xs[j][kw[j].index(b)] <= 1)
+    for bud in p.budgets:
+        for row in bud.rows:
+            rhs = bud.limit - row.constant
+            rhs = math.floor(rhs + 1e-9) + 0.5 if row.integral else \
+                rhs - RHS_MARGIN * max(1.0, abs(rhs))
+            _fix_over_budget(row, rhs, kw, fset, xs, y_of, cons)
+            e = expr(row)
+            if e is not None:
+                cons.append(e <= rhs)
+            elif rhs < 0:  # a constant row above its limit
+                cons.append(cp.sum(xs[0]) <= 0)
+    for groups in cuts:
+        parts = [cp.sum(cp.hstack([xs[i][kw[i].index(b)] for b in ws if b in kw[i]]))
+                 for i, ws in groups if any(b in kw[i] for b in ws)]
+        if len(parts) == len(groups):  # else the combination is impossible anyway
+            cons.append(cp.sum(cp.hstack(parts)) <= len(groups) - 1)
     info = {"cost_scale": cscale, "dropped": 0}
     if p.target_db is not None:
         nb = p.noise_budget
@@ -276,7 +392,8 @@ def milp_problem(p: AllocationProblem):
             cons.append(cp.sum(cp.hstack(rows)) <= rhs)
         prob = cp.Problem(cp.Minimize(cost_expr), cons)
     else:
-        cons.append(cost_expr <= p.budget / cscale)
+        if p.budget is not None:
+            cons.append(cost_expr <= p.budget / cscale)
         # scale by the least reachable noise: the optimum is O(1) and HiGHS's absolute
         # tolerances (1e-6 .. 1e-9) do not swallow differences between choices
         nscale = p.best_noise() or 1.0
@@ -285,6 +402,34 @@ def milp_problem(p: AllocationProblem):
         info["noise_scale"] = nscale
         prob = cp.Problem(cp.Minimize(noise_expr), cons)
     return prob, xs, keep, info
+
+
+def _fix_over_budget(row: Terms, rhs: float, kw, fset, xs, y_of, cons) -> None:
+    """Fix to 0 the widths (pairs of widths) that exceed ``rhs`` whatever the other terms.
+
+    With every other term at its least value, an entry ``v`` with ``v - min
+    > rhs - sum of the minima`` cannot be part of a feasible point; fixing it
+    removes nothing feasible and tightens the LP relaxation (a DSP budget
+    rules out LUT-heavy widths at once).
+    """
+    mins = {}
+    for i, tab in row.unary.items():
+        mins[("u", i)] = min(tab[b] for b in kw[i])
+    for (i, j), tab in row.pair.items():
+        vals = [tab[(a, b)] for a in kw[i] for b in kw[j] if (i, j, a, b) not in fset]
+        mins[("p", i, j)] = min(vals) if vals else 0.0
+    slack = rhs - math.fsum(mins.values())
+    for i, tab in row.unary.items():
+        for k, b in enumerate(kw[i]):
+            if tab[b] - mins[("u", i)] > slack:
+                cons.append(xs[i][k] == 0)
+    for (i, j), tab in row.pair.items():
+        m = mins[("p", i, j)]
+        mask = np.array([[1.0 if (i, j, a, b) not in fset and tab[(a, b)] - m > slack else 0.0
+                          for b in kw[j]] for a in kw[i]])
+        if mask.any():
+            cp = import_cvxpy()
+            cons.append(cp.sum(cp.multiply(mask, y_of(i, j))) == 0)
 
 
 @dataclass

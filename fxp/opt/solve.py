@@ -15,25 +15,23 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import product
 
 import numpy as np
 
 from fxp.errors import InfeasibleTargetError, PlanError, SolverError
-from fxp.opt.problem import (
-    AllocationProblem,
-    ContinuousProblem,
-    continuous_problem,
-    import_cvxpy,
-    milp_problem,
-    require_solver,
-)
+from fxp.opt.continuous import ContinuousResult, lin_closed_form, solve_continuous
+from fxp.opt.problem import AllocationProblem, import_cvxpy, milp_problem, require_solver
+from fxp.opt.result import BitAllocation, weight_memory_bits
 
-__all__ = ["BitAllocation", "MilpResult", "allocation_problem", "brute_force", "lin_closed_form",
-           "optimize_bits", "solve_continuous", "solve_milp"]
+__all__ = ["COSTS", "HW_COSTS", "BitAllocation", "ContinuousResult", "MilpResult",
+           "allocation_problem", "brute_force", "lin_closed_form", "optimize_bits",
+           "saturate_accumulators", "solve_continuous", "solve_milp", "weight_memory_bits"]
 
 COSTS = ("weight_memory", "activation_memory", "bitops")
+HW_COSTS = ("lut", "dsp", "bram", "area", "flash", "cycles")
+"""Hardware costs (:data:`fxp.opt.hardware_model.HW_COSTS`, checked equal in the tests)."""
 
 
 @contextlib.contextmanager
@@ -90,33 +88,73 @@ def _infeasible(p: AllocationProblem, best_noise: float) -> InfeasibleTargetErro
 
 
 def _best_with_ties(p: AllocationProblem, solver: str) -> float:
-    """Least total noise subject to the ties (a noise-minimising MILP)."""
-    if not p.ties:
+    """Least total noise subject to the ties and forbidden pairs (a noise-minimising MILP)."""
+    if not p.ties and not p.forbid:
         return p.best_noise()
     q = AllocationProblem(list(p.names), [list(w) for w in p.widths], [list(v) for v in p.noise],
-                          [[0.0] * len(w) for w in p.widths], budget=0.0, ties=list(p.ties))
+                          [[0.0] * len(w) for w in p.widths], budget=0.0, ties=list(p.ties),
+                          forbid=list(p.forbid))
     return solve_milp(q, solver=solver).noise
 
 
+MAX_CUT_ROUNDS = 200
+"""Most re-solves for the budgets' lazy exact checks (e.g. the greedy arena head)."""
+
+
 def solve_milp(p: AllocationProblem, *, solver: str | None = None,
-               time_limit_s: float | None = None, verbose: bool = False) -> MilpResult:
+               time_limit_s: float | None = None, verbose: bool = False,
+               explain: bool = True) -> MilpResult:
     """Exact one-hot MILP (HiGHS through cvxpy by default), re-verified.
+
+    Budgets with an ``exact`` evaluator are checked on each optimum; a
+    violation cuts off that combination of width classes and the MILP is
+    solved again (at most :data:`MAX_CUT_ROUNDS` times).
 
     Raises
     ------
     InfeasibleTargetError
-        The target cannot be met (``best_sqnr_db`` attribute: the best reachable SQNR).
+        The target cannot be met (``best_sqnr_db`` attribute: the best
+        reachable SQNR), or the budgets cannot (the message names which,
+        :func:`fxp.opt.hardware_infeasible.explain_infeasible`; ``explain=False``
+        skips that analysis).
     SolverError
         The solver failed or its answer did not verify.
     MissingDependencyError
         No MILP solver is installed.
     """
-    cp = import_cvxpy()
     name = require_solver("milp", solver)
     if p.target_db is not None and p.best_noise() > p.noise_budget:
         raise _infeasible(p, p.best_noise())
     t0 = time.perf_counter()
-    prob, xs, keep, info = milp_problem(p)
+    cuts = []
+    for _ in range(MAX_CUT_ROUNDS + 1):
+        res = _solve_once(p, name, cuts, time_limit_s, verbose, explain)
+        bad = [b for b in p.budgets if b.exact is not None and b.value(res.widths) > b.limit]
+        if not bad:
+            res.solve_time_s = time.perf_counter() - t0
+            return res
+        cuts += [b.cut(res.widths, p.widths) for b in bad]
+    raise SolverError(f"{name}: the budgets' exact checks still failed after {MAX_CUT_ROUNDS} "
+                      f"cuts ({', '.join(b.label for b in bad)})")
+
+
+def _raise_infeasible(p: AllocationProblem, name: str, explain: bool):
+    if p.budgets and explain:
+        from fxp.opt.hardware_infeasible import explain_infeasible
+
+        raise explain_infeasible(p, name)
+    if p.budgets:
+        raise InfeasibleTargetError("no plan meets the budgets")
+    if p.target_db is not None:
+        raise _infeasible(p, _best_with_ties(p, solver=name))
+    raise InfeasibleTargetError(f"no allocation fits the cost budget {p.budget:g}")
+
+
+def _solve_once(p: AllocationProblem, name: str, cuts, time_limit_s, verbose,
+                explain) -> MilpResult:
+    """One MILP solve with ``cuts``; verified against everything but the lazy checks."""
+    cp = import_cvxpy()
+    prob, xs, keep, _ = milp_problem(p, cuts) if cuts else milp_problem(p)
     if prob is None:
         raise _infeasible(p, p.best_noise())
     attempts = [{}, {"presolve": "off"}] if name == "HIGHS" else [{}]
@@ -135,9 +173,7 @@ def solve_milp(p: AllocationProblem, *, solver: str | None = None,
             continue
         status = prob.status
         if status == cp.INFEASIBLE:
-            if p.target_db is not None:
-                raise _infeasible(p, _best_with_ties(p, solver=name))
-            raise InfeasibleTargetError(f"no allocation fits the cost budget {p.budget:g}")
+            _raise_infeasible(p, name, explain)
         if status != cp.OPTIMAL:
             last = f"status {status!r}"
             continue
@@ -151,16 +187,16 @@ def solve_milp(p: AllocationProblem, *, solver: str | None = None,
                 choice = None
                 break
             j = int(np.argmax(v))
-            if int(round(v.sum())) != 1:
+            if round(v.sum()) != 1:
                 choice = None
                 break
             choice.append(int(k[j]))
-        if choice is None or not p.feasible(choice):
+        if choice is None or not p.feasible(choice, lazy=False):
             last = "the returned point did not verify (integrality or constraints)"
             continue
         cost, noise = p.evaluate(choice)
         return MilpResult(choice, [p.widths[i][k] for i, k in enumerate(choice)], cost, noise,
-                          status, name, time.perf_counter() - t0)
+                          status, name)
     raise SolverError(f"{name} did not return a verified optimum ({last})")
 
 
@@ -183,55 +219,6 @@ def brute_force(p: AllocationProblem) -> MilpResult | None:
     _, choice, cost, noise = best
     return MilpResult(choice, [p.widths[i][k] for i, k in enumerate(choice)], cost, noise,
                       "optimal", "enumeration")
-
-
-@dataclass
-class ContinuousResult:
-    bits: np.ndarray
-    cost: float
-    noise: float
-    status: str
-    solver: str
-
-
-def solve_continuous(p: ContinuousProblem, *, solver: str | None = None) -> ContinuousResult:
-    """Lin's convex relaxation (exponential cone), re-verified against the constraint."""
-    cp = import_cvxpy()
-    name = require_solver("continuous", solver)
-    budget = 10.0 ** (-p.target_db / 10.0)
-    if p.noise(p.hi) > budget:
-        err = InfeasibleTargetError(
-            f"target {p.target_db:.2f} dB is out of reach: the maximum widths give "
-            f"{-10 * math.log10(p.noise(p.hi)):.2f} dB")
-        err.best_sqnr_db = -10 * math.log10(p.noise(p.hi))
-        raise err
-    prob, b = continuous_problem(p)
-    try:
-        prob.solve(solver=name)
-    except cp.error.SolverError as exc:
-        raise SolverError(f"{name} failed on the continuous relaxation: {exc}") from exc
-    if prob.status != cp.OPTIMAL:
-        raise SolverError(f"{name} returned status {prob.status!r} on the continuous relaxation")
-    bits = np.asarray(b.value, float)
-    tol = 1e-5
-    if (not np.all(np.isfinite(bits)) or np.any(bits < p.lo - tol) or np.any(bits > p.hi + tol)
-            or p.noise(bits) > budget * (1 + 1e-4)):
-        raise SolverError(f"{name}'s continuous solution does not satisfy the constraints")
-    return ContinuousResult(bits, float(p.rho @ bits), p.noise(bits), prob.status, name)
-
-
-def lin_closed_form(rho, kappa, offset, target_db: float) -> np.ndarray:
-    """KKT solution of Lin's relaxation without active bounds.
-
-    Each tensor gets a noise share proportional to ``rho_i / kappa_i``::
-
-        b_i = (target + 10 log10(sum_k rho_k/kappa_k / (rho_i/kappa_i)) - c_i) / kappa_i
-
-    so with equal ``kappa`` and ``c``: ``b_i - b_j = (10/kappa) log10(rho_j/rho_i)``.
-    """
-    rho, kappa, offset = (np.asarray(v, float) for v in (rho, kappa, offset))
-    share = rho / kappa
-    return (target_db + 10 * np.log10(share.sum() / share) - offset) / kappa
 
 
 # ------------------------------------------------------------------ from a network
@@ -269,16 +256,22 @@ def _allowed(table, min_bits, max_bits, allowed) -> list[list[int]]:
 def allocation_problem(table, *, target_db: float | None = None, budget: float | None = None,
                        cost: str | dict = "weight_memory", min_bits=None, max_bits=None,
                        allowed=None, ties=(), tie_layers: bool = False,
-                       correction_db: float = 0.0) -> AllocationProblem:
+                       correction_db: float = 0.0, hardware=None, budgets: dict | None = None,
+                       target: str | None = None) -> AllocationProblem:
     """The MILP data for a measured :class:`~fxp.opt.noise.NoiseTable`.
 
     Parameters
     ----------
-    cost : {"weight_memory", "activation_memory", "bitops"} or dict
+    cost : str or dict
         ``weight_memory`` = sum weights_i * b_i (bits); ``activation_memory`` =
         sum elements_i * b_i over activations (bits per sample); ``bitops`` =
         sum over layers MACs * b_w * b_a (b_a: the width of the layer's input);
-        a dict ``{tensor: {width: cost}}`` is a user table (tensors not listed cost 0).
+        a dict ``{tensor: {width: cost}}`` is a user table (tensors not listed
+        cost 0); ``lut``, ``dsp``, ``bram``, ``area``, ``flash``, ``cycles``:
+        a hardware figure of ``hardware``.
+    hardware : fxp.opt.hardware_model.HardwareModel, optional
+        Hardware costs, ``budgets`` (figure -> limit) and the ``target``
+        profile's kernel restrictions (:meth:`~fxp.opt.hardware_model.HardwareModel.extras`).
     min_bits, max_bits : int or dict tensor -> int
     allowed : list of int or dict tensor -> list of int
         Allowed widths (e.g. ``[8, 16]`` for an MCU).
@@ -319,6 +312,8 @@ def allocation_problem(table, *, target_db: float | None = None, budget: float |
     elif cost == "activation_memory":
         costs = [[float(t.size * b) if t.kind == "act" else 0.0 for b in w]
                  for t, w in zip(table.tensors, ws, strict=True)]
+    elif hardware is not None and cost in HW_COSTS:
+        costs = [[0.0] * len(w) for w in ws]
     elif cost == "bitops":
         costs = [[0.0] * len(w) for w in ws]
         act_of = {}
@@ -329,7 +324,7 @@ def allocation_problem(table, *, target_db: float | None = None, budget: float |
             if t.kind == "weight" and t.layer in act_of:
                 pairs.append((i, act_of[t.layer], float(t.macs)))
     else:
-        raise PlanError(f"unknown cost {cost!r}; use one of {COSTS} or a table")
+        raise PlanError(f"unknown cost {cost!r}; use one of {COSTS + tuple(HW_COSTS)} or a table")
     tie_idx = []
     for a, b in ties:
         if a not in names or b not in names:
@@ -340,67 +335,26 @@ def allocation_problem(table, *, target_db: float | None = None, budget: float |
             for c in t.consumers:
                 tie_idx.append((i, names.index(f"{c}.weight")))
     tgt = None if target_db is None else float(target_db) - correction_db
+    extra = {}
+    if hardware is not None:
+        hw_cost = cost if isinstance(cost, str) and cost in HW_COSTS else None
+        obj, buds, forbid = hardware.extras(ws, cost=hw_cost, budgets=budgets, target=target)
+        extra = {"objective": obj, "budgets": buds, "forbid": forbid}
+    elif budgets or (isinstance(cost, str) and cost in HW_COSTS):
+        raise PlanError("hardware costs and budgets need a hardware model (hardware=...)")
     return AllocationProblem(list(names), ws, noise, costs, target_db=tgt, budget=budget,
-                             pairs=pairs, ties=tie_idx)
+                             pairs=pairs, ties=tie_idx, **extra)
 
 
-@dataclass
-class BitAllocation:
-    """Result of :func:`optimize_bits` (fields in the style of scipy's OptimizeResult)."""
+def saturate_accumulators(plan, bits: int):
+    """``plan`` with every accumulator wider than ``bits`` narrowed to ``bits``, saturating."""
+    from fxp.core.modes import OverflowMode
 
-    success: bool
-    status: str
-    message: str
-    plan: object
-    widths: dict[str, int]
-    predicted_sqnr_db: float
-    measured_sqnr_db: float | None
-    cost: float
-    cost_name: str
-    solver: str
-    target_sqnr_db: float | None
-    solve_time_s: float = 0.0
-    total_time_s: float = 0.0
-    float_top1: float | None = None
-    fixed_top1: float | None = None
-    n_eval: int = 0
-    weight_memory_bits: int = 0
-    acc_bits: dict[str, int] = field(default_factory=dict)
-    iterations: int = 1
-    correction_db: float = 0.0
-    noise_table: object = field(default=None, repr=False)
-
-    def __getitem__(self, key):
-        return getattr(self, key)
-
-    def table_rows(self) -> list[dict]:
-        """Per tensor: kind, layer, width, kappa, predicted SQNR contribution."""
-        rows = []
-        nt = self.noise_table
-        for i, t in enumerate(nt.tensors):
-            b = self.widths[t.name]
-            s = nt.sqnr_db[i, nt.widths.index(b)]
-            rows.append({"tensor": t.name, "kind": t.kind, "layer": t.layer or "(input)",
-                         "bits": b, "kappa": round(float(nt.kappa[i]), 2),
-                         "sqnr_db": round(float(s), 2) if math.isfinite(s) else str(s),
-                         "acc_bits": self.acc_bits.get(t.layer) if t.kind == "weight" else None})
-        return rows
-
-    def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in (
-            "success", "status", "message", "widths", "predicted_sqnr_db", "measured_sqnr_db",
-            "cost", "cost_name", "solver", "target_sqnr_db", "solve_time_s", "total_time_s",
-            "float_top1", "fixed_top1", "n_eval", "weight_memory_bits", "acc_bits", "iterations",
-            "correction_db")}
-        d["tensors"] = self.table_rows()
-        for k, v in list(d.items()):
-            if isinstance(v, float) and not math.isfinite(v):
-                d[k] = str(v)
-        return d
-
-
-def weight_memory_bits(table, widths: dict[str, int]) -> int:
-    return int(sum(t.size * widths[t.name] for t in table.tensors if t.kind == "weight"))
+    for lp in plan.layers:
+        if not lp.float_layer and lp.acc_bits > bits:
+            plan = plan.replace_layer(lp.name, acc_bits=int(bits),
+                                      acc_overflow=OverflowMode.SATURATE)
+    return plan
 
 
 def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight_memory", *,
@@ -410,7 +364,9 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   method: str = "minmax", rounding: str = "half_up", correction_db: float = 0.0,
                   verify: bool = True, tolerance_db: float = 0.25, max_refine: int = 3,
                   noise_table=None, solver: str | None = None, n_eval: int | None = None,
-                  weight_method: str = "sqnr") -> BitAllocation:
+                  weight_method: str = "sqnr", target: str | None = None, cost_file=None,
+                  budgets: dict | None = None, reuse_factor: int | None = None,
+                  acc_saturate: int | None = None) -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db``.
 
     Parameters
@@ -424,13 +380,35 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         set is used (the message says so).
     target_sqnr_db : float
         Output (logits) SQNR target in dB; or give ``budget`` (max SQNR under
-        a cost budget) instead.
-    cost : {"weight_memory", "activation_memory", "bitops"} or dict tensor -> {width: cost}
+        a cost budget) or ``budgets`` (max SQNR under hardware budgets) instead.
+    cost : str or dict tensor -> {width: cost}
+        ``weight_memory``, ``activation_memory``, ``bitops`` (proxies), or a
+        hardware figure (:mod:`fxp.opt.hardware`): ``lut``, ``dsp``, ``bram``,
+        ``area`` (FPGA), ``flash`` (bytes), ``cycles`` (MCU).
+    target : {"fpga", "mcu"}, optional
+        ``"mcu"`` restricts the widths to the kernels of the cost file
+        (weights 4/8, activations 8/16 by default; intersected with
+        ``allowed``) and forbids weight x activation pairs without a kernel.
+    cost_file : path, optional
+        Hardware coefficients (default: the shipped ``fxp/opt/hw_costs.json``).
+    budgets : dict, optional
+        Limits on ``dsp``, ``lut``, ``bram`` (counts), ``flash``, ``ram``
+        (bytes; peak activation RAM, TFLite Micro's arena head) or ``cycles``:
+        constraints next to the SQNR target, or, without a target, the
+        constraints under which the SQNR is maximised.
+    reuse_factor : int, optional
+        FPGA reuse factor (overrides the cost file's default).
+    acc_saturate : int, optional
+        Accumulators whose proven width exceeds this many bits are narrowed
+        to it with saturation (else each gets the narrowest width that cannot
+        overflow); the measured SQNR includes the effect.
     verify : bool
         Measure the plan with the integer engine; when the measurement falls
         more than ``tolerance_db`` below the target, the internal target is
         raised by the shortfall and the MILP re-solved (at most ``max_refine``
-        times).  ``success`` is True when the measured SQNR >= target - 0.5 dB.
+        times).  ``success`` is True when the measured SQNR >= target - 0.5 dB
+        and every budget holds on the plan (flash and RAM measured on the
+        plan itself).
     method : {"minmax", "percentile", "mse"}
         Activation range estimation (:func:`fxp.plan.ptq.ptq_pow2`).
     weight_method : {"sqnr", "minmax", "percentile", "mse"}
@@ -440,13 +418,31 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         A table measured before (e.g. for another target) with the same
         calibration samples; skips the measurement.
     """
+    from fxp.opt.hardware import load_costs
+    from fxp.opt.hardware_model import BUDGETS, HardwareModel
     from fxp.opt.model import plan_for_widths, predict_sqnr_db
     from fxp.opt.noise import measure_noise
     from fxp.sim.evaluate import simulate
 
     t_start = time.perf_counter()
-    if (target_sqnr_db is None) == (budget is None):
-        raise PlanError("give exactly one of target_sqnr_db and budget")
+    budgets = {k: v for k, v in (budgets or {}).items() if v is not None}
+    if target_sqnr_db is not None and budget is not None:
+        raise PlanError("give target_sqnr_db or budget, not both")
+    if target_sqnr_db is None and budget is None and not budgets:
+        raise PlanError("give target_sqnr_db, a cost budget or hardware budgets")
+    if target not in (None, "fpga", "mcu"):
+        raise PlanError(f"target must be 'fpga' or 'mcu', got {str(target)[:40]!r}")
+    for k in budgets:
+        if k not in BUDGETS:
+            raise PlanError(f"unknown budget {k!r}; use one of {sorted(BUDGETS)}")
+    if acc_saturate is not None and (isinstance(acc_saturate, bool)
+                                     or not isinstance(acc_saturate, int)
+                                     or not 2 <= acc_saturate <= 64):
+        raise PlanError(f"acc_saturate must be an integer in 2..64, got {acc_saturate!r}")
+    hw_cost = isinstance(cost, str) and cost in HW_COSTS
+    if isinstance(cost, str) and not hw_cost and cost not in COSTS:
+        raise PlanError(f"unknown cost {cost!r}; use one of {COSTS + tuple(HW_COSTS)} or a table")
+    costs = load_costs(cost_file)
     if target_sqnr_db is not None:
         try:
             tval = float(target_sqnr_db)
@@ -474,19 +470,39 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     if noise_table is None:
         noise_table = measure_noise(graph, cx, widths=widths, n_measure=n_measure, method=method,
                                     rounding=rounding, weight_method=weight_method)
-    problem = allocation_problem(noise_table, target_db=target_sqnr_db, budget=budget, cost=cost,
-                                 min_bits=min_bits, max_bits=max_bits, allowed=allowed, ties=ties,
-                                 tie_layers=tie_layers, correction_db=correction_db)
+    hw = HardwareModel(graph, noise_table, cx, costs, reuse_factor=reuse_factor,
+                       acc_saturate=acc_saturate)
+    if target == "mcu":
+        mcu = hw.mcu_allowed()
+        if allowed is not None:
+            mine = allowed if isinstance(allowed, dict) else {n: allowed for n in mcu}
+            mcu = {n: [b for b in w if b in mine.get(n, w)] for n, w in mcu.items()}
+        allowed = mcu
+    problem = allocation_problem(noise_table, target_db=target_sqnr_db, budget=budget,
+                                 cost=cost, min_bits=min_bits, max_bits=max_bits,
+                                 allowed=allowed, ties=ties, tie_layers=tie_layers,
+                                 correction_db=correction_db, hardware=hw, budgets=budgets,
+                                 target=target)
     cost_name = cost if isinstance(cost, str) else "table"
     internal = None if target_sqnr_db is None else float(target_sqnr_db)
     solve_time, iterations, res, plan, measured, rep = 0.0, 0, None, None, None, None
+    proven = {}
     for iterations in range(1, max_refine + 2):
         if internal is not None:
             problem.target_db = internal - correction_db
-        res = solve_milp(problem, solver=solver)
+        try:
+            r = solve_milp(problem, solver=solver)
+        except InfeasibleTargetError:
+            if res is None:
+                raise
+            break  # a raised target is out of reach under the budgets: keep the last plan
+        res = r
         solve_time += res.solve_time_s
         w = dict(zip(problem.names, res.widths, strict=True))
         plan = plan_for_widths(graph, cx, noise_table, w, name=f"opt-{cost_name}")
+        proven = {lp.name: lp.acc_bits for lp in plan.layers if not lp.float_layer}
+        if acc_saturate is not None:
+            plan = saturate_accumulators(plan, acc_saturate)
         if not verify:
             break
         rep = simulate(graph, plan, ex, ey)
@@ -501,6 +517,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
             break  # the raised target is out of reach: keep the last plan
     w = dict(zip(problem.names, res.widths, strict=True))
     predicted = predict_sqnr_db(noise_table, w, correction_db=correction_db)
+    hardware = hw.report(w, plan)
+    over = _budgets_exceeded(budgets, hardware, problem, res)
     ok = (measured is None or target_sqnr_db is None or measured >= target_sqnr_db - 0.5)
     where = "held-out data" if held_out else "the calibration data (no held-out samples)"
     if measured is None:
@@ -510,13 +528,28 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     else:
         msg = (f"the measured SQNR {measured:.2f} dB on {where} is more than 0.5 dB below the "
                f"target {target_sqnr_db:.2f} dB after {iterations} solves")
+    if over:
+        msg += f"; the plan exceeds {', '.join(over)}"
     acc = {lp.name: lp.acc_bits for lp in plan.layers if not lp.float_layer}
+    status = "optimal" if ok and not over else "budget_exceeded" if over else \
+        "target_not_verified"
     return BitAllocation(
-        success=bool(ok), status="optimal" if ok else "target_not_verified", message=msg,
+        success=bool(ok and not over), status=status, message=msg,
         plan=plan, widths=w, predicted_sqnr_db=predicted, measured_sqnr_db=measured,
         cost=res.cost, cost_name=cost_name, solver=res.solver, target_sqnr_db=target_sqnr_db,
         solve_time_s=solve_time, total_time_s=time.perf_counter() - t_start,
         float_top1=rep.float_top1 if rep else None, fixed_top1=rep.fixed_top1 if rep else None,
         n_eval=len(ex) if rep else 0, weight_memory_bits=weight_memory_bits(noise_table, w),
         acc_bits=acc, iterations=iterations, correction_db=correction_db,
-        noise_table=noise_table)
+        noise_table=noise_table, target=target, budgets=dict(budgets), hardware=hardware,
+        acc_proven_bits=proven, acc_saturate=acc_saturate)
+
+
+def _budgets_exceeded(budgets: dict, hardware: dict, problem, res) -> list[str]:
+    """Budgets the final plan exceeds: flash and RAM measured on the plan, the rest from the
+    widths (exact).  Empty when all hold."""
+    real = {"flash": hardware["mcu"]["flash_bytes"], "ram": hardware["mcu"]["ram_bytes"]}
+    out = [f"{k} <= {v:,.10g} (the plan has {real[k]:,})" for k, v in budgets.items()
+           if k in real and real[k] > v]
+    out += [b.label for b in problem.violated(res.choice) if b.name not in real]
+    return out

@@ -376,8 +376,9 @@ class Plan:
         How the float graph input is converted into ``input`` (default: half
         to even, saturating).  hls4ml converts its input with the input
         type's own modes (``ap_fixed<W,I>``: truncation, wrap), so a plan for
-        an hls4ml input type without modes says ``floor`` / ``wrap``.  Other
-        values need a power-of-two input.
+        an hls4ml input type without modes says ``floor`` / ``wrap``.  An
+        affine input saturates and may round otherwise (TFLite's QUANTIZE
+        rounds half away from zero).
     """
 
     input: TensorSpec
@@ -394,11 +395,10 @@ class Plan:
         if self.input_rounding is RoundingMode.STOCHASTIC:
             raise PlanError("input_rounding: stochastic rounding is for quantizers, not for "
                             "the inference datapath")
-        if isinstance(self.input, TensorSpec) and not self.input.is_pow2 and (
-                self.input_rounding is not RoundingMode.HALF_EVEN
-                or self.input_overflow is not OverflowMode.SATURATE):
-            raise PlanError("input_rounding / input_overflow are for a power-of-two input; "
-                            "an affine input is quantized half to even, saturating")
+        if isinstance(self.input, TensorSpec) and not self.input.is_pow2 and \
+                self.input_overflow is not OverflowMode.SATURATE:
+            raise PlanError("input_overflow is for a power-of-two input; an affine input "
+                            "saturates (QuantizeLinear, TFLite QUANTIZE)")
         if not isinstance(self.input, TensorSpec):
             raise PlanError(f"the plan input must be a TensorSpec, got {_shown(self.input)}")
         if not isinstance(self.name, str):

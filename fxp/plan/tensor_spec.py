@@ -32,6 +32,13 @@ class RequantScheme(enum.Enum):
     """TFLITE_SINGLE_ROUNDING / CMSIS-NN single rounding: one rounding, ties toward +inf."""
     FLOAT32 = "float32"
     """onnxruntime MLAS: float32(acc) * float32(scale), round half to even, + zero point."""
+    FLOAT64 = "float64"
+    """LiteRT's reference FULLY_CONNECTED: round(double(acc) * double scale), ties away from 0."""
+    RUY = "ruy"
+    """LiteRT's optimized x86 kernels: ruy's two ties-toward-+inf roundings (CONV_2D, FC),
+    with their own ADD, MEAN, SOFTMAX and depthwise channel split (fxp.frontends.tflite_runtime)."""
+    XNNPACK = "xnnpack"
+    """XNNPACK qs8 fp32: as float32 for weighted layers; XNNPACK's own ADD, MEAN, clamp bounds."""
 
     @classmethod
     def from_string(cls, name: str | RequantScheme) -> RequantScheme:

@@ -47,6 +47,10 @@ BIAS_CODES_KEY = "fxp.sim.bias_codes"
 """Graph metadata key: JSON ``{layer: [int32 bias codes]}`` for affine layers."""
 
 PASS_THROUGH = (MaxPool2D, Flatten, Reshape)
+_WIDE_SCHEMES = (RequantScheme.DOUBLE, RequantScheme.SINGLE, RequantScheme.FLOAT64)
+"""Schemes that take an int64 accumulator (TFLite int16x8 layers)."""
+_SOFTMAX_SCHEMES = ("double", "float64", "ruy", "xnnpack")
+"""Requant values of an integer final Softmax (:mod:`fxp.ops.litert`)."""
 
 
 @dataclass
@@ -66,6 +70,8 @@ class LayerStep:
     multipliers: np.ndarray | None = None
     exponents: np.ndarray | None = None
     f32_scales: np.ndarray | None = None
+    f64_scales: np.ndarray | None = None  # requant "float64" (LiteRT's reference FC)
+    requant_variants: tuple | None = None  # per channel (fxp.ops.runtime_requant), or None
     act_bounds: tuple[int, int] | None = None
     bound: list[int] = field(default_factory=list)
     # binary (XNOR-popcount) layers only
@@ -196,10 +202,11 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
     acc_frac = in_spec.fmt.frac_bits + lp.weight.fmt.frac_bits
     step.acc_fmt = QFormat.from_frac(lp.acc_bits, acc_frac)
     bias = node.bias if node.bias is not None else np.zeros(node.weight.shape[0], np.float32)
-    wide = lp.acc_bits == 64 and lp.requant is not RequantScheme.FLOAT32
+    wide = lp.acc_bits == 64 and lp.requant in _WIDE_SCHEMES
     if lp.acc_bits > 32 and not wide:  # int64: TFLite int16x8 (fxp.kernels.spec_requant64)
         raise PlanError(f"{where}: requant {lp.requant.value!r} works on int32 accumulators "
-                        f"(or int64 with 'double' / 'single'); acc_bits={lp.acc_bits}")
+                        f"(or int64 with 'double' / 'single' / 'float64'); "
+                        f"acc_bits={lp.acc_bits}")
     if in_spec.is_pow2 or lp.weight.is_pow2 or lp.output.is_pow2:
         raise PlanError(f"{where}: requant {lp.requant.value!r} needs affine (scaled) "
                         "input, weight and output")
@@ -212,9 +219,14 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
     if exact_bias is not None:
         step.b_codes = _exact_bias(node, exact_bias, bias, bscale)
     eff = np.broadcast_to(sx[0] * sw / lp.output.scale_array()[0], (node.weight.shape[0],))
-    if lp.requant is RequantScheme.FLOAT32:
+    if lp.requant in (RequantScheme.FLOAT32, RequantScheme.XNNPACK):  # one scale formula
         f32 = (np.float32(sx[0]) * sw.astype(np.float32)) / np.float32(lp.output.scale_array()[0])
         step.f32_scales = np.broadcast_to(f32, (node.weight.shape[0],)).astype(np.float32)
+    elif lp.requant is RequantScheme.FLOAT64:  # LiteRT's reference FC (spec_runtime_requant)
+        from fxp.kernels.spec_runtime_requant import float64_scales
+
+        step.f64_scales = np.broadcast_to(float64_scales(sx[0], sw, lp.output.scales[0]),
+                                          (node.weight.shape[0],)).copy()
     else:
         pairs = [intmath.quantize_multiplier(float(s), single_rounding=lp.requant is
                                              RequantScheme.SINGLE) for s in eff]
@@ -225,7 +237,16 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
                                 f"multiplier (exponent {e} > {hi_exp})")
         step.multipliers = np.array([p[0] for p in pairs], np.int64)
         step.exponents = np.array([p[1] for p in pairs], np.int64)
+        if lp.requant is RequantScheme.RUY and isinstance(node, Conv2D) and node.groups > 1 \
+                and node.weight.shape[1] == 1:  # LiteRT's optimized depthwise (ruy's docstring)
+            from fxp.kernels.spec_runtime_requant import litert_block_variants
+
+            step.requant_variants = litert_block_variants(node.weight.shape[0], 8)
     step.act_bounds = _act_bounds(node, lp.output)
+    if lp.requant is RequantScheme.XNNPACK:  # XNNPACK quantizes the clamp bounds itself
+        from fxp.ops.xnnpack import xnnpack_act_bounds
+
+        step.act_bounds = xnnpack_act_bounds(node, lp.output)
     zp_w = lp.weight.zero_point
     step.bound = accumulator_bound(w_codes, zp_w, _spec_range(in_spec), in_spec.zero_point,
                                    step.b_codes)
@@ -402,12 +423,15 @@ def compile_plan(graph: Graph, plan: Plan, *, input_arithmetic: str | None = Non
             step = LayerStep(node, lp, ins, None)
             if lp is not None and lp.softmax is not None:
                 step = _compile_table_softmax(graph, node, lp, ins[0])
-            elif lp is not None and lp.requant.value == "double" and lp.output is not None \
-                    and not lp.output.is_pow2 and lp.output.fmt.bits in (8, 16):  # TFLM
+            elif lp is not None and lp.requant.value in _SOFTMAX_SCHEMES \
+                    and lp.output is not None and not lp.output.is_pow2 \
+                    and lp.output.fmt.bits in (8, 16):  # TFLM, or LiteRT
+                from fxp.ops.litert import compile_runtime_softmax
                 from fxp.ops.tflite_softmax import compile_tflite_softmax
 
-                step = LayerStep(node, lp, ins, lp.output,
-                                 op=compile_tflite_softmax(graph, node, lp, ins[0]))
+                make = compile_tflite_softmax if lp.requant.value == "double" else \
+                    compile_runtime_softmax
+                step = LayerStep(node, lp, ins, lp.output, op=make(graph, node, lp, ins[0]))
         elif all(s is None for s in ins):
             step = LayerStep(node, lp, ins, None)  # float region
         elif any(s is None for s in ins):

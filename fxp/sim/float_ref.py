@@ -42,15 +42,19 @@ from fxp.ir.nodes import (
     Dropout,
     Flatten,
     GlobalAvgPool,
+    HardSwish,
     Identity,
     LeakyRelu,
     MaxPool2D,
     Mul,
     Node,
+    Pad,
     ReLU,
+    Requantize,
     Reshape,
     Sigmoid,
     Softmax,
+    Tanh,
 )
 
 __all__ = ["apply_activation", "iter_batches", "run_float"]
@@ -148,6 +152,13 @@ def _sigmoid(node: Sigmoid, x: np.ndarray) -> np.ndarray:
         return (1.0 / (1.0 + np.exp(-x.astype(np.float64)))).astype(np.float32)
 
 
+def _hard_swish(node: HardSwish, x: np.ndarray) -> np.ndarray:
+    """``x * min(max(x + 3, 0), 6) / 6`` in float32 (TFLite's float HARD_SWISH)."""
+    x = np.asarray(x, np.float32)
+    f3, f6 = np.float32(3), np.float32(6)
+    return (x * np.minimum(f6, np.maximum(np.float32(0), x + f3)) / f6).astype(np.float32)
+
+
 def _leaky_relu(node: LeakyRelu, x: np.ndarray) -> np.ndarray:
     """``x if x >= 0 else float32(alpha) * x`` in float32 (onnxruntime's kernel)."""
     x = np.asarray(x, np.float32)
@@ -178,6 +189,10 @@ _KERNELS: dict[type, _Kernel] = {
     Softmax: _softmax,
     Sigmoid: _sigmoid,
     LeakyRelu: _leaky_relu,
+    Tanh: lambda n, x: np.tanh(x.astype(np.float64)).astype(np.float32),
+    HardSwish: _hard_swish,
+    Pad: lambda n, x: _pad(x, n.pads, n.value),
+    Requantize: lambda n, x: x,
     BatchNorm: _batchnorm,
     Dropout: lambda n, x: x,
     Identity: lambda n, x: x,

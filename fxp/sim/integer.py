@@ -96,9 +96,15 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
         return y, n_r + n_y
     if lp.requant is RequantScheme.POW2:
         y, _ = cast(acc, step.acc_fmt, wide, lp.rounding, "saturate")
-    elif lp.requant is RequantScheme.FLOAT32:
+    elif lp.requant in (RequantScheme.FLOAT32, RequantScheme.XNNPACK):
         y, _ = L.requantize_float32_per_channel(acc, step.f32_scales, QFormat.integer(40), axis=1,
                                                 zero_point=out.zero_point)
+    elif lp.requant in (RequantScheme.RUY, RequantScheme.FLOAT64):
+        from fxp.ops.runtime_requant import requantize_runtime_per_channel
+
+        y, _ = requantize_runtime_per_channel(acc, step.requant_variants or lp.requant.value,
+                                              step.multipliers, step.exponents, step.f64_scales,
+                                              axis=1, zero_point=out.zero_point)
     elif lp.acc_bits == 64:  # TFLite int16x8: int64 MBQM, 16-bit multiplier
         from fxp.ops.requant64 import requantize_int64_per_channel
 
@@ -117,6 +123,22 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
     return cast(y, QFormat.from_frac(64, out.fmt.frac_bits), out.fmt, "floor", lp.output_overflow)
 
 
+def _wide(v):
+    """``v`` with int64 codes (the fast path stores narrower ones between its layers)."""
+    if isinstance(v, IntValue) and v.codes.dtype != np.int64:
+        return IntValue(v.codes.astype(np.int64), v.spec)
+    return v
+
+
+def _fast_plan(step: LayerStep):
+    """The step's :class:`fxp.sim.fast.FastLayer` (computed once), or None."""
+    if "_fast" not in step.__dict__:
+        from fxp.sim.fast import fast_layer
+
+        step.__dict__["_fast"] = fast_layer(step)
+    return step.__dict__["_fast"]
+
+
 def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters,
               method: str = "auto") -> IntValue:
     node, lp = step.node, step.plan
@@ -129,6 +151,16 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
         counters.output_saturations += n
     else:
         codes = v.codes
+    if method == "auto":  # the proven float32 path (fxp.sim.fast), when the layer qualifies
+        fl = _fast_plan(step)
+        if fl is not None:
+            from fxp.sim.fast import run_fast
+
+            out, n = run_fast(step, fl, codes)
+            co = step.w_codes.shape[0]
+            counters.add_acc(L.AccStats(0, np.zeros(co, np.int64), None, None, "blas"))
+            counters.output_saturations += n
+            return IntValue(out, step.out_spec)
     common = dict(x_zero_point=spec.zero_point, acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow,
                   x_range=(spec.fmt.min_code, spec.fmt.max_code))
     if step.is_shift:  # shift-add kernel: sign * (x << k), zero weights skipped
@@ -222,16 +254,22 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
             return _binary(step, vals[0], counters)
         return _weighted(step, vals[0], counters, method)
     if step.op is not None:  # fxp.sim.residual: Add, Concat, pools, activations
-        codes, n = step.op([v.codes for v in vals])
+        codes, n = step.op([_wide(v).codes for v in vals])
         counters.output_saturations += n
         return IntValue(codes, step.out_spec)
     x = vals[0]
     spec = step.in_specs[0]
     if isinstance(node, MaxPool2D):
+        if not any(node.pads) and x.codes.ndim == 4:  # MaxPool2D has no dilation
+            from fxp.kernels.fast_layers import maxpool_valid  # engine codes: no re-check
+
+            (kh, kw), (sh, sw) = node.kernel, node.strides
+            ho, wo = (x.codes.shape[2] - kh) // sh + 1, (x.codes.shape[3] - kw) // sw + 1
+            return IntValue(maxpool_valid(x.codes.size, x.codes, kh, kw, sh, sw, ho, wo), spec)
         return IntValue(L.maxpool2d_int(x.codes, spec.fmt, node.kernel, strides=node.strides,
                                         pads=node.pads), spec)
     if isinstance(node, (ReLU, Clip)):
-        return IntValue(np.clip(x.codes, *step.act_bounds), step.out_spec)
+        return IntValue(np.clip(_wide(x).codes, *step.act_bounds), step.out_spec)
     if isinstance(node, Flatten):
         return IntValue(L.flatten_int(x.codes), spec)
     if isinstance(node, Reshape):
@@ -271,26 +309,38 @@ def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCo
                             plan.input_overflow)
     else:
         codes, n = quantize_spec(np.asarray(x, np.float32), plan.input, "input",
+                                 plan.input_rounding.value,
                                  arithmetic=getattr(model, "input_arithmetic", "float64"))
     counters.setdefault(INPUT_COUNTER, LayerCounters()).output_saturations += n
     vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
     if on_value is not None:
         on_value(g.inputs[0], vals[g.inputs[0]])
     last_use = {t: i for i, step in enumerate(model.steps) for t in step.node.inputs}
+    from fxp.sim.fast import blas_threads
+
+    with blas_threads(len(codes)):
+        _run_steps(model, vals, counters, method, keep, on_value, last_use)
+    outs = [to_float(vals[t], t) for t in g.outputs]
+    result = IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
+    if keep:
+        result.values = vals
+    return result
+
+
+def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
+    """Every step in order, freeing each tensor after its last use unless ``keep``."""
+    g = model.graph
     for i, step in enumerate(model.steps):
         c = counters.setdefault(step.name, LayerCounters())
         vals[step.node.output] = _run_step(step, [vals[t] for t in step.node.inputs], c, method)
+        if keep or on_value is not None:  # what callers see holds int64 codes
+            vals[step.node.output] = _wide(vals[step.node.output])
         if on_value is not None:
             on_value(step.node.output, vals[step.node.output])
         if not keep:
             for t in set(step.node.inputs):
                 if last_use[t] == i and t not in g.outputs:
                     del vals[t]
-    outs = [to_float(vals[t], t) for t in g.outputs]
-    result = IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
-    if keep:
-        result.values = vals
-    return result
 
 
 def logits_tensor(model: CompiledModel) -> str:

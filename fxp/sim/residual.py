@@ -1,6 +1,7 @@
 """Integer steps of the non-weighted nodes: Add, Concat, pools, ReLU/Clip, Sigmoid, LeakyRelu.
 
-(Mul is compiled by :mod:`fxp.sim.residual_mul`.)
+(Mul is compiled by :mod:`fxp.sim.residual_mul`; Tanh, HardSwish, Pad, Requantize
+and the TFLite Sigmoid by :mod:`fxp.sim.residual_tflite`.)
 
 :func:`compile_step` turns one such node, its plan entry (or None) and its
 input specs into a :class:`~fxp.sim.compile.LayerStep`; the executor runs
@@ -33,8 +34,11 @@ float32 scale and a zero point):
   (``reference/concatenation.h``): an input with the output's scale and
   zero point is copied, any other becomes
   ``zp_out + MultiplyByQuantizedMultiplier(x - zp_i, M_i, shift_i)``
-  clamped to the format.  Sigmoid / LeakyRelu are refused (TFLite int8
-  LOGISTIC is issue 16).
+  clamped to the format.  Sigmoid is TFLite Micro's LOGISTIC
+  (:func:`fxp.sim.residual_tflite.tflite_act_op`); LeakyRelu is refused.
+* ``float64`` / ``ruy`` / ``xnnpack`` -- LiteRT's reference or optimized
+  kernels and XNNPACK (:mod:`fxp.sim.residual_runtime`): TFLite's steps where
+  those runtimes compute TFLite Micro's integers, their own ADD / MEAN where not.
 * ``pow2`` (power-of-two inputs) -- fxp's own datapath, unchanged: pools
   ``round(sum(x) / count)`` with the layer's rounding (zero point 0), ReLU /
   Clip a clamp, Add / Concat aligned to the finest LSB (:func:`join_spec` or
@@ -61,10 +65,12 @@ from fxp.core.format import QFormat
 from fxp.errors import FxpError, PlanError, UnsupportedOpError
 from fxp.ir.nodes import Add, AvgPool2D, Clip, Concat, GlobalAvgPool, LeakyRelu, Mul, ReLU, Sigmoid
 from fxp.plan.plan import LayerPlan, RequantScheme, TensorSpec
+from fxp.sim.residual_tflite import EXTRA_NODES, compile_extra, tflite_act_op
 
 __all__ = ["QUANT_NODES", "compile_step", "join_spec"]
 
-QUANT_NODES = (Add, Mul, Concat, AvgPool2D, GlobalAvgPool, Sigmoid, LeakyRelu, ReLU, Clip)
+QUANT_NODES = (Add, Mul, Concat, AvgPool2D, GlobalAvgPool, Sigmoid, LeakyRelu, ReLU, Clip,
+               *EXTRA_NODES)
 """Non-weighted nodes that may carry their own output coding and arithmetic."""
 
 Op = Callable[[list], tuple[np.ndarray, int]]
@@ -103,13 +109,15 @@ def compile_step(node, lp: LayerPlan | None, ins: tuple[TensorSpec, ...]):
         formats the runtime does not take, Prepare-time parameters out of the
         runtime's range.
     UnsupportedOpError
-        Sigmoid / LeakyRelu under a TFLite scheme.
+        LeakyRelu under a TFLite scheme.
     """
     from fxp.sim.compile import LayerStep, _act_bounds
 
     if isinstance(node, Mul):  # its own module: fxp.sim.residual_mul
         from fxp.sim.residual_mul import compile_mul
         return compile_mul(node, lp, ins)
+    if isinstance(node, EXTRA_NODES):  # Tanh, HardSwish, Pad, Requantize: residual_tflite
+        return compile_extra(node, lp, ins)
     affine = [not s.is_pow2 for s in ins]
     if any(affine) and not all(affine):
         raise PlanError(f"{_where(node)} mixes power-of-two and affine inputs "
@@ -141,6 +149,9 @@ def compile_step(node, lp: LayerPlan | None, ins: tuple[TensorSpec, ...]):
     try:
         if lp.requant is RequantScheme.FLOAT32:
             op = _ort_op(node, ins, out)
+        elif lp.requant.value in ("float64", "ruy", "xnnpack"):  # LiteRT, XNNPACK
+            from fxp.sim.residual_runtime import runtime_op
+            op = runtime_op(node, ins, out, lp.requant, _tflite_op)
         else:
             op = _tflite_op(node, ins, out, lp.requant.value)
     except (PlanError, UnsupportedOpError):
@@ -241,10 +252,11 @@ def _tflite_op(node, ins, out, scheme: str) -> Op:
     from fxp.ops import tflite as T
 
     x = ins[0]
-    if isinstance(node, (Sigmoid, LeakyRelu)):
-        raise UnsupportedOpError(f"{_where(node)}: TFLite int8 {type(node).__name__} is not "
-                                 "implemented (issue 16); use requant 'float32' or mark the "
-                                 "layer float")
+    if isinstance(node, Sigmoid):  # TFLM LOGISTIC, int8 / int16
+        return tflite_act_op(node, x, out, scheme)
+    if isinstance(node, LeakyRelu):
+        raise UnsupportedOpError(f"{_where(node)}: TFLite LeakyRelu is not implemented; use "
+                                 "requant 'float32' or mark the layer float")
     if isinstance(node, (ReLU, Clip)):
         if out.fmt.frac_bits or x.fmt.frac_bits:
             raise PlanError(f"{_where(node)}: affine codes need integer formats")

@@ -9,12 +9,14 @@ returns a :class:`~fxp.sim.compile.LayerStep` whose ``op(codes_list)`` gives
   ``ratio = float32(float32(sA*sB) / sC)``, per element
   ``cvt(float32(float32(p) * ratio) + float32(zC))`` with the exact product
   ``p = (a - zA) * (b - zB)``, half to even, saturated.
-* ``double`` / ``single`` (affine) -- TFLite's reference int8 MUL
+* ``double`` / ``single`` (affine) -- TFLite Micro's reference int8 / int16 MUL
   (``tensorflow/lite/kernels/internal/reference/integer_ops/mul.h``,
   ``MulElementwise``): ``zC + MultiplyByQuantizedMultiplier((a - zA) * (b - zB),
   M, shift)`` clamped to the format, ``(M, shift) = QuantizeMultiplier(real)``
-  where ``real`` is the float32 expression ``s1 * s2 / s_out`` of ``mul.cc``'s
-  Prepare widened to double.
+  with ``real = double(s1) * double(s2) / double(s_out)`` (TFLM
+  ``micro/kernels/mul_common.cc``; LiteRT's ``mul.cc`` forms the ratio in
+  float32 instead, which changes the low multiplier bits).  int16 codes need
+  zero points 0 (the products fit int32).
 * ``pow2`` (power-of-two inputs) -- fxp's own datapath: the exact product of
   the codes (``frac = frac_a + frac_b``, at most 63 bits) cast into the plan's
   output format with the layer's rounding and overflow; without a plan entry
@@ -64,10 +66,10 @@ def tflite_mul(a, b, *, a_zero_point: int, b_zero_point: int, multiplier: int, s
 
 
 def tflite_mul_params(a_scale, b_scale, y_scale, scheme: str) -> tuple[int, int]:
-    """``QuantizeMultiplier(double(float32(s1 * s2 / s_out)))`` as ``mul.cc`` Prepare."""
-    real = float(qlinear_mul_ratio(a_scale, b_scale, y_scale))
+    """``QuantizeMultiplier(double(s1) * double(s2) / double(s_out))`` as TFLM's Prepare."""
+    real = float(np.float32(a_scale)) * float(np.float32(b_scale)) / float(np.float32(y_scale))
     if not (np.isfinite(real) and real > 0):
-        raise PlanError(f"scale ratio s1*s2/s_out={real!r} must be finite and > 0 in float32")
+        raise PlanError(f"scale ratio s1*s2/s_out={real!r} must be finite and > 0")
     m, e = intmath.quantize_multiplier(real, single_rounding=scheme == "single")
     if not -31 <= e <= (30 if scheme == "single" else 31):
         raise PlanError(f"scale ratio {real!r} gives the multiplier shift {e}, outside "
@@ -80,10 +82,14 @@ def _affine_op(node, ins, out, requant: RequantScheme):
 
     a, b = ins
     fmt = out.fmt
-    if fmt.bits != 8 or fmt.frac_bits or any(s.fmt != fmt for s in ins):
-        raise PlanError(f"{_where(node)}: the runtime kernel takes one 8-bit integer type for "
-                        f"inputs and output, got inputs {[str(s.fmt) for s in ins]} and output "
-                        f"{fmt}")
+    int16 = requant is not RequantScheme.FLOAT32 and fmt == QFormat.integer(16, True)
+    if not (fmt.bits == 8 or int16) or fmt.frac_bits or any(s.fmt != fmt for s in ins):
+        raise PlanError(f"{_where(node)}: the runtime kernel takes one 8-bit integer type (TFLite:"
+                        f" or int16) for inputs and output, got inputs "
+                        f"{[str(s.fmt) for s in ins]} and output {fmt}")
+    if int16 and any(s.zero_point for s in (a, b, out)):
+        raise PlanError(f"{_where(node)}: TFLite's int16 MUL needs zero points 0, got "
+                        f"{[s.zero_point for s in (a, b, out)]}")
     sa, sb, sy = (np.float32(s.scales[0]) for s in (a, b, out))
     if requant is RequantScheme.FLOAT32:
         ratio = qlinear_mul_ratio(sa, sb, sy)

@@ -6,10 +6,10 @@ as it reads an ONNX model's ``metadata_props``.  This script adds
 ``scale = 1/255``, ``mean = 0.1307``, ``std = 0.3081`` and ``layout = NCHW``
 (the graph input fxp builds is NCHW) to every ``*.tflite`` beside it, replacing
 earlier ``fxp.preprocess.*`` entries, with TensorFlow's own flatbuffer object
-API.  TensorFlow is not an fxp dependency: run it in the venv that ran
-``make_tflite.py``::
+API (or only to the files named on the command line).  TensorFlow is not an
+fxp dependency: run it in the venv that ran ``make_tflite.py``::
 
-    /tmp/tfenv/bin/python models/tflite/add_metadata.py
+    /tmp/tfenv/bin/python models/tflite/add_metadata.py [FILE.tflite ...]
 """
 
 from __future__ import annotations
@@ -41,6 +41,9 @@ def add_metadata(path: Path) -> None:
 
 
 if __name__ == "__main__":
-    for p in sorted(Path(__file__).parent.glob("*.tflite")):
+    import sys
+
+    paths = [Path(a) for a in sys.argv[1:]] or sorted(Path(__file__).parent.glob("*.tflite"))
+    for p in paths:
         add_metadata(p)
         print(f"wrote preprocessing metadata into {p.name}")

@@ -1,0 +1,216 @@
+"""The proven float32 path (``fxp.sim.fast``) equals the ordered integer loop, and its kernels
+equal their numpy statements and the pure-Python oracle (issue 17).
+
+Layers are drawn at random (groups, strides, padding, dilation, fused ReLU/Clip, dense),
+with random power-of-two plans (weight/activation/accumulator widths, every deterministic
+rounding mode, every overflow mode).  ``run_integer`` with ``method="auto"`` (the fast path
+where the proof allows it, the loop elsewhere) must give the same codes for every tensor,
+the same output saturation counts, and no accumulator overflow where it took the fast path.
+Wide operands force the GEMM into several float32 chunks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fxp.core.format import QFormat
+from fxp.ir.graph import Graph
+from fxp.ir.nodes import Conv2D, Dense, Flatten, MaxPool2D
+from fxp.kernels.fast_layers import im2col_f32, requant_pow2_fused, rounding_offsets
+from fxp.kernels.scalar import U0, round_shift
+from fxp.kernels.spec_layers import _im2col
+from fxp.plan.ptq import ptq_pow2
+from fxp.sim.compile import compile_plan
+from fxp.sim.fast import fast_layer, storage_dtype
+from fxp.sim.integer import run_integer
+from tests import oracles
+
+MODES = ["floor", "ceil", "to_zero", "away", "half_up", "half_down", "half_to_zero",
+         "half_away", "half_even"]
+OVERFLOWS = ["wrap", "saturate", "saturate_symmetric", "saturate_zero"]
+
+
+@st.composite
+def layer_graphs(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    f = np.float32
+    c = draw(st.integers(1, 4))
+    groups = draw(st.sampled_from([1, c]))
+    co = groups * draw(st.integers(1, 3))
+    k = draw(st.integers(1, 3))
+    act = draw(st.sampled_from([None, "relu", (-0.5, 0.75)]))
+    conv = Conv2D(name="c1", inputs=("x",), outputs=("h1",),
+                  weight=rng.normal(0, .6, (co, c // groups, k, k)).astype(f),
+                  bias=rng.normal(0, .2, co).astype(f),
+                  strides=(draw(st.integers(1, 2)), draw(st.integers(1, 2))),
+                  pads=tuple(draw(st.integers(0, 1)) for _ in range(4)),
+                  dilations=(draw(st.integers(1, 2)), 1), groups=groups, fused_activation=act)
+    ho, wo = _hw(conv, 7, 7)
+    nodes = [conv, MaxPool2D(name="p1", inputs=("h1",), outputs=("h2",), kernel=(2, 2),
+                             strides=(1, 1)),
+             Flatten(name="fl", inputs=("h2",), outputs=("h3",)),
+             Dense(name="d1", inputs=("h3",), outputs=("y",),
+                   weight=rng.normal(0, .3, (3, co * (ho - 1) * (wo - 1))).astype(f),
+                   bias=rng.normal(0, .2, 3).astype(f))]
+    g = Graph(nodes=tuple(nodes), inputs=("x",), input_shapes={"x": (None, c, 7, 7)},
+              outputs=("y",))
+    x = (rng.normal(0, 1.5, (5, c, 7, 7))).astype(f)
+    return g, x
+
+
+def _hw(conv, h, w):
+    (sh, sw), (dh, dw), (t, left, b, r) = conv.strides, conv.dilations, conv.pads
+    kh, kw = conv.weight.shape[2:]
+    return (h + t + b - ((kh - 1) * dh + 1)) // sh + 1, (w + left + r - ((kw - 1) * dw + 1)) // sw + 1
+
+
+def _plan(g, x, wb, ab, acc, rounding, ovf, acc_ovf):
+    plan = ptq_pow2(g, x, weight_bits=wb, act_bits=ab, acc_bits=acc, acc_overflow=acc_ovf)
+    for lp in plan.layers:
+        plan = plan.replace_layer(lp.name, rounding=rounding, output_overflow=ovf)
+    return plan
+
+
+def _same(g, plan, x) -> tuple[bool, int]:
+    model = compile_plan(g, plan)
+    ca, cl = {}, {}
+    fast = run_integer(model, x, ca, keep=True, method="auto")
+    loop = run_integer(model, x, cl, keep=True, method="loop")
+    for t, v in loop.values.items():
+        if not hasattr(v, "codes"):  # a float tensor (softmax)
+            assert np.array_equal(fast.values[t].data, v.data), t
+            continue
+        assert fast.values[t].codes.dtype == np.int64  # what callers see is int64
+        assert np.array_equal(fast.values[t].codes, v.codes), t
+    for name, c in cl.items():
+        assert ca[name].output_saturations == c.output_saturations, name
+    used = sum(c.blas_batches for c in ca.values())
+    for step in model.steps:
+        if step.w_codes is not None and fast_layer(step) is not None:
+            assert cl[step.name].acc_overflows == 0  # the proof: nothing overflows
+    return True, used
+
+
+@settings(max_examples=300, deadline=None)
+@given(gx=layer_graphs(), wb=st.integers(2, 9), ab=st.integers(2, 10),
+       acc=st.sampled_from([12, 20, 32]), rounding=st.sampled_from(MODES),
+       ovf=st.sampled_from(OVERFLOWS), acc_ovf=st.sampled_from(["wrap", "saturate"]))
+def test_fast_path_equals_ordered_loop(gx, wb, ab, acc, rounding, ovf, acc_ovf):
+    g, x = gx
+    _same(g, _plan(g, x, wb, ab, acc, rounding, ovf, acc_ovf), x)
+
+
+@settings(max_examples=40, deadline=None)
+@given(gx=layer_graphs(), rounding=st.sampled_from(MODES))
+def test_wide_operands_split_into_exact_float32_chunks(gx, rounding):
+    """16-bit weights and activations: one product can reach 2**30, so a single float32 GEMM
+    is not exact; layers whose single products stay below 2**24 run in several chunks."""
+    g, x = gx
+    plan = _plan(g, x, 12, 12, 48, rounding, "saturate", "wrap")
+    model = compile_plan(g, plan)
+    chunks = [len(fl.chunks) for s in model.steps if s.w_codes is not None
+              for fl in [fast_layer(s)] if fl is not None]
+    _same(g, plan, x)
+    assert all(n >= 1 for n in chunks)
+
+
+def test_the_fast_path_runs_and_chunks_on_a_real_model():
+    from fxp import workflow as fw
+
+    graph = fw.load_model("mnist_cnn")
+    x = np.random.default_rng(0).normal(size=(16, 1, 28, 28)).astype(np.float32)
+    for wb, ab, acc in ((8, 8, 32), (12, 12, 48)):
+        plan = ptq_pow2(graph, x, weight_bits=wb, act_bits=ab, acc_bits=acc)
+        model = compile_plan(graph, plan)
+        fls = {s.name: fast_layer(s) for s in model.steps if s.w_codes is not None}
+        assert all(fl is not None for fl in fls.values()), fls
+        if wb == 12:
+            assert max(len(fl.chunks) for fl in fls.values()) > 1
+        _, used = _same(graph, plan, x)
+        assert used == len(fls)
+
+
+def test_layers_the_proof_forbids_take_the_loop():
+    """A narrow saturating accumulator that really saturates: no fast path, loop integers."""
+    from fxp import workflow as fw
+
+    graph = fw.load_model("mnist_cnn")
+    x = np.random.default_rng(1).normal(size=(8, 1, 28, 28)).astype(np.float32) * 3
+    plan = ptq_pow2(graph, x, weight_bits=5, act_bits=7, acc_bits=12, acc_overflow="saturate")
+    model = compile_plan(graph, plan)
+    assert any(fast_layer(s) is None for s in model.steps if s.w_codes is not None)
+    c = {}
+    run_integer(model, x, c)
+    assert sum(v.acc_overflows for v in c.values()) > 0
+    _same(graph, plan, x)
+
+
+@settings(max_examples=500, deadline=None)
+@given(y=st.integers(-(1 << 52), 1 << 52), s=st.integers(1, 30), mode=st.sampled_from(MODES))
+def test_rounding_offsets_equal_round_shift_and_the_oracle(y, s, mode):
+    code = ["floor", "ceil", "to_zero", "away", "half_up", "half_down", "half_to_zero",
+            "half_away", "half_even"].index(mode)
+    t_pos, t_neg, even = rounding_offsets(s, code)
+    got = (y + (t_neg if y < 0 else t_pos) + even * ((y >> s) & 1)) >> s
+    assert got == int(round_shift(np.int64(y), s, code, U0))
+    from fractions import Fraction
+
+    assert got == oracles.round_fraction(Fraction(y, 2**s), mode)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shift=st.integers(-3, 20), mode=st.sampled_from(MODES),
+       ovf=st.sampled_from(OVERFLOWS), bits=st.integers(2, 17), signed=st.booleans(),
+       relu=st.booleans())
+def test_fused_requant_equals_the_oracle(seed, shift, mode, ovf, bits, signed, relu):
+    rng = np.random.default_rng(seed)
+    co, n, p = 3, 2, 5
+    a = rng.integers(-(1 << 22), 1 << 22, (co, n * p)).astype(np.float32)
+    bias = rng.integers(-(1 << 20), 1 << 20, co)
+    fmt = QFormat(bits, bits, signed)
+    lo_o, hi_o = oracles.bounds(fmt, ovf)
+    lo = max(fmt.min_code, 0) if relu else -(1 << 63)
+    code = MODES.index(mode)
+    offs = rounding_offsets(shift, code) if shift > 0 else (0, 0, 0)
+    out = np.empty((n, co, p), storage_dtype(fmt))
+    count = requant_pow2_fused(0, a, bias, out, shift, *offs, lo, (1 << 63) - 1, lo_o, hi_o,
+                               fmt.bits, ["wrap", "saturate", "saturate_symmetric",
+                                          "saturate_zero"].index(ovf))
+    from fractions import Fraction
+
+    want, changed = np.zeros((n, co, p), np.int64), 0
+    for c in range(co):
+        for i in range(n * p):
+            acc = int(a[c, i]) + int(bias[c])
+            v = oracles.round_fraction(Fraction(acc) * Fraction(2) ** -shift, mode)
+            v = max(v, lo)
+            w, over = oracles.fit(v, fmt.bits, fmt.signed, lo_o, hi_o, ovf)
+            changed += over
+            want[i // p, c, i % p] = w
+    assert np.array_equal(out, want) and count == changed
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 3), s=st.integers(1, 2),
+       d=st.integers(1, 2), pads=st.tuples(*[st.integers(0, 2)] * 4))
+def test_im2col_equals_its_numpy_statement(seed, k, s, d, pads):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-500, 500, (2, 3, 6, 5))
+    ho = (6 + pads[0] + pads[2] - ((k - 1) * d + 1)) // s + 1
+    wo = (5 + pads[1] + pads[3] - ((k - 1) * d + 1)) // s + 1
+    if ho < 1 or wo < 1:
+        return
+    got = im2col_f32(0, x, k, k, s, s, pads[0], pads[1], d, d, ho, wo)
+    ref = _im2col(x.astype(np.float64), k, k, (s, s), pads, (d, d), 0)  # [N, C, kh, kw, Ho, Wo]
+    want = ref.transpose(1, 2, 3, 0, 4, 5).reshape(3 * k * k, -1)
+    assert got.dtype == np.float32 and np.array_equal(got, want)
+
+
+@pytest.mark.parametrize(("fmt", "dt"), [(QFormat(8, 3), np.int8), (QFormat(8, 3, False), np.int16),
+                                         (QFormat(16, 2), np.int16), (QFormat(17, 2), np.int32),
+                                         (QFormat(40, 2), np.int64)])
+def test_storage_dtype_holds_every_code(fmt, dt):
+    assert storage_dtype(fmt) == np.dtype(dt)
