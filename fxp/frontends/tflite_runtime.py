@@ -12,8 +12,7 @@ and in ``graph.metadata["fxp.tflite.runtime"]``.
 Measured (``tests/frontends/test_tflite_runtimes.py``) against
 ``ai-edge-litert`` 2.3.0 on x86-64 (AVX-512): every tensor of the six
 committed models (``models/tflite``), fxp run end to end from the input
-codes of 1,000 ``mnist5k`` digits (residual_mean_int16x8 operator by
-operator, its int16 ADD excepted: the engine does not run it), 0 differing
+codes of 1,000 ``mnist5k`` digits, 0 differing
 elements for ``litert-ref``, ``litert-opt`` and ``xnnpack``; and one-operator
 models built for the kernels those models cannot separate (int8 SOFTMAX, ADD
 on every code pair, keep-dims MEAN, DEPTHWISE_CONV_2D without activation).
@@ -47,7 +46,13 @@ int16x8 (16-bit activations): ``double`` everywhere (TFLite's int64
 ``MultiplyByQuantizedMultiplier`` with a 16-bit multiplier for the weighted
 layers), except FULLY_CONNECTED ``float64`` and SOFTMAX ``float64`` / ``ruy``
 (int16: the same kernel) in the three LiteRT profiles.  XNNPACK takes no
-int16 operator: the ``xnnpack`` profile is ``litert-opt`` there.
+int16 operator: the ``xnnpack`` profile is ``litert-opt`` there.  int16 ADD is
+TFLM's arithmetic in every profile (left shift 15, :mod:`fxp.kernels.spec_tflite`):
+LiteRT's ``add.cc`` takes the same general-scale path when the model's
+``pot_scale_int16`` is false, as in the converter's int16x8 output (measured:
+``residual_mean_int16x8``, 3,136,000 ADD outputs, 0 differing in all three
+profiles); with ``pot_scale_int16`` true and power-of-two scales LiteRT would
+take its power-of-two path instead, which fxp does not model (TFLM never does).
 
 What each scheme is, per runtime:
 

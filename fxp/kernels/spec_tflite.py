@@ -22,6 +22,15 @@ ADD, int8 / uint8 (``tensorflow/lite/kernels/add.cc`` Prepare,
   + zp_out``, clamped to ``[act_min, act_max]``.  ``scheme="single"`` is the
   ``TFLITE_SINGLE_ROUNDING`` build (one rounding per multiply).
 
+ADD, int16 (int16x8 models), as *TFLite Micro* runs it (``micro/kernels/add_common.cc``
+``CalculateOpDataAdd``: ``left_shift = 15`` for an int16 output, the same three
+multipliers; ``micro/kernels/add.cc`` calls ``reference_ops::Add(..., pot_scale=false)``
+-> ``reference/add.h`` ``AddGeneralParamScale`` -> ``AddElementwise``): the int8
+formula above with ``2**15`` in place of ``2**20``.  Zero points are 0 (the
+converter's int16 activations), so ``|v_i| <= 2**30``: no int32 wrap.  The
+power-of-two path (``pot_scale=true``: one ``RoundingDivideByPOT`` and a
+saturating int16 add) is never taken by TFLM's non-broadcast int16 ADD.
+
 AVERAGE_POOL_2D, int8 / uint8 (``reference/integer_ops/pooling.h``): sum the
 *raw* codes of the window's real pixels (padding is skipped and not counted),
 ``(acc + count/2) / count`` for ``acc > 0`` else ``(acc - count/2) / count`` in C
@@ -53,11 +62,12 @@ from fxp.core import intmath
 from fxp.errors import FormatError
 
 __all__ = [
-    "ACTIVATIONS", "LEFT_SHIFT", "activation_range", "add", "add_params", "avgpool",
+    "ACTIVATIONS", "LEFT_SHIFT", "LEFT_SHIFT_16", "activation_range", "add", "add_params", "avgpool",
     "divide_half_away", "mean_hw", "mean_params", "multiplier_smaller_than_one",
 ]
 
-LEFT_SHIFT = 20
+LEFT_SHIFT = 20  # 8-bit ADD
+LEFT_SHIFT_16 = 15  # int16 ADD (TFLM add_common.cc)
 ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1")
 INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
 
@@ -77,16 +87,18 @@ def multiplier_smaller_than_one(real: float, single: bool = False) -> tuple[int,
     return m, e
 
 
-def add_params(s1, s2, s_out, single: bool = False) -> tuple[int, int, int, int, int, int]:
-    """``(M1, shift1, M2, shift2, M_out, shift_out)`` of add.cc Prepare (8-bit path).
+def add_params(s1, s2, s_out, single: bool = False, left_shift: int = LEFT_SHIFT
+               ) -> tuple[int, int, int, int, int, int]:
+    """``(M1, shift1, M2, shift2, M_out, shift_out)`` of add.cc Prepare (``left_shift`` 20
+    for 8-bit codes, 15 for int16).
 
     Scales are read as float32 (TfLiteQuantizationParams), then
     ``2 * max(s1, s2)`` (exact), ``s_i / twice_max`` and
-    ``twice_max / (2**20 * s_out)`` in double.
+    ``twice_max / (2**left_shift * s_out)`` in double.
     """
     f1, f2, fo = (float(np.float32(v)) for v in (s1, s2, s_out))
     twice_max = 2.0 * max(f1, f2)
-    real_out = twice_max / (float(1 << LEFT_SHIFT) * fo)
+    real_out = twice_max / (float(1 << left_shift) * fo)
     return (*multiplier_smaller_than_one(f1 / twice_max, single),
             *multiplier_smaller_than_one(f2 / twice_max, single),
             *multiplier_smaller_than_one(real_out, single))
@@ -157,13 +169,15 @@ def _clamp(v, lo: int, hi: int):
     return np.clip(v, lo, hi), int(np.count_nonzero((v < lo) | (v > hi)))
 
 
-def add(a, b, z1: int, z2: int, z_out: int, params, act_min: int, act_max: int, scheme: str):
-    """``AddFunc`` element-wise; returns ``(codes, n_events)``: int32 wraps of the
-    multiplier stages and the sum, plus elements the activation clamp changed."""
+def add(a, b, z1: int, z2: int, z_out: int, params, act_min: int, act_max: int, scheme: str,
+        left_shift: int = LEFT_SHIFT):
+    """``AddFunc`` / ``AddElementwise`` element-wise (``left_shift`` 20: 8-bit, 15: int16);
+    returns ``(codes, n_events)``: int32 wraps of the multiplier stages and the
+    sum, plus elements the activation clamp changed."""
     m1, e1, m2, e2, mo, eo = params
     mbqm = intmath.multiply_by_quantized_multiplier
-    y1, n1 = mbqm((np.asarray(a, np.int64) - z1) << LEFT_SHIFT, m1, e1, scheme)
-    y2, n2 = mbqm((np.asarray(b, np.int64) - z2) << LEFT_SHIFT, m2, e2, scheme)
+    y1, n1 = mbqm((np.asarray(a, np.int64) - z1) << left_shift, m1, e1, scheme)
+    y2, n2 = mbqm((np.asarray(b, np.int64) - z2) << left_shift, m2, e2, scheme)
     raw = _wrap32(y1 + y2)
     n3 = int(np.count_nonzero(raw != y1 + y2))
     y, n4 = mbqm(raw, mo, eo, scheme)

@@ -6,7 +6,9 @@ event counted, exactly as the specification does.
 
 ADD, per element (``AddFunc``):
 
-1. ``v = (x - zp) << 20``: ``|v| <= 255 * 2**20 < 2**31``, no wrap for 8-bit codes;
+1. ``v = (x - zp) << left_shift``: ``|v| <= 255 * 2**20 < 2**31`` for 8-bit codes
+   (left shift 20), ``|v| <= 2**15 * 2**15`` for int16 codes with zero point 0
+   (left shift 15, TFLM's int16 ADD): no wrap;
 2. ``y = MBQM(v, M, shift)`` (:func:`fxp.kernels.scalar.mbqm`, double or single
    rounding, same as gemmlowp ``SaturatingRoundingDoublingHighMul`` +
    ``RoundingDivideByPOT``);

@@ -1,4 +1,5 @@
-"""TFLite integer ADD, AVERAGE_POOL_2D and MEAN on codes: the validated entry points.
+"""TFLite integer ADD (int8 / int16), AVERAGE_POOL_2D and MEAN on codes: the validated
+entry points.
 
 Convention followed: TensorFlow Lite's reference integer kernels, restated in
 :mod:`fxp.kernels.spec_tflite` (sources cited there): multiplier + shift
@@ -64,22 +65,27 @@ def _act_range(activation, scale, zero_point, fmt: QFormat, where: str) -> tuple
         raise FormatError(f"{where}: {exc}") from None
 
 
-def tflite_add_params(a_scale, b_scale, y_scale, *, scheme: str = "double"
+def tflite_add_params(a_scale, b_scale, y_scale, *, scheme: str = "double", bits: int = 8
                       ) -> tuple[int, int, int, int, int, int]:
-    """``(M1, shift1, M2, shift2, M_out, shift_out)`` of TFLite add.cc Prepare (8-bit path).
+    """``(M1, shift1, M2, shift2, M_out, shift_out)`` of TFLite add.cc Prepare: left shift
+    20 for ``bits=8``, 15 for ``bits=16`` (TFLM ``add_common.cc``).
 
     Raises
     ------
     FormatError
-        A scale that is not a finite positive float32, or an output scale so
-        small that ``2*max(s1, s2) / (2**20 * s_out) >= 1``.
+        ``bits`` not 8 or 16, a scale that is not a finite positive float32,
+        or an output scale so small that
+        ``2*max(s1, s2) / (2**left_shift * s_out) >= 1``.
     """
     where = "tflite_add_params"
     single = _scheme(scheme, where)
+    if bits not in (8, 16):
+        raise FormatError(f"{where}: bits must be 8 or 16, got {bits!r:.40}")
     s = [_scale(v, n, where) for v, n in ((a_scale, "a_scale"), (b_scale, "b_scale"),
                                           (y_scale, "y_scale"))]
+    shift = spec.LEFT_SHIFT if bits == 8 else spec.LEFT_SHIFT_16
     try:
-        return spec.add_params(*s, single=single)
+        return spec.add_params(*s, single=single, left_shift=shift)
     except FormatError as exc:
         raise FormatError(f"{where}: {exc}") from None
 
@@ -87,17 +93,20 @@ def tflite_add_params(a_scale, b_scale, y_scale, *, scheme: str = "double"
 def tflite_add(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
                fmt: QFormat, activation: str = "none", scheme: str = "double",
                backend: str = "numba") -> tuple[np.ndarray, int]:
-    """TFLite int8 / uint8 ``ADD`` of two same-shape code tensors (left shift 20).
+    """TFLite int8 / uint8 ``ADD`` (left shift 20) or TFLite Micro int16 ``ADD`` (left shift
+    15, the general-scale path) of two same-shape code tensors.
 
     Raises
     ------
     FormatError
-        ``fmt`` not 8-bit integer, codes or zero points outside it, different
-        shapes, bad scales (see :func:`tflite_add_params`), unknown
-        ``activation`` or ``scheme``.
+        ``fmt`` not an 8-bit or signed 16-bit integer, codes or zero points
+        outside it (int16: not 0), different shapes, bad scales (see
+        :func:`tflite_add_params`), unknown ``activation`` or ``scheme``.
     """
     where = "tflite_add"
-    _int_format(fmt, where)
+    _int_format(fmt, where, bits=(8, 16))
+    if fmt.bits == 16 and not fmt.signed:
+        raise FormatError(f"{where}: TFLite's 16-bit ADD takes int16 codes, got {fmt}")
     single = _scheme(scheme, where)
     a, b = _in_format(a, "a", fmt, where), _in_format(b, "b", fmt, where)
     if a.shape != b.shape:
@@ -106,14 +115,19 @@ def tflite_add(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y
     z1 = _zero_point(a_zero_point, "a_zero_point", fmt, where)
     z2 = _zero_point(b_zero_point, "b_zero_point", fmt, where)
     zo = _zero_point(y_zero_point, "y_zero_point", fmt, where)
-    params = tflite_add_params(a_scale, b_scale, y_scale, scheme=scheme)
+    if fmt.bits == 16 and (z1 or z2 or zo):
+        raise FormatError(f"{where}: TFLite requires zero points 0 for int16, got "
+                          f"a_zero_point={int(z1)}, b_zero_point={int(z2)}, "
+                          f"y_zero_point={int(zo)}")
+    params = tflite_add_params(a_scale, b_scale, y_scale, scheme=scheme, bits=fmt.bits)
+    shift = spec.LEFT_SHIFT if fmt.bits == 8 else spec.LEFT_SHIFT_16
     lo, hi = _act_range(activation, y_scale, zo, fmt, where)
     if _backend(backend) == "numpy":
-        return spec.add(a, b, int(z1), int(z2), int(zo), params, lo, hi, scheme)
+        return spec.add(a, b, int(z1), int(z2), int(zo), params, lo, hi, scheme, shift)
     from fxp.kernels.tflite import add_codes
 
-    codes, n = add_codes(a.size, a.ravel(), b.ravel(), z1, z2, zo, *params, spec.LEFT_SHIFT,
-                         single, lo, hi)
+    codes, n = add_codes(a.size, a.ravel(), b.ravel(), z1, z2, zo, *params, shift, single,
+                         lo, hi)
     return codes.reshape(a.shape), int(n)
 
 

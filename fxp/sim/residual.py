@@ -22,7 +22,7 @@ float32 scale and a zero point):
   bounds (the same integers: QuantizeLinear is monotone and inverts
   DequantizeLinear on codes).
 * ``double`` / ``single`` -- TFLite reference kernels (gemmlowp double rounding
-  or ``TFLITE_SINGLE_ROUNDING``): Add :func:`~fxp.ops.tflite.tflite_add`,
+  or ``TFLITE_SINGLE_ROUNDING``): Add :func:`~fxp.ops.tflite.tflite_add` (int8 / int16),
   AvgPool2D :func:`~fxp.ops.tflite.tflite_avgpool` (input and output specs
   equal; ``count_include_pad`` with padding is what the converter emits, an
   explicit PAD with the zero point and a VALID pool), GlobalAvgPool
@@ -293,14 +293,15 @@ def _tflite_op(node, ins, out, scheme: str) -> Op:
                 n += k + int(np.count_nonzero(clipped != y))
             return np.concatenate(parts, axis=node.axis), n
         return concat
-    if isinstance(node, (AvgPool2D, GlobalAvgPool)) and out.fmt == QFormat.integer(16) and \
-            all(s.fmt == out.fmt for s in ins):
-        fmt = out.fmt  # int16x8: TFLite's pool and MEAN kernels take int16 codes too
+    if isinstance(node, (Add, AvgPool2D, GlobalAvgPool)) and \
+            out.fmt == QFormat.integer(16) and all(s.fmt == out.fmt for s in ins):
+        fmt = out.fmt  # int16x8: TFLite's ADD, pool and MEAN kernels take int16 codes too
     else:
         fmt = _same_8bit(node, ins, out)
     if isinstance(node, Add):
         a, b = ins
-        T.tflite_add_params(_s(a), _s(b), _s(out), scheme=scheme)  # Prepare: refuses early
+        T.tflite_add_params(_s(a), _s(b), _s(out), scheme=scheme,  # Prepare: refuses early
+                            bits=fmt.bits)
         return lambda c: T.tflite_add(c[0], c[1], a_scale=_s(a), a_zero_point=a.zero_point,
                                       b_scale=_s(b), b_zero_point=b.zero_point,
                                       y_scale=_s(out), y_zero_point=out.zero_point, fmt=fmt,
