@@ -172,6 +172,39 @@ def _choose(method: str, bound_fn, acc: QFormat, mode: OverflowMode) -> str:
     return "loop"
 
 
+LOOP_VECTORIZED = True
+"""Run the ordered loop in :mod:`fxp.kernels.conv2d_rows` where :func:`_loop_lane` proves it
+exact (False: always the scalar loop; for benchmarks and differential tests)."""
+
+
+def _loop_lane(args, top: int, bias, pshift: int):
+    """``(lane type, overflow code)`` in which the vectorized ordered loop is exact, or None.
+
+    int32 or int64 lanes when ``3*A + T + max|bias| + 2**pshift`` fits them
+    (``A`` the accumulator's reach, ``T`` the largest product after a left
+    shift); else int32 lanes with the ``WRAP32`` code for a wrapping
+    accumulator inside int32 whose products and bias fit int32.  See
+    :mod:`fxp.kernels.conv2d_rows`.
+    """
+    if not LOOP_VECTORIZED:
+        return None
+    from fxp.kernels.conv2d_rows import WRAP32
+
+    lo, hi, _, _, omode = args
+    t = top << -pshift if pshift < 0 else top
+    r = 1 << pshift if pshift > 0 else 0
+    b = max(-int(bias.min(initial=0)), int(bias.max(initial=0)))
+    i32 = np.iinfo(np.int32)
+    if 3 * max(-lo, hi) + t + b + r <= i32.max:
+        return np.int32, omode
+    if omode == OverflowMode.WRAP.code and i32.min <= lo and hi <= i32.max \
+            and max(t + r, b) <= i32.max:
+        return np.int32, WRAP32
+    if 3 * max(-lo, hi) + t + b + r <= I64_MAX:
+        return np.int64, omode
+    return None
+
+
 def _stats(events, peaks, method: str) -> AccStats:
     per_channel = events.sum(axis=0) if events.ndim == 2 else events
     peak_c = None if peaks is None else (peaks.max(axis=0) if peaks.ndim == 2 else peaks)
@@ -274,6 +307,13 @@ def conv2d_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, stride
         out, events, peaks = spec.conv2d(x, w, b, zx, zw, s, p, d, g, acc, mode, acc_order,
                                          pshift, RoundingMode.from_string(product_rounding))
         return out, _stats(events, peaks, "loop")
+    lane = _loop_lane(args, top, b, pshift)
+    if lane is not None:
+        from fxp.kernels.conv2d_rows import conv2d_rows
+
+        out, events, peaks = conv2d_rows(x, w, b, zx, zw, s, p, d, g, ho, wo,
+                                         (*args[:4], lane[1]), order, pshift, prmode, lane[0])
+        return out, _stats(events, peaks, "loop")
     from fxp.kernels.conv2d import conv2d_acc
 
     work = x.shape[0] * w.shape[0] * ho * wo * w[0].size
@@ -306,6 +346,13 @@ def dense_int(x, w, bias=None, *, x_zero_point: int = 0, w_zero_point=0, acc_bit
     if backend == "numpy":
         out, events, peaks = spec.dense(x, w, b, zx, zw, acc, mode, acc_order, pshift,
                                         RoundingMode.from_string(product_rounding))
+        return out, _stats(events, peaks, "loop")
+    lane = _loop_lane(args, top, b, pshift)
+    if lane is not None:
+        from fxp.kernels.conv2d_rows import dense_rows
+
+        out, events, peaks = dense_rows(x, w, b, zx, zw, (*args[:4], lane[1]), order, pshift,
+                                        prmode, lane[0])
         return out, _stats(events, peaks, "loop")
     from fxp.kernels.dense import dense_acc
 
