@@ -123,6 +123,13 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
     return cast(y, QFormat.from_frac(64, out.fmt.frac_bits), out.fmt, "floor", lp.output_overflow)
 
 
+LOOP_MAX_CHANNELS, LOOP_MIN_BATCH = 24, 16
+"""Layers with fewer output channels than this, on batches of at least ``LOOP_MIN_BATCH``,
+run the vectorized ordered loop instead of the float32 GEMM on the default path (measured:
+resnet_small's 7..19-channel convolutions, batch 256, 1.8x faster; the integers are the
+same, the proof says nothing overflows)."""
+
+
 def _wide(v):
     """``v`` with int64 codes (the fast path stores narrower ones between its layers)."""
     if isinstance(v, IntValue) and v.codes.dtype != np.int64:
@@ -153,7 +160,10 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
         codes = v.codes
     if method == "auto":  # the proven float32 path (fxp.sim.fast), when the layer qualifies
         fl = _fast_plan(step)
-        if fl is not None:
+        if fl is not None and codes.shape[0] >= LOOP_MIN_BATCH \
+                and step.w_codes.shape[0] < LOOP_MAX_CHANNELS:
+            method = "loop"  # narrow layers, big batches: the vectorized loop is faster
+        elif fl is not None:
             from fxp.sim.fast import run_fast
 
             out, n = run_fast(step, fl, codes)

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from fxp.core.format import QFormat
+from fxp.errors import CalibrationError
 from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense, Flatten, MaxPool2D
 from fxp.kernels.fast_layers import im2col_f32, requant_pow2_fused, rounding_offsets
@@ -68,7 +69,10 @@ def _hw(conv, h, w):
 
 
 def _plan(g, x, wb, ab, acc, rounding, ovf, acc_ovf):
-    plan = ptq_pow2(g, x, weight_bits=wb, act_bits=ab, acc_bits=acc, acc_overflow=acc_ovf)
+    try:
+        plan = ptq_pow2(g, x, weight_bits=wb, act_bits=ab, acc_bits=acc, acc_overflow=acc_ovf)
+    except CalibrationError:  # a drawn ReLU output that is zero on every sample: no scale
+        reject()
     for lp in plan.layers:
         plan = plan.replace_layer(lp.name, rounding=rounding, output_overflow=ovf)
     return plan
@@ -121,8 +125,8 @@ def test_the_fast_path_runs_and_chunks_on_a_real_model():
     from fxp import workflow as fw
 
     graph = fw.load_model("mnist_cnn")
-    x = np.random.default_rng(0).normal(size=(16, 1, 28, 28)).astype(np.float32)
-    for wb, ab, acc in ((8, 8, 32), (12, 12, 48)):
+    x = np.random.default_rng(0).normal(size=(8, 1, 28, 28)).astype(np.float32)  # < 16:
+    for wb, ab, acc in ((8, 8, 32), (12, 12, 48)):  # every layer on the float32 path
         plan = ptq_pow2(graph, x, weight_bits=wb, act_bits=ab, acc_bits=acc)
         model = compile_plan(graph, plan)
         fls = {s.name: fast_layer(s) for s in model.steps if s.w_codes is not None}
