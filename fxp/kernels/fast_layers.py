@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fxp.kernels._jit import jit_inline, kernel, prange
+from fxp.kernels._jit import kernel, prange
 from fxp.kernels.scalar import (
     AWAY,
     CEIL,
@@ -42,41 +42,7 @@ from fxp.kernels.scalar import (
     WRAP,
 )
 
-__all__ = ["im2col_f32", "maxpool_valid", "requant_pow2_fused", "rounding_offsets",
-           "shift_round"]
-
-
-@jit_inline
-def shift_round(y, s, mode):
-    """``round(y / 2**s)`` for ``1 <= s <= 62`` and every deterministic mode (branch-light).
-
-    ``q = y >> s`` is the floor; the remainder ``r`` against ``half`` decides
-    the increment, as :func:`fxp.kernels.scalar.round_shift` does with its table.
-    """
-    q = y >> s
-    r = y - (q << s)
-    half = np.int64(1) << (s - 1)
-    if mode == FLOOR:
-        inc = False
-    elif mode == CEIL:
-        inc = r != 0
-    elif mode == TO_ZERO:
-        inc = r != 0 and y < 0
-    elif mode == AWAY:
-        inc = r != 0 and y > 0
-    elif mode == HALF_UP:
-        inc = r >= half
-    elif mode == HALF_DOWN:
-        inc = r > half
-    elif mode == HALF_TO_ZERO:
-        inc = r > half or (r == half and y < 0)
-    elif mode == HALF_AWAY:
-        inc = r > half or (r == half and y > 0)
-    elif mode == HALF_EVEN:
-        inc = r > half or (r == half and (q & 1) == 1)
-    else:
-        inc = False
-    return q + 1 if inc else q
+__all__ = ["im2col_f32", "maxpool_valid", "requant_pow2_fused", "rounding_offsets"]
 
 
 @kernel
