@@ -25,42 +25,23 @@ from __future__ import annotations
 import numpy as np
 
 from fxp.kernels._jit import jit, kernel, prange
-from fxp.kernels.scalar import mbqm, rdbpot, srdhm
-from fxp.kernels.tflite_softmax import _exp_quarter, _sat_shl, _wrap32, one_over_one_plus_x
+from fxp.kernels.scalar import mbqm, rdbpot
+from fxp.kernels.tflite_softmax import (
+    _sat_shl,
+    _wrap32,
+    exp_on_negative,
+    newton_one_over_one_plus_x,
+    one_over_one_plus_x,
+)
 
 __all__ = ["gemmlowp_logistic", "gemmlowp_tanh", "hard_swish_int8_codes",
            "logistic_tanh_int8_codes", "lut_int16_codes"]
-
-_BARREL_K = np.array([-2, -1, 0, 1, 2, 3, 4], np.int64)
-_BARREL_M = np.array([1672461947, 1302514674, 790015084, 290630308, 39332535, 720401, 242],
-                     np.int64)
-
-
-@jit
-def exp_on_negative(a, int_bits):
-    """gemmlowp ``exp_on_negative_values`` of a ``FixedPoint<int32, int_bits>`` raw ``a <= 0``
-    (``int_bits`` <= 5); Q0.31 out."""
-    if a == 0:
-        return np.int64(2147483647)
-    frac = 31 - int_bits
-    quarter = np.int64(1) << (frac - 2)
-    mod = (a & (quarter - 1)) - quarter
-    result = _exp_quarter(_sat_shl(mod, int_bits))
-    remainder = _wrap32(mod - a)
-    for j in range(7):
-        if int_bits > _BARREL_K[j] and remainder & (np.int64(1) << (frac + _BARREL_K[j])):
-            result = srdhm(result, _BARREL_M[j])
-    return result
 
 
 @jit
 def one_minus_x_over_one_plus_x(a):
     """gemmlowp ``one_minus_x_over_one_plus_x_for_x_in_0_1``, Q0.31 ``a >= 0`` in and out."""
-    half = (a + np.int64(2147483647) + 1) // 2
-    x = _wrap32(np.int64(1515870810) + srdhm(half, np.int64(-1010580540)))
-    for _ in range(3):
-        one_minus = _wrap32((np.int64(1) << 29) - srdhm(half, x))
-        x = _wrap32(x + _sat_shl(srdhm(x, one_minus), 2))
+    x = newton_one_over_one_plus_x(a)
     return _sat_shl(_wrap32(x - (np.int64(1) << 29)), 2)
 
 

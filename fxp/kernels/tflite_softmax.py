@@ -53,29 +53,44 @@ def _exp_quarter(a):
 
 
 @jit
-def exp_on_negative5(a):
-    """gemmlowp ``exp_on_negative_values`` of a Q5.26 raw value ``a <= 0``; Q0.31 out."""
+def exp_on_negative(a, int_bits):
+    """gemmlowp ``exp_on_negative_values`` of a ``FixedPoint<int32, int_bits>`` raw ``a <= 0``
+    (``int_bits`` <= 5); Q0.31 out."""
     if a == 0:
         return np.int64(2147483647)
-    quarter = np.int64(1) << 24
+    frac = 31 - int_bits
+    quarter = np.int64(1) << (frac - 2)
     mod = (a & (quarter - 1)) - quarter
-    result = _exp_quarter(_sat_shl(mod, 5))
+    result = _exp_quarter(_sat_shl(mod, int_bits))
     remainder = _wrap32(mod - a)
     for j in range(7):
-        if remainder & (np.int64(1) << (26 + _BARREL_K[j])):
+        if int_bits > _BARREL_K[j] and remainder & (np.int64(1) << (frac + _BARREL_K[j])):
             result = srdhm(result, _BARREL_M[j])
     return result
 
 
 @jit
-def one_over_one_plus_x(a):
-    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1``, Q0.31 ``a >= 0`` in and out."""
+def exp_on_negative5(a):
+    """gemmlowp ``exp_on_negative_values`` of a Q5.26 raw value ``a <= 0``; Q0.31 out."""
+    return exp_on_negative(a, 5)
+
+
+@jit
+def newton_one_over_one_plus_x(a):
+    """gemmlowp's Newton-Raphson ``x ~ 1 / (1 + a)`` in Q2.29 (48/17 - 32/17 * half, three
+    steps), ``half = (1 + a) / 2`` from a Q0.31 ``a >= 0``: shared by its two callers."""
     half = (a + np.int64(2147483647) + 1) // 2
     x = _wrap32(np.int64(1515870810) + srdhm(half, np.int64(-1010580540)))
     for _ in range(3):
         one_minus = _wrap32((np.int64(1) << 29) - srdhm(half, x))
         x = _wrap32(x + _sat_shl(srdhm(x, one_minus), 2))
-    return _sat_shl(x, 1)
+    return x
+
+
+@jit
+def one_over_one_plus_x(a):
+    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1``, Q0.31 ``a >= 0`` in and out."""
+    return _sat_shl(newton_one_over_one_plus_x(a), 1)
 
 
 @kernel
