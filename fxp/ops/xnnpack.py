@@ -130,16 +130,12 @@ def xnnpack_act_bounds(node, out_spec) -> tuple[int, int] | None:
     PlanError
         ``out_spec`` is not an affine int8 per-tensor coding.
     """
-    from fxp.ir.nodes import Clip, ReLU
+    from fxp.sim.compile import node_activation
 
     if out_spec.fmt != _I8 or out_spec.scales is None or len(out_spec.scales) != 1:
         raise PlanError(f"layer {node.name!r}: XNNPACK's int8 kernels need an affine int8 "
                         f"per-tensor output, got {out_spec.fmt}")
-    act = getattr(node, "fused_activation", None)
-    if isinstance(node, ReLU):
-        act = "relu"
-    elif isinstance(node, Clip):
-        act = (node.min_value, node.max_value)
+    act = node_activation(node)
     if act is None:
         return None
     lo, hi = (0.0, float("inf")) if act == "relu" else act

@@ -144,12 +144,18 @@ def _quantize_weights(node, spec: TensorSpec) -> np.ndarray:
     return np.clip(codes + spec.zero_point, spec.fmt.min_code, spec.fmt.max_code)
 
 
-def _act_bounds(node, spec: TensorSpec) -> tuple[int, int] | None:
-    act = getattr(node, "fused_activation", None)
+def node_activation(node):
+    """The activation a node applies: its ``fused_activation`` (Conv2D/Dense), ``"relu"``
+    for a ReLU, ``(min, max)`` for a Clip, else None."""
     if isinstance(node, ReLU):
-        act = "relu"
-    elif isinstance(node, Clip):
-        act = (node.min_value, node.max_value)
+        return "relu"
+    if isinstance(node, Clip):
+        return (node.min_value, node.max_value)
+    return getattr(node, "fused_activation", None)
+
+
+def _act_bounds(node, spec: TensorSpec) -> tuple[int, int] | None:
+    act = node_activation(node)
     if act is None:
         return None
     lo, hi = spec.fmt.min_code, spec.fmt.max_code
