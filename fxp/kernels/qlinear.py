@@ -13,8 +13,8 @@ executes are emulated explicitly by :func:`fma_f32`.
 3. ``quantize_linear``: MLAS QuantizeLinear of one float32;
 4. ``build_table``: the 256-entry lookup tables of QLinearSigmoid,
    QLinearLeakyRelu and QLinearConcat;
-5. ``lookup_codes`` / ``qlinear_add_codes`` / ``qdq_add_codes`` /
-   ``qlinear_mul_codes`` / ``qdq_mul_codes``: the element loops, returning
+5. ``lookup_codes`` / ``qlinear_add_codes`` / ``qlinear_mul_codes`` /
+   ``qdq_binary_codes``: the element loops, returning
    ``(codes, n_saturated)``.
 """
 
@@ -153,16 +153,18 @@ def qlinear_add_codes(a, b, ra, rb, fixed, lo, hi):
 
 
 @kernel
-def qdq_add_codes(a, b, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
-                  lo, hi):
-    """Flat a, b -> QuantizeLinear(float32(DQ(a) + DQ(b))) (unfused QDQ Add)."""
+def qdq_binary_codes(a, b, multiply, a_scale, a_zero_point, b_scale, b_zero_point, y_scale,
+                     y_zero_point, lo, hi):
+    """Flat a, b -> QuantizeLinear(float32(DQ(a) + DQ(b))), or ``*`` when ``multiply``
+    (the unfused QDQ Add / Mul float island)."""
     n = a.size
     out = np.empty(n, np.int64)
     count = 0
     for i in prange(n):
         da = np.float32(a[i] - a_zero_point) * a_scale
         db = np.float32(b[i] - b_zero_point) * b_scale
-        code, sat = quantize_linear(da + db, y_scale, y_zero_point, lo, hi)
+        code, sat = quantize_linear(da * db if multiply else da + db, y_scale, y_zero_point,
+                                    lo, hi)
         out[i] = code
         if sat:
             count += 1
@@ -187,21 +189,4 @@ def qlinear_mul_codes(a, b, a_zero_point, b_zero_point, ratio, y_zero_point, lo,
             r = np.int64(hi)
             count += 1
         out[i] = r
-    return out, count
-
-
-@kernel
-def qdq_mul_codes(a, b, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_zero_point,
-                  lo, hi):
-    """Flat a, b -> QuantizeLinear(float32(DQ(a) * DQ(b))) (unfused QDQ Mul)."""
-    n = a.size
-    out = np.empty(n, np.int64)
-    count = 0
-    for i in prange(n):
-        da = np.float32(a[i] - a_zero_point) * a_scale
-        db = np.float32(b[i] - b_zero_point) * b_scale
-        code, sat = quantize_linear(da * db, y_scale, y_zero_point, lo, hi)
-        out[i] = code
-        if sat:
-            count += 1
     return out, count

@@ -165,10 +165,10 @@ def qdq_add(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_ze
                            (y_scale, y_zero_point)))
     if _backend(backend) == "numpy":
         return spec.qdq_add(a, b, sa, int(za), sb, int(zb), sy, int(zy), lo, hi)
-    from fxp.kernels.qlinear import qdq_add_codes
+    from fxp.kernels.qlinear import qdq_binary_codes
 
-    codes, n = qdq_add_codes(int(np.prod(shape)), _flat(a, shape), _flat(b, shape), sa, za, sb,
-                             zb, sy, zy, lo, hi)
+    codes, n = qdq_binary_codes(int(np.prod(shape)), _flat(a, shape), _flat(b, shape), False, sa,
+                                za, sb, zb, sy, zy, lo, hi)
     return codes.reshape(shape), int(n)
 
 
@@ -219,10 +219,10 @@ def qdq_mul(a, b, *, a_scale, a_zero_point, b_scale, b_zero_point, y_scale, y_ze
                            (y_scale, y_zero_point)), broadcast=True)
     if _backend(backend) == "numpy":
         return spec.qdq_mul(a, b, sa, int(za), sb, int(zb), sy, int(zy), lo, hi)
-    from fxp.kernels.qlinear import qdq_mul_codes
+    from fxp.kernels.qlinear import qdq_binary_codes
 
-    codes, n = qdq_mul_codes(int(np.prod(shape)), _flat(a, shape), _flat(b, shape), sa, za, sb,
-                             zb, sy, zy, lo, hi)
+    codes, n = qdq_binary_codes(int(np.prod(shape)), _flat(a, shape), _flat(b, shape), True, sa,
+                                za, sb, zb, sy, zy, lo, hi)
     return codes.reshape(shape), int(n)
 
 
