@@ -114,11 +114,16 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         from fxp.plan.from_hls4ml import load_hls4ml_config, plan_from_hls4ml
         return _print_plan(args, plan_from_hls4ml(graph, load_hls4ml_config(args.from_hls4ml)))
     plan = fw.embedded_plan(graph)
+    if plan is not None and args.target_sqnr is not None and \
+            str(args.model).lower().endswith(".tflite"):  # which layers need int16x8
+        from fxp.cli_tflite import plan_tflite_int16
+        return plan_tflite_int16(args, fw, graph, plan)
     if plan is not None:  # a quantized model: write out the plan it carries
         if optimized or args.binary:
             raise PlanError(f"{args.model[:200]!r} is a quantized model and carries its own "
-                            f"plan; --target-sqnr, --max-accuracy-drop, --max-* budgets and "
-                            f"--binary are for float models")
+                            f"plan; --max-accuracy-drop, --max-* budgets and --binary are for "
+                            f"float models (--target-sqnr: float models, and a .tflite to "
+                            f"choose its int16x8 layers)")
         return _print_plan(args, plan)
     if args.data is None:
         raise PlanError(f"{args.model[:200]!r} is a float model: --data (calibration data) is "

@@ -50,11 +50,10 @@ tensor holding its codes and the layout that relates them;
 ``graph.metadata["fxp.tflite.ops"]`` lists, per TFLite operator, the IR nodes
 implementing it, its activation input tensors and its output tensor.
 
-What the engine does not run yet (``compile_plan`` refuses, or computes
-differently): affine ``Add`` / ``Concat``, a ``GlobalAvgPool`` that changes
-scale (TFLite ``MEAN``), TFLite's raw-code average pool, integer softmax, and
-int16x8 layers (TFLite rounds the multiplier to 16 bits on a 64-bit
-accumulator).  The reader still describes them exactly.
+The engine runs every operator listed, bit for bit as TFLite Micro (or the
+chosen runtime) computes it.  An int8 model's plan can be widened to a mix of
+int8 and int16x8 layers (:mod:`fxp.plan.tflite_int16`, chosen by
+``fxp plan m.tflite --target-sqnr``).
 """
 
 from __future__ import annotations

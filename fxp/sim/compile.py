@@ -170,13 +170,16 @@ def _act_bounds(node, spec: TensorSpec) -> tuple[int, int] | None:
     return max(lo, out[0]), min(hi, out[1])
 
 
-def _exact_bias(node, codes, bias: np.ndarray, bscale: np.ndarray) -> np.ndarray:
-    """Integer bias codes from graph metadata, checked against the node's float bias.
+def _exact_bias(node, codes, bias: np.ndarray, bscale: np.ndarray) -> np.ndarray | None:
+    """Integer bias codes from graph metadata, or None when they are not this plan's.
 
     A float32 bias cannot hold an int32 code above 2**24 exactly, so an importer
-    of integer models (:mod:`fxp.frontends.onnx_qoperator`) records the codes;
-    they are used only if each dequantizes (``float32(code * s_x * s_w)``,
-    float64 product) to exactly the node's float bias.
+    of integer models (:mod:`fxp.frontends.onnx_qoperator`, the ``.tflite``
+    reader) records the codes.  They are used only if each dequantizes
+    (``float32(code * s_x * s_w)``, float64 product) to exactly the node's
+    float bias; a plan that codes the layer's input at another scale (e.g.
+    :func:`fxp.plan.tflite_int16.widen_plan`), or a graph whose bias was
+    edited, quantizes the float bias instead (None).
     """
     c = np.asarray(codes)
     if c.shape != bias.shape or c.dtype.kind not in "iu":
@@ -186,10 +189,7 @@ def _exact_bias(node, codes, bias: np.ndarray, bscale: np.ndarray) -> np.ndarray
     if np.any(c < -(1 << 31)) or np.any(c >= 1 << 31):
         raise PlanError(f"layer {node.name!r}: metadata bias codes leave int32")
     back = (c.astype(np.float64) * np.broadcast_to(bscale, bias.shape)).astype(np.float32)
-    if not np.array_equal(back, np.asarray(bias, np.float32)):
-        raise PlanError(f"layer {node.name!r}: metadata {BIAS_CODES_KEY!r} does not match the "
-                        f"layer's float bias (the graph was edited after import?)")
-    return c
+    return c if np.array_equal(back, np.asarray(bias, np.float32)) else None
 
 
 def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
@@ -222,8 +222,9 @@ def _compile_weighted(node, lp: LayerPlan, in_spec: TensorSpec,
 
     step.b_codes, _ = quantize(b, QFormat.integer(64 if wide else 32), "half_even",
                                "saturate")
-    if exact_bias is not None:
-        step.b_codes = _exact_bias(node, exact_bias, bias, bscale)
+    codes = None if exact_bias is None else _exact_bias(node, exact_bias, bias, bscale)
+    if codes is not None:
+        step.b_codes = codes
     eff = np.broadcast_to(sx[0] * sw / lp.output.scale_array()[0], (node.weight.shape[0],))
     if lp.requant in (RequantScheme.FLOAT32, RequantScheme.XNNPACK):  # one scale formula
         f32 = (np.float32(sx[0]) * sw.astype(np.float32)) / np.float32(lp.output.scale_array()[0])
