@@ -62,7 +62,9 @@ def load_model(spec: str | Path, *, runtime: str | None = None) -> Graph:
     nodes or DequantizeLinear of int8 weights) is read by
     :func:`fxp.frontends.onnx_quantized.load_quantized`; the plan it carries is
     kept in the graph's metadata (:data:`EMBEDDED_PLAN_KEY`, read back by
-    :func:`embedded_plan`).
+    :func:`embedded_plan`).  A QONNX file (a node in a QONNX domain: ``Quant``,
+    ``BipolarQuant``) is read by :func:`fxp.frontends.qonnx.load_qonnx` and its
+    plan embedded the same way.
     """
     from fxp.frontends.onnx_import import load_onnx
     from fxp.zoo import resolve_model
@@ -75,7 +77,12 @@ def load_model(spec: str | Path, *, runtime: str | None = None) -> Graph:
     if runtime is not None:
         raise PlanError(f"a runtime profile ({str(runtime)[:40]!r}) applies to .tflite models; "
                         f"{str(spec)[:200]!r} is not one")
-    if _is_quantized_file(path):
+    kind = _quantized_kind(path)
+    if kind == "qonnx":  # Quant / BipolarQuant nodes: the plan their quantizers say
+        from fxp.frontends.qonnx import load_qonnx
+
+        return _with_plan(*load_qonnx(path))
+    if kind == "ort":
         import json
 
         from fxp.frontends.onnx_quantized import load_quantized
@@ -102,12 +109,16 @@ def _with_plan(graph: Graph, plan: Plan) -> Graph:
                               metadata=meta, name=graph.name))
 
 
-def _is_quantized_file(path: Path) -> bool:
+def _quantized_kind(path: Path) -> str | None:
+    """``"qonnx"`` (a node in a QONNX domain), ``"ort"`` (onnxruntime QOperator/QDQ) or None."""
     from fxp.frontends.onnx_import import MAX_MODEL_BYTES, _import_onnx, _read
     from fxp.frontends.onnx_quantized import is_quantized_model
+    from fxp.frontends.qonnx import is_qonnx_model
 
     model, _, _ = _read(_import_onnx(), str(path), MAX_MODEL_BYTES)
-    return is_quantized_model(model)
+    if is_qonnx_model(model):
+        return "qonnx"
+    return "ort" if is_quantized_model(model) else None
 
 
 def embedded_plan(graph: Graph) -> Plan | None:
