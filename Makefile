@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 
 # The test setup installs the CPU build of torch first (so that nothing pulls a CUDA build),
 # then torchvision without dependencies next to it, so CI checks training and the torchvision
-# models too.  `make test TORCH=` skips both.
+# models too, and Brevitas (QONNX exports, no dependencies: they would pull another torch).
+# `make test TORCH=` skips all three.
 TORCH ?= torch==2.13.0
 TORCHVISION ?= torchvision==0.28.0
 
@@ -31,6 +32,8 @@ setup-test: setup
 ifneq ($(strip $(TORCH)),)
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet --no-deps "$(TORCHVISION)"
+	$(BIN)/python -m pip install --quiet --no-deps brevitas==0.13.4 dependencies==2.0.1 \
+		unfoldNd==0.2.3 onnxoptimizer==0.4.2
 endif
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	$(BIN)/python -m pip install --quiet --no-deps "tflite==2.18.0" \
