@@ -90,6 +90,9 @@ def _pad(x: np.ndarray, pads: tuple[int, int, int, int], value: float) -> np.nda
 
 _CHUNK_ELEMENTS = 1 << 24
 """Largest im2col buffer (float64 elements, 128 MiB) built at once; batches are chunked."""
+MAX_SAMPLE_IM2COL = 1 << 27
+"""Largest im2col buffer of one sample (float64 elements, 1 GiB): the reference never splits
+a sample, so a layer above it is refused before anything is allocated."""
 
 
 def _conv2d(node: Conv2D, x: np.ndarray) -> np.ndarray:
@@ -98,6 +101,12 @@ def _conv2d(node: Conv2D, x: np.ndarray) -> np.ndarray:
     cout, cg, kh, kw = node.weight.shape
     win = _windows(_pad(x, node.pads, 0.0), (kh, kw), node.strides, node.dilations)
     oh, ow = win.shape[2:4]
+    per_sample = g * oh * ow * cg * kh * kw
+    if per_sample > MAX_SAMPLE_IM2COL:
+        raise DataError(f"layer {node.name!r}: the float reference needs {per_sample:,} im2col "
+                        f"elements ({per_sample * 8 / 2**30:.1f} GiB) per sample, above the "
+                        f"limit of {MAX_SAMPLE_IM2COL:,} (output {oh}x{ow}, kernel {kh}x{kw}, "
+                        f"{cg * g} input channels)")
     w = node.weight.astype(np.float64).reshape(g, cout // g, cg * kh * kw).transpose(0, 2, 1)
     step = max(1, _CHUNK_ELEMENTS // (g * oh * ow * cg * kh * kw))
     out = np.empty((n, cout, oh, ow), np.float32)
