@@ -42,6 +42,7 @@ endif
 	$(BIN)/python -m pip install --quiet --no-deps hls4ml==1.3.0 pydigitalwavetools==1.1 \
 		quantizers==1.2.2
 	$(BIN)/python -m pip install --quiet pyyaml h5py qonnx==1.0.0
+	$(BIN)/python -m pip install --quiet -e ".[dist]"
 
 test: setup-test
 	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider

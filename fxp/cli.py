@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from collections.abc import Sequence
 
 from fxp.cli_args import (
-    PLAN_COSTS, TARGET_DEFAULT_COST, Parser, add_hardware_options, bits,
+    PLAN_COSTS, TARGET_DEFAULT_COST, Parser, add_cluster_options, add_hardware_options, bits,
     check_hardware_options, finite_float, hardware_options, int_range, positive_int,
     prepare_output, run_handler, width_list,
 )
@@ -23,7 +25,7 @@ from fxp.cli_tools import (
     _cmd_bench, _cmd_deploy, _cmd_format, _cmd_quantize, _cmd_sweep, _cmd_train,
     _print_table,
 )
-from fxp.errors import PlanError
+from fxp.errors import BinaryInputWarning, PlanError
 
 EXAMPLES = """examples:
   fxp inspect mnist_cnn                           layers, shapes, parameters, MACs
@@ -32,6 +34,7 @@ EXAMPLES = """examples:
   fxp export golden mnist_cnn --plan plan.json --data mnist5k -n 4 --out golden/
   fxp export hls4ml mnist_cnn --plan plan.json --out hls4ml_config.json
   fxp export c mnist_cnn --plan plan.json --out mnist_cnn_fxp.h
+  fxp export qonnx mnist_cnn --plan plan.json --out mnist_cnn_q.onnx
   fxp simulate q.onnx --data mnist5k --float model.onnx   an onnxruntime-quantized model
   fxp plan q.onnx --out p.json                    the plan a quantized model carries
   fxp bench mnist_cnn --batch-size 256            images/s of the engines, as ratios
@@ -131,7 +134,19 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     data = fw.load_data(args.data, graph, limit=args.limit)
     if optimized:
         return _plan_optimized(args, fw, graph, data)
-    plan = fw.make_plan(graph, data, bits=args.bits, weight_bits=args.weight_bits,
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", BinaryInputWarning)
+        plan = _make_plan(fw, graph, data, args)
+    for w in caught:  # one line each on stderr
+        if issubclass(w.category, BinaryInputWarning):
+            print(f"fxp plan: warning: {w.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return _print_plan(args, plan)
+
+
+def _make_plan(fw, graph, data, args: argparse.Namespace):
+    return fw.make_plan(graph, data, bits=args.bits, weight_bits=args.weight_bits,
                         act_bits=args.act_bits, acc_bits=args.acc_bits, scheme=args.scheme,
                         granularity=args.granularity, method=args.method,
                         rounding=args.rounding,
@@ -141,7 +156,6 @@ def _cmd_plan(args: argparse.Namespace) -> int:
                         binary_output=args.binary_output, pad_value=args.pad_value,
                         weight_method="minmax" if args.weight_range is None
                         else args.weight_range)
-    return _print_plan(args, plan)
 
 
 def _print_plan(args: argparse.Namespace, plan) -> int:
@@ -176,11 +190,15 @@ def _binary_names(text: str | None) -> tuple[str, ...]:
 
 
 def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
+    if args.per_channel_weights:  # fxp/cli_channel.py
+        from fxp.cli_channel import plan_channel_widths
+        return plan_channel_widths(args, graph, data)
     from fxp.plan.io import plan_to_dict, save_plan
 
     calib = 1000 if args.calib is None else args.calib
     common = dict(cost=args.cost or TARGET_DEFAULT_COST[args.target], min_bits=args.min_bits,
                   max_bits=args.max_bits, calib=calib, rounding=args.rounding,
+                  selection=args.selection, tolerance_db=args.tolerance_db,
                   method=args.method, **hardware_options(args),
                   weight_method="sqnr" if args.weight_range is None else args.weight_range)
     if args.max_accuracy_drop is not None:
@@ -194,15 +212,21 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
         return 0 if res.success else 1
     goal = "the best SQNR within the budgets" if res.target_sqnr_db is None else \
         f"{res.target_sqnr_db:g} dB output SQNR"
+    tries = res.tries
+    timing = (f"{len(tries)} tries, {res.total_time_s:.1f} s in all: "
+              + ", ".join(f"{t['target_sqnr_db']:g} dB {t['time_s']:.1f} s" for t in tries)
+              if tries else f"{res.solve_time_s:.2f} s to solve, {res.total_time_s:.1f} s in all")
     print(f"optimized plan for {goal}, cost {res.cost_name} = {res.cost:,.10g}"
-          f"{f' (target {res.target})' if res.target else ''} ({res.solver}, "
-          f"{res.solve_time_s:.2f} s to solve, {res.total_time_s:.1f} s in all)")
+          f"{f' (target {res.target})' if res.target else ''} ({res.solver}, {timing})")
     _print_table(res.table_rows(), [("tensor", "tensor"), ("kind", "kind"), ("layer", "layer"),
                                     ("bits", "bits"), ("kappa", "kappa dB/bit"),
-                                    ("sqnr_db", "alone dB"), ("acc_bits", "acc bits")])
-    meas = "n/a" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
-    print(f"predicted SQNR {res.predicted_sqnr_db:.2f} dB, measured {meas} "
-          f"({res.message})")
+                                    ("sqnr_db", "alone dB"), ("se_db", "+- dB"),
+                                    ("acc_bits", "acc bits")])
+    from fxp.opt.result import split_lines
+
+    for line in split_lines(res):
+        print(line)
+    print(f"{res.status}: {res.message}")
     if res.fixed_top1 is not None:
         print(f"top-1 float {100 * res.float_top1:.2f}%, fixed {100 * res.fixed_top1:.2f}%; "
               f"weight memory {res.weight_memory_bits / 8:,.0f} bytes")
@@ -230,9 +254,24 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
     fw, graph, plan = _model_and_plan(args)
     data = fw.load_data(args.data, graph, limit=args.limit)
-    rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size,
-                            progress=not args.json, method="loop" if args.exact else "auto",
-                            per_channel=args.per_channel)
+    from fxp.dist.cluster import open_client
+
+    with open_client(args.scheduler, args.workers) as client:  # None: in-process
+        if client is None:
+            rep = fw.run_simulation(graph, plan, data, batch_size=args.batch_size,
+                                    progress=not args.json,
+                                    method="loop" if args.exact else "auto",
+                                    per_channel=args.per_channel)
+        else:
+            from fxp.dist.simulate import simulate_source
+
+            rep = simulate_source(graph, plan, data.x, data.y, client=client,
+                                  batch_size=args.batch_size,
+                                  batches_per_task=args.batches_per_task,
+                                  model_name=graph.name, data_name=data.name,
+                                  progress=not args.json,
+                                  method="loop" if args.exact else "auto",
+                                  per_channel=args.per_channel)
     mcu = model_resources(graph, plan, args.model if args.plan is None else None)
     dep = None
     if args.float is not None:
@@ -307,10 +346,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export_file(args: argparse.Namespace) -> int:
     from fxp.export.c_header import write_c_header
     from fxp.export.hls4ml import write_hls4ml_config
+    from fxp.export.qonnx import export_qonnx
 
     _, graph, plan = _model_and_plan(args)
     prepare_output(args.out, folder=False)
-    writer = write_hls4ml_config if args.what == "hls4ml" else write_c_header
+    writer = {"hls4ml": write_hls4ml_config, "c": write_c_header, "qonnx": export_qonnx}[args.what]
     out = writer(graph, plan, args.out)
     print(json.dumps({"out": str(out)}) if args.json else f"wrote {out}")
     return 0
@@ -360,8 +400,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "default) keeps the clip with the best measured output SQNR")
     p.add_argument("--rounding", default="half_up")
     p.add_argument("--calib", type=positive_int, default=None,
-                   help="calibration samples (default 512; 1000 with --target-sqnr, the rest "
-                        "held out for the measurement)")
+                   help="calibration samples (default 512; 1000 for optimized plans: formats "
+                        "and the noise table; then --selection samples, then the held-out rest)")
+    p.add_argument("--selection", type=int_range(0, 10**9), default=None, metavar="N",
+                   help="optimized plans: samples after the calibration split on which each "
+                        "plan is measured and re-solved when short (default min(1000, half the "
+                        "rest)); the remaining samples are held out for the final check only")
+    p.add_argument("--tolerance-db", type=finite_float(0, 100), default=0.0, metavar="DB",
+                   help="optimized plans: the target counts as met when the held-out SQNR is "
+                        "at least target - DB (default 0)")
     p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--out", default=None, help="write the plan JSON here")
     p.add_argument("--from-hls4ml", default=None, metavar="CONFIG",
@@ -406,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-channel", action="store_true",
                    help="report accumulator overflows per output channel (in --json)")
     p.add_argument("--json", action="store_true")
+    add_cluster_options(p)
     p.set_defaults(handler=_cmd_simulate)
 
     p = sub.add_parser("report", help="Markdown report with figures for a plan")
@@ -456,7 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true")
     e.set_defaults(handler=_cmd_export)
     for what, helptext in (("hls4ml", "hls4ml configuration (ap_fixed precisions per layer)"),
-                           ("c", "C header with the integer weights, biases and requant constants")):
+                           ("c", "C header with the integer weights, biases and requant constants"),
+                           ("qonnx", "QONNX model (Quant/BipolarQuant nodes) of the plan, "
+                                     + "for FINN or hls4ml's QONNX path")):
         e = esub.add_parser(what, help=helptext)
         e.add_argument("model")
         e.add_argument("--plan", default=None, help=_PLAN_HELP)
@@ -482,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="retrain with fxp's quantizers (QAT, INQ, ternary, binary, "
                        "clustered) and export ONNX + plan that fxp simulates exactly (needs torch)")
     p.add_argument("method", choices=["qat", "qat-conv", "qat-dense", "inq", "twn", "hwang-sung",
-                                      "binaryconnect", "cluster"])
+                                      "binaryconnect", "bnn", "cluster"])
     p.add_argument("model", help="ONNX path or zoo name (a float model to fine-tune)")
     p.add_argument("--data", required=True, help="training data spec, e.g. mnist-t10k, digits")
     p.add_argument("--eval", default=None, help="evaluation data spec (default: --data)")

@@ -201,6 +201,13 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acc-saturate", type=bits(2, 64), default=None, metavar="BITS",
                    help="narrow accumulators wider than BITS to BITS with saturation (default: "
                         "the narrowest width that provably cannot overflow)")
+    p.add_argument("--per-channel-weights", action="store_true",
+                   help="one weight width per output channel (exact MILP over channels x "
+                        "widths, cost weight memory; needs --target-sqnr); see "
+                        "fxp/opt/channel_widths.py")
+    p.add_argument("--channel-groups", type=positive_int, default=None, metavar="G",
+                   help="with --per-channel-weights: G groups of channels per layer share a "
+                        "width (channels sorted by sensitivity)")
 
 
 def hardware_options(args: argparse.Namespace) -> dict:
@@ -222,6 +229,32 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
     if given and not optimized:
         raise PlanError(f"{', '.join(given)} apply to optimized plans: give --target-sqnr, "
                         f"--max-accuracy-drop or a --max-* budget")
+    if getattr(args, "channel_groups", None) is not None and \
+            not getattr(args, "per_channel_weights", False):
+        raise PlanError(f"--channel-groups {args.channel_groups} needs --per-channel-weights")
+    if getattr(args, "per_channel_weights", False):
+        other = [opt for opt, v in (("--target", args.target), ("--cost", args.cost),
+                                    ("--acc-saturate", args.acc_saturate),
+                                    ("--max-accuracy-drop",
+                                     getattr(args, "max_accuracy_drop", None)),
+                                    *((f"--max-{n}", getattr(args, f"max_{n}"))
+                                      for n, _ in _BUDGET_OPTIONS)) if v is not None]
+        if getattr(args, "target_sqnr", None) is None or other:
+            raise PlanError("--per-channel-weights needs --target-sqnr and takes none of "
+                            f"--target, --cost, budgets or --max-accuracy-drop (got "
+                            f"{other or 'no --target-sqnr'})")
     if optimized and getattr(args, "binary", None):
         raise PlanError("--binary cannot be combined with the optimizer (--target-sqnr, "
                         "--max-accuracy-drop, --max-* budgets)")
+
+
+def add_cluster_options(p: argparse.ArgumentParser) -> None:
+    """``--scheduler ADDRESS`` / ``--workers N``: run the map steps on Dask (:mod:`fxp.dist`)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="run on the running Dask cluster at ADDRESS (tcp://host:8786; default: "
+                        "$DASK_SCHEDULER_ADDRESS if set); needs pip install 'fxp[dist]'")
+    g.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="run on a local Dask cluster of N worker processes")
+    p.add_argument("--batches-per-task", type=positive_int, default=1, metavar="K",
+                   help="with a cluster: consecutive batches per task (default 1)")

@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "CalibrationError",
     "CheckpointError",
+    "ClusterError",
     "DataError",
     "FormatError",
     "FxpError",
@@ -89,6 +90,10 @@ class MissingDependencyError(FxpError, ImportError):
     """An optional dependency is not installed; the message says what to install."""
 
 
+class ClusterError(FxpError, RuntimeError):
+    """A Dask cluster cannot be reached or started, or lost a task for good (fxp.dist)."""
+
+
 class OutputError(FxpError, OSError):
     """An output file or folder cannot be written (unwritable, missing parent, name too long)."""
 
@@ -99,3 +104,7 @@ class FxpWarning(UserWarning):
 
 class PrecisionWarning(FxpWarning):
     """A result may be less precise than asked (e.g. a fallback was taken)."""
+
+
+class BinaryInputWarning(FxpWarning):
+    """A binary layer's input is never negative: ``sign`` makes it a constant +1."""

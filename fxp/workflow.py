@@ -64,7 +64,10 @@ def load_model(spec: str | Path, *, runtime: str | None = None) -> Graph:
     kept in the graph's metadata (:data:`EMBEDDED_PLAN_KEY`, read back by
     :func:`embedded_plan`).  A QONNX file (a node in a QONNX domain: ``Quant``,
     ``BipolarQuant``) is read by :func:`fxp.frontends.qonnx.load_qonnx` and its
-    plan embedded the same way.
+    plan embedded the same way.  A binarized model (``Where``/``Sign`` sign
+    activations after Conv/Gemm) is read by
+    :func:`fxp.frontends.onnx_binary.load_binarized`: XNOR-popcount layers with
+    integer thresholds, its plan embedded the same way.
     """
     from fxp.frontends.onnx_import import load_onnx
     from fxp.zoo import resolve_model
@@ -82,6 +85,10 @@ def load_model(spec: str | Path, *, runtime: str | None = None) -> Graph:
         from fxp.frontends.qonnx import load_qonnx
 
         return _with_plan(*load_qonnx(path))
+    if kind == "binary":  # Where / Sign activations: popcount layers, exact thresholds
+        from fxp.frontends.onnx_binary import load_binarized
+
+        return _with_plan(*load_binarized(path))
     if kind == "ort":
         import json
 
@@ -110,7 +117,8 @@ def _with_plan(graph: Graph, plan: Plan) -> Graph:
 
 
 def _quantized_kind(path: Path) -> str | None:
-    """``"qonnx"`` (a node in a QONNX domain), ``"ort"`` (onnxruntime QOperator/QDQ) or None."""
+    """``"qonnx"`` (a node in a QONNX domain), ``"ort"`` (onnxruntime QOperator/QDQ),
+    ``"binary"`` (``Where``/``Sign`` activations) or None."""
     from fxp.frontends.onnx_import import MAX_MODEL_BYTES, _import_onnx, _read
     from fxp.frontends.onnx_quantized import is_quantized_model
     from fxp.frontends.qonnx import is_qonnx_model
@@ -118,6 +126,10 @@ def _quantized_kind(path: Path) -> str | None:
     model, _, _ = _read(_import_onnx(), str(path), MAX_MODEL_BYTES)
     if is_qonnx_model(model):
         return "qonnx"
+    from fxp.frontends.onnx_binary import is_binarized_model
+
+    if is_binarized_model(model):
+        return "binary"
     return "ort" if is_quantized_model(model) else None
 
 
@@ -360,15 +372,20 @@ def inspect_model(graph: Graph) -> list[dict]:
 def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                   cost: str = "weight_memory", min_bits: int | None = None,
                   max_bits: int | None = None, widths=range(2, 17), calib: int = 1000,
-                  n_measure: int | None = 256, rounding: str = "half_up",
+                  selection: int | None = None, tolerance_db: float = 0.0,
+                  n_measure: int | None = None, rounding: str = "half_up",
                   method: str = "minmax", verify: bool = True,
                   weight_method: str = "sqnr", noise_table=None, target: str | None = None,
                   cost_file=None, budgets: dict | None = None, reuse_factor: int | None = None,
                   acc_saturate: int | None = None):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
-    The first ``calib`` samples calibrate and measure the per-tensor noise; the
-    rest are held out for the integer-engine measurement of the chosen plan.
+    ``data`` is cut into three disjoint splits (:mod:`fxp.opt.splits`): the
+    first ``calib`` samples calibrate and measure the per-tensor noise (all of
+    them unless ``n_measure``); the next ``selection`` (default ``min(1000,
+    rest // 2)``) check each plan with the integer engine and may trigger
+    re-solves; the rest are held out for the final check, which ``success``
+    reports (held-out SQNR >= target - ``tolerance_db``, 0 dB by default).
     Returns a :class:`fxp.opt.BitAllocation` (``.plan`` is a Plan).
     ``weight_method="sqnr"`` (default) gives each weight, at each width, the
     clip (integer bits) with the best measured output SQNR; ``"minmax"`` never
@@ -383,8 +400,12 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
     calib = _check_int(calib, "calib (calibration samples)", 1)
     if n_measure is not None:
         n_measure = _check_int(n_measure, "n_measure", 1)
+    if selection is not None:
+        selection = _check_int(selection, "selection (selection samples)", 0)
+    _check_float(tolerance_db, "tolerance_db (dB below the target still met)", 0.0, 100.0)
     return optimize_bits(graph, data, target_sqnr_db, cost=cost, min_bits=min_bits,
                          max_bits=max_bits, widths=widths, calib=calib, n_measure=n_measure,
+                         selection=selection, tolerance_db=float(tolerance_db),
                          rounding=rounding, method=method, verify=verify,
                          weight_method=weight_method, noise_table=noise_table, target=target,
                          cost_file=cost_file, budgets=budgets, reuse_factor=reuse_factor,
@@ -422,14 +443,20 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
 
     Bisects the sorted output-SQNR targets ``targets_db`` (default 2..40 dB in
     1 dB steps) with :func:`optimize_plan` for the lowest one whose plan's
-    accuracy, measured by the integer engine on the held-out samples, is
-    within ``max_drop_points`` (percentage points) of float.  A stricter
+    accuracy, measured by the integer engine on the **selection** split, is
+    within ``max_drop_points`` (percentage points) of float; the held-out
+    split then checks the chosen plan only (``success`` is False, status
+    ``drop_not_met``, when its held-out drop exceeds the limit).  Without a
+    selection split the held-out drop chooses, and the message says it is then
+    not held out.  A stricter
     target never costs less, so that is the cheapest plan on the grid *if*
     accuracy does not fall as the SQNR target rises; it usually holds but is
     not guaranteed (the message lists every target tried and its drop).  The
     per-tensor noise is measured once and shared by every try; a try costs
     one MILP solve and one integer-engine verification (about log2 of the
-    grid size tries).
+    grid size tries).  ``total_time_s`` of the result is the wall time of the
+    whole search, ``tries`` lists every try (target, drop, seconds) and the
+    message the total and each try's time.
 
     Raises
     ------
@@ -438,6 +465,7 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
     """
     import dataclasses
     import math
+    import time
 
     from fxp.errors import InfeasibleTargetError, PlanError
 
@@ -449,9 +477,12 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
     if not grid:
         raise PlanError("no output-SQNR targets to search")
     tried: dict[int, object] = {}
+    seconds: dict[int, float] = {}
+    t_start = time.perf_counter()
 
     def attempt(i: int):
         if i not in tried:
+            t0 = time.perf_counter()
             try:
                 res = optimize_plan(graph, data, grid[i], **kwargs)
             except InfeasibleTargetError:
@@ -459,9 +490,14 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
             else:
                 kwargs["noise_table"] = res.noise_table
             tried[i] = res
+            seconds[i] = time.perf_counter() - t0
         return tried[i]
 
-    def drop(res) -> float:
+    def drop(res) -> float:  # on the selection split, which may drive the choice
+        top = getattr(res, "selection_top1", None) or (res.float_top1, res.fixed_top1)
+        return 100.0 * (top[0] - top[1])
+
+    def held_drop(res) -> float:
         return 100.0 * (res.float_top1 - res.fixed_top1)
 
     def meets(i: int) -> bool:
@@ -470,7 +506,7 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
 
     def log() -> str:
         return "; ".join(f"{grid[i]:g} dB: " + ("infeasible" if r is None else
-                                                 f"drop {drop(r):.2f}")
+                                                 f"drop {drop(r):.2f}") + f" ({seconds[i]:.1f} s)"
                          for i, r in sorted(tried.items()))
 
     lo, hi = 0, len(grid) - 1
@@ -487,8 +523,23 @@ def optimize_for_accuracy(graph: Graph, data: Data, max_drop_points: float, *,
         else:
             lo = mid + 1
     res = tried[hi]
-    return dataclasses.replace(res, message=f"{res.message}; lowest target meeting a "
-                               f"{max_drop_points:g}-point accuracy drop by bisection ({log()})")
+    total = time.perf_counter() - t_start
+    tries = [{"target_sqnr_db": grid[i], "drop_points": None if r is None else drop(r),
+              "time_s": seconds[i], "chosen": i == hi} for i, r in sorted(tried.items())]
+    on_sel = getattr(res, "selection_top1", None) is not None
+    hd = held_drop(res)
+    held = hd <= max_drop_points + DROP_TOLERANCE
+    check = (f"held-out drop {hd:.2f} points {'within' if held else 'EXCEEDS'} the limit"
+             if on_sel else "no selection split: the held-out drop chose the target, so it is "
+             "not held out")
+    extra = {}
+    if on_sel and not held:
+        extra = {"success": False, "status": "drop_not_met"}
+    return dataclasses.replace(res, total_time_s=total, tries=tries, **extra,
+                               message=f"{res.message}; lowest target meeting a "
+                               f"{max_drop_points:g}-point accuracy drop on the selection split "
+                               f"by bisection, {len(tries)} tries in {total:.1f} s ({log()}); "
+                               f"{check}")
 
 
 from fxp.workflow_train import TRAIN_DEFAULT_BITS, TRAIN_METHODS, train_model  # noqa: E402,F401

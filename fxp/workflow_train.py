@@ -11,12 +11,13 @@ from pathlib import Path
 from fxp.errors import PlanError
 from fxp.ir.graph import Graph
 
-TRAIN_METHODS = ("qat", "qat-conv", "qat-dense", "inq", "twn", "hwang-sung", "binaryconnect",
+TRAIN_METHODS = ("qat", "qat-conv", "qat-dense", "inq", "twn", "hwang-sung", "binaryconnect", "bnn",
                  "cluster")
 """Methods of :func:`train_model` (``fxp train METHOD``)."""
 
 TRAIN_DEFAULT_BITS = {"qat": 8, "qat-conv": 8, "qat-dense": 8, "inq": 8, "twn": 2,
-                      "hwang-sung": 2, "binaryconnect": 1, "cluster": 4}
+                      "hwang-sung": 2, "binaryconnect": 1, "bnn": 1,
+                      "cluster": 4}
 """``bits`` of :func:`train_model` when not given, per method."""
 
 
@@ -38,6 +39,10 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
     - 1`` levels, ternary at 2), ``binaryconnect`` (seed 003) or ``cluster``
     (seed 004: ``2**bits`` shared weights per layer, codebook by ``cluster`` =
     ``kmeans`` or ``hc:ward|complete|average|single``, centroids fine-tuned);
+    ``bnn`` trains a binarized network (binary weights and activations, STE;
+    :mod:`fxp.train.bnn`) from scratch, sized from ``model``'s input and
+    classes, and exports an ONNX file that ``fxp simulate`` runs on the
+    popcount path (default 1 epoch, lr 5e-3);
     these four store per-layer scales / codebooks in ``scale_bits`` bits
     (:mod:`fxp.train.ternary`, :mod:`fxp.train.cluster`).  ``bits`` defaults to
     :data:`TRAIN_DEFAULT_BITS`.  ``scratch=True`` (QAT only) re-initialises
@@ -63,6 +68,16 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
 
     if method not in TRAIN_METHODS:
         raise PlanError(f"unknown training method {method!r}; use one of {list(TRAIN_METHODS)}")
+    if method == "bnn":
+        unused = [k for k, v in (("act_bits", act_bits), ("scratch", scratch),
+                                 ("dropout", dropout), ("shift", shift),
+                                 ("steps_per_epoch", steps_per_epoch)) if v]
+        if unused:
+            raise PlanError(f"bnn trains binary weights and activations from scratch; "
+                            f"{unused} do not apply to it")
+        return _train_bnn(model, data, bits=bits, out=out, epochs=epochs, seed=seed,
+                          eval_data=eval_data, limit=limit, eval_limit=eval_limit, lr=lr,
+                          batch_size=batch_size, threads=threads, log=log)
     for what, v, lo, hi in (("bits", bits, 1, 64), ("act_bits", act_bits, 1, 64),
                             ("epochs", epochs, 0, None), ("limit", limit, 1, None),
                             ("eval_limit", eval_limit, 1, None), ("steps_per_epoch",
@@ -150,3 +165,34 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
         summary["fxp_simulation"] = verify_export(exp, ev, res.eval_predictions)
     write_json(Path(out) / "train_result.json", summary)
     return summary
+
+
+def _train_bnn(model, data: str, *, bits, out, epochs, seed, eval_data, limit, eval_limit, lr,
+               batch_size, threads, log) -> dict:
+    """``fxp train bnn``: :func:`fxp.train.bnn.train_bnn` sized from ``model``'s input and classes.
+
+    ``model`` only gives the input shape ``[C, H, W]`` and the class count; the
+    BNN is trained from scratch on the raw codes of ``data``.
+    """
+    from fxp import workflow as _wf
+    from fxp.train.bnn import train_bnn
+    from fxp.train.export import write_json
+
+    if bits not in (None, 1):
+        raise PlanError(f"bnn weights and activations have 1 bit; got --bits {bits}")
+    graph = model if isinstance(model, Graph) else _wf.load_model(model)
+    shape = graph.input_shapes[graph.inputs[0]][1:]
+    if len(shape) != 3:
+        raise PlanError(f"bnn needs an image model ([N, C, H, W] input); {graph.name!r} has "
+                        f"input shape {list(shape)}")
+    try:
+        res = train_bnn(data, eval_data or data, out, shape=shape,
+                        classes=_wf.num_classes(graph), epochs=1 if epochs is None else epochs,
+                        seed=seed, lr=5e-3 if lr is None else lr, batch_size=batch_size,
+                        limit=limit, eval_limit=eval_limit, threads=threads, log=log)
+    except ValueError as e:
+        raise PlanError(f"bnn on {graph.name!r}: {e}") from None
+    res.update(model=str(model) if not isinstance(model, Graph) else graph.name, bits=1,
+               torch_fake_quant_top1=res["torch_top1"])
+    write_json(Path(out) / "train_result.json", res)
+    return res

@@ -12,6 +12,13 @@ Shift-add layers (shift weights, codes 0 or ``+-2**k``) also get ``NAME_w_sign``
 ``w = sign * 2**shift`` and ``#define NAME_SHIFT_ADD 1``: the layer computes
 ``acc += sign * (x << shift)``, skipping ``sign == 0``, in the order of ``w``.
 
+Per-channel weight widths (``weight.channel_formats``): ``NAME_w`` holds each
+channel's own codes, in the ``<stdint.h>`` type of the widest channel, with
+``NAME_w_bits`` (each channel's width), ``NAME_w_int_bits`` and ``NAME_w_lshift``
+(``uint8_t``: the left shift to the layer's common LSB ``2**-NAME_W_FRAC_BITS``,
+in which the accumulator, bias and requantization shift are given) and
+``#define NAME_W_PER_CHANNEL 1``.
+
 Names come from user files, so they never reach the header raw: comments go
 through :func:`fxp.export.names.c_comment` (no ``*/``, newline or trigraph can
 escape the comment) and C names through :func:`fxp.export.names.c_identifiers`
@@ -55,6 +62,23 @@ def _array(ctype: str, name: str, values: np.ndarray) -> str:
     return f"static const {ctype} {name}[{len(flat)}] = {{\n  " + ",\n  ".join(rows) + "\n};\n"
 
 
+def _per_channel_weights(step, spec, n: str, low: str) -> list[str]:
+    """Channel ``c``'s own codes (``W_BITS[c]`` wide) and the left shift to the common LSB."""
+    shifts = spec.channel_shifts()
+    codes = np.right_shift(step.w_codes, shifts.reshape((-1,) + (1,) * (step.w_codes.ndim - 1)))
+    bits = [f.bits for f in spec.channel_formats]
+    widest = max(bits)
+    return [f"/* per-channel weight widths: channel c's codes are W_BITS[c]-bit integers "
+            f"(format fixed<W_BITS[c], W_INT_BITS[c]>), stored in the type of the widest "
+            f"({widest} bits); the layer computes with w = code << W_LSHIFT[c] in the common "
+            f"LSB 2**-{n}_W_FRAC_BITS */\n#define {n}_W_PER_CHANNEL 1",
+            _array(c_type(widest, spec.fmt.signed), f"{low}_w", codes),
+            _array("uint8_t", f"{low}_w_bits", np.array(bits)),
+            _array("int8_t", f"{low}_w_int_bits",
+                   np.array([f.int_bits for f in spec.channel_formats])),
+            _array("uint8_t", f"{low}_w_lshift", shifts)]
+
+
 def c_header(graph: Graph, plan: Plan, guard: str = "FXP_MODEL_H") -> str:
     """The header text (see the module docstring).
 
@@ -87,7 +111,10 @@ def c_header(graph: Graph, plan: Plan, guard: str = "FXP_MODEL_H") -> str:
                    f"{of.frac_bits}\n#define {n}_ACC_BITS {lp.acc_bits}\n"
                    f"#define {n}_OUT_ZERO_POINT {lp.output.zero_point}")
         out.append(f"#define {n}_W_SHAPE {{{', '.join(str(d) for d in step.w_codes.shape)}}}")
-        out.append(_array(c_type(wf.bits, wf.signed), f"{low}_w", step.w_codes))
+        if lp.weight.channel_formats is not None:
+            out += _per_channel_weights(step, lp.weight, n, low)
+        else:
+            out.append(_array(c_type(wf.bits, wf.signed), f"{low}_w", step.w_codes))
         if step.is_shift:
             out.append(f"/* {c_comment(step.name)} is a shift-add layer: w = sign * 2**shift, "
                        "acc += sign * (x << shift), zero weights (sign 0) skipped */\n"

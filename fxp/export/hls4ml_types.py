@@ -198,6 +198,12 @@ def _weighted_slots(step, where: str) -> list[Slot]:
                                  "fixed-point layers only")
     if not (lp.weight.is_pow2 and lp.output.is_pow2 and step.in_specs[0].is_pow2):
         raise PlanError(f"{where} is affine (scaled); hls4ml export needs power-of-two formats")
+    if lp.weight.channel_formats is not None:  # hls4ml quantizes the float weights itself
+        widths = sorted({f.bits for f in lp.weight.channel_formats})
+        raise PlanError(f"{where} has per-channel weight widths {widths[:8]}; hls4ml has one "
+                        f"weight type per layer and would re-quantize every channel in "
+                        f"{lp.weight.fmt}, so the export is refused (use 'fxp export c', or "
+                        "one weight format per layer)")
     act = getattr(node, "fused_activation", None)
     if act not in (None, "relu"):
         raise UnsupportedOpError(f"{where}: fused activation {act!r} has no hls4ml mapping in "

@@ -72,8 +72,9 @@ __all__ = ["FLOAT_OPS", "QONNX_OPS", "is_qonnx_model", "load_qonnx"]
 QONNX_OPS = ("Quant", "BipolarQuant")
 """QONNX quantizer ops read (``Trunc`` and ``MultiThreshold`` are refused)."""
 FLOAT_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "Flatten", "Reshape",
-             "Identity", "Dropout")
-"""Standard ops accepted between quantizers (``Add`` only as a MatMul bias)."""
+             "Identity", "Dropout", "Softmax")
+"""Standard ops accepted between quantizers (``Add`` only as a MatMul bias, ``Softmax``
+only as a graph output, computed in float as fxp does)."""
 
 
 def is_qonnx_model(model: Any) -> bool:

@@ -247,6 +247,8 @@ class _Builder:
                 self.layer(node)
             elif isinstance(node, _PASS):
                 self.passthrough(node)
+            elif isinstance(node, ir.Softmax) and node.output in self.g.outputs:
+                pass  # a final float Softmax of the quantized values (fxp.export.qonnx)
             else:
                 raise UnsupportedOpError(f"node {node.name!r} ({node.op_type}): not supported "
                                          f"between QONNX quantizers (layers: Conv, Gemm, "

@@ -53,11 +53,22 @@ import numpy as np
 from fxp.core.format import QFormat
 from fxp.errors import CalibrationError, PlanError
 from fxp.ir.graph import Graph
-from fxp.ir.nodes import AvgPool2D, Clip, Conv2D, Dense, Flatten, GlobalAvgPool, MaxPool2D, ReLU, \
-    Reshape, Softmax
+from fxp.ir.nodes import (
+    AvgPool2D,
+    Clip,
+    Conv2D,
+    Dense,
+    Flatten,
+    GlobalAvgPool,
+    MaxPool2D,
+    ReLU,
+    Reshape,
+    Softmax,
+)
 from fxp.ir.stats import node_macs
 from fxp.ops.fixed import dequantize, quantize
-from fxp.sim.float_ref import _pad, apply_activation, run_node
+from fxp.opt.f32_kernels import conv_f32, dense_f32, maxpool_f32
+from fxp.sim.float_ref import run_node
 
 __all__ = ["FIT_MAX_DB", "FIT_MIN_DB", "SQNR_CLIP_STEPS", "WEIGHT_METHODS", "NoiseTable", "QTensor", "fit_lin_law", "logits_of",
            "measure_noise", "quantizable_tensors"]
@@ -67,6 +78,8 @@ FIT_MAX_DB = 130.0
 DEFAULT_WIDTHS = tuple(range(2, 17))
 WEIGHT_METHODS = ("minmax", "percentile", "mse", "sqnr")
 SQNR_CLIP_STEPS = 4
+MAX_ERROR_ELEMENTS = 50_000_000
+"""Most float32 elements of :attr:`NoiseTable.errors` (else it is not kept)."""
 """How many integer bits below the min/max format ``weight_method="sqnr"`` tries."""
 _PASS_FMT = (MaxPool2D, ReLU, Clip, Flatten, Reshape)
 
@@ -150,57 +163,6 @@ def _spec_for(values: np.ndarray, bits: int, method: str, percentile: float, nam
     return _pow2_spec(values, bits, method, percentile, name, signed=signed).fmt
 
 
-def _conv_f32(node: Conv2D, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Float32 convolution: NHWC im2col built by kernel offsets, one matmul per group."""
-    n = x.shape[0]
-    g = node.groups
-    cout, cg, kh, kw = weight.shape
-    (sh, sw), (dh, dw) = node.strides, node.dilations
-    xt = np.ascontiguousarray(_pad(x, node.pads, 0.0).transpose(0, 2, 3, 1), np.float32)
-    oh = (xt.shape[1] - (kh - 1) * dh - 1) // sh + 1
-    ow = (xt.shape[2] - (kw - 1) * dw - 1) // sw + 1
-    out = np.empty((n, oh, ow, cout), np.float32)
-    step = max(1, (1 << 24) // max(1, oh * ow * kh * kw * cg))
-    for gi in range(g):
-        wg = weight[gi * (cout // g):(gi + 1) * (cout // g)].astype(np.float32)
-        wm = wg.transpose(2, 3, 1, 0).reshape(kh * kw * cg, cout // g)
-        for s0 in range(0, n, step):
-            xs = xt[s0:s0 + step, :, :, gi * cg:(gi + 1) * cg]
-            m = xs.shape[0]
-            cols = np.empty((m, oh, ow, kh, kw, cg), np.float32)
-            for i in range(kh):
-                for j in range(kw):
-                    cols[:, :, :, i, j, :] = xs[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
-                                                j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
-            out[s0:s0 + m, :, :, gi * (cout // g):(gi + 1) * (cout // g)] = (
-                cols.reshape(m * oh * ow, -1) @ wm).reshape(m, oh, ow, -1)
-    if node.bias is not None:
-        out += node.bias.astype(np.float32)
-    y = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-    return apply_activation(y, node.fused_activation)
-
-
-def _maxpool_f32(node: MaxPool2D, x: np.ndarray) -> np.ndarray:
-    """Max-pool as a running maximum over the kernel offsets (strided slices)."""
-    (kh, kw), (sh, sw) = node.kernel, node.strides
-    xp = _pad(x, node.pads, -np.inf)
-    oh = (xp.shape[2] - kh) // sh + 1
-    ow = (xp.shape[3] - kw) // sw + 1
-    out = None
-    for i in range(kh):
-        for j in range(kw):
-            v = xp[:, :, i:i + sh * (oh - 1) + 1:sh, j:j + sw * (ow - 1) + 1:sw]
-            out = v.copy() if out is None else np.maximum(out, v, out=out)
-    return out.astype(np.float32, copy=False)
-
-
-def _dense_f32(node: Dense, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    acc = x.reshape(x.shape[0], -1).astype(np.float32) @ weight.T.astype(np.float32)
-    if node.bias is not None:
-        acc = acc + node.bias.astype(np.float32)
-    return apply_activation(acc.astype(np.float32), node.fused_activation)
-
-
 class _FakeQuant:
     """Float32 pass over ``graph`` with some tensors replaced by their quantized values."""
 
@@ -213,11 +175,11 @@ class _FakeQuant:
 
     def _node(self, node, ins, weights):
         if isinstance(node, Conv2D):
-            return _conv_f32(node, ins[0], weights.get(node.name, node.weight))
+            return conv_f32(node, ins[0], weights.get(node.name, node.weight))
         if isinstance(node, Dense):
-            return _dense_f32(node, ins[0], weights.get(node.name, node.weight))
+            return dense_f32(node, ins[0], weights.get(node.name, node.weight))
         if isinstance(node, MaxPool2D):
-            return _maxpool_f32(node, ins[0])
+            return maxpool_f32(node, ins[0])
         return run_node(node, *ins)
 
     def run(self, acts: dict[str, tuple[QFormat, str]], weights: dict[str, np.ndarray],
@@ -320,6 +282,12 @@ class NoiseTable:
         The format used at each width.
     correction_db : float
         Calibrated offset added to the additive prediction (see :mod:`fxp.opt.model`).
+    errors : array [n_tensors, n_widths, n_samples * n_logits] float32 or None
+        The logits' error vector of each measurement (kept when it has at most
+        :data:`MAX_ERROR_ELEMENTS` elements): the pairwise interaction terms of
+        :mod:`fxp.opt.interactions` come from it.
+    reference : array [n_samples * n_logits] float32 or None
+        The float logits those errors are relative to (kept with ``errors``).
     """
 
     tensors: list[QTensor]
@@ -336,6 +304,8 @@ class NoiseTable:
     formats: dict[str, dict[int, str]] = field(default_factory=dict)
     ranges: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     correction_db: float = 0.0
+    errors: np.ndarray | None = field(default=None, repr=False)
+    reference: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def names(self) -> list[str]:
@@ -447,6 +417,9 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
         del full
     nodes = {n.name: n for n in graph.nodes}
     table = np.full((len(qts), len(widths)), np.nan)
+    ref = fq.base[fq.logits]
+    keep = len(qts) * len(widths) * ref.size <= MAX_ERROR_ELEMENTS
+    errors = np.zeros((len(qts), len(widths), ref.size), np.float32) if keep else None
     formats: dict[str, dict[int, str]] = {}
     for i, t in enumerate(qts):
         formats[t.name] = {}
@@ -467,9 +440,11 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
                     s = fq.sqnr_db(env)
                     if best is not None and not s > best[0]:
                         break  # clipping one more bit stopped helping
-                    best = (s, fmt)
+                    best = (s, fmt, env[fq.logits])
                 formats[t.name][b] = str(best[1])
                 table[i, j] = best[0]
+                if keep:
+                    errors[i, j] = (best[2] - ref).ravel()
                 continue
             else:
                 is_in = t.layer is None
@@ -478,6 +453,8 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
                 env = fq.run({t.tensor: (fmt, "half_even" if is_in else rounding)}, {}, None)
             formats[t.name][b] = str(fmt)
             table[i, j] = fq.sqnr_db(env)
+            if keep:
+                errors[i, j] = (env[fq.logits] - ref).ravel()
     kappa, offset, spans, rms = [], [], [], []
     for i in range(len(qts)):
         k, c, span, r = fit_lin_law(widths, table[i])
@@ -486,4 +463,5 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
         spans.append(span)
         rms.append(r)
     return NoiseTable(qts, widths, table, np.array(kappa), np.array(offset), spans, np.array(rms),
-                      int(xm.shape[0]), rounding, method, weight_method, formats, ranges)
+                      int(xm.shape[0]), rounding, method, weight_method, formats, ranges,
+                      errors=errors, reference=ref.ravel().copy() if keep else None)

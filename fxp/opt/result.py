@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["BitAllocation", "hardware_lines", "weight_memory_bits"]
+__all__ = ["BitAllocation", "hardware_lines", "split_lines", "weight_memory_bits"]
 
 
 @dataclass
@@ -15,12 +15,38 @@ class BitAllocation:
     Attributes
     ----------
     success, status, message
-        ``success`` is True when the measured SQNR is within 0.5 dB of the
-        target and every budget holds on the plan itself.
+        ``success`` is True when the SQNR measured on the held-out split is at
+        least the target minus ``tolerance_db`` (0 by default) and every budget
+        holds on the plan itself.  ``status``: ``optimal`` (met),
+        ``target_not_met`` (held-out check failed), ``budget_exceeded``,
+        ``not_held_out`` (no held-out samples: measured on calibration, never a
+        success) or ``not_verified`` (``verify=False``).
     plan, widths
         The plan and its per-tensor widths (bits).
     predicted_sqnr_db, measured_sqnr_db : float
-        Additive prediction and integer-engine measurement (dB).
+        Prediction (additive terms plus pairwise interactions, calibration
+        split) and integer-engine measurement on the held-out split (dB).
+    predicted_additive_db : float
+        Lin's additive prediction alone.
+    predicted_se_db, tensor_se_db
+        Standard errors (dB) of the prediction and of each tensor's noise at
+        its width, from per-batch estimates on the calibration split.
+    splits : dict
+        The calibration, selection and held-out splits (sizes, index ranges,
+        roles): :mod:`fxp.opt.splits`.
+    solves : list of dict
+        Every MILP solve: internal target, why, prediction, cost, and the
+        selection-split SQNR where the plan was measured there.
+    selection_sqnr_db : float or None
+        The final plan's SQNR on the selection split (not held out).
+    selection_top1 : (float, float) or None
+        Float and fixed top-1 on the selection split.
+    tolerance_db : float
+        Allowed shortfall on the held-out split (0 unless asked).
+    total_time_s, tries
+        Wall time of the whole call; for an accuracy-drop search
+        (:func:`fxp.workflow.optimize_for_accuracy`) the total of every try,
+        and ``tries`` lists each (target, drop, seconds).
     cost, cost_name
         The minimised cost's value and name (``weight_memory`` bits, ``dsp``
         slices, ``flash`` bytes, ...).
@@ -64,6 +90,15 @@ class BitAllocation:
     hardware: dict = field(default_factory=dict)
     acc_proven_bits: dict[str, int] = field(default_factory=dict)
     acc_saturate: int | None = None
+    splits: dict = field(default_factory=dict)
+    solves: list[dict] = field(default_factory=list)
+    selection_sqnr_db: float | None = None
+    selection_top1: tuple[float, float] | None = None
+    tolerance_db: float = 0.0
+    predicted_additive_db: float | None = None
+    predicted_se_db: float | None = None
+    tensor_se_db: dict[str, float] = field(default_factory=dict)
+    tries: list[dict] = field(default_factory=list)
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -78,6 +113,7 @@ class BitAllocation:
             rows.append({"tensor": t.name, "kind": t.kind, "layer": t.layer or "(input)",
                          "bits": b, "kappa": round(float(nt.kappa[i]), 2),
                          "sqnr_db": round(float(s), 2) if math.isfinite(s) else str(s),
+                         "se_db": _num(self.tensor_se_db.get(t.name), 3),
                          "acc_bits": self.acc_bits.get(t.layer) if t.kind == "weight" else None})
         return rows
 
@@ -86,12 +122,26 @@ class BitAllocation:
             "success", "status", "message", "widths", "predicted_sqnr_db", "measured_sqnr_db",
             "cost", "cost_name", "solver", "target_sqnr_db", "solve_time_s", "total_time_s",
             "float_top1", "fixed_top1", "n_eval", "weight_memory_bits", "acc_bits", "iterations",
-            "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate")}
+            "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate",
+            "splits", "selection_sqnr_db", "selection_top1", "tolerance_db", "predicted_additive_db",
+            "predicted_se_db")}
+        d["held_out_sqnr_db"] = self.measured_sqnr_db
+        d["n_solves"] = len(self.solves)
+        d["internal_targets_db"] = [s["internal_target_db"] for s in self.solves]
+        d["solves"] = [{k: _num(v, 4) for k, v in s.items()} for s in self.solves]
+        d["tries"] = [{k: _num(v, 4) for k, v in s.items()} for s in self.tries]
         d["tensors"] = self.table_rows()
         for k, v in list(d.items()):
             if isinstance(v, float) and not math.isfinite(v):
                 d[k] = str(v)
         return d
+
+
+def _num(v, digits: int):
+    """JSON-safe number: rounded when finite, ``"inf"``/``"nan"`` as text, others as they are."""
+    if isinstance(v, float):
+        return round(v, digits) if math.isfinite(v) else str(v)
+    return v
 
 
 def weight_memory_bits(table, widths: dict[str, int]) -> int:
@@ -121,4 +171,32 @@ def hardware_lines(res: BitAllocation) -> list[str]:
                     if v < res.acc_proven_bits.get(k, v)]
         lines.append(f"accumulators saturate at {res.acc_saturate} bits: "
                      f"{', '.join(narrowed) or 'none narrowed'}")
+    return lines
+
+
+def split_lines(res: BitAllocation) -> list[str]:
+    """The three data splits, the solves and the SQNR on each split (optimized plans)."""
+    def rng(part):
+        if "start" not in part:
+            return f"{part['size']} samples of eval_data"
+        if part["size"] == 0:
+            return "none"
+        return f"samples {part['start']}..{part['stop'] - 1} ({part['size']})"
+
+    sp = res.splits
+    lines = []
+    if sp:
+        lines.append(f"data: calibration {rng(sp['calibration'])}; selection "
+                     f"{rng(sp['selection'])}; held-out {rng(sp['held_out'])}")
+    targets = [s["internal_target_db"] for s in res.solves if s["internal_target_db"] is not None]
+    if res.solves:
+        lines.append(f"solves: {len(res.solves)}" + (
+            f", internal targets {', '.join(f'{t:.2f}' for t in targets)} dB" if targets else ""))
+    se = "" if res.predicted_se_db is None else f" +- {res.predicted_se_db:.2f}"
+    add = "" if res.predicted_additive_db is None else \
+        f" (additive alone {res.predicted_additive_db:.2f} dB)"
+    lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}")
+    sel = "not measured" if res.selection_sqnr_db is None else f"{res.selection_sqnr_db:.2f} dB"
+    held = "not measured" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
+    lines.append(f"measured SQNR (integer engine): selection {sel}, held-out {held}")
     return lines

@@ -19,7 +19,7 @@ bit); scales as float32 values printed with ``repr`` (round-trip exact).
 Binary (XNOR-popcount) layers, see :mod:`fxp.plan.plan`: a tensor
 ``{"format": "binary"}`` is :meth:`TensorSpec.binary`, and a layer may carry
 the optional keys ``pad_value`` (0, 1, -1), ``binary_output`` (``"scale"``,
-``"dot"``, ``"threshold"``) and ``alpha`` (a tensor object)::
+``"dot"``, ``"threshold"``), ``alpha`` and ``beta`` (tensor objects)::
 
     {"name": "conv2", "weight": {"format": "binary"}, "alpha": {"format": "ufixed<8,0>"},
      "output": {"format": "ufixed<8,3>"}, "pad_value": 0, "binary_output": "scale", ...}
@@ -90,9 +90,9 @@ _TOP_KEYS = {"schema", "schema_version", "name", "input", "layers", "input_round
              "input_overflow"}
 _LAYER_KEYS = {"name", "float", "input", "weight", "bias", "output", "acc_bits", "acc_overflow",
                "rounding", "output_overflow", "requant", "pad_value", "binary_output", "alpha",
-               "acc_order", "softmax", "acc_frac_bits", "acc_rounding", "weight_rounding",
+               "beta", "acc_order", "softmax", "acc_frac_bits", "acc_rounding", "weight_rounding",
                "weight_overflow", "bias_rounding", "bias_overflow", "param_decimals", "result", "result_overflow"}
-_SPEC_KEYS = {"format", "scales", "zero_point", "axis", "kind"}
+_SPEC_KEYS = {"format", "scales", "zero_point", "axis", "kind", "channel_formats"}
 _MODE_KEYS = {"acc_overflow": "wrap", "rounding": "half_up", "output_overflow": "saturate",
               "requant": "pow2", "binary_output": None, "acc_order": "fxp",
               "acc_rounding": "floor", "weight_rounding": "half_even",
@@ -165,6 +165,8 @@ def _spec_to_dict(spec: TensorSpec | None) -> dict | None:
     d: dict = {"format": str(spec.fmt)}
     if spec.is_shift:
         d["kind"] = "shift"
+    if spec.channel_formats is not None:
+        d["channel_formats"] = [str(f) for f in spec.channel_formats]
     if spec.scales is not None:
         d["scales"] = list(spec.scales)
         d["zero_point"] = spec.zero_point
@@ -212,9 +214,14 @@ def _spec_from_dict(d: object, where: str) -> TensorSpec:
     if scales is not None and len(scales) > 1 and axis is None:
         raise PlanError(f"{where}: {len(scales)} per-channel scales need an 'axis' (0: the "
                         "output channels of a weight)")
+    chans = d.get("channel_formats")
+    if "channel_formats" in d and (not isinstance(chans, list) or not chans
+                                   or not all(isinstance(f, str) for f in chans)):
+        raise _bad(where, "channel_formats", "a non-empty list of format strings", chans)
     try:
         return TensorSpec(QFormat.parse(fmt), None if scales is None else tuple(scales),
-                          zero_point, axis, kind)
+                          zero_point, axis, kind,
+                          None if chans is None else tuple(QFormat.parse(f) for f in chans))
     except FxpError as exc:
         raise PlanError(f"{where}: {exc}") from None
 
@@ -226,7 +233,7 @@ def plan_to_dict(plan: Plan) -> dict:
         d = {"name": lp.name}
         if lp.float_layer:
             d["float"] = True
-        for key in ("input", "weight", "bias", "output", "alpha", "result"):
+        for key in ("input", "weight", "bias", "output", "alpha", "beta", "result"):
             spec = _spec_to_dict(getattr(lp, key))
             if spec is not None:
                 d[key] = spec
@@ -275,7 +282,7 @@ def _layer_from_dict(ld: object, i: int, source: str) -> LayerPlan:
     if type(float_layer) is not bool:
         raise _bad(where, "float", "a JSON boolean (true or false)", float_layer)
     specs = {key: _spec_from_dict(ld[key], f"{where} {key}") if ld.get(key) is not None else None
-             for key in ("input", "weight", "bias", "output", "alpha", "result")}
+             for key in ("input", "weight", "bias", "output", "alpha", "beta", "result")}
     modes = {key: _str(ld, key, where, default) for key, default in _MODE_KEYS.items()}
     softmax = SoftmaxTable.from_dict(ld["softmax"], f"{where} softmax") \
         if ld.get("softmax") is not None else None

@@ -44,6 +44,9 @@ tap is.  ``binary_output`` picks the output transform:
   (default: ``acc_bits`` wide with ``max(frac(alpha), frac(output))``
   fractional bits; ``frac(alpha)`` is 0 without alpha).  A fused ReLU/Clip
   clamps after rounding, before the output overflow (as for fixed layers).
+  With ``beta`` (XNOR-Net's input scaling ``K``), ``y = alpha[c] * beta *
+  dot + b[c]``, ``beta = mean |X|`` over each receptive field in ``beta``'s
+  format, from the incoming codes before binarization.
 * ``"dot"``: the bare integer ``dot`` written into ``output`` (no alpha; the
   layer must have no nonzero bias).
 * ``"threshold"``: a binary output, ``+1`` iff ``alpha[c]*dot + b[c] >= 0``,
@@ -136,6 +139,14 @@ class LayerPlan:
     alpha : TensorSpec or None
         Binary layers only: power-of-two format of XNOR-Net's per-channel
         ``alpha = mean |W[c]|``; None for no scaling (BNN).
+    beta : TensorSpec or None
+        Binary layers with ``binary_output`` ``"scale"`` only: power-of-two
+        format of XNOR-Net's input scaling ``beta = mean |X|`` over each
+        receptive field (``C*kh*kw`` taps, padded taps count 0; per sample for
+        Dense), computed from the incoming codes
+        (:func:`fxp.quant.binary.xnor_beta`, rounded half to even,
+        saturating); the output is ``alpha[c] * beta * dot + b[c]``.  None:
+        no input scaling.
     acc_order : {"fxp", "hls4ml"}
         Order of the accumulation (it matters only for saturating
         accumulators).  ``"fxp"`` (default): products for input channel,
@@ -193,6 +204,7 @@ class LayerPlan:
     binary_output: str | None = None
     alpha: TensorSpec | None = None
     acc_order: str = "fxp"
+    beta: TensorSpec | None = None
     softmax: SoftmaxTable | None = None
     acc_frac_bits: int | None = None
     acc_rounding: RoundingMode = RoundingMode.FLOOR
@@ -211,7 +223,7 @@ class LayerPlan:
             raise PlanError(f"layer {self.name!r}: float_layer must be a bool, got "
                             f"{_shown(self.float_layer)} ({type(self.float_layer).__name__})")
         object.__setattr__(self, "float_layer", bool(self.float_layer))
-        for key in ("input", "weight", "bias", "output", "alpha", "result"):
+        for key in ("input", "weight", "bias", "output", "alpha", "beta", "result"):
             spec = getattr(self, key)
             if spec is not None and not isinstance(spec, TensorSpec):
                 raise PlanError(f"layer {self.name!r}: {key} must be a TensorSpec or None, got "
@@ -255,7 +267,7 @@ class LayerPlan:
         return self.weight is not None and self.weight.is_shift
 
     def _check_shift(self) -> None:
-        for key in ("input", "bias", "output", "alpha"):
+        for key in ("input", "bias", "output", "alpha", "beta"):
             spec = getattr(self, key)
             if spec is not None and spec.is_shift:
                 raise PlanError(f"layer {self.name!r}: only a weight can be shift (kind "
@@ -301,12 +313,12 @@ class LayerPlan:
 
     def _check_binary(self) -> None:
         where = f"layer {self.name!r}"
-        for key in ("bias", "alpha"):
+        for key in ("bias", "alpha", "beta"):
             spec = getattr(self, key)
             if spec is not None and spec.is_binary:
                 raise PlanError(f"{where}: {key} cannot be binary")
         if not self.is_binary:
-            for key in ("pad_value", "binary_output", "alpha"):
+            for key in ("pad_value", "binary_output", "alpha", "beta"):
                 if getattr(self, key) is not None:
                     raise PlanError(f"{where}: {key!r} is for binary layers only (give the "
                                     "layer a binary weight: {\"format\": \"binary\"})")
@@ -344,6 +356,9 @@ class LayerPlan:
                                 "alpha is used by 'scale' and 'threshold' only")
         if self.bias is not None and not self.bias.is_pow2:
             raise PlanError(f"{where}: the bias of a binary layer needs a power-of-two format")
+        if self.beta is not None and (not self.beta.is_pow2 or out != "scale"):
+            raise PlanError(f"{where}: beta (XNOR-Net input scaling) needs a power-of-two "
+                            f"format and binary_output 'scale', got binary_output {out!r}")
         if out == "threshold":
             if self.output is None:
                 object.__setattr__(self, "output", TensorSpec.binary())

@@ -51,7 +51,8 @@ from fxp.plan.plan import LayerPlan, Plan, RequantScheme, TensorSpec
 from fxp.plan.ptq_residual import calibrated_tensors, node_plans
 from fxp.sim.float_ref import run_float
 
-__all__ = ["calibrate", "int_bits_for", "ptq_affine", "ptq_pow2"]
+__all__ = ["calibrate", "int_bits_for", "ptq_affine", "ptq_pow2",
+           "warn_nonnegative_binary"]
 
 GRANULARITIES = ("whole", "conv", "dense")
 RANGE_METHODS = ("minmax", "percentile", "mse")
@@ -303,6 +304,8 @@ def ptq_pow2(graph: Graph, calib_x: np.ndarray, *, weight_bits: int = 8, act_bit
                                           pad_value=pv, binary_output=binary_output,
                                           output=None if binary_output == "threshold"
                                           else TensorSpec.pow2(8, 0))
+    if binary:
+        warn_nonnegative_binary(graph, calib_x, [n for n in layers if n.name in binary])
     gin = graph.inputs[0]
     feeds = [n.inputs[0] for n in layers if _selected(n, granularity)
              and _needs_input_spec(graph, n, granularity)]
@@ -411,3 +414,30 @@ def ptq_affine(graph: Graph, calib_x: np.ndarray, *, bits: int = 8, per_channel:
                         requant=scheme_enum, rounding="half_even")
     label = name or f"ptq-affine-{granularity}-int{bits}-{scheme_enum.value}"
     return Plan(input=in_spec, layers=tuple(plans), name=label)
+
+
+def warn_nonnegative_binary(graph: Graph, calib_x: np.ndarray, nodes) -> list[str]:
+    """Warn (:class:`~fxp.errors.BinaryInputWarning`) for each binary layer whose input is never negative.
+
+    A binary layer binarizes its input, ``H = sign(X)`` with ``sign(0) = +1``;
+    when every calibration value of ``X`` is ``>= 0`` (e.g. after a ReLU) ``H``
+    is the constant +1 and the layer's output no longer depends on the image.
+    The float reference is run on ``calib_x`` (at most 256 samples).  Returns
+    the messages.
+    """
+    import warnings
+
+    from fxp.errors import BinaryInputWarning
+
+    x = np.asarray(calib_x)[:256]
+    values = calibrate(graph, x, list(dict.fromkeys(n.inputs[0] for n in nodes)))
+    out = []
+    for n in nodes:
+        v = values[n.inputs[0]]
+        if v.size and float(v.min()) >= 0.0:
+            msg = (f"binary layer {n.name!r}: its input {n.inputs[0]!r} is >= 0 on all "
+                   f"{x.shape[0]} calibration samples (after a ReLU?), so sign() makes it a "
+                   f"constant +1; binarize a layer whose input takes both signs")
+            warnings.warn(msg, BinaryInputWarning, stacklevel=3)
+            out.append(msg)
+    return out

@@ -14,7 +14,7 @@ import numpy as np
 from fxp.core.format import QFormat
 from fxp.errors import PlanError
 
-__all__ = ["BINARY_FMT", "SPEC_KINDS", "RequantScheme", "TensorSpec"]
+__all__ = ["BINARY_FMT", "SPEC_KINDS", "RequantScheme", "TensorSpec", "container_format"]
 
 SPEC_KINDS = ("fixed", "binary", "shift")
 BINARY_FMT = QFormat(2, 2, True)
@@ -90,6 +90,29 @@ def _scale_values(scales: object) -> tuple[float, ...]:
     return tuple(vals)
 
 
+def container_format(formats) -> QFormat:
+    """The power-of-two format that holds every channel format of a per-channel weight.
+
+    Its LSB is the finest channel LSB (``F = max F_c``) and its integer bits the
+    most any channel has (``I = max I_c``): channel ``c``'s code ``q`` is the
+    container code ``q << (F - F_c)``, and ``|q| * 2**(F - F_c) <= 2**(I_c - 1 + F)``
+    fits.  All formats must share one signedness.
+
+    >>> str(container_format(["fixed<3,1>", "fixed<4,-1>"]))
+    'fixed<6,1>'
+    """
+    fmts = [f if isinstance(f, QFormat) else QFormat.parse(f) for f in formats]
+    if not fmts:
+        raise PlanError("a per-channel weight needs at least one channel format")
+    signed = {f.signed for f in fmts}
+    if len(signed) != 1:
+        raise PlanError(f"channel formats mix signed and unsigned codes: "
+                        f"{_shown([str(f) for f in fmts])}")
+    frac = max(f.frac_bits for f in fmts)
+    ib = max(f.int_bits for f in fmts)
+    return QFormat(ib + frac, ib, fmts[0].signed)
+
+
 @dataclass(frozen=True)
 class TensorSpec:
     """How one tensor is coded; see the module docstring.
@@ -109,6 +132,13 @@ class TensorSpec:
         build it with :meth:`binary` (or ``fmt="binary"``).  ``"shift"``:
         power-of-two coding whose codes are 0 or +-2**k (a shift-add weight);
         build it with :meth:`shift`.
+    channel_formats : tuple of QFormat or None
+        Power-of-two weights only: one format per output channel (axis 0), each
+        with its own width and fraction bits.  ``fmt`` is then their
+        :func:`container_format`, the common LSB the engine computes in: channel
+        ``c``'s codes are its own codes shifted left by ``F - F_c`` (the
+        integer arithmetic is the container's; only each channel's code range
+        and LSB differ).  Build it with :meth:`per_channel`.
     """
 
     fmt: QFormat
@@ -116,6 +146,7 @@ class TensorSpec:
     zero_point: int = 0
     axis: int | None = None
     kind: str = "fixed"
+    channel_formats: tuple[QFormat, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.fmt, str) and self.fmt.strip().lower() == "binary":
@@ -154,6 +185,34 @@ class TensorSpec:
             raise PlanError(f"zero_point={zp} is outside {self.fmt}")
         object.__setattr__(self, "zero_point", zp)
         object.__setattr__(self, "axis", axis)
+        if self.channel_formats is not None:
+            self._check_channel_formats()
+
+    def _check_channel_formats(self) -> None:
+        fmts = tuple(f if isinstance(f, QFormat) else QFormat.parse(f)
+                     for f in self.channel_formats)
+        if self.kind != "fixed" or self.scales is not None or self.axis is not None:
+            raise PlanError(f"per-channel weight formats are for power-of-two 'fixed' tensors "
+                            f"(no scales, axis or kind); got kind {self.kind!r}, scales "
+                            f"{_shown(self.scales)}, axis {self.axis!r}")
+        want = container_format(fmts)
+        if self.fmt != want:
+            raise PlanError(f"a per-channel weight's format must be the container of its "
+                            f"channel formats, {want}; got {self.fmt} "
+                            f"(use TensorSpec.per_channel())")
+        object.__setattr__(self, "channel_formats", fmts)
+
+    @property
+    def is_per_channel(self) -> bool:
+        """True when each output channel has its own format (:attr:`channel_formats`)."""
+        return self.channel_formats is not None
+
+    def channel_shifts(self) -> np.ndarray:
+        """Left shift of each channel's codes to the container LSB, ``F - F_c`` (int64)."""
+        if self.channel_formats is None:
+            return np.zeros(1, np.int64)
+        return np.array([self.fmt.frac_bits - f.frac_bits for f in self.channel_formats],
+                        np.int64)
 
     @property
     def is_binary(self) -> bool:
@@ -180,6 +239,17 @@ class TensorSpec:
     def pow2(cls, bits: int, frac_bits: int, signed: bool = True) -> TensorSpec:
         """Power-of-two spec with ``bits`` total and ``frac_bits`` fractional bits."""
         return cls(QFormat.from_frac(bits, frac_bits, signed))
+
+    @classmethod
+    def per_channel(cls, formats) -> TensorSpec:
+        """Power-of-two weight spec with one format per output channel.
+
+        >>> s = TensorSpec.per_channel(["fixed<3,1>", "fixed<2,-1>"])
+        >>> str(s.fmt), s.channel_shifts().tolist()
+        ('fixed<4,1>', [1, 0])
+        """
+        fmts = tuple(f if isinstance(f, QFormat) else QFormat.parse(f) for f in formats)
+        return cls(container_format(fmts), channel_formats=fmts)
 
     @classmethod
     def binary(cls) -> TensorSpec:

@@ -439,9 +439,19 @@ def _check_specs(plan: Plan) -> None:
     layer's ``input`` and ``output``) take one scale; affine layers code their bias themselves.
     """
     acts = [("the plan input", plan.input)]
+    if plan.input is not None and plan.input.channel_formats is not None:
+        raise PlanError("the plan input: per-channel formats are for power-of-two weights only")
     for lp in plan.layers:
         acts += [(f"layer {lp.name!r} input", lp.input), (f"layer {lp.name!r} output", lp.output)]
         w = lp.weight
+        for key in ("input", "bias", "output", "result", "alpha"):
+            if getattr(lp, key) is not None and getattr(lp, key).channel_formats is not None:
+                raise PlanError(f"layer {lp.name!r} {key}: per-channel formats are for "
+                                "power-of-two weights only")
+        if w is not None and w.channel_formats is not None and (
+                lp.requant is not RequantScheme.POW2 or lp.float_layer):
+            raise PlanError(f"layer {lp.name!r} weight: per-channel formats need requant "
+                            f"'pow2', got {lp.requant.value!r}")
         if w is not None and w.scales is not None and len(w.scales) > 1 and w.axis != 0:
             raise PlanError(f"layer {lp.name!r} weight: per-channel scales are applied along "
                             f"the output channels (axis 0); axis={w.axis} is not supported")

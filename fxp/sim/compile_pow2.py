@@ -4,7 +4,10 @@ What :func:`fxp.sim.compile.compile_plan` precomputes for a Conv2D/Dense with
 ``requant="pow2"`` (see :class:`~fxp.plan.plan.LayerPlan`):
 
 * weight codes: ``quantize(w, weight.fmt, weight_rounding, weight_overflow)``
-  of the float32 weights, exact binary arithmetic; with ``param_decimals``
+  of the float32 weights, exact binary arithmetic (a per-channel weight,
+  ``weight.channel_formats``: channel ``c`` quantized in its own format, its
+  codes shifted left by ``F - F_c`` to the container format ``weight.fmt``,
+  so each channel's values are exactly those of its own width); with ``param_decimals``
   each value first goes through hls4ml's weight-header text, ``float('{:.Ff}'
   .format(w))`` with ``F`` = the format's fraction bits (a value within
   ``0.5 * 10**-F`` of a rounding boundary can land on the other side);
@@ -32,7 +35,8 @@ from fxp.errors import PlanError
 from fxp.ops.fixed import quantize
 from fxp.plan.plan import LayerPlan, TensorSpec
 
-__all__ = ["decimal_text_changes", "decimal_text_values", "pow2_layer_params", "scaled_bound"]
+__all__ = ["decimal_text_changes", "decimal_text_values", "pow2_layer_params", "scaled_bound",
+           "weight_codes"]
 
 
 def decimal_text_values(values: np.ndarray, frac_bits: int) -> np.ndarray:
@@ -76,6 +80,28 @@ def _codes(values: np.ndarray, fmt: QFormat, rounding, overflow, decimals: bool)
     return codes
 
 
+def weight_codes(node, lp: LayerPlan) -> np.ndarray:
+    """The layer's weight codes in ``lp.weight.fmt`` (per channel: see the module docstring).
+
+    Raises
+    ------
+    PlanError
+        A per-channel weight whose channel count is not the layer's output channels.
+    """
+    spec = lp.weight
+    if spec.channel_formats is None:
+        return _codes(node.weight, spec.fmt, lp.weight_rounding, lp.weight_overflow,
+                      lp.param_decimals)
+    if len(spec.channel_formats) != node.weight.shape[0]:
+        raise PlanError(f"layer {node.name!r}: {len(spec.channel_formats)} channel weight "
+                        f"formats for {node.weight.shape[0]} output channels")
+    rows = [np.left_shift(_codes(w, f, lp.weight_rounding, lp.weight_overflow,
+                                 lp.param_decimals), int(sh))
+            for w, f, sh in zip(node.weight, spec.channel_formats, spec.channel_shifts(),
+                                strict=True)]
+    return np.stack(rows).astype(np.int64)
+
+
 def pow2_layer_params(node, lp: LayerPlan, in_spec: TensorSpec
                       ) -> tuple[np.ndarray, np.ndarray, QFormat, int]:
     """``(weight codes, bias codes in the accumulator's LSB, accumulator format, product_shift)``.
@@ -87,8 +113,7 @@ def pow2_layer_params(node, lp: LayerPlan, in_spec: TensorSpec
         ``acc_frac_bits``, or an accumulator left with no bits.
     """
     where = f"layer {node.name!r}"
-    w_codes = _codes(node.weight, lp.weight.fmt, lp.weight_rounding, lp.weight_overflow,
-                     lp.param_decimals)
+    w_codes = weight_codes(node, lp)
     f_p = in_spec.fmt.frac_bits + lp.weight.fmt.frac_bits
     f_a = f_p if lp.acc_frac_bits is None else lp.acc_frac_bits
     b_spec = lp.bias or TensorSpec(QFormat.from_frac(lp.acc_bits, f_a))

@@ -41,7 +41,7 @@ from fxp.sim.integer import INPUT_COUNTER, LayerCounters, logits_tensor, run_int
 from fxp.sim.values import to_float
 
 __all__ = ["INPUT_ROW", "LIVE_COPIES", "MEMORY_BUDGET_BYTES", "LayerRow", "SimulationReport",
-           "check_labels", "sqnr_db", "simulate"]
+           "build_report", "check_labels", "simulate", "sqnr_db"]
 
 INPUT_ROW = INPUT_COUNTER
 """Name of the per-layer row of the graph input (``"(input)"``, op ``"Input"``)."""
@@ -232,6 +232,26 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
         f, q = _run_batch(model, x[s:s + batch_size], counters, method, sig, err, logits)
         f_scores.append(f)
         q_scores.append(q)
+    return build_report(model, y, counters, sig, err, f_scores, q_scores,
+                        model_name=model_name, data_name=data_name,
+                        keep_predictions=keep_predictions, per_channel=per_channel)
+
+
+def build_report(model: CompiledModel, y: np.ndarray, counters: dict[str, LayerCounters],
+                 sig: dict[str, float], err: dict[str, float], f_scores: list[np.ndarray],
+                 q_scores: list[np.ndarray], *, model_name: str = "model",
+                 data_name: str = "data", keep_predictions: bool = False,
+                 per_channel: bool = False) -> SimulationReport:
+    """The :class:`SimulationReport` of accumulated statistics (the end of :func:`simulate`).
+
+    ``counters``, ``sig`` / ``err`` (signal and error power per tensor) and the
+    per-batch float / fixed logits ``f_scores`` / ``q_scores`` (in sample order)
+    are what :func:`simulate` accumulates over its batches; ``y`` are the
+    checked labels.  :mod:`fxp.dist.simulate` builds the same report from
+    partial sums computed on a cluster.
+    """
+    logits = logits_tensor(model)
+    gin = model.graph.inputs[0]
     fs, qs = np.concatenate(f_scores), np.concatenate(q_scores)
     fp, qp = fs.argmax(axis=1), qs.argmax(axis=1)
     c_in = counters.get(INPUT_COUNTER, LayerCounters())
@@ -246,7 +266,8 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
         observed = c.max_abs_acc.bit_length() + 1 if weighted and c.blas_batches == 0 else None
         t = step.node.output
         rows.append(LayerRow(
-            name=step.name, op=type(step.node).__name__,
+            name=step.name, op=type(step.node).__name__ + (" xnor-popcount" if step.is_binary
+                                                             else ""),
             weight=_fmt(lp.weight) if lp is not None and weighted else None,
             output=_fmt(step.out_spec) if step.out_spec is not None else "float",
             acc_bits=lp.acc_bits if weighted else None, acc_overflows=c.acc_overflows,
@@ -258,7 +279,7 @@ def simulate(graph: Graph, plan: Plan | CompiledModel, x: np.ndarray, y: np.ndar
                                       if per_channel and c.acc_overflow_per_channel is not None
                                       else None)))
     return SimulationReport(
-        model=model_name, plan=model.plan.name, data=data_name, n=int(x.shape[0]),
+        model=model_name, plan=model.plan.name, data=data_name, n=int(y.shape[0]),
         float_top1=float(np.mean(fp == y)), fixed_top1=float(np.mean(qp == y)),
         float_top5=float(np.mean(_topk(fs, y, 5))), fixed_top5=float(np.mean(_topk(qs, y, 5))),
         agreement=float(np.mean(fp == qp)), output_sqnr_db=sqnr_db(sig[logits], err[logits]),

@@ -19,6 +19,9 @@ incoming real values; binary inputs pass as they are), ``dot`` comes from
 :func:`~fxp.ops.binary.binary_conv2d_int` / :func:`~fxp.ops.binary.binary_dense_int`,
 and the output is :func:`~fxp.ops.binary.binary_scale_int` (``"scale"``,
 ``"dot"``) or :func:`~fxp.ops.binary.binary_threshold` (``"threshold"``).
+With a plan ``beta`` (``"scale"`` only), XNOR-Net's input scaling ``beta =
+mean |X|`` per receptive field is computed from the incoming codes
+(:func:`fxp.quant.binary.xnor_beta`) and multiplies the output.
 Their counters: no accumulator overflow (``|dot| <= K`` is checked against
 ``acc_bits`` at compile time), ``max_abs_acc`` = the largest ``|dot|`` seen.
 
@@ -39,6 +42,7 @@ from fxp.ir.nodes import Clip, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape,
 from fxp.ops import layers as L
 from fxp.core.format import QFormat
 from fxp.ops.fixed import cast
+from fxp.errors import PlanError
 from fxp.plan.plan import RequantScheme
 from fxp.sim.compile import CompiledModel, LayerStep
 from fxp.sim.float_ref import run_node
@@ -214,6 +218,24 @@ def _binarize_input(v: IntValue | FloatValue) -> np.ndarray:
     return np.where(v.codes < v.spec.zero_point, -1, 1).astype(np.int64)
 
 
+def _xnor_beta(step: LayerStep, v: IntValue | FloatValue) -> np.ndarray:
+    """XNOR-Net ``beta = mean |X|`` per receptive field (Dense: per sample) in ``plan.beta``'s format.
+
+    Computed from the incoming power-of-two codes (a binary input gives 1),
+    rounded half to even and saturated (:func:`fxp.quant.binary.xnor_beta`).
+    """
+    from fxp.quant.binary import xnor_beta, xnor_beta_dense
+
+    node, fmt = step.node, step.plan.beta.fmt
+    if isinstance(v, FloatValue) or not v.spec.is_pow2:
+        raise PlanError(f"layer {node.name!r}: beta needs power-of-two input codes (got "
+                        f"{'float values' if isinstance(v, FloatValue) else v.spec.fmt})")
+    if isinstance(node, Conv2D):
+        return xnor_beta(v.codes, v.spec.fmt, fmt, node.weight.shape[2:], strides=node.strides,
+                         pads=node.pads, dilations=node.dilations)
+    return xnor_beta_dense(v.codes.reshape(v.codes.shape[0], -1), v.spec.fmt, fmt)
+
+
 def _binary(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) -> IntValue:
     from fxp.ops import binary as ob
 
@@ -236,8 +258,10 @@ def _binary(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) 
                         .astype(np.int64), step.out_spec)
     out = step.out_spec
     wide = QFormat.from_frac(64, out.fmt.frac_bits)
+    beta = None if lp.beta is None else _xnor_beta(step, v)
     y, _ = ob.binary_scale_int(dot, step.scale_codes, step.scale_fmt, wide, bias=step.b_codes,
-                               bias_fmt=step.b_fmt, rounding=lp.rounding, overflow="saturate")
+                               bias_fmt=step.b_fmt, rounding=lp.rounding, overflow="saturate",
+                               beta=beta, beta_fmt=None if beta is None else lp.beta.fmt)
     if step.act_bounds is not None:
         lo, hi = step.act_bounds
         y = np.clip(y, lo, None)

@@ -116,11 +116,12 @@ def test_export_cli(tmp_path, capsys):
 
 
 def test_exports_refuse_binary_layers():
-    from fxp.errors import UnsupportedOpError
+    from fxp.errors import BinaryInputWarning, UnsupportedOpError
 
     g = tiny_graph(2)
     x = np.random.default_rng(2).normal(size=(16, 2, 6, 6)).astype(np.float32)
-    plan = ptq_pow2(g, x, binary_layers=("c2",))
+    with pytest.warns(BinaryInputWarning, match="'c2'"):  # c2 reads a ReLU output
+        plan = ptq_pow2(g, x, binary_layers=("c2",))
     with pytest.raises(UnsupportedOpError, match="layer 'c2' is binary"):
         c_header(g, plan)
     with pytest.raises(UnsupportedOpError, match="layer 'c2' is binary"):

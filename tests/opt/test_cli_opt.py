@@ -37,10 +37,11 @@ def test_plan_target_sqnr_table_and_plan_file(tmp_path, capsys):
 
 def test_plan_target_sqnr_json(tmp_path, capsys):
     data = _npz(tmp_path)
+    # 16 held-out random images: the 0.5 dB slack is asked for explicitly (no default slack)
     rc = main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "30", "--calib", "32",
-               "--cost", "bitops", "--json"])
+               "--cost", "bitops", "--tolerance-db", "0.5", "--json"])
     res = json.loads(capsys.readouterr().out)
-    assert rc == 0 and res["success"]
+    assert rc == 0 and res["success"] and res["tolerance_db"] == 0.5
     assert res["measured_sqnr_db"] >= 29.5
     assert set(res["widths"]) >= {"input", "conv1.weight", "fc1.weight"}
     assert res["plan"]["layers"]

@@ -101,7 +101,9 @@ def test_optimize_bits_meets_target_on_held_out_data(setup, target, cost):
     res = optimize_bits(g, (x, y), target, cost=cost, calib=300, noise_table=table)
     assert res.success, res.message
     assert res.measured_sqnr_db >= target - 0.5
-    assert res.n_eval == 300
+    # 300 calibrate, the next 150 select, the last 150 are held out for the final check only
+    assert res.n_eval == 150
+    assert res.splits["held_out"]["start"] == 450 and res.splits["held_out"]["stop"] == 600
     # the plan is a ptq_pow2 plan with those widths
     lp = {p.name: p for p in res.plan.layers}
     assert lp["c1"].weight.fmt.bits == res.widths["c1.weight"]

@@ -33,6 +33,7 @@ def _opt(setup, target_db, **kw):
     from fxp.opt import optimize_bits
 
     g, x, y, nt = setup
+    kw.setdefault("tolerance_db", 0.5)  # 12 held-out random images: allow 0.5 dB, explicitly
     return optimize_bits(g, (x, y), target_db, calib=CALIB, noise_table=nt, **kw)
 
 
@@ -56,7 +57,9 @@ def test_mcu_plan_uses_kernel_widths_and_meets_flash_and_ram(setup):
     wide = _opt(setup, None, target="mcu", budgets={"flash": 10**9})
     assert wide.widths["relu1"] == 16
     tight = _opt(setup, None, target="mcu", budgets={"ram": 27_040})
-    assert tight.widths["relu1"] == 8 and tight.predicted_sqnr_db < wide.predicted_sqnr_db
+    # the MILP maximises the additive model's SQNR: the tighter budget lowers it
+    assert tight.widths["relu1"] == 8 and \
+        tight.predicted_additive_db < wide.predicted_additive_db
     assert plan_resources(g, tight.plan).head_bytes <= 27_040
 
 
@@ -100,7 +103,8 @@ def test_accumulators_are_the_proven_bound_or_saturate(setup):
             narrowed += 1
             assert lp.acc_overflow is OverflowMode.SATURATE
     assert narrowed >= 1
-    rep = simulate(g, sat.plan, x[CALIB:], y[CALIB:])
+    ho = sat.splits["held_out"]
+    rep = simulate(g, sat.plan, x[ho["start"]:ho["stop"]], y[ho["start"]:ho["stop"]])
     assert sat.measured_sqnr_db == pytest.approx(rep.output_sqnr_db)
 
 
@@ -108,7 +112,7 @@ def test_max_sqnr_under_budgets_without_target(setup):
     res = _opt(setup, None, target="mcu", budgets={"flash": 30_000})
     assert res.target_sqnr_db is None and res.hardware["mcu"]["flash_bytes"] <= 30_000
     tighter = _opt(setup, None, target="mcu", budgets={"flash": 20_000})
-    assert tighter.predicted_sqnr_db <= res.predicted_sqnr_db
+    assert tighter.predicted_additive_db <= res.predicted_additive_db  # the MILP objective
 
 
 # ------------------------------------------------------------------ CLI

@@ -301,7 +301,10 @@ def test_pow2_plan_packing_and_activation_widths():
     conv1 = next(n for n in graph.nodes if n.name == "conv1").output
     size = next(b.size for b in res.arena.buffers if b.name == conv1)
     assert size == 2 * int(np.prod(graph.shapes[conv1][1:]))
-    binary = plan_resources(graph, ptq_pow2(graph, x, binary_layers=("conv2",)))
+    from fxp.errors import BinaryInputWarning
+
+    with pytest.warns(BinaryInputWarning, match="'conv2'"):  # conv2 reads a ReLU output
+        binary = plan_resources(graph, ptq_pow2(graph, x, binary_layers=("conv2",)))
     assert next(r.weight_bytes for r in binary.layers if r.name == "conv2") == w["conv2"] // 8
 
 

@@ -16,6 +16,7 @@ transforms.  (b) JSON round trip.  (c) Plan errors.  (d) The CLI.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 from fractions import Fraction
@@ -24,7 +25,7 @@ import numpy as np
 import pytest
 
 from fxp.core.format import QFormat
-from fxp.errors import PlanError, UnsupportedOpError
+from fxp.errors import BinaryInputWarning, PlanError, UnsupportedOpError
 from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense, Flatten, MaxPool2D
 from fxp.plan.io import plan_from_dict, plan_to_dict
@@ -200,10 +201,12 @@ def _check_case(pad_value: int, c2_out: str, variant: int) -> int:
     calib = rng.normal(0, 1, (16, 2, 6, 6)).astype(np.float32)
     rounding = DETERMINISTIC[seed % len(DETERMINISTIC)]
     out_ovf = OVERFLOW[seed % len(OVERFLOW)]
-    plan = ptq_pow2(g, calib, weight_bits=6, act_bits=5, rounding=rounding,
-                    output_overflow=out_ovf, binary_layers=("c2", "bd"),
-                    alpha_bits=None if variant else 8, binary_output=c2_out,
-                    pad_value=pad_value)
+    # bd reads c2's ReLU output: a constant +1 after sign(), which ptq_pow2 warns about
+    with pytest.warns(BinaryInputWarning, match="'bd'") if act else contextlib.nullcontext():
+        plan = ptq_pow2(g, calib, weight_bits=6, act_bits=5, rounding=rounding,
+                        output_overflow=out_ovf, binary_layers=("c2", "bd"),
+                        alpha_bits=None if variant else 8, binary_output=c2_out,
+                        pad_value=pad_value)
     bd_out = "threshold" if variant else "scale"
     plan = plan.replace_layer("bd", binary_output=bd_out,
                               output=None if bd_out == "threshold" else TensorSpec.pow2(6, 2),
@@ -373,3 +376,21 @@ def test_cli_plan_binary_then_simulate(tmp_path, capsys):
     assert "binary" in capsys.readouterr().out
     assert main(["plan", "mnist_cnn", "--data", data, "--binary", "nope"]) == 2
     assert "unknown binary layer names ['nope']" in capsys.readouterr().err
+
+
+def test_cli_binary_after_relu_warns_once(tmp_path, capsys):
+    """mnist_cnn's conv2 reads a ReLU output: sign() is constant +1, one warning line on stderr;
+    conv1 reads the normalized image (both signs): no warning."""
+    from fxp.cli import main
+
+    for layer, warns in (("conv2", True), ("conv1", False)):
+        assert main(["plan", "mnist_cnn", "--data", "mnist5k", "--limit", "64", "--binary",
+                     layer, "--out", str(tmp_path / f"{layer}.json")]) == 0
+        err = capsys.readouterr().err.strip().splitlines()
+        hits = [e for e in err if "warning" in e]
+        if warns:
+            assert len(hits) == 1 and hits[0].startswith("fxp plan: warning: binary layer "
+                                                          "'conv2': its input") \
+                and "constant +1" in hits[0]
+        else:
+            assert hits == []

@@ -1,0 +1,394 @@
+""":func:`optimize_bits`: the cheapest per-tensor widths for an output-SQNR target, checked
+on three disjoint splits of the data (:mod:`fxp.opt.splits`).
+
+1. **Calibration split**: formats, the per-tensor noise table
+   (:func:`~fxp.opt.noise.measure_noise`, every calibration sample by
+   default) and its error vectors.
+2. **Solve** (exact one-hot MILP on the additive noise row,
+   :func:`~fxp.opt.solve.solve_milp`), then check the optimum with the
+   second-order prediction (additive terms plus the measured pairwise
+   interactions, :mod:`fxp.opt.interactions`, calibration samples only).  When
+   it falls short the internal target is raised by the shortfall, when it has
+   room to spare it is lowered, and the MILP solved again
+   (:data:`MAX_MODEL_SOLVES` solves at most); the cheapest plan meeting the
+   target under the second-order prediction is kept, then improved by a local
+   search under that prediction (single- and two-tensor width changes that
+   lower the exact cost and keep every constraint, :meth:`_Search.polish`):
+   the MILP is exact for the additive model, and the interaction terms are
+   quadratic in its one-hot variables, so the final plan is the MILP optimum
+   for some internal target, or a local improvement of it (the solve list
+   says which).
+3. **Selection split**: the integer engine measures that plan.  Below the
+   target, the goal of step 2 is raised by the shortfall and step 2 repeats
+   (``max_refine`` times at most).  These measurements drive the search, so
+   the split is not held out.
+4. **Held-out split**: one integer-engine measurement of the final plan;
+   ``met`` means it is >= target - ``tolerance_db`` (0 dB by default).
+
+Every solve is listed in :attr:`BitAllocation.solves` with its internal
+target and why it was made.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from fxp.errors import InfeasibleTargetError, PlanError
+from fxp.opt.result import BitAllocation, weight_memory_bits
+
+__all__ = ["MAX_MODEL_SOLVES", "optimize_bits"]
+
+MAX_MODEL_SOLVES = 6
+"""Most MILP solves per goal while checking optima against the second-order prediction."""
+POLISH_STEP = 3
+"""The local search changes a tensor's width by at most this many allowed widths."""
+POLISH_ROUNDS = 20
+"""Most improving moves of the local search."""
+SPARE_DB = 0.1
+"""A plan that beats the goal (second-order) by more than this is tried with a lower target."""
+
+
+def _xy(data):
+    if isinstance(data, tuple):
+        return np.asarray(data[0], np.float32), data[1]
+    return np.asarray(getattr(data, "x", data), np.float32), getattr(data, "y", None)
+
+
+def _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db):
+    from fxp.opt.hardware_model import BUDGETS
+    from fxp.opt.solve import COSTS, HW_COSTS
+
+    if target_sqnr_db is not None and budget is not None:
+        raise PlanError("give target_sqnr_db or budget, not both")
+    if target_sqnr_db is None and budget is None and not budgets:
+        raise PlanError("give target_sqnr_db, a cost budget or hardware budgets")
+    if target not in (None, "fpga", "mcu"):
+        raise PlanError(f"target must be 'fpga' or 'mcu', got {str(target)[:40]!r}")
+    for k in budgets:
+        if k not in BUDGETS:
+            raise PlanError(f"unknown budget {k!r}; use one of {sorted(BUDGETS)}")
+    if acc_saturate is not None and (isinstance(acc_saturate, bool)
+                                     or not isinstance(acc_saturate, int)
+                                     or not 2 <= acc_saturate <= 64):
+        raise PlanError(f"acc_saturate must be an integer in 2..64, got {acc_saturate!r}")
+    if isinstance(cost, str) and cost not in HW_COSTS and cost not in COSTS:
+        raise PlanError(f"unknown cost {cost!r}; use one of {COSTS + tuple(HW_COSTS)} or a table")
+    if target_sqnr_db is not None:
+        try:
+            tval = float(target_sqnr_db)
+        except (TypeError, ValueError):
+            raise PlanError(f"target SQNR must be a number, got {target_sqnr_db!r}") from None
+        if not math.isfinite(tval):
+            raise PlanError(f"target SQNR must be finite, got {target_sqnr_db!r}")
+    if isinstance(tolerance_db, bool) or not isinstance(tolerance_db, (int, float)) \
+            or not math.isfinite(tolerance_db) or tolerance_db < 0:
+        raise PlanError(f"tolerance_db must be a finite number of dB >= 0, got {tolerance_db!r}")
+
+
+class _Search:
+    """MILP solves at shifted internal targets, each optimum checked on the calibration split."""
+
+    def __init__(self, problem, names, inter, correction_db, solver, table):
+        self.problem, self.names, self.inter, self.table = problem, names, inter, table
+        self.correction_db, self.solver = correction_db, solver
+        self.solves: list[dict] = []
+        self.solve_time = 0.0
+
+    def predicted(self, widths: dict) -> float:
+        from fxp.opt.model import predict_sqnr_db
+
+        if self.inter is not None:
+            return self.inter.sqnr_db(widths, self.correction_db)
+        return predict_sqnr_db(self.table, widths, correction_db=self.correction_db)
+
+    def solve(self, internal: float | None, reason: str):
+        from fxp.opt.solve import solve_milp
+
+        if internal is not None:
+            self.problem.target_db = internal - self.correction_db
+        res = solve_milp(self.problem, solver=self.solver)
+        self.solve_time += res.solve_time_s
+        w = dict(zip(self.names, res.widths, strict=True))
+        pred = self.predicted(w)
+        self.solves.append({"internal_target_db": internal, "reason": reason,
+                            "predicted_sqnr_db": pred, "cost": res.cost,
+                            "widths": [int(b) for b in res.widths]})
+        return res, w, pred, len(self.solves) - 1
+
+    def for_goal(self, goal: float, first_reason: str):
+        """Cheapest optimum whose prediction meets ``goal`` (or the best one tried)."""
+        internal, best, fallback = goal, None, None
+        reason = first_reason
+        for _ in range(MAX_MODEL_SOLVES):
+            try:
+                res, w, pred, i = self.solve(internal, reason)
+            except InfeasibleTargetError:
+                if best is None and fallback is None:
+                    raise
+                break
+            if pred >= goal:
+                if best is None or res.cost < best[0].cost:
+                    best = (res, w, pred, i)
+                if pred - goal <= SPARE_DB or self.inter is None:
+                    break
+                internal -= (pred - goal) / 2
+                reason = "second-order check on calibration: room to spare, target lowered"
+            else:
+                if fallback is None or pred > fallback[2]:
+                    fallback = (res, w, pred, i)
+                if self.inter is None or best is not None:
+                    break
+                internal += goal - pred + 0.02
+                reason = "second-order check on calibration: short, target raised"
+                if self.problem.best_noise() > 10 ** (-(internal - self.correction_db) / 10):
+                    break
+        out = best if best is not None else fallback
+        if best is not None and self.inter is not None:
+            out = self.polish(out, goal)
+        self.solves[out[3]]["chosen"] = True
+        return out
+
+    def polish(self, found, goal: float):
+        """Cheaper plans next to ``found`` that still meet ``goal`` under the second-order
+        prediction: the best single- or two-tensor width change (each at most
+        :data:`POLISH_STEP` widths away) that lowers the exact cost, every constraint checked
+        by :meth:`~fxp.opt.problem.AllocationProblem.feasible`, repeated while one helps."""
+        from fxp.opt.solve import MilpResult
+
+        res, w, pred, i0 = found
+        p, inter = self.problem, self.inter
+        saved, p.target_db = p.target_db, None  # every constraint but the noise row
+        try:
+            choice = list(res.choice)
+            cost = p.evaluate(choice)[0]
+            err = {n: [inter._error(n, b) for b in p.widths[i]] for i, n in enumerate(p.names)}
+            total = inter.total_error(dict(zip(p.names, p.widths_of(choice), strict=True)))
+            limit = 10 ** (-(goal - self.correction_db) / 10) * inter.signal
+            moved = False
+            for _ in range(POLISH_ROUNDS):
+                best = None
+                for cand, e in _moves(choice, p.widths, err, total):
+                    if float(e @ e) > limit or not p.feasible(cand):
+                        continue
+                    c = p.evaluate(cand)[0]
+                    if c < cost and (best is None or c < best[0]):
+                        best = (c, cand, e)
+                if best is None:
+                    break
+                cost, choice, total = best
+                moved = True
+        finally:
+            p.target_db = saved
+        if not moved:
+            return found
+        widths = p.widths_of(choice)
+        w = dict(zip(p.names, widths, strict=True))
+        pred = self.predicted(w)
+        new = MilpResult(choice, widths, cost, p.evaluate(choice)[1], "local_search", res.solver)
+        self.solves.append({"internal_target_db": goal, "reason": "local search from solve "
+                            f"{i0 + 1} under the second-order prediction (calibration)",
+                            "predicted_sqnr_db": pred, "cost": cost, "widths": widths})
+        return new, w, pred, len(self.solves) - 1
+
+
+def _moves(choice, widths, err, total):
+    """Single and pairwise width changes of ``choice`` and the new total error vector."""
+    names = list(err)
+    n = len(choice)
+    singles = []
+    for i in range(n):
+        k0 = choice[i]
+        for k in range(max(0, k0 - POLISH_STEP), min(len(widths[i]), k0 + POLISH_STEP + 1)):
+            if k != k0:
+                singles.append((i, k, err[names[i]][k] - err[names[i]][k0]))
+    for i, k, d in singles:
+        cand = list(choice)
+        cand[i] = k
+        yield cand, total + d
+    for a in range(len(singles)):
+        i, k, d = singles[a]
+        for b in range(a + 1, len(singles)):
+            j, m, d2 = singles[b]
+            if j != i:
+                cand = list(choice)
+                cand[i], cand[j] = k, m
+                yield cand, total + d + d2
+
+
+def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight_memory", *,
+                  budget: float | None = None, widths=range(2, 17), min_bits=None,
+                  max_bits=None, allowed=None, ties=(), tie_layers: bool = False,
+                  calib: int = 1000, selection: int | None = None, eval_data=None,
+                  n_measure: int | None = None, method: str = "minmax",
+                  rounding: str = "half_up", correction_db: float = 0.0, verify: bool = True,
+                  tolerance_db: float = 0.0, max_refine: int = 2, interactions: bool = True,
+                  noise_table=None, solver: str | None = None, n_eval: int | None = None,
+                  weight_method: str = "sqnr", target: str | None = None, cost_file=None,
+                  budgets: dict | None = None, reuse_factor: int | None = None,
+                  acc_saturate: int | None = None) -> BitAllocation:
+    """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db`` (module docstring).
+
+    Parameters
+    ----------
+    graph : Graph
+        Canonical graph (:func:`fxp.workflow.load_model`).
+    data : fxp.workflow.Data, ``(x, y)`` or array x [N, ...]
+        Cut into calibration ``[0, calib)``, selection (``selection`` samples,
+        default ``min(1000, rest // 2)``) and held-out (the rest, or
+        ``eval_data``, a Data or ``(x, y)``): :mod:`fxp.opt.splits`.
+    target_sqnr_db : float
+        Output (logits) SQNR target in dB; or give ``budget`` (max SQNR under
+        a cost budget) or ``budgets`` (max SQNR under hardware budgets) instead.
+    cost, target, cost_file, budgets, reuse_factor, acc_saturate
+        What is minimised and the hardware profile (:mod:`fxp.opt.hardware`,
+        :func:`fxp.opt.solve.allocation_problem`); flash and RAM budgets are
+        checked on the plan itself.
+    n_measure : int, optional
+        Calibration samples the noise is measured on (default: all).
+    verify : bool
+        Measure with the integer engine (selection and held-out splits).
+    tolerance_db : float
+        ``success`` needs held-out SQNR >= target - ``tolerance_db`` (default 0).
+    max_refine : int
+        Most re-solves driven by a shortfall on the selection split.
+    interactions : bool
+        Check each optimum with the pairwise interaction terms (:mod:`fxp.opt.interactions`).
+    method, weight_method, rounding, noise_table
+        Range estimation, rounding, and a table measured before on the same
+        calibration samples (skips the measurement).
+    """
+    from fxp.opt.hardware import load_costs
+    from fxp.opt.hardware_model import HardwareModel
+    from fxp.opt.interactions import Interactions
+    from fxp.opt.model import plan_for_widths, predict_sqnr_db
+    from fxp.opt.noise import measure_noise
+    from fxp.opt.solve import _budgets_exceeded, allocation_problem, saturate_accumulators
+    from fxp.opt.splits import split_data
+    from fxp.sim.evaluate import simulate
+
+    t_start = time.perf_counter()
+    budgets = {k: v for k, v in (budgets or {}).items() if v is not None}
+    _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db)
+    costs = load_costs(cost_file)
+    x, y = _xy(data)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise PlanError("optimize_bits needs a non-empty batch of samples")
+    y = np.zeros(len(x), np.int64) if y is None else np.asarray(y)
+    ext = None
+    if eval_data is not None:
+        ext = (eval_data.x, eval_data.y) if hasattr(eval_data, "x") else eval_data
+        ext = (np.asarray(ext[0], np.float32), np.asarray(ext[1]))
+    splits = split_data(len(x), calib, selection, None if ext is None else len(ext[0]))
+    c0, c1 = splits.calibration
+    s0, s1 = splits.selection
+    cx = x[c0:c1]
+    sx, sy = x[s0:s1], y[s0:s1]
+    hx, hy = ext if ext is not None else (x[splits.held_out[0]:], y[splits.held_out[0]:])
+    if n_eval is not None:
+        hx, hy = hx[:n_eval], hy[:n_eval]
+        splits.held_out_size = len(hx)
+        if splits.held_out is not None:
+            splits.held_out = (splits.held_out[0], splits.held_out[0] + len(hx))
+    if noise_table is None:
+        noise_table = measure_noise(graph, cx, widths=widths, n_measure=n_measure, method=method,
+                                    rounding=rounding, weight_method=weight_method)
+    inter = Interactions.of(noise_table) if interactions else None
+    hw = HardwareModel(graph, noise_table, cx, costs, reuse_factor=reuse_factor,
+                       acc_saturate=acc_saturate)
+    if target == "mcu":
+        mcu = hw.mcu_allowed()
+        if allowed is not None:
+            mine = allowed if isinstance(allowed, dict) else {n: allowed for n in mcu}
+            mcu = {n: [b for b in w if b in mine.get(n, w)] for n, w in mcu.items()}
+        allowed = mcu
+    problem = allocation_problem(noise_table, target_db=target_sqnr_db, budget=budget,
+                                 cost=cost, min_bits=min_bits, max_bits=max_bits,
+                                 allowed=allowed, ties=ties, tie_layers=tie_layers,
+                                 correction_db=correction_db, hardware=hw, budgets=budgets,
+                                 target=target)
+    cost_name = cost if isinstance(cost, str) else "table"
+    search = _Search(problem, problem.names, inter, correction_db, solver, noise_table)
+
+    def build(w):
+        plan = plan_for_widths(graph, cx, noise_table, w, name=f"opt-{cost_name}")
+        proven = {lp.name: lp.acc_bits for lp in plan.layers if not lp.float_layer}
+        if acc_saturate is not None:
+            plan = saturate_accumulators(plan, acc_saturate)
+        return plan, proven
+
+    sel_db, sel_rep = None, None
+    if target_sqnr_db is None:
+        res, w, _, _ = search.solve(None, "maximise SQNR under the budgets")
+    else:
+        tgt = float(target_sqnr_db)
+        goal = tgt
+        res, w, _, ci = search.for_goal(goal, "first solve (additive model, target as given)")
+        for k in range(max_refine + 1):
+            if not verify or len(sx) == 0:
+                break
+            plan, _ = build(w)
+            sel_rep = simulate(graph, plan, sx, sy)
+            sel_db = sel_rep.output_sqnr_db
+            search.solves[ci]["selection_sqnr_db"] = sel_db
+            if sel_db >= tgt or k == max_refine:
+                break
+            goal += tgt - sel_db + 0.02
+            if problem.best_noise() > 10 ** (-(goal - correction_db) / 10):
+                break  # the raised goal is out of reach: keep the last plan
+            try:
+                r2 = search.for_goal(goal, "selection split below the target: goal raised")
+            except InfeasibleTargetError:
+                break
+            res, w, _, ci = r2
+    plan, proven = build(w)
+    rep, measured, where = None, None, "held-out"
+    if verify:
+        if len(hx) == 0:  # nothing held out: measure on calibration and say so
+            hx, hy, where = cx, y[c0:c1], "calibration (nothing held out)"
+        rep = simulate(graph, plan, hx, hy)
+        measured = rep.output_sqnr_db
+    predicted = search.predicted(w)
+    additive = predict_sqnr_db(noise_table, w, correction_db=correction_db)
+    hardware = hw.report(w, plan)
+    over = _budgets_exceeded(budgets, hardware, problem, res)
+    n_solves = len(search.solves)
+    met = (measured is None or target_sqnr_db is None
+           or measured >= float(target_sqnr_db) - tolerance_db)
+    tol = f" - tolerance {tolerance_db:g} dB" if tolerance_db else ""
+    if measured is None:
+        msg, status = "solved (not measured: verify=False)", "not_verified"
+    elif where != "held-out":
+        msg = f"measured {measured:.2f} dB on the {len(hx)} samples of the {where}"
+        status = "not_held_out"
+    elif target_sqnr_db is None:
+        msg, status = f"measured {measured:.2f} dB on {len(hx)} held-out samples", "optimal"
+    elif met:
+        msg = (f"target met on the held-out split: {measured:.2f} dB >= {target_sqnr_db:g} dB"
+               f"{tol} on {len(hx)} samples ({n_solves} solve{'s' * (n_solves > 1)})")
+        status = "optimal"
+    else:
+        msg = (f"target NOT met on the held-out split: {measured:.2f} dB < {target_sqnr_db:g} dB"
+               f"{tol} on {len(hx)} samples after {n_solves} solves")
+        status = "target_not_met"
+    if over:
+        msg += f"; the plan exceeds {', '.join(over)}"
+        status = "budget_exceeded"
+    acc = {lp.name: lp.acc_bits for lp in plan.layers if not lp.float_layer}
+    return BitAllocation(
+        success=bool(met and not over and where == "held-out"), status=status, message=msg,
+        plan=plan, widths=w, predicted_sqnr_db=predicted, measured_sqnr_db=measured,
+        cost=res.cost, cost_name=cost_name, solver=res.solver, target_sqnr_db=target_sqnr_db,
+        solve_time_s=search.solve_time, total_time_s=time.perf_counter() - t_start,
+        float_top1=rep.float_top1 if rep else None, fixed_top1=rep.fixed_top1 if rep else None,
+        n_eval=len(hx) if rep else 0, weight_memory_bits=weight_memory_bits(noise_table, w),
+        acc_bits=acc, iterations=n_solves, correction_db=correction_db,
+        noise_table=noise_table, target=target, budgets=dict(budgets), hardware=hardware,
+        acc_proven_bits=proven, acc_saturate=acc_saturate, splits=splits.to_dict(),
+        solves=search.solves, selection_sqnr_db=sel_db, tolerance_db=float(tolerance_db),
+        selection_top1=None if sel_rep is None else (sel_rep.float_top1, sel_rep.fixed_top1),
+        predicted_additive_db=additive,
+        tensor_se_db=inter.standard_errors(w) if inter is not None else {},
+        predicted_se_db=inter.total_standard_error_db(w) if inter is not None else None)
