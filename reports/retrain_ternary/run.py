@@ -14,7 +14,8 @@ entries in 8 bits.  The exported ONNX + plan are simulated by fxp on the evaluat
 ("agreement": fxp top-1 predictions equal to the torch fake-quantized model's, expected
 1.0).  "before" is the same projection and plan with no retraining (``epochs=0``).
 Rows go to ``results.json`` next to this script (a row already there is not recomputed)
-and ``README.md``'s table is regenerated; training files go to ``--work``.
+and ``README.md``'s tables are regenerated (results, and the model sizes as stored next to
+seed 003's 16x / 32x, ``reports/_sizes.py``); training files go to ``--work``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from fxp import workflow as fw  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent))
 from _common import float_accuracy, replace_results_table  # noqa: E402
+from _sizes import replace_block  # noqa: E402
 
 DEFAULT_RUNS = ["twn:2", "hwang-sung:2", "binaryconnect:1", "cluster-kmeans:2",
                 "cluster-kmeans:3", "cluster-kmeans:4", "cluster-hc:ward:3"]
@@ -152,6 +154,48 @@ def write_table(rows: list[dict], readme: Path = HERE / "README.md") -> None:
                      f"{100 * r['before_top1']:.2f} | {acc:.2f} | {100 - acc:.2f} | "
                      f"{acc - fl:+.2f} | {agree} | {_codes(r)} | {PAPER[r['method']]} |")
     replace_results_table(readme, lines)
+    replace_block(readme, "sizes", size_lines(rows))
+
+
+#: seed 003 Table I, model compression of ternary (2-bit) and binary (1-bit) weights
+SEED_COMPRESSION = {"twn": "16x", "hwang-sung": "16x (ternary)", "binaryconnect": "32x"}
+
+
+def size_lines(rows: list[dict]) -> list[str]:
+    """Bytes as stored of each retrained row's weights (``reports/_sizes.py``) next to seed 003."""
+    from _sizes import bitpacked_bytes, layer_params
+
+    from fxp.core.format import QFormat
+    from fxp.report.mcu import packed_bytes
+
+    lines = [("| method | bits | code bits | weights | float32 weights | codes, bit-packed | "
+              "codes, fxp packed | plan's 8-bit codes, as exported | scales / codebooks | "
+              "biases (int32) | weights only: float32 / bit-packed | whole model: float32 / "
+              "bit-packed | whole model: float32 / fxp packed | seed 003 |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    graphs: dict = {}
+    for r in rows:
+        if r["model"] not in graphs:
+            graphs[r["model"]] = layer_params(fw.load_model(r["model"]))
+        counts = graphs[r["model"]]
+        lay = r["layers"]
+        n_w = sum(counts[n][0] for n in lay)
+        n_b = sum(counts[n][1] for n in lay)
+        dense = sum(bitpacked_bytes(counts[n][0], lay[n]["code_bits"]) for n in lay)
+        packed = sum(packed_bytes(counts[n][0], lay[n]["code_bits"]) for n in lay)
+        plan = sum(packed_bytes(counts[n][0], QFormat.parse(lay[n]["format"]).bits) for n in lay)
+        # one signed 8-bit scale / step per layer, or a codebook of 2**bits 8-bit entries
+        params = sum(2 ** lay[n]["code_bits"] if r["method"] == "cluster" else 1 for n in lay)
+        bias = 4 * n_b
+        fw32, fl = 4 * n_w, 4 * (n_w + n_b)
+        m = r["method"] + (f" {r['cluster']}" if r.get("cluster") else "")
+        bits = "/".join(sorted({str(lay[n]["code_bits"]) for n in lay}))
+        lines.append(f"| {m} | {r['bits']} | {bits} | {n_w:,} | {fw32:,} B | {dense:,} B | "
+                     f"{packed:,} B | {plan:,} B | {params} B | {bias:,} B | "
+                     f"{fw32 / dense:.1f}x | {fl / (dense + params + bias):.1f}x | "
+                     f"{fl / (packed + params + bias):.1f}x | "
+                     f"{SEED_COMPRESSION.get(r['method'], 'n/a')} |")
+    return lines
 
 
 if __name__ == "__main__":

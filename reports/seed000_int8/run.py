@@ -42,6 +42,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
+sys.path.insert(0, str(HERE.parent))
 
 from fxp import workflow as fw  # noqa: E402
 
@@ -62,6 +63,12 @@ EPOCHS = {"mnist_cnn": {"scratch": 8, "finetune": 2}, "fashion_cnn": {"scratch":
 LR = {"scratch": 2e-3, "finetune": 1e-4}
 DROPOUT = 0.5  # the architecture's Dropout(0.5) before the Dense layer (seed 000 Fig. 3)
 BATCH = 64
+
+#: seed 000 Table I parameter columns (total, non-trainable) and its model sizes (section III-E:
+#: 'default' 0.956 MB = 978.9 KB, 'quant_weights' 0.245 MB = 250.9 KB; file sizes)
+PAPER_PARAMS = {"default_model": (34826, 0), "quant": (34826, 0), "quant_weights": (35036, 210),
+                "quant_dense": (34832, 6), "quant_conv2d": (35028, 202)}
+PAPER_SIZE = {"default_model": "0.956 MB (978.9 KB)", "quant_weights": "0.245 MB (250.9 KB)"}
 
 PTQ_ROWS = (("whole", "quant_weights"), ("conv", "quant_conv2d"), ("dense", "quant_dense"))
 PTQ_CALIB = 500
@@ -113,6 +120,84 @@ def run_ptq(model: str, gran: str, scheme: str, paper_row: str, quick: bool, out
     return {"plan": plan.name, "n_eval": int(rep.n), "float_top1": rep.float_top1,
             "fxp_top1": rep.fixed_top1, "agreement_with_float": rep.agreement,
             "output_sqnr_db": rep.output_sqnr_db, "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def run_size(model: str, gran: str, scheme: str, quick: bool, cache: dict) -> dict:
+    """Bytes as stored of the PTQ plan (``reports/_sizes.py``); no simulation."""
+    import _sizes
+
+    key = ("size", model)
+    if key not in cache:
+        graph = fw.load_model(model)
+        calib_n = QUICK["calib"] if quick else PTQ_CALIB
+        cache[key] = (graph, fw.load_data(DATA[model][0], graph, limit=calib_n))
+    graph, calib = cache[key]
+    plan = fw.make_plan(graph, calib, bits=8, scheme=scheme, granularity=gran, calib=len(calib.y))
+    return {"plan": plan.name, "float32_bytes": _sizes.float32_bytes(graph),
+            **_sizes.plan_sizes(graph, plan)}
+
+
+def size_table(rows: list[dict], model: str) -> str:
+    """Seed 000's model sizes next to fxp's bytes as stored (float32 and each int8 PTQ plan)."""
+    from fxp.report.render import markdown_table
+
+    sizes = [r for r in rows if r["kind"] == "size" and r["model"] == model]
+    if not sizes:
+        return "(not run)"
+    fb = sizes[0]["result"]["float32_bytes"]
+    n_w, n_b = sizes[0]["result"]["n_weights"], sizes[0]["result"]["n_biases"]
+    out = [{"paper row": "default_model", "paper params (total / non-trainable)":
+            f"{PAPER_PARAMS['default_model'][0]:,} / {PAPER_PARAMS['default_model'][1]}",
+            "paper size": PAPER_SIZE["default_model"], "fxp plan": "float32",
+            "weight bits": "32", "weights + biases": f"{n_w:,} + {n_b}",
+            "per-channel params": "0", "weights B": f"{4 * n_w:,}", "biases B": f"{4 * n_b:,}",
+            "per-channel B": "0", "total B": f"{fb:,}", "float32 / total": "1.00x"}]
+    for gran, paper_row in PTQ_ROWS:
+        for scheme in ("pow2", "double"):
+            r = next((x["result"] for x in sizes if x["scheme"] == scheme
+                      and x["granularity"] == gran), None)
+            if r is None:
+                continue
+            tot, nt = PAPER_PARAMS[paper_row]
+            out.append({"paper row": paper_row,
+                        "paper params (total / non-trainable)": f"{tot:,} / {nt}",
+                        "paper size": PAPER_SIZE.get(paper_row, ""), "fxp plan": r["plan"],
+                        "weight bits": "/".join(str(b) for b in r["weight_bits"].values()),
+                        "weights + biases": f"{r['n_weights']:,} + {r['n_biases']}",
+                        "per-channel params": str(r["n_quant_params"]),
+                        "weights B": f"{r['weight_bytes']:,}", "biases B": f"{r['bias_bytes']:,}",
+                        "per-channel B": f"{r['quant_bytes']:,}",
+                        "total B": f"{r['flash_bytes']:,}",
+                        "float32 / total": f"{fb / r['flash_bytes']:.2f}x"})
+    return markdown_table(out, [(k, k) for k in out[0]])
+
+
+def size_note(rows: list[dict], model: str = "mnist_cnn") -> str:
+    """The README's bullet on model size (from the ``size`` rows of ``model``)."""
+    got = {(r["scheme"], r["granularity"]): r["result"] for r in rows
+           if r["kind"] == "size" and r["model"] == model}
+    if ("pow2", "whole") not in got or ("double", "whole") not in got:
+        return "* **Model size**: (not run)"
+    pw, pd = got[("pow2", "whole")], got[("double", "whole")]
+    fb = pw["float32_bytes"]
+    npar = pw["n_weights"] + pw["n_biases"]
+    part = ", ".join(f"{g}-only {got[('pow2', g)]['flash_bytes']:,} B" for g in ("conv", "dense")
+                     if ("pow2", g) in got)
+    return f"""* **Model size** ({model}, the tables' last part): the paper's 0.956 MB -> 0.245 MB
+  (3.9x) are Keras / TFLite *file* sizes: 978.9 KB for 34,826 parameters is
+  {978.9 * 1024 / npar:.1f} bytes per parameter, {978.9 * 1024 / fb:.1f} times the {fb:,} bytes of
+  its float32 weights and biases, so the files also hold the graph, the container and (Keras)
+  the optimizer state; those are not modelled here.  By bytes as stored, int8 whole-model
+  quantization takes {fb:,} B to {pw['flash_bytes']:,} B (power of two,
+  {fb / pw['flash_bytes']:.2f}x) or
+  {pd['flash_bytes']:,} B (affine per-channel, {fb / pd['flash_bytes']:.2f}x): the 4x of 8-bit
+  weights, less the int32 biases and per-channel parameters.  Conv-only and dense-only plans
+  keep the other layers' float32 weights ({part}).  The paper's non-trainable
+  parameters (210 / 6 / 202) are TFMOT's quantizer variables; fxp's counterpart is the
+  affine plans' per-channel requantization parameters ({pd['n_quant_params']} channels for
+  the whole model, int32 multiplier + int8 exponent, 5 B each); power-of-two plans need none
+  (the shifts are compiled in).  The QAT rows use the same 8-bit power-of-two weights and
+  32-bit accumulators as the `pow2` plans, so their sizes are the `pow2` rows'."""
 
 
 def fw_report(graph, plan, rep, data, out_dir: Path) -> None:
@@ -234,7 +319,9 @@ def render(rows: list[dict], models: list[str], quick: bool) -> str:
             "Retraining (the paper's rows; `diff` = fxp top-1 minus the float model's):\n\n"
             + markdown_table(qrows, [(k, k) for k in qrows[0]], escape=False) + "\n\n"
             "Post-training int8, no retraining (for comparison):\n\n"
-            + (markdown_table(prows, [(k, k) for k in prows[0]]) if prows else "(not run)") + "\n")
+            + (markdown_table(prows, [(k, k) for k in prows[0]]) if prows else "(not run)") + "\n\n"
+            "Model size, bytes as stored (the int8 plans' real widths; `weight bits` = conv1 / "
+            "conv2 / fc1, 32 = float32 layer):\n\n" + size_table(rows, model) + "\n")
     return "\n".join(sections)
 
 
@@ -252,6 +339,8 @@ def current_qat(rows: list[dict], quick: bool) -> dict:
 
 
 def write_readme(out: Path, rows: list[dict], models: list[str], quick: bool) -> str:
+    import _sizes
+
     tables = render(rows, models, quick)
     qat = current_qat(rows, quick)
     floats = {r["model"]: r["result"]["float_top1"] for r in rows if r["kind"] == "ptq"}
@@ -381,6 +470,8 @@ numbers are shown on both, compare the *differences to float*.
   training details for its row beyond 15 epochs of Keras/TFMOT QAT from a random
   init; its `quant` row on CIFAR-10 is 10.06% (chance), which points to a training
   problem in that setup rather than a limit of 8-bit QAT.
+{size_note(rows)}
+  {_sizes.STORAGE_NOTE}
 * Absolute accuracies differ from the paper's by data (MNIST: 10k t10k training images,
   `mnist5k` evaluation; the paper: 49k / 7k), not by method.
 * Not run: the paper's CIFAR-10 table (Table II; no CIFAR-10 on these machines), and
@@ -440,6 +531,13 @@ def main(argv=None) -> int:
                     rows[:] = [r for r in rows if row_key(r) != row_key(row)]
                 record(row, lambda m=model, g=gran, s=scheme, p=paper_row:
                        run_ptq(m, g, s, p, args.quick, out, cache))
+    for model in args.models:
+        for gran, _ in PTQ_ROWS:
+            for scheme in ("pow2", "double"):
+                row = {"kind": "size", "model": model, "method": None, "scratch": None,
+                       "scheme": scheme, "granularity": gran,
+                       "settings": {"calib": QUICK["calib"] if args.quick else PTQ_CALIB}}
+                record(row, lambda m=model, g=gran, s=scheme: run_size(m, g, s, args.quick, cache))
     if not args.skip_qat:
         for model in args.models:
             for paper_row, method, scratch in QAT_ROWS:

@@ -15,7 +15,9 @@ two, then exports ONNX + plan and simulates them with fxp on the evaluation
 set (the agreement column: fxp top-1 predictions equal to the torch
 fake-quantized model's, expected 1.0).  Results are appended to
 ``results.json`` next to this script (one row per model, bits, seed; a row
-already there is not recomputed) and ``README.md``'s table is regenerated.
+already there is not recomputed) and ``README.md``'s tables are regenerated: the results
+and the model sizes next to seed Table 2 (bytes as stored, ``reports/_sizes.py``; a
+"b-bit" weight of eq. 1-3 takes b+1 bits, :func:`storage_bits`).
 Training files (checkpoints, ONNX, plans) go to ``--work``.
 
 ``--quick`` is a smoke test: tiny slices (256 training images, a few steps per
@@ -41,6 +43,11 @@ from fxp import workflow as fw  # noqa: E402
 
 sys.path.insert(0, str(HERE.parent))
 from _common import float_accuracy, replace_results_table  # noqa: E402
+from _sizes import replace_block  # noqa: E402
+
+#: seed 002 Table 2 (size compression of its VGG-7, 3,603,520 trainable weights), MB
+SEED_SIZES = {"float32": 14.4, 5: 2.25, 4: 1.9, 3: 1.4}
+SEED_WEIGHTS = 3603520
 
 SEED_TABLE = {"float32": 98.45, 8: 98.77, 7: 98.74, 6: 98.66, 5: 98.70, 4: 98.63, 3: 97.76}
 
@@ -147,6 +154,77 @@ def write_table(rows: list[dict], readme: Path = HERE / "README.md") -> None:
                      f"{statistics.mean(r['seconds'] for r in rs):.0f} | "
                      f"{seed_ref:.2f} ({seed_ref - SEED_TABLE['float32']:+.2f}) |")
     replace_results_table(readme, lines)
+    replace_block(readme, "sizes", size_lines(rows))
+
+
+def storage_bits(w, bits: int) -> tuple[int, int]:
+    """``(levels, bits to store one code)`` of seed eq. 1-3 at ``bits`` on the weights ``w``.
+
+    The levels are ``{0, +-2**n2 .. +-2**n1}`` (:func:`fxp.quant.pow2.pow2`); a code
+    needs ``ceil(log2(levels))`` bits.
+    """
+    import math
+
+    from fxp.quant.pow2 import pow2
+
+    p = pow2(w, bits=bits).params
+    levels = 2 * (p["n1"] - p["n2"] + 1) + 1
+    return levels, math.ceil(math.log2(levels))
+
+
+def size_lines(rows: list[dict]) -> list[str]:
+    """Seed 002 Table 2 next to fxp's bytes as stored, per (model, bits) of ``rows``."""
+    from _sizes import bitpacked_bytes, float32_bytes, layer_params
+
+    from fxp.core.format import QFormat
+    from fxp.report.mcu import packed_bytes
+
+    lines = [("| model | b | levels | code bits | weights | b bits, bit-packed (seed's rule) | "
+              "code bits, bit-packed | code bits, fxp packed | plan's weight formats, as "
+              "exported | + biases (int64) + exponents | float32 | float32 / total, bit-packed | "
+              "float32 / total, fxp packed | seed Table 2 |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for b, mb in SEED_SIZES.items():
+        if b == "float32":
+            continue
+        lines.append(f"| seed's VGG-7 (count only) | {b} | {2 ** b + 1} | {b + 1} | "
+                     f"{SEED_WEIGHTS:,} | {SEED_WEIGHTS * b / 8e6:.2f} MB | "
+                     f"{SEED_WEIGHTS * (b + 1) / 8e6:.2f} MB | "
+                     f"{packed_bytes(SEED_WEIGHTS, b + 1) / 1e6:.2f} MB |  |  | "
+                     f"{4 * SEED_WEIGHTS / 1e6:.1f} MB | {32 / (b + 1):.1f}x "
+                     f"({32 / b:.1f}x at b bits) | "
+                     f"{32 / (8 * packed_bytes(1000, b + 1) / 1000):.1f}x | {mb} MB (float32 "
+                     f"{SEED_SIZES['float32']}) |")
+    graphs: dict = {}
+    done = set()
+    for r in sorted(rows, key=lambda r: (r["model"], -r["bits"])):
+        if (r["model"], r["bits"]) in done:
+            continue
+        done.add((r["model"], r["bits"]))
+        if r["model"] not in graphs:
+            graphs[r["model"]] = fw.load_model(r["model"])
+        g = graphs[r["model"]]
+        counts = layer_params(g)
+        weights = {n.name: n.weight for n in g.nodes if n.name in counts}
+        b = r["bits"]
+        per = {n: storage_bits(weights[n], b) for n in counts}
+        cbits = max(cb for _, cb in per.values())
+        n_w = sum(w for w, _ in counts.values())
+        n_b = sum(bb for _, bb in counts.values())
+        dense_b = sum(bitpacked_bytes(counts[n][0], b) for n in counts)
+        dense_c = sum(bitpacked_bytes(counts[n][0], per[n][1]) for n in counts)
+        packed_c = sum(packed_bytes(counts[n][0], per[n][1]) for n in counts)
+        plan_w = sum(packed_bytes(counts[n][0], QFormat.parse(r["formats"][n]).bits)
+                     for n in counts if n in r["formats"])
+        extra = 8 * n_b + len(counts)
+        fl = float32_bytes(g)
+        fmts = sorted({r["formats"][n] for n in counts if n in r["formats"]})
+        seed = f"{SEED_SIZES[b]} MB" if b in SEED_SIZES else ""
+        lines.append(f"| {r['model']} | {b} | {max(lv for lv, _ in per.values())} | {cbits} | "
+                     f"{n_w:,} | {dense_b:,} B | {dense_c:,} B | {packed_c:,} B | "
+                     f"{plan_w:,} B ({', '.join(fmts)}) | {extra:,} B | {fl:,} B | "
+                     f"{fl / (dense_c + extra):.1f}x | {fl / (packed_c + extra):.1f}x | {seed} |")
+    return lines
 
 
 if __name__ == "__main__":
