@@ -43,8 +43,10 @@ def _frac_bits(w: np.ndarray, bits: int = 8) -> int:
     return bits - 1 - math.ceil(math.log2(m)) if m > 0 else 0
 
 
-def _build(torch, shape: tuple[int, int, int], classes: int):
-    nn, F = torch.nn, torch.nn.functional
+def ste_ops(torch):
+    """``(sign, fake_quant)`` for training: ``sign(x)`` is +1 for ``x >= 0`` else -1 with the
+    straight-through gradient ``1{|x| <= 1}``; ``fake_quant(w, f, bits)`` rounds ``w`` to
+    ``bits``-bit codes of LSB ``2**-f`` (saturating) with an identity gradient."""
 
     class SignSTE(torch.autograd.Function):
         @staticmethod
@@ -61,6 +63,14 @@ def _build(torch, shape: tuple[int, int, int], classes: int):
         lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         q = torch.clamp(torch.round(w * 2.0**f), lo, hi) / 2.0**f
         return w + (q - w).detach()
+
+    return SignSTE.apply, fake_quant
+
+
+def _build(torch, shape: tuple[int, int, int], classes: int):
+    nn, F = torch.nn, torch.nn.functional
+
+    sign_ste, fake_quant = ste_ops(torch)
 
     c, h, _ = shape
     pools = []
@@ -86,7 +96,7 @@ def _build(torch, shape: tuple[int, int, int], classes: int):
             return [self.conv2.weight, self.fc1.weight]
 
         def forward(self, x_raw):
-            sign = SignSTE.apply
+            sign = sign_ste
             f1 = _frac_bits(self.conv1.weight.detach().numpy())
             t = sign(self.bn1(F.conv2d(x_raw / INPUT_SCALE, fake_quant(self.conv1.weight, f1))))
             t = F.max_pool2d(t, 2) if self.pools[0] else t

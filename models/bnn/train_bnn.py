@@ -67,21 +67,9 @@ def frac_bits(w: np.ndarray, bits: int = 8) -> int:
 def build(torch_mod):
     torch, nn, F = torch_mod.torch, torch_mod.nn, torch_mod.F
 
-    class SignSTE(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            ctx.save_for_backward(x)
-            return torch.where(x >= 0, 1.0, -1.0).to(x.dtype)
+    from fxp.train.bnn import ste_ops
 
-        @staticmethod
-        def backward(ctx, g):
-            (x,) = ctx.saved_tensors
-            return g * (x.abs() <= 1).to(g.dtype)
-
-    def fake_quant(w, f, bits=8):
-        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
-        q = torch.clamp(torch.round(w * 2.0**f), lo, hi) / 2.0**f
-        return w + (q - w).detach()
+    sign_ste, fake_quant = ste_ops(torch)
 
     class BNN(nn.Module):
         def __init__(self):
@@ -100,7 +88,7 @@ def build(torch_mod):
             return [self.conv2.weight, self.conv3.weight, self.fc1.weight]
 
         def forward(self, x_raw):
-            sign = SignSTE.apply
+            sign = sign_ste
             f1 = frac_bits(self.conv1.weight.detach().numpy())
             h = F.conv2d(x_raw / 255.0, fake_quant(self.conv1.weight, f1))
             h = F.max_pool2d(sign(self.bn1(h)), 2)
