@@ -294,28 +294,49 @@ def test_affine_refuses_non_round_mode():
         load_qonnx(n.model([8], y, [3]))
 
 
-def test_brevitas_4bit_cnn(tmp_path):
-    """A 4-bit Brevitas CNN exported by ``export_qonnx``: output codes equal qonnx's (0 differ)."""
+def _brevitas_net(kind: str):
+    """A small Brevitas CNN: ``"4bit"`` / ``"2bit"`` fixed-point, or ``"binary"`` (binary
+    activations and weights of scale 1/8: a power of two, so qonnx's float32 executor is exact)."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("brevitas")
     pytest.importorskip("onnxoptimizer")
     import brevitas.nn as qnn
-    from brevitas.export import export_qonnx
     from brevitas.quant import (
         Int8ActPerTensorFixedPoint,
         Int8WeightPerTensorFixedPoint,
+        SignedBinaryActPerTensorConst,
+        SignedBinaryWeightPerTensorConst,
         Uint8ActPerTensorFixedPoint,
     )
 
     torch.manual_seed(0)
-    wq = {"weight_quant": Int8WeightPerTensorFixedPoint, "weight_bit_width": 4, "bias": False}
-    net = torch.nn.Sequential(
-        qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=4,
+    if kind == "binary":
+        wb = {"weight_quant": SignedBinaryWeightPerTensorConst, "weight_scaling_const": 0.125,
+              "bias": False}
+        return torch.nn.Sequential(
+            qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True),
+            qnn.QuantConv2d(1, 8, 3, padding=1, **wb),
+            qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst, return_quant_tensor=True),
+            torch.nn.MaxPool2d(2), torch.nn.Flatten(), qnn.QuantLinear(128, 10, **wb)).eval()
+    bits = {"4bit": 4, "2bit": 2}[kind]
+    wq = {"weight_quant": Int8WeightPerTensorFixedPoint, "weight_bit_width": bits, "bias": False}
+    return torch.nn.Sequential(
+        qnn.QuantIdentity(act_quant=Int8ActPerTensorFixedPoint, bit_width=bits,
                           return_quant_tensor=True),
         qnn.QuantConv2d(1, 4, 3, padding=1, **wq),
-        qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=4,
+        qnn.QuantReLU(act_quant=Uint8ActPerTensorFixedPoint, bit_width=bits,
                       return_quant_tensor=True),
         torch.nn.MaxPool2d(2), torch.nn.Flatten(), qnn.QuantLinear(64, 10, **wq)).eval()
+
+
+@pytest.mark.parametrize("kind", ["4bit", "2bit", "binary"])
+def test_brevitas_cnn(tmp_path, kind):
+    """Brevitas CNNs exported by ``export_qonnx`` (4-bit, 2-bit, binarized): output codes equal
+    qonnx's (0 differ); the binarized one runs as XNOR-popcount layers."""
+    net = _brevitas_net(kind)
+    import torch
+    from brevitas.export import export_qonnx
+
     x = np.random.default_rng(8).normal(0, 1, (N, 1, 8, 8)).astype(np.float32)
     with torch.no_grad():
         net(torch.from_numpy(x))  # calibrates nothing (fixed-point scales); builds the graph
@@ -330,7 +351,10 @@ def test_brevitas_4bit_cnn(tmp_path):
     want = np.ldexp(ref, out.spec.fmt.frac_bits)
     assert np.array_equal(want, np.round(want))
     assert int(np.count_nonzero(out.codes != want)) == 0
-    assert [lp.weight.fmt.bits for lp in plan.layers] == [4, 4]
+    if kind == "binary":
+        assert [lp.is_binary for lp in plan.layers] == [True, True]
+    else:
+        assert [lp.weight.fmt.bits for lp in plan.layers] == [{"4bit": 4, "2bit": 2}[kind]] * 2
 
 
 def test_cli_inspect_and_simulate(tmp_path, capsys):
