@@ -1,4 +1,4 @@
-"""Import QONNX models (ONNX with ``Quant`` / ``BipolarQuant`` nodes) into ``(Graph, Plan)``.
+"""Import QONNX models (``Quant``, ``BipolarQuant``, ``Trunc``, ``MultiThreshold``) into fxp.
 
 QONNX (Brevitas, QKeras exports; FINN and hls4ml read it) carries every
 tensor as float32 values that sit exactly on a quantizer's grid.
@@ -29,6 +29,19 @@ How each quantizer becomes a plan entry:
   ``+-alpha[c]``).  Its output is ``threshold`` (binary) when the next
   quantizer is bipolar, else ``scale`` into the next Quant's format.
   Bipolar weights with a multi-bit input are a fixed layer with codes +-1.
+* ``Trunc`` right after an activation ``Quant`` (read by it alone) is one
+  quantizer of the layer's output (:func:`~fxp.frontends.qonnx_ops.read_trunc`):
+  ``Trunc_v2`` (opset 2) with zero point 0, power-of-two scales and
+  ``output_scale = scale * 2**k`` becomes the output spec at scale
+  ``output_scale`` with the Trunc's rounding mode and the code range both
+  clips leave, provided the layer's accumulator lies on the Quant's grid (so
+  the Quant does not round first).  ``Trunc_v1`` (opset 1) is read only when it
+  drops no bits (it keeps the scale, so it divides the value by ``2**k``).
+* ``MultiThreshold`` with ``2**n - 1`` evenly spaced thresholds per channel
+  (one power-of-two step ``d``, first threshold ``> 0``, ``out_scale = d``,
+  ``out_bias = 0``) is an unsigned n-bit FLOOR requantization of the layer
+  before it, whose bias gains ``d - t0[c]``
+  (:mod:`fxp.frontends.qonnx_threshold`).
 * The last layer's output, when no Quant follows it, is the exact
   accumulator (power-of-two format ``F_x + F_w``), as qonnx's float value.
 
@@ -45,8 +58,8 @@ an integer constant, unsigned narrow activations, per-channel activation
 scales, two different Quants of one tensor, a requantization after a
 pass-through op, a tensor reaching a layer without a Quant, biases off the
 accumulator grid, a bipolar input to a multi-bit layer, non-``ROUND``
-affine activations.  ``Trunc``, ``MultiThreshold``, ``BatchNormalization``
-and other ops are listed together in one
+affine activations, a ``Trunc`` or ``MultiThreshold`` outside the cases
+above.  ``BatchNormalization`` and other ops are listed together in one
 :class:`~fxp.errors.UnsupportedOpError`.
 """
 
@@ -61,16 +74,18 @@ import numpy as np
 
 from fxp.errors import ModelImportError, PlanError, UnsupportedOpError
 from fxp.frontends.onnx_import import MAX_MODEL_BYTES, read_and_convert
-from fxp.frontends.qonnx_ops import QONNX_DOMAINS, QuantInfo, read_quant
+from fxp.frontends.qonnx_ops import QONNX_DOMAINS, QuantInfo, read_quant, read_trunc
 from fxp.frontends.qonnx_plan import build_plan
+from fxp.frontends.qonnx_threshold import read_multithreshold
 from fxp.ir import nodes as ir
 from fxp.ir.graph import Graph
 from fxp.plan.plan import Plan
 
 __all__ = ["FLOAT_OPS", "QONNX_OPS", "is_qonnx_model", "load_qonnx"]
 
-QONNX_OPS = ("Quant", "BipolarQuant")
-"""QONNX quantizer ops read (``Trunc`` and ``MultiThreshold`` are refused)."""
+QONNX_OPS = ("Quant", "BipolarQuant", "Trunc", "MultiThreshold")
+"""QONNX quantizer ops read (``Trunc`` right after a ``Quant``, ``MultiThreshold`` with evenly
+spaced thresholds, each where exact)."""
 FLOAT_OPS = ("Conv", "Gemm", "MatMul", "Add", "Relu", "MaxPool", "Flatten", "Reshape",
              "Identity", "Dropout", "Softmax")
 """Standard ops accepted between quantizers (``Add`` only as a MatMul bias, ``Softmax``
@@ -145,12 +160,29 @@ def _strip(onnx: Any, model: Any, consts: dict[str, np.ndarray]
     alias: dict[str, str] = {}
     new_consts: dict[str, np.ndarray] = {}
     kept = []
+    outputs = {o.name for o in model.graph.output}
+    opsets = {o.domain: int(o.version) for o in model.opset_import}
     for node in model.graph.node:
         if node.domain not in QONNX_DOMAINS:
             kept.append(node)
             continue
-        info = read_quant(node, consts)
         x = alias.get(node.input[0], node.input[0])
+        if node.op_type == "Trunc":
+            readers = sum(t == node.input[0] for n in model.graph.node for t in n.input)
+            prev = acts.get(x) if node.input[0] in alias and readers == 1 and \
+                node.input[0] not in outputs else None
+            acts[x] = read_trunc(node, consts, prev, opsets.get(node.domain, 1))
+            alias[node.output[0]] = x
+            continue
+        if node.op_type == "MultiThreshold":
+            if x in consts or x in acts:
+                raise ModelImportError(f"node {node.name or node.output[0]!r} "
+                                       f"(MultiThreshold): its input {x[:200]!r} is a constant "
+                                       f"or already quantized")
+            acts[x] = read_multithreshold(node, consts)
+            alias[node.output[0]] = x
+            continue
+        info = read_quant(node, consts)
         if x in consts:
             if x in weights and weights[x][0].bipolar is False and not info.same_as(weights[x][0]):
                 raise ModelImportError(f"node {info.node!r}: re-quantizes the quantized "

@@ -41,7 +41,8 @@ from fxp.core.modes import OverflowMode, RoundingMode
 from fxp.errors import ModelImportError, UnsupportedOpError
 from fxp.plan.tensor_spec import TensorSpec
 
-__all__ = ["QONNX_DOMAINS", "QONNX_ROUNDING", "QuantInfo", "dyadic_frac", "read_quant"]
+__all__ = ["QONNX_DOMAINS", "QONNX_ROUNDING", "QuantInfo", "dyadic_frac", "read_quant",
+           "read_trunc"]
 
 QONNX_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "finn")
 """Domains whose ``Quant``/``BipolarQuant``/``Trunc``/``MultiThreshold`` nodes are QONNX's."""
@@ -88,6 +89,15 @@ class QuantInfo:
     zero_point : int
     bipolar : bool
         Codes -1/+1 (``BipolarQuant``, or ``Quant`` with 1 signed bit).
+    grid_frac : int or None
+        Set for a ``Quant`` followed by a ``Trunc`` (:func:`read_trunc`), read
+        as one quantizer: the value it quantizes must lie on ``2**-grid_frac``
+        (the Quant's grid) so that the Quant's own rounding is exact.
+    shift : numpy.ndarray or None
+        Set for a ``MultiThreshold``
+        (:func:`fxp.frontends.qonnx_threshold.read_multithreshold`): the
+        amount (one, or one per output channel) to add to the producing
+        layer's bias before this FLOOR requantization.
     """
 
     node: str
@@ -98,6 +108,8 @@ class QuantInfo:
     scales: np.ndarray
     zero_point: int
     bipolar: bool
+    grid_frac: int | None = None
+    shift: np.ndarray | None = None
 
     @property
     def min_code(self) -> int:
@@ -136,8 +148,10 @@ class QuantInfo:
             else OverflowMode.SATURATE
 
     def same_as(self, other: QuantInfo) -> bool:
-        return (self.bipolar, self.bits, self.signed, self.narrow, self.zero_point) == \
-            (other.bipolar, other.bits, other.signed, other.narrow, other.zero_point) and \
+        return (self.bipolar, self.bits, self.signed, self.narrow, self.zero_point,
+                self.grid_frac) == (other.bipolar, other.bits, other.signed, other.narrow,
+                                    other.zero_point, other.grid_frac) and \
+            self.shift is None and other.shift is None and \
             self.scales.shape == other.scales.shape and np.array_equal(self.scales, other.scales)
 
     def quantize_const(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -231,4 +245,96 @@ def read_quant(node: Any, consts: dict[str, np.ndarray]) -> QuantInfo:
     if not info.bipolar and not info.min_code <= info.zero_point <= info.max_code:
         raise ModelImportError(f"{where}: zero point {info.zero_point} is outside the code "
                                f"range [{info.min_code}, {info.max_code}]")
+    return info
+
+
+def _one_int(node: Any, i: int, consts: dict[str, np.ndarray], what: str, where: str) -> int:
+    v = _const(node, i, consts, what).astype(np.float64).ravel()
+    if v.size != 1 or not np.isfinite(v[0]) or v[0] != np.round(v[0]) or not 0 <= v[0] <= 32:
+        raise ModelImportError(f"{where}: {what} {v.tolist()[:4]} must be one integer in 0..32")
+    return int(v[0])
+
+
+def read_trunc(node: Any, consts: dict[str, np.ndarray], prev: QuantInfo | None,
+               opset: int) -> QuantInfo:
+    """The one quantizer ``Trunc(Quant(x))`` is, as qonnx 1.0 computes it (``trunc.py``).
+
+    ``Trunc_v2`` (opset >= 2; inputs x, scale, zeropt, in_bitwidth,
+    output_scale, out_bitwidth): ``y = round(x / s + z) / t`` with
+    ``t = 2**round(log2(output_scale / s))``, clipped to ``out_bitwidth``
+    (``signed``, ``narrow``), rounded by ``rounding_mode`` (default FLOOR),
+    value ``(y - z / t) * output_scale``.  On the codes ``q`` of the Quant
+    before it (same scale, zero point 0) that is
+    ``clip(rnd(q / t), L, H)``; when the Quant's rounding is exact (its input
+    on the grid ``s``, checked per layer by the plan) and ``output_scale ==
+    s * t``, it is the single quantizer ``clip(rnd(x / output_scale), L, H)``
+    with ``L = rnd(max(out_min, q_min / t))``, ``H = rnd(min(out_max,
+    q_max / t))`` (clipping commutes with a monotone rounding).
+
+    ``Trunc_v1`` (opset 1; x, scale, zeropt, in_bitwidth, out_bitwidth)
+    keeps the scale: its value ``rnd(q / 2**k) * s`` is the input divided by
+    ``2**k`` (``k = in - out``), which no fxp graph op does; only ``k == 0``
+    (the identity) is read.
+
+    Raises
+    ------
+    ModelImportError
+        The input is not the output of a per-tensor power-of-two ``Quant``
+        with zero point 0 and the Trunc's scale; non-power-of-two or
+        mismatched scales; a code range ``[L, H]`` that is no fxp format.
+    UnsupportedOpError
+        A v1 Trunc with ``k != 0``; an unknown rounding mode.
+    """
+    name = node.name or node.output[0]
+    where = f"node {name[:200]!r} (Trunc)"
+    if prev is None or prev.bipolar or prev.grid_frac is not None or prev.shift is not None:
+        raise ModelImportError(f"{where}: its input {node.input[0][:200]!r} must be the output "
+                               f"of a multi-bit Quant of an activation, read by this Trunc only")
+    s = _const(node, 1, consts, "scale").astype(np.float64).ravel()
+    z = _const(node, 2, consts, "zero point").astype(np.float64).ravel()
+    pf = prev.pow2_fracs()
+    if s.size != 1 or not prev.per_tensor or pf is None or prev.zero_point != 0 or \
+            s[0] != float(prev.scales.ravel()[0]) or z.size != 1 or z[0] != 0:
+        raise ModelImportError(f"{where}: scale {s.tolist()[:4]} and zero point "
+                               f"{z.tolist()[:4]} must repeat the power-of-two scale "
+                               f"{prev.scales.ravel().tolist()[:4]} and zero point 0 of "
+                               f"{prev.node!r}")
+    mode = str(_attr(node, "rounding_mode", "FLOOR")).upper()
+    if mode not in QONNX_ROUNDING:
+        raise UnsupportedOpError(f"{where}: rounding_mode {mode[:40]!r} is not one of "
+                                 f"{sorted(QONNX_ROUNDING)}")
+    _one_int(node, 3, consts, "input bit width", where)
+    if opset < 2:
+        k = _one_int(node, 3, consts, "input bit width", where) - \
+            _one_int(node, 4, consts, "output bit width", where)
+        if k != 0:
+            raise UnsupportedOpError(f"{where}: a Trunc_v1 (opset {opset}) dropping {k} bits "
+                                     f"keeps scale {s[0]!r}, so it divides the value by 2**{k}; "
+                                     f"fxp's graph has no such scaling (use Trunc opset 2 with "
+                                     f"output_scale = scale * 2**k)")
+        return prev
+    os_ = _const(node, 4, consts, "output scale").astype(np.float64).ravel()
+    ob = _one_int(node, 5, consts, "output bit width", where)
+    signed, narrow = bool(_attr(node, "signed", 1)), bool(_attr(node, "narrow", 0))
+    t = 2.0 ** np.round(np.log2(os_ / s[0])) if os_.size == 1 and os_[0] > 0 else None
+    if t is None or os_[0] != s[0] * t[0] or os_[0] != np.float32(os_[0]):
+        raise ModelImportError(f"{where}: output scale {os_.tolist()[:4]} must be the scale "
+                               f"{s[0]!r} times a power of two (fxp drops whole bits)")
+    t = float(t[0])
+    lo_o = -(1 << (ob - 1)) + int(narrow) if signed else 0
+    hi_o = (1 << (ob - 1)) - 1 if signed else (1 << ob) - 1 - int(narrow)
+    a, b = max(lo_o, prev.min_code / t), min(hi_o, prev.max_code / t)
+    rnd = _NP_ROUND[mode]
+    lo, hi = int(rnd(np.float64(a))), int(rnd(np.float64(b)))
+    info = None
+    if a <= b and lo == 0 and hi >= 1 and (hi + 1) & hi == 0:
+        info = QuantInfo(name, hi.bit_length(), False, False, mode, np.float32([os_[0]]), 0,
+                         False, int(pf[0]))
+    elif a <= b and hi >= 1 and (hi + 1) & hi == 0 and lo in (-hi, -hi - 1):
+        info = QuantInfo(name, hi.bit_length() + 1, True, lo == -hi, mode,
+                         np.float32([os_[0]]), 0, False, int(pf[0]))
+    if info is None or info.bits > 32:
+        raise ModelImportError(f"{where}: after {prev.node!r} its codes span [{lo}, {hi}], "
+                               f"which is no fxp format range (0..2**b-1, -2**(b-1)..2**(b-1)-1 "
+                               f"or symmetric)")
     return info

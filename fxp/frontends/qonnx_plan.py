@@ -47,6 +47,7 @@ class _Builder:
     # -- where a tensor gets quantized -------------------------------------------------
     def downstream(self, t: str, who: str) -> QuantInfo | None:
         """The first quantizer met from ``t`` through pass-through ops; None at the output."""
+        self.crossed: list[ir.Node] = []
         while True:
             if t in self.acts:
                 return self.acts[t]
@@ -54,6 +55,7 @@ class _Builder:
                 return None
             rs = self.g.consumers(t)
             if len(rs) == 1 and isinstance(rs[0], _PASS):
+                self.crossed.append(rs[0])
                 t = rs[0].output
                 continue
             seen = ", ".join(f"{r.name!r} ({r.op_type})" for r in rs[:3]) or "nothing"
@@ -81,6 +83,13 @@ class _Builder:
         info = self.downstream(name, "graph input")
         if info is None:
             raise ModelImportError("the graph input reaches the output without a layer")
+        if info.shift is not None:
+            raise ModelImportError(f"node {info.node!r} (MultiThreshold): thresholds the graph "
+                                   f"input; fxp reads MultiThreshold only after a layer")
+        if info.grid_frac is not None:
+            raise ModelImportError(f"node {info.node!r} (Trunc): truncates the graph input's "
+                                   f"codes after a rounding Quant (two roundings of a float "
+                                   f"input); fxp reads Trunc only after a layer")
         if info.bipolar:
             self.res[name] = ("bipolar", info)  # floor keeps the sign: code < 0 iff x < 0
             return TensorSpec(QFormat.integer(16)), "floor", "saturate"
@@ -139,7 +148,13 @@ class _Builder:
                                        f"BipolarQuant weights")
             return self.binary(node, xval, winfo, out)
         w = self.weight_spec(node, winfo)
+        if out is not None and out.shift is not None:
+            node = self.shift_bias(node, out)
         bias = node.bias
+        if out is not None and (out.grid_frac is not None or out.shift is not None) and \
+                self.affine:
+            raise ModelImportError(f"node {out.node!r} after layer {node.name!r}: Trunc and "
+                                   f"MultiThreshold are read in power-of-two models only")
         if self.affine:
             if out is None or out.bipolar:
                 raise ModelImportError(f"layer {node.name!r}: an affine layer needs a "
@@ -161,6 +176,11 @@ class _Builder:
                 raise ModelImportError(f"layer {node.name!r}: the exact accumulator needs "
                                        f"{acc_bits} bits (bias fraction bits {fb}); fxp "
                                        f"accumulates in at most 64")
+            if out is not None and out.grid_frac is not None and f > out.grid_frac:
+                raise ModelImportError(f"node {out.node!r} (Trunc) after layer {node.name!r}: "
+                                       f"the accumulator has {f} fraction bits, finer than "
+                                       f"the {out.grid_frac} of the Quant before the Trunc; "
+                                       f"rounding twice is not one fxp requantization")
             extra = {"acc_frac_bits": f} if f != facc else {}
             if out is None or out.bipolar:  # the exact accumulator (its sign, for bipolar)
                 spec, mode, ovf = TensorSpec(QFormat.from_frac(acc_bits, f)), "half_even", \
@@ -175,6 +195,23 @@ class _Builder:
         if node.output in self.acts and self.acts[node.output].bipolar:
             self.res[node.output] = ("bipolar", self.acts[node.output])
 
+    def shift_bias(self, node: ir.Node, out: QuantInfo) -> ir.Node:
+        """The layer with a MultiThreshold's ``shift`` added to its bias (exactly, float32)."""
+        co = node.weight.shape[0]
+        if out.shift.size != 1 and (out.shift.size != co or any(
+                isinstance(p, (ir.Flatten, ir.Reshape)) for p in self.crossed)):
+            raise ModelImportError(f"node {out.node!r} (MultiThreshold): {out.shift.size} "
+                                   f"per-channel thresholds do not match the {co} output "
+                                   f"channels of layer {node.name!r}")
+        b = (np.zeros(co) if node.bias is None else node.bias.astype(np.float64)) + out.shift
+        if np.any(b.astype(np.float32) != b):
+            raise ModelImportError(f"node {out.node!r} (MultiThreshold): bias of "
+                                   f"{node.name!r} plus the threshold offset "
+                                   f"{b.tolist()[:4]} is not float32-exact")
+        node = replace(node, bias=b.astype(np.float32))
+        self.new_nodes[node.name] = node
+        return node
+
     def binary(self, node: ir.Node, xinfo: QuantInfo, winfo: QuantInfo,
                out: QuantInfo | None) -> None:
         if self.affine:
@@ -184,6 +221,9 @@ class _Builder:
         if not xinfo.per_tensor:
             raise ModelImportError(f"node {xinfo.node!r}: per-channel bipolar activation "
                                    f"scales are not supported")
+        if out is not None and (out.grid_frac is not None or out.shift is not None):
+            raise ModelImportError(f"node {out.node!r} after binary layer {node.name!r}: "
+                                   f"Trunc and MultiThreshold are not read after binary layers")
         co = node.weight.shape[0]
         alpha = np.broadcast_to(xinfo.scales.astype(np.float64).ravel()[0]
                                 * winfo.scales.astype(np.float64).ravel(), (co,))
@@ -234,6 +274,11 @@ class _Builder:
         if info.bipolar:
             self.res[node.output] = ("bipolar", info)
             return
+        if info.grid_frac is not None and (prev[0] == "bipolar" or not prev[1].is_pow2 or
+                                           prev[1].fmt.frac_bits > info.grid_frac):
+            raise ModelImportError(f"node {info.node!r} (Trunc) truncates the output of "
+                                   f"{node.op_type} {node.name!r}; fxp reads a Trunc after a "
+                                   f"pass-through op only when it repeats the coding before it")
         if prev[0] == "bipolar" or self.spec_of(info, node.name) != prev[1]:
             raise ModelImportError(f"node {info.node!r} (Quant) requantizes the output of "
                                    f"{node.op_type} {node.name!r} into another coding; fxp "
