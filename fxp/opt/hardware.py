@@ -40,6 +40,10 @@ group's weight count.  :mod:`fxp.opt.hardware_model` applies them to a graph.
   of ``W <= 36`` bits uses the narrowest port ``p >= W`` and ``ceil(depth /
   depth(p))`` blocks; wider words are split into 36-bit columns (512 deep
   each) plus one column for the remaining bits.
+* *Per-channel weight widths* (:func:`fpga_layer_channels`): the channels
+  coded at one width form a group with its own ``ceil(n_b / R)`` multipliers
+  of that width (never the container's); the weight memory's word is the sum
+  of the groups' words.
 * *Area* = ``w_lut * LUT + w_dsp * DSP + w_bram * BRAM18`` (``area_weights``).
 
 **MCU** (TFLite Micro / CMSIS-NN style integer kernels).
@@ -47,7 +51,8 @@ group's weight count.  :mod:`fxp.opt.hardware_model` applies them to a graph.
 * Widths are restricted to what the kernels support: ``weight_bits``
   (default 4 and 8) and ``act_bits`` (8 and 16).
 * *Flash*: weights packed as :func:`fxp.report.mcu.packed_bytes` stores them
-  (4-bit two per byte), biases in the accumulator's ``<stdint.h>`` type
+  (4-bit two per byte; per-channel widths channel by channel at each one's
+  own width, plus its width/shift tables), biases in the accumulator's ``<stdint.h>`` type
   (int32, or int64 when the proven accumulator needs more than 32 bits), as
   :func:`fxp.report.mcu.plan_resources` counts them.
 * *RAM*: the TFLite Micro greedy arena head over the IR tensors
@@ -69,7 +74,8 @@ from pathlib import Path
 from fxp.errors import PlanError
 
 __all__ = ["BRAM18_PORTS", "DEFAULT_COST_FILE", "KERNEL_KINDS", "FpgaCosts", "HardwareCosts",
-           "McuCosts", "bram18_blocks", "dsps_per_product", "fpga_layer", "load_costs",
+           "McuCosts", "bram18_blocks", "dsps_per_product", "fpga_layer", "fpga_layer_channels",
+           "load_costs",
            "lut_multiplier", "lutram_luts", "mcu_cycles", "signed_pieces", "uses_dsp"]
 
 DEFAULT_COST_FILE = Path(__file__).with_name("hw_costs.json")
@@ -368,15 +374,49 @@ def fpga_layer(n_weights: int, w_bits: int, a_bits: int, fpga: FpgaCosts, *, reu
         mult_lut = 0
     else:
         dsp, mult_lut = 0, mults * lut_multiplier(w_bits, a_bits, fpga)
+    bram, store_lut = _storage(reuse, mults * w_bits, fpga)
+    return {"multipliers": mults, "lut": mult_lut + store_lut, "dsp": dsp, "bram": bram,
+            "mult_lut": mult_lut, "storage_lut": store_lut}
+
+
+def _storage(reuse: int, width: int, fpga: FpgaCosts) -> tuple[int, int]:
+    """(BRAM18 blocks, LUTRAM LUT6) of ``reuse`` words of ``width`` bits (the storage rule)."""
     storage = fpga.weight_storage
     if storage == "auto":
         storage = "logic" if reuse == 1 else "lutram" if reuse <= fpga.lutram_max_depth \
             else "bram"
-    width = mults * w_bits
-    bram = bram18_blocks(reuse, width) if storage == "bram" else 0
-    store_lut = lutram_luts(reuse, width) if storage == "lutram" else 0
-    return {"multipliers": mults, "lut": mult_lut + store_lut, "dsp": dsp, "bram": bram,
-            "mult_lut": mult_lut, "storage_lut": store_lut}
+    return (bram18_blocks(reuse, width) if storage == "bram" else 0,
+            lutram_luts(reuse, width) if storage == "lutram" else 0)
+
+
+def fpga_layer_channels(groups: dict[int, int], a_bits: int, fpga: FpgaCosts, *,
+                        reuse: int = 1, w_signed: bool = True,
+                        a_signed: bool = True) -> dict[str, int]:
+    """:func:`fpga_layer` of a layer with per-channel weight widths.
+
+    ``groups`` maps a weight width ``b`` to the weight count of the channels
+    coded at ``b`` bits.  Each width group gets its own ``ceil(n_b / R)``
+    multipliers of ``b x b_a`` bits (a multiplier serving channels of
+    several widths would be as wide as the widest; grouping by width avoids
+    that at the cost of one rounding up per group), costed as
+    :func:`fpga_layer` costs them.  The weights form one memory of depth
+    ``R`` whose word is the sum of the groups' words, ``sum_b ceil(n_b / R)
+    * b`` bits (not one memory per group), stored by the same rule.
+    A single group gives exactly :func:`fpga_layer`.
+    """
+    if not groups:
+        raise PlanError("a per-channel layer needs at least one width group")
+    out = dict.fromkeys(("multipliers", "lut", "dsp", "bram", "mult_lut", "storage_lut"), 0)
+    width = 0
+    for bits, n in sorted(groups.items()):
+        d = fpga_layer(n, bits, a_bits, fpga, reuse=reuse, w_signed=w_signed,
+                       a_signed=a_signed)
+        for k in ("multipliers", "dsp", "mult_lut"):
+            out[k] += d[k]
+        width += d["multipliers"] * bits
+    out["bram"], out["storage_lut"] = _storage(reuse, width, fpga)
+    out["lut"] = out["mult_lut"] + out["storage_lut"]
+    return out
 
 
 def mcu_cycles(kind: str, macs: int, outputs: int, w_bits: int, a_bits: int,

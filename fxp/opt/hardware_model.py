@@ -46,7 +46,7 @@ from fxp.ir.nodes import (
     Reshape,
 )
 from fxp.ir.stats import node_macs
-from fxp.opt.hardware import HardwareCosts, fpga_layer, mcu_cycles
+from fxp.opt.hardware import HardwareCosts, fpga_layer, fpga_layer_channels, mcu_cycles
 from fxp.opt.hardware_budgets import Budget, Terms
 
 __all__ = ["BUDGETS", "HW_COSTS", "HardwareModel", "LayerInfo"]
@@ -155,6 +155,31 @@ class HardwareModel:
         d = fpga_layer(layer.n_weights, w_bits, a_bits, f, reuse=self.reuse(layer.name),
                        w_signed=self.signed(layer.weight, w_bits),
                        a_signed=self.signed(layer.act, a_bits))
+        d["area"] = (f.area_weights["lut"] * d["lut"] + f.area_weights["dsp"] * d["dsp"]
+                     + f.area_weights["bram"] * d["bram"])
+        return d
+
+    @staticmethod
+    def channel_groups(layer: LayerInfo, plan) -> dict[int, int] | None:
+        """``{width: weight count}`` of ``layer``'s per-channel weight in ``plan``; None when
+        the plan gives the layer one weight format."""
+        lp = plan.layer(layer.name)
+        fmts = None if lp is None or lp.weight is None else lp.weight.channel_formats
+        if fmts is None:
+            return None
+        per = layer.n_weights // len(fmts)
+        groups: dict[int, int] = {}
+        for f in fmts:
+            groups[f.bits] = groups.get(f.bits, 0) + per
+        return groups
+
+    def fpga_layer_channels(self, layer: LayerInfo, groups: dict[int, int], a_bits: int,
+                            plan) -> dict[str, float]:
+        """:func:`fxp.opt.hardware.fpga_layer_channels` of one layer, plus its ``area``."""
+        f = self.costs.fpga
+        d = fpga_layer_channels(groups, a_bits, f, reuse=self.reuse(layer.name),
+                                w_signed=plan.layer(layer.name).weight.fmt.signed,
+                                a_signed=self.signed(layer.act, a_bits))
         d["area"] = (f.area_weights["lut"] * d["lut"] + f.area_weights["dsp"] * d["dsp"]
                      + f.area_weights["bram"] * d["bram"])
         return d
@@ -344,7 +369,11 @@ class HardwareModel:
     def report(self, widths: dict[str, int], plan) -> dict:
         """The chosen plan's figures in every profile (JSON-ready).
 
-        FPGA from the widths; MCU flash and RAM from the plan itself
+        FPGA from the widths, except a layer whose plan weight has per-channel
+        formats: costed by :meth:`fpga_layer_channels` at each channel's own
+        width (its row's ``w_bits`` is the widest channel, which also picks its
+        MCU kernel; ``channel_w_bits`` counts channels per width); MCU flash and RAM
+        from the plan itself
         (:func:`fxp.report.mcu.plan_resources`: its real accumulator widths
         and formats); cycles None when a layer has no MCU kernel.
         """
@@ -355,12 +384,19 @@ class HardwareModel:
         fp, cyc, rows = {"lut": 0, "dsp": 0, "bram": 0, "area": 0.0}, 0.0, []
         for ly in self.layers:
             bw, ba = int(widths[names[ly.weight]]), int(widths[names[ly.act]])
-            d = self.fpga_layer(ly, bw, ba)
+            groups = self.channel_groups(ly, plan)
+            if groups is None:
+                d = self.fpga_layer(ly, bw, ba)
+            else:  # per-channel widths: each channel at its own width, not the container's
+                bw = max(groups)
+                d = self.fpga_layer_channels(ly, groups, ba, plan)
             c = self.cycles(ly, bw, ba)
             cyc = None if (cyc is None or c is None) else cyc + c
             for k in fp:
                 fp[k] += d[k]
             rows.append({"layer": ly.name, "kind": ly.kind, "w_bits": bw, "a_bits": ba,
+                         "channel_w_bits": None if groups is None else {
+                             b: n // (ly.n_weights // ly.n_bias) for b, n in groups.items()},
                          "multipliers": d["multipliers"], "reuse_factor": self.reuse(ly.name),
                          "lut": d["lut"], "dsp": d["dsp"], "bram": d["bram"],
                          "cycles": None if c is None else round(c, 1)})

@@ -21,6 +21,14 @@ graph, tensor descriptions and padding.  From an fxp plan, the layout of
 the accumulator's ``<stdint.h>`` type (int32; int64 for 64-bit accumulators),
 and per-channel requantization constants in ``quant`` (``int32`` multiplier +
 ``int8`` exponent, or a float32 scale; none for a power-of-two shift).
+A weight with per-channel widths (``TensorSpec.channel_formats``) is sized by
+each channel's own width, not the container's: channel ``c``'s codes packed
+by :func:`packed_bytes` at ``b_c`` bits (each channel starting on a byte), and
+in ``quant`` the three one-byte tables ``fxp export c`` writes per channel
+(width, integer bits, left shift to the common LSB; :data:`CHANNEL_TABLE_BYTES`).
+(The header itself stores every channel in the ``<stdint.h>`` type of the
+widest channel; like 4-bit uniform codes, the flash figure assumes the packed
+layout a kernel with per-channel unpacking would read.)
 
 **RAM**.  TFLite Micro's arena *head* holds the non-persistent buffers
 (activations and kernels' scratch buffers) placed by its greedy planner
@@ -49,7 +57,7 @@ import numpy as np
 from fxp.errors import PlanError, UnsupportedOpError
 from fxp.report.arena import ArenaPlan, Buffer, align_up, max_live_bytes, plan_arena
 
-__all__ = ["COLUMNS", "LayerResources", "McuResources", "layer_rows", "model_resources",
+__all__ = ["CHANNEL_TABLE_BYTES", "COLUMNS", "LayerResources", "McuResources", "layer_rows", "model_resources",
            "packed_bytes", "plan_resources", "summary_lines", "tflite_resources"]
 
 
@@ -165,6 +173,11 @@ def packed_bytes(n: int, bits: int) -> int:
     return n * next(w for w in (1, 2, 4, 8) if bits <= 8 * w)
 
 
+CHANNEL_TABLE_BYTES = 3
+"""Flash bytes per output channel of a per-channel weight's tables, as ``fxp export c``
+writes them: ``NAME_w_bits`` (uint8), ``NAME_w_int_bits`` (int8), ``NAME_w_lshift`` (uint8)."""
+
+
 def _live(buffers: tuple[Buffer, ...], scope: int) -> int:
     return sum(b.size for b in buffers if b.first <= scope <= b.last)
 
@@ -251,15 +264,30 @@ def _step_flash(step) -> tuple[int, int, int, int]:
             quant = 0 if step.scale_codes is None else packed_bytes(step.scale_codes.size,
                                                                     max(step.scale_fmt.bits, 8))
         return packed_bytes(node.weight.size, 1), bias, 0, quant
-    weight = packed_bytes(step.w_codes.size, lp.weight.fmt.bits)
+    weight, quant = _weight_flash(step.w_codes.size, lp.weight)
     bias = 0 if step.b_codes is None else acc * step.b_codes.size
     if step.f32_scales is not None:
-        quant = 4 * np.size(step.f32_scales)
+        quant += 4 * np.size(step.f32_scales)
     elif step.multipliers is not None:
-        quant = 4 * np.size(step.multipliers) + np.size(step.exponents)
-    else:
-        quant = 0
+        quant += 4 * np.size(step.multipliers) + np.size(step.exponents)
     return weight, bias, 0, int(quant)
+
+
+def _weight_flash(n: int, spec) -> tuple[int, int]:
+    """(weight code bytes, per-channel table bytes) of ``n`` weight codes coded by ``spec``.
+
+    A per-channel spec (``spec.channel_formats``) stores channel ``c``'s
+    ``n / C`` codes at its own width (:func:`packed_bytes`, each channel from
+    a byte boundary) plus :data:`CHANNEL_TABLE_BYTES` per channel; otherwise
+    all ``n`` codes at the format's width and no table.
+    """
+    fmts = spec.channel_formats
+    if fmts is None:
+        return packed_bytes(n, spec.fmt.bits), 0
+    if n % len(fmts):
+        raise PlanError(f"{n} weight codes do not split into {len(fmts)} channels")
+    per = n // len(fmts)
+    return sum(packed_bytes(per, f.bits) for f in fmts), CHANNEL_TABLE_BYTES * len(fmts)
 
 
 # --------------------------------------------------------------------------- entry points

@@ -314,6 +314,10 @@ class FxpNet(nn.Module):
         from fxp.sim.compile import compile_plan
 
         for lp in plan.layers:
+            if not lp.float_layer and lp.weight is not None and lp.weight.is_per_channel:
+                raise PlanError(f"fxp train quantizes a weight in one format; layer {lp.name!r} "
+                                f"has {len(lp.weight.channel_formats)} per-channel weight "
+                                f"formats (container {lp.weight.fmt})")
             if not lp.float_layer and lp.weight is not None and lp.requant is not RequantScheme.POW2:
                 raise PlanError(f"fxp train reproduces power-of-two plans; layer {lp.name!r} uses "
                                 f"requant {lp.requant.value!r}")
