@@ -341,13 +341,17 @@ def test_large_bias_codes_travel_in_metadata():
     theirs = _session(_with_outputs(model, ["yq"])).run(["yq"], {"x": x})[0]
     mine = run_integer(compiled, x, keep=True).values["y"].codes
     assert np.array_equal(mine, theirs.astype(np.int64))
-    # editing the float bias after import makes the metadata stale: refused
+    # editing the float bias after import makes the metadata stale: it is not used, the
+    # edited float bias is quantized instead (never the stale codes)
     node = graph.nodes[0]
     from dataclasses import replace
 
     edited = graph.replace_nodes({node.name: replace(node, bias=node.bias * 2)})
-    with pytest.raises(PlanError, match="bias"):
-        compile_plan(edited, plan)
+    codes = compile_plan(edited, plan).steps[0].b_codes.tolist()
+    assert codes != big
+    bscale = np.float64(plan.input.scales[0]) * plan.layer(node.name).weight.scale_array()
+    want = np.rint(np.asarray(node.bias * 2, np.float64) / bscale).astype(np.int64)
+    assert codes == want.tolist()
 
 
 def test_qlinear_matmul_and_uint8_zero_points():
