@@ -42,7 +42,7 @@ import pytest
 
 from fxp.core.format import QFormat
 from fxp.data import Preprocess, load_dataset
-from fxp.errors import ModelImportError, PlanError, PrecisionWarning, UnsupportedOpError
+from fxp.errors import ModelImportError, PrecisionWarning, UnsupportedOpError
 from fxp.frontends.onnx_qoperator import load_qoperator, qoperator_tensor_map, quantize_linear_f32
 from fxp.sim.compile import BIAS_CODES_KEY, compile_plan
 from fxp.sim.integer import run_integer
