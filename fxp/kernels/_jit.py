@@ -4,6 +4,10 @@ Each kernel is compiled twice from the same source: serial and parallel
 (``prange``).  :class:`Kernel` picks the parallel build only for inputs of at
 least ``PARALLEL_MIN_ELEMENTS`` elements, where threads pay for their start-up.
 Integer results do not depend on which build ran or on the thread count.
+Inside :func:`serial_kernels` (the executor's batch-splitting workers,
+:mod:`fxp.sim.threads`) every kernel runs its serial build: the parallelism
+is across sub-batches there, and numba's workqueue layer must not be entered
+from two threads at once.
 
 The threading layer defaults to numba's ``workqueue`` (OpenMP spin-waits badly
 on loaded 2-core machines); set ``NUMBA_THREADING_LAYER`` to choose another.
@@ -12,18 +16,38 @@ Set ``NUMBA_DISABLE_JIT=1`` to run the kernels as plain Python (coverage).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 import types
 
 import numba
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "Kernel", "jit", "jit_inline", "kernel", "prange"]
+__all__ = ["PARALLEL_MIN_ELEMENTS", "Kernel", "jit", "jit_inline", "kernel", "prange",
+           "serial_kernels"]
 
 if "NUMBA_THREADING_LAYER" not in os.environ:
     numba.config.THREADING_LAYER = "workqueue"
 
 prange = numba.prange
 PARALLEL_MIN_ELEMENTS = 1 << 16
+_LOCAL = threading.local()
+
+
+def in_serial() -> bool:
+    """Whether this thread is inside :func:`serial_kernels`."""
+    return getattr(_LOCAL, "serial", False)
+
+
+@contextlib.contextmanager
+def serial_kernels():
+    """Within this context, on this thread, every :class:`Kernel` runs its serial build."""
+    saved = getattr(_LOCAL, "serial", False)
+    _LOCAL.serial = True
+    try:
+        yield
+    finally:
+        _LOCAL.serial = saved
 
 
 def jit(fn):
@@ -53,7 +77,9 @@ class Kernel:
         self.__name__ = fn.__name__
 
     def __call__(self, n: int, *args):
-        impl = self.parallel if n >= PARALLEL_MIN_ELEMENTS else self.serial
+        impl = self.parallel if n >= PARALLEL_MIN_ELEMENTS and not getattr(_LOCAL, "serial",
+                                                                           False) \
+            else self.serial
         return impl(*args)
 
 

@@ -1,33 +1,42 @@
-"""Throughput kernels of the proven float path: float32 im2col and the fused requantization.
+"""Throughput kernels of the proven float path, on channels-last codes.
 
 The proven path (:mod:`fxp.sim.fast`) computes a power-of-two Conv2D/Dense as
 float32 GEMMs whose every partial sum is an integer below ``2**24`` in
 magnitude (so float32, FMA or not, in any summation order, holds it exactly),
 then one fused pass does what :func:`fxp.sim.integer._requant` does in
-several numpy passes.  Each kernel here has a numpy statement of what it must
-equal:
+several numpy passes.  Activations stay channels-last (``[N, H, W, C]``) and
+narrow between the layers of that path, so the im2col rows are runs of
+contiguous channels and a GEMM's ``[pixels, Co]`` result already is the next
+layer's layout.  Each kernel has a numpy statement of what it must equal
+(:mod:`fxp.kernels.spec_fast_layers`):
 
-* :func:`im2col_f32` -- ``cols[k, (n*Ho + oy)*Wo + ox] = x[n, ci, iy, ix]``
-  with ``k = (ci*kh + ky)*kw + kx``, ``iy = oy*sh - pad_top + ky*dh`` (same
-  for x), and 0 outside the image (a power-of-two input's zero point is 0):
-  the transposed im2col matrix of the NCHW input, as float32 (exact: codes
+* :func:`im2col_rows` -- ``cols[(n*Ho + oy)*Wo + ox, ((g*kh + ky)*kw + kx)*Cg + c] =
+  x[n, iy, ix, g*Cg + c]`` with ``iy = oy*sh - pad_top + ky*dh`` (same for x)
+  and 0 outside the image (a power-of-two input's zero point is 0), for
+  ``x [N, H, W, C]`` of any integer dtype and any strides (an NCHW array is
+  passed as its ``transpose(0, 2, 3, 1)`` view), ``Cg = C / groups``: each
+  group's taps are one contiguous column range, as float32 (exact: codes
   below ``2**24``).
-* :func:`requant_pow2_fused` -- per output ``acc = int64(a[co, n*P + p]) +
-  bias[co]`` (``a`` float32 or float64 holding an exact integer), then
-  ``y = round(acc / 2**shift)`` with the rounding mode (``shift < 0``:
-  ``acc << -shift``), the activation clamp ``lo <= y`` and ``y <= hi``, and
-  the output overflow into ``[out_lo, out_hi]`` (wrap to ``out_bits`` /
-  saturate / saturate to zero), written to ``out[n, co, p]``; returns the
-  number of outputs the overflow changed -- exactly
+* :func:`requant_rows` -- per output ``acc = int64(a[g, m, j]) + bias[co]``
+  with ``co = g*Cog + j`` (``a`` float32 or float64 holding an exact
+  integer), then ``y = round(acc / 2**shift)`` with the rounding mode
+  (``shift < 0``: ``acc << -shift``), the activation clamp ``lo <= y`` and
+  ``y <= hi``, and the output overflow into ``[out_lo, out_hi]`` (wrap to
+  ``out_bits`` / saturate / saturate to zero), written to ``out[m, co]``;
+  returns the number of outputs the overflow changed -- exactly
   ``cast(clip(cast(acc, F_acc -> F_out, rounding)), ..., overflow)`` of the
   executor.
+* :func:`maxpool_rows` -- ``out[n, oy, ox, c] = max`` over the window's taps
+  of ``x[n, iy, ix, c]``, a padded tap reading ``pad_code`` (the format's
+  min code, so it never wins against a real pixel):
+  :func:`fxp.kernels.pool.maxpool2d_codes` in channels-last order.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fxp.kernels._jit import kernel, prange
+from fxp.kernels._jit import jit, kernel, prange
 from fxp.kernels.scalar import (
     AWAY,
     CEIL,
@@ -42,35 +51,72 @@ from fxp.kernels.scalar import (
     WRAP,
 )
 
-__all__ = ["im2col_f32", "maxpool_valid", "requant_pow2_fused", "rounding_offsets"]
+__all__ = ["im2col_rows", "maxpool_rows", "requant_rows", "rounding_offsets"]
+
+
+SMALL_GROUP = 8
+"""Groups of fewer input channels than this fill im2col columns along the output row
+(long loops over ``ox``); wider groups fill each row's contiguous channel runs."""
 
 
 @kernel
-def im2col_f32(x, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h, out_w):
-    """x int64 [N, C, H, W] -> float32 [C*kh*kw, N*out_h*out_w] (see the module docstring)."""
-    n_b, c_in, in_h, in_w = x.shape
-    k_total = c_in * kh * kw
-    p = out_h * out_w
-    cols = np.empty((k_total, n_b * p), np.float32)
-    for k in prange(k_total):
-        ci = k // (kh * kw)
-        ky = (k // kw) % kh
-        kx = k % kw
-        for b in range(n_b):
-            for oy in range(out_h):
-                iy = oy * sh - pad_top + ky * dh
-                base = (b * out_h + oy) * out_w
+def im2col_rows(x, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h, out_w, groups):
+    """x [N, H, W, C] integers -> ``cols [N*out_h*out_w, kh*kw*C]`` float32, in place
+    (the module docstring)."""
+    n_b, in_h, in_w, c_in = x.shape
+    cg = c_in // groups
+    for r in prange(n_b * out_h):
+        b = r // out_h
+        oy = r % out_h
+        r0 = r * out_w
+        if cg < SMALL_GROUP:
+            _im2col_by_column(x, cols, b, oy, r0, kh, kw, sh, sw, pad_top, pad_left, dh, dw,
+                              out_w, groups)
+            continue
+        for ox in range(out_w):
+            row = cols[r0 + ox]
+            for g in range(groups):
+                for ky in range(kh):
+                    iy = oy * sh - pad_top + ky * dh
+                    for kx in range(kw):
+                        ix = ox * sw - pad_left + kx * dw
+                        base = ((g * kh + ky) * kw + kx) * cg
+                        if 0 <= iy < in_h and 0 <= ix < in_w:
+                            for c in range(cg):
+                                row[base + c] = np.float32(x[b, iy, ix, g * cg + c])
+                        else:
+                            for c in range(cg):
+                                row[base + c] = np.float32(0.0)
+
+
+@jit
+def _im2col_by_column(x, cols, b, oy, r0, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_w,
+                      groups):
+    """The rows ``r0 .. r0 + out_w - 1`` of :func:`im2col_rows` (image ``b``, output row
+    ``oy``), one column at a time: zeros, the in-image run ``lo <= ox < hi``, zeros."""
+    _, in_h, in_w, c_in = x.shape
+    cg = c_in // groups
+    for g in range(groups):
+        for ky in range(kh):
+            iy = oy * sh - pad_top + ky * dh
+            for kx in range(kw):
+                off = kx * dw - pad_left
+                lo = 0
+                while lo < out_w and lo * sw + off < 0:
+                    lo += 1
+                hi = out_w
+                while hi > lo and (hi - 1) * sw + off >= in_w:
+                    hi -= 1
                 if iy < 0 or iy >= in_h:
-                    for ox in range(out_w):
-                        cols[k, base + ox] = 0.0
-                    continue
-                for ox in range(out_w):
-                    ix = ox * sw - pad_left + kx * dw
-                    if 0 <= ix < in_w:
-                        cols[k, base + ox] = np.float32(x[b, ci, iy, ix])
-                    else:
-                        cols[k, base + ox] = 0.0
-    return cols
+                    lo = hi = out_w
+                for c in range(cg):
+                    col = ((g * kh + ky) * kw + kx) * cg + c
+                    for ox in range(lo):
+                        cols[r0 + ox, col] = np.float32(0.0)
+                    for ox in range(lo, hi):
+                        cols[r0 + ox, col] = np.float32(x[b, iy, ox * sw + off, g * cg + c])
+                    for ox in range(hi, out_w):
+                        cols[r0 + ox, col] = np.float32(0.0)
 
 
 def rounding_offsets(shift: int, mode: int) -> tuple[int, int, int]:
@@ -90,28 +136,26 @@ def rounding_offsets(shift: int, mode: int) -> tuple[int, int, int]:
 
 
 @kernel
-def requant_pow2_fused(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi,
-                       out_bits, omode):
-    """a [Co, N*P] exact integers (float) -> ``out [N, Co, P]`` (any integer dtype holding
+def requant_rows(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
+                 omode):
+    """a [G, M, Cog] exact integers (float) -> ``out [M, G*Cog]`` (any integer dtype holding
     the output format); returns the number the overflow changed (module docstring).
 
     ``shift > 0`` rounds with the offsets of :func:`rounding_offsets`; ``shift <= 0``
-    shifts left by ``-shift``.  Branch-free inner loops (they vectorize).
+    shifts left by ``-shift``.  Branch-free inner loop (it vectorizes).
     """
-    c_out = a.shape[0]
-    n_b = out.shape[0]
-    p = a.shape[1] // n_b
-    counts = np.zeros(c_out, np.int64)
+    n_g, m, cog = a.shape
+    counts = np.zeros(m, np.int64)
     mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
     dt = np.int64(t_neg - t_pos)
-    for co in prange(c_out):
-        b_c = bias[co]
+    for i in prange(m):
         n_over = np.int64(0)
-        for b in range(n_b):
-            row = a[co, b * p:(b + 1) * p]
-            dst = out[b, co]
-            for i in range(p):
-                acc = np.int64(row[i]) + b_c
+        dst = out[i]
+        for g in range(n_g):
+            src = a[g, i]
+            for j in range(cog):
+                co = g * cog + j
+                acc = np.int64(src[j]) + bias[co]
                 if shift > 0:
                     neg = np.int64(acc < 0)
                     y = (acc + t_pos + neg * dt + even * ((acc >> shift) & 1)) >> shift
@@ -126,30 +170,39 @@ def requant_pow2_fused(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, 
                     y = y * (1 - np.int64(over))
                 else:
                     y = min(max(y, out_lo), out_hi)
-                dst[i] = y
-        counts[co] = n_over
+                dst[co] = y
+        counts[i] = n_over
     return counts.sum()
 
 
 @kernel
-def maxpool_valid(x, kh, kw, sh, sw, out_h, out_w):
-    """Max over each ``kh x kw`` window of stride ``(sh, sw)`` with no padding or dilation.
-
-    Equal to :func:`fxp.kernels.pool.maxpool2d_codes` when every window lies
-    inside the image (no padding, dilation 1).
-    """
-    batches, depth = x.shape[0], x.shape[1]
-    out = np.empty((batches, depth, out_h, out_w), x.dtype)
-    for job in prange(batches * depth):
-        b = job // depth
-        c = job % depth
-        for oy in range(out_h):
-            for ox in range(out_w):
-                m = x[b, c, oy * sh, ox * sw]
-                for fy in range(kh):
-                    for fx in range(kw):
-                        v = x[b, c, oy * sh + fy, ox * sw + fx]
-                        if v > m:
-                            m = v
-                out[b, c, oy, ox] = m
-    return out
+def maxpool_rows(x, out, pad_code, kh, kw, sh, sw, pad_top, pad_left, dh, dw):
+    """x [N, H, W, C] -> ``out [N, Ho, Wo, C]`` (same dtype), in place: the window maxima,
+    a padded tap reading ``pad_code`` (module docstring)."""
+    n_b, in_h, in_w, depth = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for r in prange(n_b * out_h):
+        b = r // out_h
+        oy = r % out_h
+        for ox in range(out_w):
+            dst = out[b, oy, ox]
+            first = True
+            for ky in range(kh):
+                iy = oy * sh - pad_top + ky * dh
+                for kx in range(kw):
+                    ix = ox * sw - pad_left + kx * dw
+                    if 0 <= iy < in_h and 0 <= ix < in_w:
+                        src = x[b, iy, ix]
+                        if first:
+                            for c in range(depth):
+                                dst[c] = src[c]
+                        else:
+                            for c in range(depth):
+                                dst[c] = max(dst[c], src[c])
+                    elif first:
+                        for c in range(depth):
+                            dst[c] = pad_code
+                    else:
+                        for c in range(depth):
+                            dst[c] = max(dst[c], pad_code)
+                    first = False

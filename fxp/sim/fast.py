@@ -17,13 +17,25 @@ A layer qualifies when its integers cannot depend on how it is computed:
 
 Everything else falls back to :func:`fxp.ops.layers.conv2d_int` /
 :func:`~fxp.ops.layers.dense_int`.  The requantization, activation clamp and
-output overflow run fused (:func:`fxp.kernels.fast_layers.requant_pow2_fused`),
+output overflow run fused (:func:`fxp.kernels.fast_layers.requant_rows`),
 equal to :func:`fxp.sim.integer._requant`.
+
+Data path: activations are read and written channels-last
+(:class:`fxp.sim.values.ChannelsLast`, narrow :func:`storage_dtype` codes), so
+a convolution is ``im2col rows [pixels, kh*kw*C] @ W [kh*kw*C, Co]`` and its
+result already is the next layer's input; a Dense after a channels-last
+Flatten uses its weight columns permuted to that order (the dot product is the
+same sum).  The batch runs in blocks of images whose im2col rows take at most
+:data:`BLOCK_BYTES`, into per-thread scratch buffers reused from call to call
+(fresh multi-megabyte arrays cost more in page faults than the GEMM).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import math
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,7 +45,8 @@ from fxp.kernels.fast_layers import rounding_offsets
 from fxp.ir.nodes import Conv2D
 from fxp.plan.plan import RequantScheme
 
-__all__ = ["FastLayer", "blas_threads", "fast_layer", "run_fast", "storage_dtype"]
+__all__ = ["BLOCK_BYTES", "FastLayer", "blas_threads", "fast_layer", "run_fast", "single_blas",
+           "storage_dtype"]
 
 F32_EXACT = 1 << 24
 """Integers of magnitude below this are exact in float32 (24-bit significand)."""
@@ -43,9 +56,15 @@ I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 
 @dataclass
 class FastLayer:
-    """What the float32 path precomputes for one layer (weights as float32 chunks)."""
+    """What the float32 path precomputes for one layer.
 
-    chunks: list  # (slice of K, float32 weights [G, Co/G, k]) per chunk
+    ``w_rows`` holds the integer weights as ``[Co, Kg]`` rows in the column order
+    of the im2col rows (conv: ``(ky, kx, channel)`` within each group; dense:
+    the node's feature order); :meth:`chunks_for` gives the float32 chunks.
+    """
+
+    w_rows: np.ndarray
+    x_max: int
     groups: int
     bias: np.ndarray  # int64 [Co], in the accumulator's LSB
     shift: int  # F_acc - F_out
@@ -56,6 +75,30 @@ class FastLayer:
     out_hi: int
     out_bits: int
     omode: int
+    out_dtype: np.dtype
+    conv: tuple | None  # (kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right, dh, dw)
+    variants: dict = field(default_factory=dict)
+
+    @property
+    def requant_args(self) -> tuple:
+        """The scalar arguments of :func:`fxp.kernels.fast_layers.requant_rows` after ``out``."""
+        return (self.shift, *self.offsets, self.lo, self.hi, self.out_lo, self.out_hi,
+                self.out_bits, self.omode)
+
+    def chunks_for(self, chw: tuple | None) -> list:
+        """``[(slice of Kg, float32 [G, k, Co/G])]`` for inputs in the weights' own column
+        order (``chw=None``) or, for a Dense, a channels-last flattening of ``(C, H, W)``."""
+        if chw not in self.variants:
+            w = self.w_rows
+            if chw is not None:
+                c, h, wd = chw
+                order = np.arange(c * h * wd).reshape(c, h, wd).transpose(1, 2, 0).ravel()
+                w = w[:, order]
+            w3 = w.reshape(self.groups, w.shape[0] // self.groups, w.shape[1])
+            self.variants[chw] = [(c, np.ascontiguousarray(w3[:, :, c].transpose(0, 2, 1),
+                                                          np.float32))
+                                  for c in _chunks(w, self.x_max)]
+        return self.variants[chw]
 
 
 def _chunks(w2: np.ndarray, x_max: int) -> list[slice] | None:
@@ -91,10 +134,11 @@ def fast_layer(step) -> FastLayer | None:
     if top > acc_hi or -top < acc_lo or top >= F64_EXACT:
         return None
     w = step.w_codes
-    w2 = w.reshape(w.shape[0], -1)
     x_max = max(abs(spec.fmt.min_code), abs(spec.fmt.max_code))
-    cuts = _chunks(w2, x_max)
-    if cuts is None:
+    if w.ndim == 4:  # [Co, Cg, kh, kw] -> rows in (ky, kx, c) order
+        w = w.transpose(0, 2, 3, 1)
+    w_rows = np.ascontiguousarray(w.reshape(w.shape[0], -1), np.int64)
+    if _chunks(w_rows, x_max) is None:
         return None
     out = step.out_spec.fmt
     shift = step.acc_fmt.frac_bits - out.frac_bits
@@ -105,12 +149,15 @@ def fast_layer(step) -> FastLayer | None:
         hi = I64_MAX  # the executor clamps from above only below the format's top
     o_lo, o_hi = intmath._range_for(out, lp.output_overflow)
     offsets = rounding_offsets(shift, lp.rounding.code) if shift > 0 else (0, 0, 0)
-    groups = getattr(step.node, "groups", 1)
-    w3 = w2.reshape(groups, w2.shape[0] // groups, w2.shape[1])
-    return FastLayer([(c, np.ascontiguousarray(w3[:, :, c], np.float32)) for c in cuts], groups,
+    node = step.node
+    conv = None
+    if isinstance(node, Conv2D):
+        t, left, b, r = node.pads
+        conv = (*step.w_codes.shape[2:], *node.strides, t, left, b, r, *node.dilations)
+    return FastLayer(w_rows, x_max, getattr(node, "groups", 1),
                      np.asarray(step.b_codes, np.int64), shift, offsets, int(lo), int(hi),
                      int(o_lo), int(o_hi), out.bits,
-                     OverflowMode.from_string(lp.output_overflow).code)
+                     OverflowMode.from_string(lp.output_overflow).code, storage_dtype(out), conv)
 
 
 SMALL_BATCH = 16
@@ -119,72 +166,127 @@ GEMMs: a 64x288x121 float32 GEMM took 4.3 ms on two busy cores, 0.11 ms on one).
 _CONTROLLER = []
 
 
-def blas_threads(batch: int):
-    """A context for one batch: one BLAS thread below :data:`SMALL_BATCH` images (threadpoolctl),
-    else BLAS's own setting."""
-    import contextlib
-
-    if batch >= SMALL_BATCH:
-        return contextlib.nullcontext()
+def _blas_libs() -> list:
+    """threadpoolctl's controllers of the loaded BLAS libraries (found once)."""
     if not _CONTROLLER:
         try:
             from threadpoolctl import ThreadpoolController
 
-            _CONTROLLER.append(ThreadpoolController())
+            _CONTROLLER.extend(ThreadpoolController().select(user_api="blas").lib_controllers)
         except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-            _CONTROLLER.append(None)
-    c = _CONTROLLER[0]
-    return contextlib.nullcontext() if c is None else c.limit(limits=1, user_api="blas")
+            pass
+        _CONTROLLER.append(None)  # found
+    return _CONTROLLER[:-1]
 
 
-def _gemm(fl: FastLayer, cols: np.ndarray) -> np.ndarray:
-    """``W [Co, G*K] @ cols [G*K, M]`` per group (``[G, Co/G, K] @ [G, K, M]``) by chunks of
-    K: float32 exact per chunk, float64 across chunks; returns ``[Co, M]``."""
-    c3 = cols.reshape(fl.groups, -1, cols.shape[1])
+@contextlib.contextmanager
+def single_blas():
+    """A context in which BLAS runs on one thread (threadpoolctl's library handles)."""
+    libs = _blas_libs()
+    saved = [lc.num_threads for lc in libs]
+    for lc, k in zip(libs, saved, strict=True):
+        if k != 1:
+            lc.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lc, k in zip(libs, saved, strict=True):
+            if k != 1:
+                lc.set_num_threads(k)
+
+
+def blas_threads(batch: int):
+    """A context for one batch: one BLAS thread below :data:`SMALL_BATCH` images, else
+    BLAS's own setting (nothing inside a batch-splitting worker: its caller set one)."""
+    from fxp.kernels._jit import in_serial
+
+    if batch >= SMALL_BATCH or in_serial():
+        return contextlib.nullcontext()
+    return single_blas()
+
+
+BLOCK_BYTES = 4 << 20
+"""Images run in blocks whose float32 im2col rows take at most this many bytes (at least
+one image per block): the rows of a block stay in cache between im2col and GEMM, and the
+scratch memory stays bounded whatever the batch."""
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple, dtype=np.float32) -> np.ndarray:
+    """A per-thread buffer of ``shape``, reused across calls (contents undefined)."""
+    size = math.prod(shape)
+    bufs = _SCRATCH.__dict__.setdefault("bufs", {})
+    buf = bufs.get(name)
+    if buf is None or buf.size < size or buf.dtype != dtype:
+        buf = bufs[name] = np.empty(size, dtype)
+    return buf[:size].reshape(shape)
+
+
+def _gemm(chunks: list, cols: np.ndarray, groups: int) -> np.ndarray:
+    """``cols [M, G*Kg] @ W`` per group by chunks of Kg: float32 exact per chunk, float64
+    across chunks; returns ``[G, M, Co/G]``."""
+    m = cols.shape[0]
+    if groups == 1 and len(chunks) == 1:
+        w = chunks[0][1][0]
+        return np.matmul(cols, w, out=_scratch("acc", (m, w.shape[1])))[None]
+    c3 = cols.reshape(m, groups, -1).transpose(1, 0, 2)
     total = None
-    for sl, wc in fl.chunks:
-        part = wc[0] @ c3[0, sl] if fl.groups == 1 else np.matmul(wc, c3[:, sl])
-        if len(fl.chunks) > 1:
+    for sl, wc in chunks:
+        part = np.matmul(c3[:, :, sl], wc)
+        if len(chunks) > 1:
             part = part.astype(np.float64)
         total = part if total is None else total + part
-    return total.reshape(-1, cols.shape[1])
+    return total
 
 
-def run_fast(step, fl: FastLayer, codes: np.ndarray) -> tuple[np.ndarray, int]:
-    """Output codes (narrow: :func:`storage_dtype`) and the number the overflow changed."""
-    from fxp.kernels.fast_layers import im2col_f32, requant_pow2_fused
+def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
+    """``(output value, number the overflow changed)`` of a Conv2D/Dense on the float32 path.
 
-    node = step.node
-    n = codes.shape[0]
-    if isinstance(node, Conv2D):
-        c_out, _, kh, kw = step.w_codes.shape
-        (sh, sw), (dh, dw) = node.strides, node.dilations
-        t, left, b, r = node.pads
-        h, wd = codes.shape[2:]
-        ho = (h + t + b - ((kh - 1) * dh + 1)) // sh + 1
-        wo = (wd + left + r - ((kw - 1) * dw + 1)) // sw + 1
-        x = np.ascontiguousarray(codes, np.int64)
-        cols = im2col_f32(x.size * kh * kw, x, kh, kw, sh, sw, t, left, dh, dw, ho, wo)
-        acc = _gemm(fl, cols)
-        shape = (n, c_out, ho, wo)
+    ``v`` is an :class:`~fxp.sim.values.IntValue` (NCHW codes of any integer dtype)
+    or a :class:`~fxp.sim.values.ChannelsLast`; a Conv2D returns a
+    :class:`~fxp.sim.values.ChannelsLast`, a Dense an ``IntValue [N, Co]``; codes
+    are narrow (:func:`storage_dtype`).
+    """
+    from fxp.kernels.fast_layers import im2col_rows, requant_rows
+    from fxp.sim.values import ChannelsLast, IntValue
+
+    codes, chw = v.codes, getattr(v, "chw", None)
+    n, c_out = codes.shape[0], fl.w_rows.shape[0]
+    if fl.conv is not None:
+        x = codes if chw is not None else codes.transpose(0, 2, 3, 1)
+        kh, kw, sh, sw, t, left, b, r, dh, dw = fl.conv
+        ho = (x.shape[1] + t + b - ((kh - 1) * dh + 1)) // sh + 1
+        wo = (x.shape[2] + left + r - ((kw - 1) * dw + 1)) // sw + 1
+        p, k, chunks = ho * wo, kh * kw * x.shape[3], fl.chunks_for(None)
     else:
-        flat = codes.reshape(n, -1)
-        acc = _gemm(fl, np.ascontiguousarray(flat.T, np.float32))
-        shape = (n, acc.shape[0])
-    y = np.empty((n, acc.shape[0], acc.shape[1] // n), storage_dtype(step.out_spec.fmt))
-    n_over = requant_pow2_fused(acc.size, acc, fl.bias, y, fl.shift, *fl.offsets, fl.lo, fl.hi,
-                                fl.out_lo, fl.out_hi, fl.out_bits, fl.omode)
-    return y.reshape(shape), int(n_over)
+        x = codes.reshape(n, -1)
+        p, k, chunks = 1, x.shape[1], fl.chunks_for(chw)
+    y = np.empty((n * p, c_out), fl.out_dtype)
+    per = max(1, BLOCK_BYTES // max(1, 4 * p * k))
+    n_over, rq = 0, fl.requant_args
+    for s in range(0, n, per):
+        e = min(n, s + per)
+        cols = _scratch("cols", ((e - s) * p, k))
+        if fl.conv is not None:
+            im2col_rows(cols.size, x[s:e], cols, kh, kw, sh, sw, t, left, dh, dw, ho, wo,
+                        fl.groups)
+        else:
+            np.copyto(cols, x[s:e], casting="unsafe")
+        acc = _gemm(chunks, cols, fl.groups)
+        n_over += requant_rows(acc.size, acc, fl.bias, y[s * p:e * p], *rq)
+    if fl.conv is not None:
+        return ChannelsLast(y.reshape(n, ho, wo, c_out), step.out_spec, (c_out, ho, wo)), n_over
+    return IntValue(y, step.out_spec), n_over
 
 
 def storage_dtype(fmt) -> np.dtype:
-    """The narrowest signed integer dtype holding every code of ``fmt`` (int8 .. int64).
+    """The narrowest integer dtype holding every code of ``fmt`` (int8, uint8, .. int64).
 
     The fast path stores codes narrow between layers (less memory traffic);
     :func:`fxp.sim.integer.run_integer` widens them to int64 wherever they
     leave the fast path.
     """
-    for dt in (np.int8, np.int16, np.int32):
+    for dt in (np.int8, np.uint8, np.int16, np.uint16, np.int32):
         info = np.iinfo(dt)
         if info.min <= fmt.min_code and fmt.max_code <= info.max:
             return np.dtype(dt)

@@ -46,7 +46,7 @@ from fxp.errors import PlanError
 from fxp.plan.plan import RequantScheme
 from fxp.sim.compile import CompiledModel, LayerStep
 from fxp.sim.float_ref import run_node
-from fxp.sim.values import FloatValue, IntValue, quantize_spec, to_float
+from fxp.sim.values import ChannelsLast, FloatValue, IntValue, quantize_spec, to_float
 
 __all__ = ["INPUT_COUNTER", "IntegerRun", "LayerCounters", "run_integer"]
 
@@ -127,15 +127,10 @@ def _requant(step: LayerStep, acc: np.ndarray) -> tuple[np.ndarray, int]:
     return cast(y, QFormat.from_frac(64, out.fmt.frac_bits), out.fmt, "floor", lp.output_overflow)
 
 
-LOOP_MAX_CHANNELS, LOOP_MIN_BATCH = 24, 16
-"""Layers with fewer output channels than this, on batches of at least ``LOOP_MIN_BATCH``,
-run the vectorized ordered loop instead of the float32 GEMM on the default path (measured:
-resnet_small's 7..19-channel convolutions, batch 256, 1.8x faster; the integers are the
-same, the proof says nothing overflows)."""
-
-
 def _wide(v):
-    """``v`` with int64 codes (the fast path stores narrower ones between its layers)."""
+    """``v`` as NCHW int64 codes (the fast path stores narrower, channels-last ones)."""
+    if isinstance(v, ChannelsLast):
+        v = v.to_int()
     if isinstance(v, IntValue) and v.codes.dtype != np.int64:
         return IntValue(v.codes.astype(np.int64), v.spec)
     return v
@@ -154,27 +149,27 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
               method: str = "auto") -> IntValue:
     node, lp = step.node, step.plan
     spec = step.in_specs[0]
+    if isinstance(v, ChannelsLast) and (v.spec != spec or method != "auto"
+                                        or _fast_plan(step) is None):
+        v = v.to_int()
     if isinstance(v, FloatValue) or v.spec != spec:
         if isinstance(v, IntValue) and v.spec.is_pow2 and spec.is_pow2:
             codes, n = cast(v.codes, v.spec.fmt, spec.fmt, lp.rounding, "saturate")
         else:
             codes, n = quantize_spec(to_float(v, node.name), spec, node.name)
         counters.output_saturations += n
-    else:
-        codes = v.codes
+        v = IntValue(codes, spec)
     if method == "auto":  # the proven float32 path (fxp.sim.fast), when the layer qualifies
         fl = _fast_plan(step)
-        if fl is not None and codes.shape[0] >= LOOP_MIN_BATCH \
-                and step.w_codes.shape[0] < LOOP_MAX_CHANNELS:
-            method = "loop"  # narrow layers, big batches: the vectorized loop is faster
-        elif fl is not None:
+        if fl is not None:
             from fxp.sim.fast import run_fast
 
-            out, n = run_fast(step, fl, codes)
+            out, n = run_fast(step, fl, v)
             co = step.w_codes.shape[0]
             counters.add_acc(L.AccStats(0, np.zeros(co, np.int64), None, None, "blas"))
             counters.output_saturations += n
-            return IntValue(out, step.out_spec)
+            return out
+    codes = v.codes
     common = dict(x_zero_point=spec.zero_point, acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow,
                   x_range=(spec.fmt.min_code, spec.fmt.max_code))
     if step.is_shift:  # shift-add kernel: sign * (x << k), zero weights skipped
@@ -272,8 +267,20 @@ def _binary(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) 
     return IntValue(codes, out)
 
 
+def _reads_channels_last(step: LayerStep) -> bool:
+    """Whether the step takes :class:`ChannelsLast` inputs as they are (else they go NCHW)."""
+    node, lp = step.node, step.plan
+    if step.op is not None or step.out_spec is None or (lp is not None and lp.float_layer):
+        return False
+    if isinstance(node, (Conv2D, Dense)):
+        return not step.is_binary
+    return isinstance(node, (MaxPool2D, ReLU, Clip, Flatten))
+
+
 def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str):
     node = step.node
+    if not _reads_channels_last(step):
+        vals = [v.to_int() if isinstance(v, ChannelsLast) else v for v in vals]
     if step.out_spec is None or (step.plan is not None and step.plan.float_layer):
         y = run_node(node, *[to_float(v, node.name) for v in vals])
         if step.out_spec is None:
@@ -293,18 +300,32 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
         return IntValue(codes, step.out_spec)
     x = vals[0]
     spec = step.in_specs[0]
-    if isinstance(node, MaxPool2D):
-        if not any(node.pads) and x.codes.ndim == 4:  # MaxPool2D has no dilation
-            from fxp.kernels.fast_layers import maxpool_valid  # engine codes: no re-check
+    cl = isinstance(x, ChannelsLast)
+    if isinstance(node, MaxPool2D) and x.codes.ndim == 4:  # engine codes: no re-check
+        from fxp.kernels.fast_layers import maxpool_rows
 
-            (kh, kw), (sh, sw) = node.kernel, node.strides
-            ho, wo = (x.codes.shape[2] - kh) // sh + 1, (x.codes.shape[3] - kw) // sw + 1
-            return IntValue(maxpool_valid(x.codes.size, x.codes, kh, kw, sh, sw, ho, wo), spec)
+        xv = x.codes if cl else x.codes.transpose(0, 2, 3, 1)
+        (kh, kw), (sh, sw), (t, left, b, r) = node.kernel, node.strides, node.pads
+        n, h, w, c = xv.shape
+        out = np.empty((n, (h + t + b - kh) // sh + 1, (w + left + r - kw) // sw + 1, c),
+                       xv.dtype)
+        maxpool_rows(out.size * kh * kw, xv, out, spec.fmt.min_code, kh, kw, sh, sw, t, left,
+                     1, 1)
+        return ChannelsLast(out, spec, (c, out.shape[1], out.shape[2]))
+    if isinstance(node, MaxPool2D):
         return IntValue(L.maxpool2d_int(x.codes, spec.fmt, node.kernel, strides=node.strides,
                                         pads=node.pads), spec)
     if isinstance(node, (ReLU, Clip)):
+        if cl:  # bounds beyond the narrow dtype change nothing
+            lo, hi = step.act_bounds
+            info = np.iinfo(x.codes.dtype)
+            return ChannelsLast(np.clip(x.codes, max(lo, info.min), min(hi, info.max)),
+                                step.out_spec, x.chw)
         return IntValue(np.clip(_wide(x).codes, *step.act_bounds), step.out_spec)
     if isinstance(node, Flatten):
+        if cl:
+            return ChannelsLast(x.codes.reshape(x.codes.shape[0], int(np.prod(x.chw))), spec,
+                                x.chw)
         return IntValue(L.flatten_int(x.codes), spec)
     if isinstance(node, Reshape):
         return IntValue(x.codes.reshape((x.codes.shape[0], *node.shape)), spec)  # per sample
@@ -333,8 +354,26 @@ def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCo
     is exact, ``"loop"`` always runs the ordered integer loop (slower; it also
     observes every partial sum).
     """
-    g = model.graph
     counters = counters if counters is not None else {}
+    if not keep and on_value is None:  # big batches: sub-batches on worker threads
+        from fxp.sim.threads import merge_counters, run_split, workers_for
+
+        workers = workers_for(len(x))
+        if workers > 1:
+            outs, parts = run_split(lambda xp, c: _run_batch(model, xp, c, method)[0],
+                                    np.asarray(x), workers)
+            merge_counters(counters, parts)
+            return IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
+    outs, vals = _run_batch(model, x, counters, method, keep, on_value)
+    result = IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
+    if keep:
+        result.values = vals
+    return result
+
+
+def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=None):
+    """``(graph output arrays, values)`` of one batch on this thread (see :func:`run_integer`)."""
+    g = model.graph
     plan = model.plan
     if plan.input.is_pow2:  # the plan's input conversion (hls4ml: the input type's modes)
         from fxp.ops.fixed import quantize
@@ -354,27 +393,34 @@ def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCo
 
     with blas_threads(len(codes)):
         _run_steps(model, vals, counters, method, keep, on_value, last_use)
-    outs = [to_float(vals[t], t) for t in g.outputs]
-    result = IntegerRun(outs[0] if len(outs) == 1 else np.stack(outs))
-    if keep:
-        result.values = vals
-    return result
+    return [to_float(vals[t], t) for t in g.outputs], vals
 
 
 def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
-    """Every step in order, freeing each tensor after its last use unless ``keep``."""
+    """Every step in order, freeing each tensor after its last use unless ``keep``.
+
+    The steps read and write ``live`` (narrow, possibly channels-last codes);
+    ``vals`` and ``on_value`` get NCHW int64 values: every tensor with ``keep``,
+    else the graph outputs.
+    """
     g = model.graph
+    live = dict(vals)
     for i, step in enumerate(model.steps):
         c = counters.setdefault(step.name, LayerCounters())
-        vals[step.node.output] = _run_step(step, [vals[t] for t in step.node.inputs], c, method)
+        out = live[step.node.output] = _run_step(step, [live[t] for t in step.node.inputs], c,
+                                                 method)
         if keep or on_value is not None:  # what callers see holds int64 codes
-            vals[step.node.output] = _wide(vals[step.node.output])
-        if on_value is not None:
-            on_value(step.node.output, vals[step.node.output])
+            seen = _wide(out)
+            if keep:
+                vals[step.node.output] = seen
+            if on_value is not None:
+                on_value(step.node.output, seen)
         if not keep:
             for t in set(step.node.inputs):
                 if last_use[t] == i and t not in g.outputs:
-                    del vals[t]
+                    del live[t]
+    for t in g.outputs:
+        vals.setdefault(t, _wide(live[t]))
 
 
 def logits_tensor(model: CompiledModel) -> str:

@@ -11,8 +11,8 @@ from fxp.errors import FormatError, PlanError
 from fxp.ops.fixed import quantize
 from fxp.plan.plan import TensorSpec
 
-__all__ = ["INPUT_ARITHMETIC", "FloatValue", "IntValue", "quantize_linear_f32", "quantize_spec",
-           "to_float"]
+__all__ = ["INPUT_ARITHMETIC", "ChannelsLast", "FloatValue", "IntValue", "quantize_linear_f32",
+           "quantize_spec", "to_float"]
 
 INPUT_ARITHMETIC = ("float64", "float32")
 """How :func:`quantize_spec` divides by an affine scale (see there)."""
@@ -24,6 +24,28 @@ class IntValue:
 
     codes: np.ndarray
     spec: TensorSpec
+
+
+@dataclass(frozen=True)
+class ChannelsLast:
+    """Codes of an NCHW tensor held channels-last, the layout of the proven float path.
+
+    ``codes`` is ``[N, H, W, C]`` or, after a Flatten, ``[N, H*W*C]`` in that
+    ``(h, w, c)`` order; ``chw`` is the NCHW tensor's ``(C, H, W)``.  The
+    executor keeps these only between layers that read them
+    (:mod:`fxp.sim.fast`); :meth:`to_int` gives the NCHW :class:`IntValue`.
+    """
+
+    codes: np.ndarray
+    spec: TensorSpec
+    chw: tuple[int, int, int]
+
+    def to_int(self) -> IntValue:
+        """The same codes in NCHW order (flattened: in ``(c, h, w)`` order)."""
+        c, h, w = self.chw
+        n = self.codes.shape[0]
+        nchw = np.ascontiguousarray(self.codes.reshape(n, h, w, c).transpose(0, 3, 1, 2))
+        return IntValue(nchw.reshape(n, -1) if self.codes.ndim == 2 else nchw, self.spec)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,45 @@
+"""Numpy statements of the channels-last kernels of the proven float path.
+
+:mod:`fxp.kernels.fast_layers` must equal these functions element for element
+(``tests/kernels/test_fast_layers.py``); they are written with the NCHW
+specifications of :mod:`fxp.kernels.spec_layers` and the rounding/overflow
+specification of :mod:`fxp.core.intmath`, transposed to channels-last.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fxp.core import intmath
+from fxp.core.format import QFormat
+from fxp.kernels.spec_layers import _im2col, maxpool2d
+
+__all__ = ["im2col_rows", "maxpool_rows", "requant_rows"]
+
+
+def im2col_rows(x, kh: int, kw: int, strides, pads, dilations, groups: int) -> np.ndarray:
+    """``x [N, H, W, C]`` -> float32 ``[N*Ho*Wo, kh*kw*C]``, columns ordered
+    ``(group, ky, kx, channel within the group)``, padding 0."""
+    x = np.asarray(x)
+    t = _im2col(x.transpose(0, 3, 1, 2).astype(np.float64), kh, kw, strides, pads, dilations, 0)
+    n, c, _, _, ho, wo = t.shape  # [N, C, kh, kw, Ho, Wo]
+    t = t.reshape(n, groups, c // groups, kh, kw, ho, wo).transpose(0, 5, 6, 1, 3, 4, 2)
+    return t.reshape(n * ho * wo, -1).astype(np.float32)
+
+
+def requant_rows(a, bias, shift: int, rounding, lo: int, hi: int, out: QFormat, overflow
+                 ) -> tuple[np.ndarray, int]:
+    """``a [G, M, Cog]`` exact integers -> ``(codes int64 [M, G*Cog], n_overflow)``: add the
+    bias, round ``/ 2**shift`` (``shift <= 0``: exact left shift), clamp to ``[lo, hi]``,
+    then ``out``'s overflow mode, counting the values it changed."""
+    g, m, cog = a.shape
+    acc = np.asarray(a).astype(np.int64).transpose(1, 0, 2).reshape(m, g * cog)
+    acc = acc + np.asarray(bias, np.int64)
+    y = intmath.shift_right_round(acc, shift, rounding) if shift > 0 else acc << -shift
+    return intmath.apply_overflow(np.clip(y, lo, hi), out, overflow)
+
+
+def maxpool_rows(x, pad_code: int, kernel, strides, pads, dilations) -> np.ndarray:
+    """``x [N, H, W, C]`` -> int64 ``[N, Ho, Wo, C]``: :func:`maxpool2d` in channels-last order."""
+    nchw = np.asarray(x).transpose(0, 3, 1, 2).astype(np.int64)
+    return maxpool2d(nchw, pad_code, kernel, strides, pads, dilations).transpose(0, 2, 3, 1)

@@ -1,0 +1,137 @@
+"""The channels-last kernels of the proven float path equal their numpy statements
+(:mod:`fxp.kernels.spec_fast_layers`) and the Fraction oracle, in both builds (issue 17).
+
+Each kernel is called with a work size of 0 (the serial build) and of ``2**40`` (the
+``prange`` build); inputs come in every integer dtype the engine stores, and as
+channels-last views of NCHW arrays (strided), as the executor passes them.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fxp.core.format import QFormat
+from fxp.kernels import spec_fast_layers as spec
+from fxp.kernels.fast_layers import im2col_rows, maxpool_rows, requant_rows, rounding_offsets
+from fxp.kernels.pool import maxpool2d_codes
+from fxp.sim.fast import storage_dtype
+from tests import oracles
+
+MODES = ["floor", "ceil", "to_zero", "away", "half_up", "half_down", "half_to_zero",
+         "half_away", "half_even"]
+OVERFLOWS = ["wrap", "saturate", "saturate_symmetric", "saturate_zero"]
+DTYPES = [np.int8, np.uint8, np.int16, np.uint16, np.int32, np.int64]
+BUILDS = [0, 1 << 40]  # work sizes that pick the serial / the parallel build
+
+
+def _codes(rng, shape, dtype):
+    info = np.iinfo(dtype)
+    lo, hi = max(int(info.min), -5000), min(int(info.max), 5000)
+    return rng.integers(lo, hi + 1, shape).astype(dtype)
+
+
+def _window(h, w, k, s, d, pads):
+    return ((h + pads[0] + pads[2] - ((k - 1) * d + 1)) // s + 1,
+            (w + pads[1] + pads[3] - ((k - 1) * d + 1)) // s + 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.integers(1, 3), s=st.integers(1, 2),
+       d=st.integers(1, 2), pads=st.tuples(*[st.integers(0, 2)] * 4),
+       groups=st.sampled_from([1, 2, 4]), dtype=st.sampled_from(DTYPES),
+       nchw=st.booleans(), build=st.sampled_from(BUILDS))
+def test_im2col_rows_equals_its_numpy_statement(seed, k, s, d, pads, groups, dtype, nchw, build):
+    rng = np.random.default_rng(seed)
+    n, h, w, c = 2, 6, 5, 4
+    x = _codes(rng, (n, c, h, w), dtype).transpose(0, 2, 3, 1) if nchw \
+        else _codes(rng, (n, h, w, c), dtype)
+    ho, wo = _window(h, w, k, s, d, pads)
+    if ho < 1 or wo < 1:
+        return
+    cols = np.full((n * ho * wo, k * k * c), np.nan, np.float32)
+    im2col_rows(build, x, cols, k, k, s, s, pads[0], pads[1], d, d, ho, wo, groups)
+    want = spec.im2col_rows(x, k, k, (s, s), pads, (d, d), groups)
+    assert np.array_equal(cols, want)
+    # one entry checked from the definition: row (n, oy, ox), column (g, ky, kx, c)
+    b, oy, ox = n - 1, ho - 1, wo - 1
+    cg = c // groups
+    for g in range(groups):
+        for ky in range(k):
+            for kx in range(k):
+                for ci in range(cg):
+                    iy, ix = oy * s - pads[0] + ky * d, ox * s - pads[1] + kx * d
+                    v = int(x[b, iy, ix, g * cg + ci]) if 0 <= iy < h and 0 <= ix < w else 0
+                    col = ((g * k + ky) * k + kx) * cg + ci
+                    assert cols[(b * ho + oy) * wo + ox, col] == v
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shift=st.integers(-3, 20), mode=st.sampled_from(MODES),
+       ovf=st.sampled_from(OVERFLOWS), bits=st.integers(2, 17), signed=st.booleans(),
+       relu=st.booleans(), groups=st.sampled_from([1, 3]), f64=st.booleans(),
+       build=st.sampled_from(BUILDS))
+def test_requant_rows_equals_the_oracle(seed, shift, mode, ovf, bits, signed, relu, groups, f64,
+                                        build):
+    rng = np.random.default_rng(seed)
+    m, cog = 7, 2
+    a = rng.integers(-(1 << 22), 1 << 22, (groups, m, cog)).astype(np.float64 if f64
+                                                                     else np.float32)
+    bias = rng.integers(-(1 << 20), 1 << 20, groups * cog)
+    fmt = QFormat(bits, bits, signed)
+    lo_o, hi_o = oracles.bounds(fmt, ovf)
+    lo = max(fmt.min_code, 0) if relu else -(1 << 63)
+    offs = rounding_offsets(shift, MODES.index(mode)) if shift > 0 else (0, 0, 0)
+    out = np.empty((m, groups * cog), storage_dtype(fmt))
+    count = requant_rows(build, a, bias, out, shift, *offs, lo, (1 << 63) - 1, lo_o, hi_o,
+                         fmt.bits, OVERFLOWS.index(ovf))
+    want, changed = np.zeros((m, groups * cog), np.int64), 0
+    for g in range(groups):
+        for i in range(m):
+            for j in range(cog):
+                acc = int(a[g, i, j]) + int(bias[g * cog + j])
+                v = max(oracles.round_fraction(Fraction(acc) * Fraction(2) ** -shift, mode), lo)
+                want[i, g * cog + j], over = oracles.fit(v, fmt.bits, fmt.signed, lo_o, hi_o, ovf)
+                changed += over
+    assert np.array_equal(out, want) and count == changed
+    codes, n_spec = spec.requant_rows(a, bias, shift, mode, lo, (1 << 63) - 1, fmt, ovf)
+    assert np.array_equal(codes, want) and n_spec == changed
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       s=st.integers(1, 3), pads=st.tuples(*[st.integers(0, 2)] * 4),
+       dtype=st.sampled_from(DTYPES), nchw=st.booleans(), build=st.sampled_from(BUILDS))
+def test_maxpool_rows_equals_its_statement_and_the_nchw_kernel(seed, k, s, pads, dtype, nchw,
+                                                                build):
+    pads = tuple(min(p, k[i % 2] - 1) for i, p in enumerate(pads))  # pads < kernel
+    rng = np.random.default_rng(seed)
+    n, h, w, c = 2, 6, 5, 3
+    x = _codes(rng, (n, c, h, w), dtype).transpose(0, 2, 3, 1) if nchw \
+        else _codes(rng, (n, h, w, c), dtype)
+    ho = (h + pads[0] + pads[2] - k[0]) // s + 1
+    wo = (w + pads[1] + pads[3] - k[1]) // s + 1
+    if ho < 1 or wo < 1:
+        return
+    pad_code = int(np.iinfo(dtype).min)
+    out = np.empty((n, ho, wo, c), dtype)
+    maxpool_rows(build, x, out, pad_code, *k, s, s, pads[0], pads[1], 1, 1)
+    assert np.array_equal(out, spec.maxpool_rows(x, pad_code, k, (s, s), pads, (1, 1)))
+    nchw_out = maxpool2d_codes(0, np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.int64),
+                               pad_code, *k, s, s, pads[0], pads[1], 1, 1, ho, wo)
+    assert np.array_equal(out.transpose(0, 3, 1, 2), nchw_out)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_im2col_rows_converts_extreme_codes_exactly(dtype):
+    """Every dtype's extreme codes (below 2**24 for int32 and int64) reach float32 unchanged."""
+    info = np.iinfo(dtype)
+    lo, hi = max(int(info.min), -(1 << 24) + 1), min(int(info.max), (1 << 24) - 1)
+    x = np.array([lo, hi, 0, 1], dtype).reshape(1, 2, 2, 1)
+    cols = np.empty((4, 1), np.float32)
+    im2col_rows(0, x, cols, 1, 1, 1, 1, 0, 0, 1, 1, 2, 2, 1)
+    assert [int(v) for v in cols[:, 0]] == [lo, hi, 0, 1]
