@@ -56,6 +56,12 @@ def _ort_int8(path: Path, calib: np.ndarray, out: Path, fmt: str, act: str) -> P
     return out
 
 
+SETTLE_S = 0.2
+"""Untimed pause before each engine's timing: the previous engine's worker threads
+(onnxruntime's intra-op pool spins after each run) go idle first instead of sharing the
+2 cores with the engine being timed."""
+
+
 def _interleaved(fns: dict, rounds: int, batch: int) -> dict[str, float]:
     """Median images/s per engine over ``rounds`` interleaved timings (after a warm-up)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
@@ -64,6 +70,7 @@ def _interleaved(fns: dict, rounds: int, batch: int) -> dict[str, float]:
     reps = 1 if batch > 1 else 20
     for _ in range(rounds):
         for label, fn in fns.items():
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             for _ in range(reps):
                 fn()

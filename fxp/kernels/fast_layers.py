@@ -30,13 +30,18 @@ layer's layout.  Each kernel has a numpy statement of what it must equal
   of ``x[n, iy, ix, c]``, a padded tap reading ``pad_code`` (the format's
   min code, so it never wins against a real pixel):
   :func:`fxp.kernels.pool.maxpool2d_codes` in channels-last order.
+* :func:`avgpool_rows` -- ``out[n, oy, ox, c] = round(s / count) + zp`` with ``s`` the
+  sum of ``x - zp`` over the window's real taps and ``count`` = ``kh*kw``
+  (``include_pad``) or the number of real taps (an empty window gives ``zp``):
+  :func:`fxp.kernels.pool.avgpool2d_codes` in channels-last order.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from fxp.kernels._jit import jit, kernel, prange
+from fxp.kernels._jit import jit, jit_inline, kernel, prange
+from fxp.kernels.pool import round_div
 from fxp.kernels.scalar import (
     AWAY,
     CEIL,
@@ -51,12 +56,14 @@ from fxp.kernels.scalar import (
     WRAP,
 )
 
-__all__ = ["im2col_rows", "maxpool_rows", "requant_rows", "rounding_offsets"]
+__all__ = ["avgpool_rows", "im2col_rows", "im2col_runs", "maxpool_rows", "requant_rows",
+           "rounding_offsets"]
 
 
-SMALL_GROUP = 8
+SMALL_GROUP = 4
 """Groups of fewer input channels than this fill im2col columns along the output row
-(long loops over ``ox``); wider groups fill each row's contiguous channel runs."""
+(long loops over ``ox``); wider groups fill each row's contiguous channel runs
+(:func:`im2col_runs` where the input is contiguous channels-last, one group, ``dw = 1``)."""
 
 
 @kernel
@@ -87,6 +94,39 @@ def im2col_rows(x, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h, out_w
                         else:
                             for c in range(cg):
                                 row[base + c] = np.float32(0.0)
+
+
+@kernel
+def im2col_runs(xf, in_h, c_in, cols, kh, kw, sh, sw, pad_top, pad_left, dh, out_h, out_w):
+    """:func:`im2col_rows` (one group, ``dw = 1``) of a C-contiguous ``x [N, H, W, C]`` given
+    as ``xf = x.reshape(N*H, W*C)``: each tap row ``ky`` of an output pixel is one run of
+    ``kw*C`` contiguous codes, copied as one loop (fewer, longer loops than per channel)."""
+    in_w = xf.shape[1] // c_in
+    run = kw * c_in
+    for r in prange(xf.shape[0] // in_h * out_h):
+        b = r // out_h
+        oy = r % out_h
+        for ox in range(out_w):
+            row = cols[r * out_w + ox]
+            ix0 = ox * sw - pad_left
+            for ky in range(kh):
+                iy = oy * sh - pad_top + ky * dh
+                dst = row[ky * run:(ky + 1) * run]
+                if iy < 0 or iy >= in_h:
+                    for q in range(run):
+                        dst[q] = np.float32(0.0)
+                elif ix0 >= 0 and ix0 + kw <= in_w:
+                    src = xf[b * in_h + iy, ix0 * c_in:ix0 * c_in + run]
+                    for q in range(run):
+                        dst[q] = np.float32(src[q])
+                else:
+                    src = xf[b * in_h + iy]
+                    for kx in range(kw):
+                        ix = ix0 + kx
+                        inside = 0 <= ix < in_w
+                        for c in range(c_in):
+                            dst[kx * c_in + c] = np.float32(src[ix * c_in + c]) if inside \
+                                else np.float32(0.0)
 
 
 @jit
@@ -135,6 +175,48 @@ def rounding_offsets(shift: int, mode: int) -> tuple[int, int, int]:
     return t_pos, t_neg, int(mode == HALF_EVEN)
 
 
+@jit_inline
+def _requant_one(acc, shift, t_pos, dt, even, lo, hi):
+    """Round ``acc / 2**shift`` (:func:`rounding_offsets`; ``shift <= 0``: left shift), then
+    clamp to ``[lo, hi]``."""
+    if shift > 0:
+        neg = np.int64(acc < 0)
+        y = (acc + t_pos + neg * dt + even * ((acc >> shift) & 1)) >> shift
+    else:
+        y = acc << -shift
+    return min(max(y, lo), hi)
+
+
+@jit_inline
+def _requant_run(src, bias, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode):
+    """``dst[t] = overflow(requant(int64(src[t]) + bias[t]))`` for every ``t``; returns the
+    number the overflow changed (one loop per overflow mode, so each vectorizes)."""
+    n_over = np.int64(0)
+    n = src.shape[0]
+    if omode == WRAP:
+        for t in range(n):
+            y = _requant_one(np.int64(src[t]) + bias[t], shift, t_pos, dt, even, lo, hi)
+            n_over += (y > out_hi) | (y < out_lo)
+            dst[t] = ((y - out_lo) & mask) + out_lo
+    elif omode == SATURATE_ZERO:
+        for t in range(n):
+            y = _requant_one(np.int64(src[t]) + bias[t], shift, t_pos, dt, even, lo, hi)
+            over = (y > out_hi) | (y < out_lo)
+            n_over += over
+            dst[t] = y * (1 - np.int64(over))
+    else:
+        for t in range(n):
+            y = _requant_one(np.int64(src[t]) + bias[t], shift, t_pos, dt, even, lo, hi)
+            n_over += (y > out_hi) | (y < out_lo)
+            dst[t] = min(max(y, out_lo), out_hi)
+    return n_over
+
+
+TILE = 256
+"""Requantization runs over flat tiles of at least this many outputs (a whole number of
+rows, the bias repeated along them): short rows (few channels) still vectorize."""
+
+
 @kernel
 def requant_rows(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
                  omode):
@@ -142,36 +224,38 @@ def requant_rows(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi
     the output format); returns the number the overflow changed (module docstring).
 
     ``shift > 0`` rounds with the offsets of :func:`rounding_offsets`; ``shift <= 0``
-    shifts left by ``-shift``.  Branch-free inner loop (it vectorizes).
+    shifts left by ``-shift``.  ``out`` must be C-contiguous (and ``a`` too when G = 1).
     """
     n_g, m, cog = a.shape
-    counts = np.zeros(m, np.int64)
+    c_out = n_g * cog
     mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
     dt = np.int64(t_neg - t_pos)
-    for i in prange(m):
-        n_over = np.int64(0)
-        dst = out[i]
-        for g in range(n_g):
-            src = a[g, i]
-            for j in range(cog):
-                co = g * cog + j
-                acc = np.int64(src[j]) + bias[co]
-                if shift > 0:
-                    neg = np.int64(acc < 0)
-                    y = (acc + t_pos + neg * dt + even * ((acc >> shift) & 1)) >> shift
-                else:
-                    y = acc << -shift
-                y = min(max(y, lo), hi)
-                over = (y > out_hi) | (y < out_lo)
-                n_over += over
-                if omode == WRAP:
-                    y = ((y - out_lo) & mask) + out_lo
-                elif omode == SATURATE_ZERO:
-                    y = y * (1 - np.int64(over))
-                else:
-                    y = min(max(y, out_lo), out_hi)
-                dst[co] = y
-        counts[i] = n_over
+    rows = max(1, (TILE + c_out - 1) // c_out)  # rows per tile
+    tile = rows * c_out
+    n_tiles = (m + rows - 1) // rows
+    counts = np.zeros(n_tiles, np.int64)
+    bias_tile = np.empty(tile, np.int64)
+    for t in range(tile):
+        bias_tile[t] = bias[t % c_out]
+    flat_out = out.reshape(-1)
+    if n_g == 1:
+        flat_a = a.reshape(-1)
+        for k in prange(n_tiles):
+            s = k * tile
+            e = min(m * c_out, s + tile)
+            counts[k] = _requant_run(flat_a[s:e], bias_tile, flat_out[s:e], shift, t_pos, dt,
+                                     even, lo, hi, out_lo, out_hi, mask, omode)
+        return counts.sum()
+    for k in prange(n_tiles):  # groups: gather each row's channels, then one run per tile
+        r0 = k * rows
+        r1 = min(m, r0 + rows)
+        gathered = np.empty((r1 - r0) * c_out, a.dtype)
+        for i in range(r0, r1):
+            for g in range(n_g):
+                for j in range(cog):
+                    gathered[(i - r0) * c_out + g * cog + j] = a[g, i, j]
+        counts[k] = _requant_run(gathered, bias_tile, flat_out[r0 * c_out:r1 * c_out], shift,
+                                 t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode)
     return counts.sum()
 
 
@@ -206,3 +290,32 @@ def maxpool_rows(x, out, pad_code, kh, kw, sh, sw, pad_top, pad_left, dh, dw):
                         for c in range(depth):
                             dst[c] = max(dst[c], pad_code)
                     first = False
+
+
+@kernel
+def avgpool_rows(x, out, zp, kh, kw, sh, sw, pad_top, pad_left, include_pad, rmode):
+    """x [N, H, W, C] -> ``out [N, Ho, Wo, C]`` int64, in place: the rounded window means
+    (module docstring; ``rmode`` as :func:`fxp.kernels.pool.round_div`)."""
+    n_b, in_h, in_w, depth = x.shape
+    out_h, out_w = out.shape[1], out.shape[2]
+    for r in prange(n_b * out_h):
+        b = r // out_h
+        oy = r % out_h
+        sums = np.zeros(depth, np.int64)
+        for ox in range(out_w):
+            sums[:] = 0
+            count = np.int64(0)
+            for ky in range(kh):
+                iy = oy * sh - pad_top + ky
+                for kx in range(kw):
+                    ix = ox * sw - pad_left + kx
+                    if 0 <= iy < in_h and 0 <= ix < in_w:
+                        src = x[b, iy, ix]
+                        for c in range(depth):
+                            sums[c] += np.int64(src[c]) - zp
+                        count += 1
+            if include_pad:
+                count = np.int64(kh * kw)
+            dst = out[b, oy, ox]
+            for c in range(depth):
+                dst[c] = (round_div(sums[c], count, rmode) if count > 0 else np.int64(0)) + zp

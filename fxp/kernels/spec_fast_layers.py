@@ -12,9 +12,9 @@ import numpy as np
 
 from fxp.core import intmath
 from fxp.core.format import QFormat
-from fxp.kernels.spec_layers import _im2col, maxpool2d
+from fxp.kernels.spec_layers import _im2col, avgpool2d, maxpool2d
 
-__all__ = ["im2col_rows", "maxpool_rows", "requant_rows"]
+__all__ = ["avgpool_rows", "im2col_rows", "maxpool_rows", "requant_rows"]
 
 
 def im2col_rows(x, kh: int, kw: int, strides, pads, dilations, groups: int) -> np.ndarray:
@@ -43,3 +43,11 @@ def maxpool_rows(x, pad_code: int, kernel, strides, pads, dilations) -> np.ndarr
     """``x [N, H, W, C]`` -> int64 ``[N, Ho, Wo, C]``: :func:`maxpool2d` in channels-last order."""
     nchw = np.asarray(x).transpose(0, 3, 1, 2).astype(np.int64)
     return maxpool2d(nchw, pad_code, kernel, strides, pads, dilations).transpose(0, 2, 3, 1)
+
+
+def avgpool_rows(x, zero_point: int, kernel, strides, pads, count_include_pad: bool,
+                 rounding) -> np.ndarray:
+    """``x [N, H, W, C]`` -> int64 ``[N, Ho, Wo, C]``: :func:`avgpool2d` in channels-last order."""
+    nchw = np.asarray(x).transpose(0, 3, 1, 2).astype(np.int64)
+    return avgpool2d(nchw, zero_point, kernel, strides, pads, (1, 1), count_include_pad,
+                     rounding).transpose(0, 2, 3, 1)

@@ -84,6 +84,7 @@ class LayerStep:
     directions: np.ndarray | None = None  # "threshold": int8 [Co]
     # non-weighted nodes with their own arithmetic (fxp.sim.residual): codes -> (codes, n_sat)
     op: object | None = None
+    op_channels_last: object | None = None  # the same op on [N, H, W, C] codes, where it has one
     # shift-add layers only: w_codes = w_sign * 2**w_shift
     w_sign: np.ndarray | None = None  # int8 in {-1, 0, +1}
     w_shift: np.ndarray | None = None  # uint8

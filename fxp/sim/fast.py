@@ -247,7 +247,7 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
     :class:`~fxp.sim.values.ChannelsLast`, a Dense an ``IntValue [N, Co]``; codes
     are narrow (:func:`storage_dtype`).
     """
-    from fxp.kernels.fast_layers import im2col_rows, requant_rows
+    from fxp.kernels.fast_layers import SMALL_GROUP, im2col_rows, im2col_runs, requant_rows
     from fxp.sim.values import ChannelsLast, IntValue
 
     codes, chw = v.codes, getattr(v, "chw", None)
@@ -258,8 +258,10 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
         ho = (x.shape[1] + t + b - ((kh - 1) * dh + 1)) // sh + 1
         wo = (x.shape[2] + left + r - ((kw - 1) * dw + 1)) // sw + 1
         p, k, chunks = ho * wo, kh * kw * x.shape[3], fl.chunks_for(None)
+        runs = dw == 1 and fl.groups == 1 and x.shape[3] >= SMALL_GROUP \
+            and x.flags.c_contiguous
     else:
-        x = codes.reshape(n, -1)
+        x, runs = codes.reshape(n, -1), False
         p, k, chunks = 1, x.shape[1], fl.chunks_for(chw)
     y = np.empty((n * p, c_out), fl.out_dtype)
     per = max(1, BLOCK_BYTES // max(1, 4 * p * k))
@@ -267,7 +269,11 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
     for s in range(0, n, per):
         e = min(n, s + per)
         cols = _scratch("cols", ((e - s) * p, k))
-        if fl.conv is not None:
+        if runs:
+            xb = x[s:e]
+            im2col_runs(cols.size, xb.reshape(-1, xb.shape[2] * xb.shape[3]), xb.shape[1],
+                        xb.shape[3], cols, kh, kw, sh, sw, t, left, dh, ho, wo)
+        elif fl.conv is not None:
             im2col_rows(cols.size, x[s:e], cols, kh, kw, sh, sw, t, left, dh, dw, ho, wo,
                         fl.groups)
         else:

@@ -270,7 +270,9 @@ def _binary(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) 
 def _reads_channels_last(step: LayerStep) -> bool:
     """Whether the step takes :class:`ChannelsLast` inputs as they are (else they go NCHW)."""
     node, lp = step.node, step.plan
-    if step.op is not None or step.out_spec is None or (lp is not None and lp.float_layer):
+    if step.op is not None:
+        return step.op_channels_last is not None
+    if step.out_spec is None or (lp is not None and lp.float_layer):
         return False
     if isinstance(node, (Conv2D, Dense)):
         return not step.is_binary
@@ -295,6 +297,14 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
             return _binary(step, vals[0], counters)
         return _weighted(step, vals[0], counters, method)
     if step.op is not None:  # fxp.sim.residual: Add, Concat, pools, activations
+        cl = [v for v in vals if isinstance(v, ChannelsLast)]
+        if cl and (len(cl) < len(vals) or len({v.codes.shape for v in cl}) > 1
+                   or cl[0].codes.ndim != 4):
+            vals = [_wide(v) for v in vals]
+        elif cl:  # all channels-last, one shape: the op's channels-last form
+            codes, n = step.op_channels_last([v.codes for v in cl])
+            counters.output_saturations += n
+            return ChannelsLast(codes, step.out_spec, (codes.shape[3], *codes.shape[1:3]))
         codes, n = step.op([_wide(v).codes for v in vals])
         counters.output_saturations += n
         return IntValue(codes, step.out_spec)

@@ -350,12 +350,15 @@ def _pow2_step(node, lp, ins, LayerStep, act_bounds):
                                             count_include_pad=node.count_include_pad), 0)
         else:
             op = lambda c: (L.global_avgpool_int(c[0], rounding), 0)  # noqa: E731
-        return LayerStep(node, lp, (o,), o, op=_named(node, op))
+        return LayerStep(node, lp, (o,), o, op=_named(node, op),
+                         op_channels_last=_avgpool_rows_op(node, o, rounding))
     if isinstance(node, (Add, Concat)):
         o = out if out is not None else join_spec(ins, node)
         if isinstance(node, Add):
             a, b = ins
             op = lambda c: L.add_int(c[0], a.fmt, c[1], b.fmt, o.fmt, rounding, overflow)  # noqa: E731
+            return LayerStep(node, lp, ins, o, op=_named(node, op),
+                             op_channels_last=_named(node, op))  # elementwise: any layout
         else:
             def op(c):
                 parts, n = [], 0
@@ -407,4 +410,30 @@ def _pow2_leaky(node, src: TensorSpec, out: TensorSpec, lp: LayerPlan) -> Op:
         else:
             neg = prod << -shift  # fits: checked at compile time
         return intmath.apply_overflow(np.where(x >= 0, pos, neg), out.fmt, lp.output_overflow)
+    return op
+
+
+def _avgpool_rows_op(node, spec: TensorSpec, rounding) -> Op | None:
+    """The AvgPool2D / GlobalAvgPool op on channels-last codes ``[N, H, W, C]``
+    (:func:`fxp.kernels.fast_layers.avgpool_rows`), or None for codes wider than 32 bits."""
+    from fxp.core.modes import RoundingMode
+    from fxp.kernels.fast_layers import avgpool_rows
+
+    if spec.fmt.bits > 32:
+        return None
+    mode = RoundingMode.from_string(rounding).code
+    zp = int(spec.zero_point)
+
+    def op(c):
+        x = c[0]
+        if isinstance(node, AvgPool2D):
+            (kh, kw), (sh, sw), (t, left, b, r) = node.kernel, node.strides, node.pads
+            include = node.count_include_pad
+        else:
+            (kh, kw), (sh, sw), (t, left, b, r), include = x.shape[1:3], (1, 1), (0,) * 4, True
+        n, h, w, depth = x.shape
+        out = np.empty((n, (h + t + b - kh) // sh + 1, (w + left + r - kw) // sw + 1, depth),
+                       np.int64)
+        avgpool_rows(out.size * kh * kw, x, out, zp, kh, kw, sh, sw, t, left, include, mode)
+        return out, 0
     return op

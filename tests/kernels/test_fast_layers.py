@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 
 from fxp.core.format import QFormat
 from fxp.kernels import spec_fast_layers as spec
-from fxp.kernels.fast_layers import im2col_rows, maxpool_rows, requant_rows, rounding_offsets
+from fxp.kernels.fast_layers import (
+    avgpool_rows,
+    im2col_rows,
+    im2col_runs,
+    maxpool_rows,
+    requant_rows,
+    rounding_offsets,
+)
 from fxp.kernels.pool import maxpool2d_codes
 from fxp.sim.fast import storage_dtype
 from tests import oracles
@@ -51,12 +58,18 @@ def test_im2col_rows_equals_its_numpy_statement(seed, k, s, d, pads, groups, dty
     x = _codes(rng, (n, c, h, w), dtype).transpose(0, 2, 3, 1) if nchw \
         else _codes(rng, (n, h, w, c), dtype)
     ho, wo = _window(h, w, k, s, d, pads)
-    if ho < 1 or wo < 1:
+    if ho < 1 or wo < 1 or (w + pads[1] + pads[3] - k) // s + 1 < 1:
         return
     cols = np.full((n * ho * wo, k * k * c), np.nan, np.float32)
     im2col_rows(build, x, cols, k, k, s, s, pads[0], pads[1], d, d, ho, wo, groups)
     want = spec.im2col_rows(x, k, k, (s, s), pads, (d, d), groups)
     assert np.array_equal(cols, want)
+    if groups == 1 and not nchw:  # the contiguous-run kernel, its dilation along x set to 1
+        ho1, wo1 = ho, (w + pads[1] + pads[3] - k) // s + 1
+        runs = np.full((n * ho1 * wo1, k * k * c), np.nan, np.float32)
+        im2col_runs(build, x.reshape(n * h, w * c), h, c, runs, k, k, s, s, pads[0], pads[1], d,
+                    ho1, wo1)
+        assert np.array_equal(runs, spec.im2col_rows(x, k, k, (s, s), pads, (d, 1), 1))
     # one entry checked from the definition: row (n, oy, ox), column (g, ky, kx, c)
     b, oy, ox = n - 1, ho - 1, wo - 1
     cg = c // groups
@@ -135,3 +148,31 @@ def test_im2col_rows_converts_extreme_codes_exactly(dtype):
     cols = np.empty((4, 1), np.float32)
     im2col_rows(0, x, cols, 1, 1, 1, 1, 0, 0, 1, 1, 2, 2, 1)
     assert [int(v) for v in cols[:, 0]] == [lo, hi, 0, 1]
+
+
+@settings(max_examples=200, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), k=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       s=st.integers(1, 3), pads=st.tuples(*[st.integers(0, 2)] * 4),
+       dtype=st.sampled_from(DTYPES), include=st.booleans(), mode=st.sampled_from(MODES),
+       zp=st.integers(-3, 3), build=st.sampled_from(BUILDS))
+def test_avgpool_rows_equals_its_statement_and_the_nchw_kernel(seed, k, s, pads, dtype,
+                                                                include, mode, zp, build):
+    from fxp.core.modes import RoundingMode
+    from fxp.kernels.pool import avgpool2d_codes
+
+    pads = tuple(min(p, k[i % 2] - 1) for i, p in enumerate(pads))
+    rng = np.random.default_rng(seed)
+    n, h, w, c = 2, 6, 5, 3
+    x = _codes(rng, (n, h, w, c), dtype)
+    ho = (h + pads[0] + pads[2] - k[0]) // s + 1
+    wo = (w + pads[1] + pads[3] - k[1]) // s + 1
+    if ho < 1 or wo < 1:
+        return
+    code = RoundingMode.from_string(mode).code
+    out = np.empty((n, ho, wo, c), np.int64)
+    avgpool_rows(build, x, out, zp, *k, s, s, pads[0], pads[1], include, code)
+    assert np.array_equal(out, spec.avgpool_rows(x, zp, k, (s, s), pads, include,
+                                                 RoundingMode.from_string(mode)))
+    nchw_out = avgpool2d_codes(0, np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.int64), zp,
+                               *k, s, s, pads[0], pads[1], 1, 1, ho, wo, include, code)
+    assert np.array_equal(out.transpose(0, 3, 1, 2), nchw_out)
