@@ -222,6 +222,7 @@ def requant_rows(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi
                  omode):
     """a [G, M, Cog] exact integers (float) -> ``out [M, G*Cog]`` (any integer dtype holding
     the output format); returns the number the overflow changed (module docstring).
+    ``bias`` is per output channel, or already repeated along one tile (see :data:`TILE`).
 
     ``shift > 0`` rounds with the offsets of :func:`rounding_offsets`; ``shift <= 0``
     shifts left by ``-shift``.  ``out`` must be C-contiguous (and ``a`` too when G = 1).
@@ -234,9 +235,12 @@ def requant_rows(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi
     tile = rows * c_out
     n_tiles = (m + rows - 1) // rows
     counts = np.zeros(n_tiles, np.int64)
-    bias_tile = np.empty(tile, np.int64)
-    for t in range(tile):
-        bias_tile[t] = bias[t % c_out]
+    if bias.shape[0] == tile:  # the caller's precomputed tile
+        bias_tile = bias
+    else:
+        bias_tile = np.empty(tile, np.int64)
+        for t in range(tile):
+            bias_tile[t] = bias[t % c_out]
     flat_out = out.reshape(-1)
     if n_g == 1:
         flat_a = a.reshape(-1)

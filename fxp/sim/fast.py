@@ -78,12 +78,16 @@ class FastLayer:
     out_dtype: np.dtype
     conv: tuple | None  # (kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right, dh, dw)
     variants: dict = field(default_factory=dict)
+    geometry: dict = field(default_factory=dict)
 
-    @property
-    def requant_args(self) -> tuple:
-        """The scalar arguments of :func:`fxp.kernels.fast_layers.requant_rows` after ``out``."""
-        return (self.shift, *self.offsets, self.lo, self.hi, self.out_lo, self.out_hi,
-                self.out_bits, self.omode)
+    def __post_init__(self) -> None:
+        from fxp.kernels.fast_layers import TILE
+
+        c_out = len(self.bias)
+        rows = max(1, -(-TILE // c_out)) if c_out else 1
+        self.bias_tile = np.tile(self.bias, rows)  # the bias along one requantization tile
+        self.requant_args = (self.shift, *self.offsets, self.lo, self.hi, self.out_lo,
+                             self.out_hi, self.out_bits, self.omode)
 
     def chunks_for(self, chw: tuple | None) -> list:
         """``[(slice of Kg, float32 [G, k, Co/G])]`` for inputs in the weights' own column
@@ -239,6 +243,20 @@ def _gemm(chunks: list, cols: np.ndarray, groups: int) -> np.ndarray:
     return total
 
 
+def _geometry(fl: FastLayer, x: np.ndarray, chw) -> tuple:
+    """``(Ho, Wo, pixels per image, im2col row length, contiguous runs?, chunks)`` for an
+    input of ``x``'s per-image shape (cached per layer and shape by :func:`run_fast`)."""
+    from fxp.kernels.fast_layers import SMALL_GROUP
+
+    if fl.conv is None:
+        return 1, 1, 1, x.shape[1], False, fl.chunks_for(chw)
+    kh, kw, sh, sw, t, left, b, r, dh, dw = fl.conv
+    ho = (x.shape[1] + t + b - ((kh - 1) * dh + 1)) // sh + 1
+    wo = (x.shape[2] + left + r - ((kw - 1) * dw + 1)) // sw + 1
+    runs = dw == 1 and fl.groups == 1 and x.shape[3] >= SMALL_GROUP and x.flags.c_contiguous
+    return ho, wo, ho * wo, kh * kw * x.shape[3], runs, fl.chunks_for(None)
+
+
 def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
     """``(output value, number the overflow changed)`` of a Conv2D/Dense on the float32 path.
 
@@ -247,22 +265,20 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
     :class:`~fxp.sim.values.ChannelsLast`, a Dense an ``IntValue [N, Co]``; codes
     are narrow (:func:`storage_dtype`).
     """
-    from fxp.kernels.fast_layers import SMALL_GROUP, im2col_rows, im2col_runs, requant_rows
+    from fxp.kernels.fast_layers import im2col_rows, im2col_runs, requant_rows
     from fxp.sim.values import ChannelsLast, IntValue
 
     codes, chw = v.codes, getattr(v, "chw", None)
     n, c_out = codes.shape[0], fl.w_rows.shape[0]
     if fl.conv is not None:
         x = codes if chw is not None else codes.transpose(0, 2, 3, 1)
-        kh, kw, sh, sw, t, left, b, r, dh, dw = fl.conv
-        ho = (x.shape[1] + t + b - ((kh - 1) * dh + 1)) // sh + 1
-        wo = (x.shape[2] + left + r - ((kw - 1) * dw + 1)) // sw + 1
-        p, k, chunks = ho * wo, kh * kw * x.shape[3], fl.chunks_for(None)
-        runs = dw == 1 and fl.groups == 1 and x.shape[3] >= SMALL_GROUP \
-            and x.flags.c_contiguous
     else:
-        x, runs = codes.reshape(n, -1), False
-        p, k, chunks = 1, x.shape[1], fl.chunks_for(chw)
+        x = codes.reshape(n, -1)
+    key = (x.shape[1:], chw, x.flags.c_contiguous)
+    geo = fl.geometry.get(key)
+    if geo is None:
+        geo = fl.geometry[key] = _geometry(fl, x, chw)
+    ho, wo, p, k, runs, chunks = geo
     y = np.empty((n * p, c_out), fl.out_dtype)
     per = max(1, BLOCK_BYTES // max(1, 4 * p * k))
     n_over, rq = 0, fl.requant_args
@@ -271,15 +287,17 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
         cols = _scratch("cols", ((e - s) * p, k))
         if runs:
             xb = x[s:e]
+            kh, kw, sh, sw, t, left, _, _, dh, _ = fl.conv
             im2col_runs(cols.size, xb.reshape(-1, xb.shape[2] * xb.shape[3]), xb.shape[1],
                         xb.shape[3], cols, kh, kw, sh, sw, t, left, dh, ho, wo)
         elif fl.conv is not None:
+            kh, kw, sh, sw, t, left, _, _, dh, dw = fl.conv
             im2col_rows(cols.size, x[s:e], cols, kh, kw, sh, sw, t, left, dh, dw, ho, wo,
                         fl.groups)
         else:
             np.copyto(cols, x[s:e], casting="unsafe")
         acc = _gemm(chunks, cols, fl.groups)
-        n_over += requant_rows(acc.size, acc, fl.bias, y[s * p:e * p], *rq)
+        n_over += requant_rows(acc.size, acc, fl.bias_tile, y[s * p:e * p], *rq)
     if fl.conv is not None:
         return ChannelsLast(y.reshape(n, ho, wo, c_out), step.out_spec, (c_out, ho, wo)), n_over
     return IntValue(y, step.out_spec), n_over

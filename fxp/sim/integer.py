@@ -42,7 +42,6 @@ from fxp.ir.nodes import Clip, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape,
 from fxp.ops import layers as L
 from fxp.core.format import QFormat
 from fxp.ops.fixed import cast
-from fxp.errors import PlanError
 from fxp.plan.plan import RequantScheme
 from fxp.sim.compile import CompiledModel, LayerStep
 from fxp.sim.float_ref import run_node
@@ -202,73 +201,15 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
     return IntValue(out, step.out_spec)
 
 
-def _binarize_input(v: IntValue | FloatValue) -> np.ndarray:
-    """``sign`` of the real values of ``v`` as int64 +-1, ``sign(0) = +1``."""
-    from fxp.quant.binary import binarize
-
-    if isinstance(v, FloatValue):
-        return binarize(v.data).astype(np.int64)
-    if v.spec.is_binary:
-        return v.codes
-    return np.where(v.codes < v.spec.zero_point, -1, 1).astype(np.int64)
-
-
-def _xnor_beta(step: LayerStep, v: IntValue | FloatValue) -> np.ndarray:
-    """XNOR-Net ``beta = mean |X|`` per receptive field (Dense: per sample) in ``plan.beta``'s format.
-
-    Computed from the incoming power-of-two codes (a binary input gives 1),
-    rounded half to even and saturated (:func:`fxp.quant.binary.xnor_beta`).
-    """
-    from fxp.quant.binary import xnor_beta, xnor_beta_dense
-
-    node, fmt = step.node, step.plan.beta.fmt
-    if isinstance(v, FloatValue) or not v.spec.is_pow2:
-        raise PlanError(f"layer {node.name!r}: beta needs power-of-two input codes (got "
-                        f"{'float values' if isinstance(v, FloatValue) else v.spec.fmt})")
-    if isinstance(node, Conv2D):
-        return xnor_beta(v.codes, v.spec.fmt, fmt, node.weight.shape[2:], strides=node.strides,
-                         pads=node.pads, dilations=node.dilations)
-    return xnor_beta_dense(v.codes.reshape(v.codes.shape[0], -1), v.spec.fmt, fmt)
-
-
-def _binary(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters) -> IntValue:
-    from fxp.ops import binary as ob
-
-    node, lp = step.node, step.plan
-    h = _binarize_input(v)
-    if isinstance(node, Conv2D):
-        dot, _ = ob.binary_conv2d_int(h, step.w_packed, pad_value=step.pad_value,
-                                      strides=node.strides, pads=node.pads,
-                                      dilations=node.dilations)
-    else:
-        dot, _ = ob.binary_dense_int(h.reshape(h.shape[0], -1), step.w_packed)
-    co = dot.shape[1]
-    per = np.zeros(co, np.int64)
-    counters.acc_overflow_per_channel = per if counters.acc_overflow_per_channel is None \
-        else counters.acc_overflow_per_channel + per
-    if dot.size:
-        counters.max_abs_acc = max(counters.max_abs_acc, int(np.abs(dot).max()))
-    if lp.binary_output == "threshold":
-        return IntValue(ob.binary_threshold(dot, step.thresholds, step.directions)
-                        .astype(np.int64), step.out_spec)
-    out = step.out_spec
-    wide = QFormat.from_frac(64, out.fmt.frac_bits)
-    beta = None if lp.beta is None else _xnor_beta(step, v)
-    y, _ = ob.binary_scale_int(dot, step.scale_codes, step.scale_fmt, wide, bias=step.b_codes,
-                               bias_fmt=step.b_fmt, rounding=lp.rounding, overflow="saturate",
-                               beta=beta, beta_fmt=None if beta is None else lp.beta.fmt)
-    if step.act_bounds is not None:
-        lo, hi = step.act_bounds
-        y = np.clip(y, lo, None)
-        if hi < out.fmt.max_code:
-            y = np.minimum(y, hi)
-    codes, n = cast(y, wide, out.fmt, "floor", lp.output_overflow)
-    counters.output_saturations += n
-    return IntValue(codes, out)
-
-
 def _reads_channels_last(step: LayerStep) -> bool:
     """Whether the step takes :class:`ChannelsLast` inputs as they are (else they go NCHW)."""
+    known = step.__dict__.get("_reads_cl")
+    if known is None:
+        known = step.__dict__["_reads_cl"] = _reads_cl(step)
+    return known
+
+
+def _reads_cl(step: LayerStep) -> bool:
     node, lp = step.node, step.plan
     if step.op is not None:
         return step.op_channels_last is not None
@@ -281,7 +222,7 @@ def _reads_channels_last(step: LayerStep) -> bool:
 
 def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str):
     node = step.node
-    if not _reads_channels_last(step):
+    if not _reads_channels_last(step) and any(isinstance(v, ChannelsLast) for v in vals):
         vals = [v.to_int() if isinstance(v, ChannelsLast) else v for v in vals]
     if step.out_spec is None or (step.plan is not None and step.plan.float_layer):
         y = run_node(node, *[to_float(v, node.name) for v in vals])
@@ -294,7 +235,9 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
         return IntValue(codes, step.out_spec)
     if isinstance(node, (Conv2D, Dense)):
         if step.is_binary:
-            return _binary(step, vals[0], counters)
+            from fxp.sim.integer_binary import run_binary
+
+            return run_binary(step, vals[0], counters)
         return _weighted(step, vals[0], counters, method)
     if step.op is not None:  # fxp.sim.residual: Add, Concat, pools, activations
         cl = [v for v in vals if isinstance(v, ChannelsLast)]
@@ -386,10 +329,7 @@ def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=N
     g = model.graph
     plan = model.plan
     if plan.input.is_pow2:  # the plan's input conversion (hls4ml: the input type's modes)
-        from fxp.ops.fixed import quantize
-
-        codes, n = quantize(np.asarray(x, np.float32), plan.input.fmt, plan.input_rounding,
-                            plan.input_overflow)
+        codes, n = _quantize_pow2_input(model, np.asarray(x, np.float32))
     else:
         codes, n = quantize_spec(np.asarray(x, np.float32), plan.input, "input",
                                  plan.input_rounding.value,
@@ -398,12 +338,45 @@ def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=N
     vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
     if on_value is not None:
         on_value(g.inputs[0], vals[g.inputs[0]])
-    last_use = {t: i for i, step in enumerate(model.steps) for t in step.node.inputs}
+    last_use = model.__dict__.get("_last_use")
+    if last_use is None:  # computed once per model
+        last_use = model.__dict__["_last_use"] = {t: i for i, step in enumerate(model.steps)
+                                                  for t in step.node.inputs}
     from fxp.sim.fast import blas_threads
 
     with blas_threads(len(codes)):
         _run_steps(model, vals, counters, method, keep, on_value, last_use)
     return [to_float(vals[t], t) for t in g.outputs], vals
+
+
+def _quantize_pow2_input(model: CompiledModel, x: np.ndarray) -> tuple[np.ndarray, int]:
+    """The plan's power-of-two input quantization: the branch-free kernel straight away when
+    the modes allow it (its arguments found once per model), else
+    :func:`fxp.ops.fixed.quantize` (which also names a non-finite input)."""
+    from fxp.ops.fixed import quantize
+
+    plan = model.plan
+    args = model.__dict__.get("_input_q")
+    if args is None:
+        from fxp.core.modes import OverflowMode, RoundingMode
+        from fxp.kernels.elementwise import ROUND_MASKS
+        from fxp.ops.fixed import _fast_ok, _fmt_args
+
+        fmt = plan.input.fmt
+        r = RoundingMode.from_string(plan.input_rounding)
+        o = OverflowMode.from_string(plan.input_overflow)
+        lo, hi = _fmt_args(fmt, o)[:2]
+        args = (float(2.0**fmt.frac_bits), ROUND_MASKS[r.code], lo, hi,
+                o is not OverflowMode.WRAP) if _fast_ok(r, o) and 0 <= fmt.frac_bits <= 1000 \
+            else ()
+        model.__dict__["_input_q"] = args
+    if args:
+        from fxp.kernels.elementwise import fast_quantize_floats
+
+        out, n, unsafe = fast_quantize_floats(x.size, x.ravel(), *args)
+        if not unsafe and (args[4] or not n):
+            return out.reshape(x.shape), int(n)
+    return quantize(x, plan.input.fmt, plan.input_rounding, plan.input_overflow)
 
 
 def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
