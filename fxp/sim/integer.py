@@ -148,24 +148,27 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
               method: str = "auto") -> IntValue:
     node, lp = step.node, step.plan
     spec = step.in_specs[0]
-    if isinstance(v, ChannelsLast) and (v.spec != spec or method != "auto"
-                                        or _fast_plan(step) is None):
-        v = v.to_int()
+    cl = isinstance(v, ChannelsLast)
+    if cl and (method != "auto" or _fast_plan(step) is None):
+        v, cl = v.to_int(), False
     if isinstance(v, FloatValue) or v.spec != spec:
-        if isinstance(v, IntValue) and v.spec.is_pow2 and spec.is_pow2:
+        if not isinstance(v, FloatValue) and v.spec.is_pow2 and spec.is_pow2:  # elementwise
             codes, n = cast(v.codes, v.spec.fmt, spec.fmt, lp.rounding, "saturate")
+            v = ChannelsLast(codes, spec, v.chw) if cl else IntValue(codes, spec)
         else:
+            v = v.to_int() if cl else v
             codes, n = quantize_spec(to_float(v, node.name), spec, node.name)
+            v = IntValue(codes, spec)
         counters.output_saturations += n
-        v = IntValue(codes, spec)
     if method == "auto":  # the proven float32 path (fxp.sim.fast), when the layer qualifies
         fl = _fast_plan(step)
         if fl is not None:
             from fxp.sim.fast import run_fast
 
             out, n = run_fast(step, fl, v)
-            co = step.w_codes.shape[0]
-            counters.add_acc(L.AccStats(0, np.zeros(co, np.int64), None, None, "blas"))
+            counters.blas_batches += 1  # no accumulator event: the proof (fxp.sim.fast)
+            if counters.acc_overflow_per_channel is None:
+                counters.acc_overflow_per_channel = np.zeros(step.w_codes.shape[0], np.int64)
             counters.output_saturations += n
             return out
     codes = v.codes
