@@ -382,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-channel", action="store_true", help="quantize per output channel")
     p.add_argument("--limit", type=positive_int, default=None, help="first N samples")
     p.add_argument("--json", action="store_true")
+    add_cluster_options(p, batches=False)  # one Dask task per (quantizer, width) point
     p.set_defaults(handler=_cmd_sweep)
 
     p = sub.add_parser("train", help="retrain with fxp's quantizers (QAT, INQ, ternary, binary, "

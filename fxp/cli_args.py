@@ -185,7 +185,11 @@ _BUDGET_OPTIONS = (("dsp", "DSP slices"), ("lut", "LUTs"), ("bram", "BRAM18 bloc
 
 
 def add_hardware_options(p: argparse.ArgumentParser) -> None:
-    """``--target``, ``--cost-file``, ``--max-*`` budgets, ``--reuse-factor``, ``--acc-saturate``."""
+    """``--target``, ``--cost-file``, ``--max-*`` budgets, ``--reuse-factor``, ``--acc-saturate``.
+
+    Also ``--scheduler`` / ``--workers`` (:func:`add_cluster_options`): where the
+    optimizer's noise table is measured.
+    """
     p.add_argument("--target", default=None, choices=["fpga", "mcu"],
                    help="hardware profile: fpga (LUT/DSP/BRAM18 cost, default cost area) or mcu "
                         "(int kernels only: weights 4/8, activations 8/16 bits; default cost "
@@ -208,6 +212,7 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channel-groups", type=positive_int, default=None, metavar="G",
                    help="with --per-channel-weights: G groups of channels per layer share a "
                         "width (channels sorted by sensitivity)")
+    add_cluster_options(p, batches=False)  # the noise table on Dask (fxp/dist/noise.py)
 
 
 def hardware_options(args: argparse.Namespace) -> dict:
@@ -226,6 +231,8 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                 ("--cost-file", args.cost_file),
                                 ("--reuse-factor", args.reuse_factor),
                                 ("--acc-saturate", args.acc_saturate)) if v is not None]
+    given += [opt for opt, v in (("--scheduler", getattr(args, "scheduler", None)),
+                                 ("--workers", getattr(args, "workers", None))) if v is not None]
     if given and not optimized:
         raise PlanError(f"{', '.join(given)} apply to optimized plans: give --target-sqnr, "
                         f"--max-accuracy-drop or a --max-* budget")
@@ -248,13 +255,18 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                         "--max-accuracy-drop, --max-* budgets)")
 
 
-def add_cluster_options(p: argparse.ArgumentParser) -> None:
-    """``--scheduler ADDRESS`` / ``--workers N``: run the map steps on Dask (:mod:`fxp.dist`)."""
+def add_cluster_options(p: argparse.ArgumentParser, batches: bool = True) -> None:
+    """``--scheduler ADDRESS`` / ``--workers N``: run the map steps on Dask (:mod:`fxp.dist`).
+
+    ``batches``: also ``--batches-per-task K`` (commands that map over data batches).
+    """
     g = p.add_mutually_exclusive_group()
     g.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="run on the running Dask cluster at ADDRESS (tcp://host:8786; default: "
                         "$DASK_SCHEDULER_ADDRESS if set); needs pip install 'fxp[dist]'")
     g.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="run on a local Dask cluster of N worker processes")
+    if not batches:
+        return
     p.add_argument("--batches-per-task", type=positive_int, default=1, metavar="K",
                    help="with a cluster: consecutive batches per task (default 1)")

@@ -37,6 +37,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     plan = fw.embedded_plan(graph)
     if plan is not None and args.target_sqnr is not None and \
             str(args.model).lower().endswith(".tflite"):  # which layers need int16x8
+        _no_cluster(args, "choosing a .tflite model's int16x8 layers (no noise table)")
         from fxp.cli_tflite import plan_tflite_int16
         return plan_tflite_int16(args, fw, graph, plan)
     if plan is not None:  # a quantized model: write out the plan it carries
@@ -107,10 +108,21 @@ def _binary_names(text: str | None) -> tuple[str, ...]:
     return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
+def _no_cluster(args: argparse.Namespace, what: str) -> None:
+    """Refuse ``--scheduler`` / ``--workers`` where no noise table is measured (never ignore)."""
+    given = [o for o, v in (("--scheduler", args.scheduler), ("--workers", args.workers))
+             if v is not None]
+    if given:
+        raise PlanError(f"{', '.join(given)} run the noise table of --target-sqnr / "
+                        f"--max-accuracy-drop / budget plans on Dask; {what} has none to run")
+
+
 def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
     if args.per_channel_weights:  # fxp/cli_channel.py
+        _no_cluster(args, "--per-channel-weights")
         from fxp.cli_channel import plan_channel_widths
         return plan_channel_widths(args, graph, data)
+    from fxp.dist.cluster import open_client
     from fxp.plan.io import plan_to_dict, save_plan
 
     calib = 1000 if args.calib is None else args.calib
@@ -119,10 +131,13 @@ def _plan_optimized(args: argparse.Namespace, fw, graph, data) -> int:
                   selection=args.selection, tolerance_db=args.tolerance_db,
                   method=args.method, **hardware_options(args),
                   weight_method="sqnr" if args.weight_range is None else args.weight_range)
-    if args.max_accuracy_drop is not None:
-        res = fw.optimize_for_accuracy(graph, data, args.max_accuracy_drop, **common)
-    else:
-        res = fw.optimize_plan(graph, data, args.target_sqnr, **common)
+    with open_client(args.scheduler, args.workers) as client:  # None: in-process
+        # the client measures the noise table (fxp/dist/noise.py); solving stays here
+        if args.max_accuracy_drop is not None:
+            res = fw.optimize_for_accuracy(graph, data, args.max_accuracy_drop, client=client,
+                                           **common)
+        else:
+            res = fw.optimize_plan(graph, data, args.target_sqnr, client=client, **common)
     if args.out is not None:
         save_plan(res.plan, args.out)
     if args.json:

@@ -83,9 +83,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     graph = fw.load_model(args.model)
     data = fw.load_data(args.data, graph, limit=args.limit)
-    res = fw.sweep_quantizers(graph, data, quantizers=args.quantizers, bits=args.bits,
-                              tolerance=args.tolerance / 100, per_channel=args.per_channel,
-                              progress=not args.json)
+    from fxp.dist.cluster import open_client
+
+    with open_client(args.scheduler, args.workers) as client:  # None: in-process
+        res = fw.sweep_quantizers(graph, data, quantizers=args.quantizers, bits=args.bits,
+                                  tolerance=args.tolerance / 100, per_channel=args.per_channel,
+                                  progress=not args.json, client=client)
     if args.json:
         print(json.dumps(res.to_dict(), indent=2))
         return 0

@@ -377,7 +377,7 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                   method: str = "minmax", verify: bool = True,
                   weight_method: str = "sqnr", noise_table=None, target: str | None = None,
                   cost_file=None, budgets: dict | None = None, reuse_factor: int | None = None,
-                  acc_saturate: int | None = None):
+                  acc_saturate: int | None = None, client=None):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
     ``data`` is cut into three disjoint splits (:mod:`fxp.opt.splits`): the
@@ -394,6 +394,8 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
     ``cost_file``, ``budgets`` (``{"dsp": N, "lut": N, "bram": N, "flash": bytes,
     "ram": bytes}``; without a target SQNR the SQNR is maximised under them),
     ``reuse_factor`` and ``acc_saturate``: see :func:`fxp.opt.optimize_bits`.
+    ``client`` (a ``distributed.Client``, :func:`fxp.dist.cluster.open_client`)
+    measures the noise table on that Dask cluster (the same table, bit for bit).
     """
     from fxp.opt import optimize_bits
 
@@ -409,27 +411,30 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                          rounding=rounding, method=method, verify=verify,
                          weight_method=weight_method, noise_table=noise_table, target=target,
                          cost_file=cost_file, budgets=budgets, reuse_factor=reuse_factor,
-                         acc_saturate=acc_saturate)
+                         acc_saturate=acc_saturate, client=client)
 
 
 def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"
                      "mulaw,minifloat,pow2,kmeans,hc:ward", bits="2-16", tolerance: float = 0.01,
-                     per_channel: bool = False, progress: bool = False):
+                     per_channel: bool = False, progress: bool = False, client=None):
     """Rate-distortion sweep of weight quantizers (see :func:`fxp.quant.sweep.sweep`).
 
     Returns a :class:`fxp.quant.sweep.SweepResult`: one row per quantizer and
     width (entropy in bits/weight, estimated size, top-1/top-5 accuracy of the
     float reference on the reconstructed weights) and, per quantizer, the
     lowest-entropy point within ``tolerance`` (0.01 = 1 point) of float accuracy.
+    ``client`` (a ``distributed.Client``) evaluates each point as a task on that
+    Dask cluster (:func:`fxp.dist.sweep.sweep_dist`, the same result).
     """
-    from fxp.quant.sweep import sweep
 
     _check_float(tolerance, "tolerance (accuracy drop, 0.01 = 1 point)", 0.0, 1.0)
     if isinstance(bits, str) and any(len(n) > 2 for n in re.findall(r"[0-9]+", bits)):
         raise PlanError(f"bits must be widths in 1..32 like '2-16' or '2,4,8', got "
                         f"{bits[:40]!r}")
-    return sweep(graph, data, quantizers, bits, tolerance=tolerance, per_channel=per_channel,
-                 progress=progress)
+    from fxp.dist.sweep import sweep_dist  # client None: fxp.quant.sweep.sweep in-process
+
+    return sweep_dist(graph, data, quantizers, bits, tolerance=tolerance,
+                      per_channel=per_channel, progress=progress, client=client)
 
 
 ACCURACY_SEARCH_TARGETS_DB = tuple(float(t) for t in range(2, 41))

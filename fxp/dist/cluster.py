@@ -84,7 +84,7 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
             client = distributed.Client(address, timeout=CONNECT_TIMEOUT_S)
         else:
             cluster = distributed.LocalCluster(n_workers=int(workers), threads_per_worker=1,
-                                               processes=True, dashboard_address=None)
+                                               processes=True, dashboard_address=":0")
             client = distributed.Client(cluster)
     except (OSError, TimeoutError) as exc:
         where = f"scheduler {address[:200]!r}" if address else f"a local cluster of {workers}"

@@ -355,6 +355,109 @@ def _reduce(values: np.ndarray, method: str) -> np.ndarray:
     return values
 
 
+def _check_args(graph: Graph, calib_x, widths, tensors, weight_method: str
+                ) -> tuple[tuple[int, ...], np.ndarray, list[QTensor], list[str]]:
+    """Validated ``(widths, x float32, tensors to measure, activation tensors)``."""
+    from fxp.plan.ptq import calibrate
+
+    if weight_method not in WEIGHT_METHODS:
+        raise PlanError(f"weight range method must be one of {WEIGHT_METHODS}, got "
+                        f"{weight_method!r}")
+    widths = tuple(sorted({int(b) for b in widths}))
+    if not widths or widths[0] < 2:
+        raise PlanError(f"candidate widths must be integers >= 2, got {widths}")
+    x = np.asarray(calib_x, np.float32)
+    if x.shape[0] == 0:
+        raise CalibrationError("calibration set is empty")
+    if not np.all(np.isfinite(x)):
+        calibrate(graph, x, [])  # raises CalibrationError naming the sample
+    qts = quantizable_tensors(graph)
+    if tensors is not None:
+        unknown = sorted(set(tensors) - {t.name for t in qts})
+        if unknown:
+            raise PlanError(f"unknown tensors {unknown}; tensors: {[t.name for t in qts]}")
+        qts = [t for t in qts if t.name in set(tensors)]
+    acts = [t.tensor for t in quantizable_tensors(graph) if t.kind == "act"]
+    return widths, x, qts, acts
+
+
+RANGE_BATCH = 256
+"""Samples per float32 pass of the min/max range scan."""
+
+
+def _batch_minmax(fq: _FakeQuant, xb: np.ndarray, acts: list[str]) -> list[tuple[float, float]]:
+    """``(min, max)`` of each activation over one batch of the range scan."""
+    env = fq.run({}, {}, xb)
+    return [(float(env[t].min()), float(env[t].max())) for t in acts]
+
+
+def _combine_minmax(acts: list[str], parts) -> dict[str, np.ndarray]:
+    """Per-batch ``(min, max)`` lists, combined with Python ``min``/``max`` in batch order."""
+    lo = {t: np.inf for t in acts}
+    hi = {t: -np.inf for t in acts}
+    for part in parts:
+        for t, (a, b) in zip(acts, part, strict=True):
+            lo[t] = min(lo[t], a)
+            hi[t] = max(hi[t], b)
+    return {t: np.array([lo[t], hi[t]], np.float32) for t in acts}
+
+
+def _cell(fq: _FakeQuant, nodes: dict, t: QTensor, b: int, ranges: dict, method: str,
+          percentile: float, rounding: str, weight_method: str
+          ) -> tuple[float, str, np.ndarray]:
+    """One table cell: ``(output SQNR dB, format, logits)`` with ``t`` alone at width ``b``."""
+    if t.kind == "weight":
+        w = nodes[t.layer].weight
+        if weight_method == "sqnr":
+            top = _spec_for(w.ravel(), b, "minmax", percentile, t.name, signed=True)
+            cands = [QFormat(b, top.int_bits - k, True) for k in range(SQNR_CLIP_STEPS + 1)]
+        else:
+            cands = [_spec_for(w.ravel(), b, weight_method, percentile, t.name, signed=True)]
+        best = None
+        for fmt in cands:
+            codes, _ = quantize(w.astype(np.float64), fmt, "half_even", "saturate")
+            env = fq.run({}, {t.layer: dequantize(codes, fmt).astype(np.float32)}, None)
+            s = fq.sqnr_db(env)
+            if best is not None and not s > best[0]:
+                break  # clipping one more bit stopped helping
+            best = (s, fmt, env[fq.logits])
+        return best[0], str(best[1]), best[2]
+    is_in = t.layer is None
+    fmt = _spec_for(ranges[t.tensor], b, "minmax" if is_in else method, percentile, t.tensor)
+    env = fq.run({t.tensor: (fmt, "half_even" if is_in else rounding)}, {}, None)
+    return fq.sqnr_db(env), str(fmt), env[fq.logits]
+
+
+def keeps_errors(n_tensors: int, n_widths: int, n_logit_values: int) -> bool:
+    """Whether :attr:`NoiseTable.errors` is kept (at most :data:`MAX_ERROR_ELEMENTS`)."""
+    return n_tensors * n_widths * n_logit_values <= MAX_ERROR_ELEMENTS
+
+
+def _assemble(qts: list[QTensor], widths: tuple[int, ...], cells, n_samples: int,
+              ref: np.ndarray, rounding: str, method: str, weight_method: str,
+              ranges: dict) -> NoiseTable:
+    """The table from its cells ``(i, j, sqnr, format, error vector or None)`` (any order)."""
+    table = np.full((len(qts), len(widths)), np.nan)
+    keep = keeps_errors(len(qts), len(widths), ref.size)
+    errors = np.zeros((len(qts), len(widths), ref.size), np.float32) if keep else None
+    formats: dict[str, dict[int, str]] = {t.name: {} for t in qts}
+    for i, j, s, fmt, err in sorted(cells, key=lambda c: (c[0], c[1])):
+        formats[qts[i].name][widths[j]] = fmt
+        table[i, j] = s
+        if keep:
+            errors[i, j] = err
+    kappa, offset, spans, rms = [], [], [], []
+    for i in range(len(qts)):
+        k, c, span, r = fit_lin_law(widths, table[i])
+        kappa.append(k)
+        offset.append(c)
+        spans.append(span)
+        rms.append(r)
+    return NoiseTable(qts, widths, table, np.array(kappa), np.array(offset), spans, np.array(rms),
+                      n_samples, rounding, method, weight_method, formats, ranges,
+                      errors=errors, reference=ref.ravel().copy() if keep else None)
+
+
 def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
                   n_measure: int | None = 256, method: str = "minmax",
                   percentile: float = 99.99, rounding: str = "half_up",
@@ -378,90 +481,33 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
         As in :func:`~fxp.plan.ptq.ptq_pow2`.
     tensors : list of str, optional
         Measure only these tensors (default: all of :func:`quantizable_tensors`).
+
+    Notes
+    -----
+    :func:`fxp.dist.noise.measure_noise_dist` computes the same table on a Dask
+    cluster from the same pieces (range scan batches, cells, assembly), bit for bit.
     """
     from fxp.plan.ptq import calibrate
 
-    if weight_method not in WEIGHT_METHODS:
-        raise PlanError(f"weight range method must be one of {WEIGHT_METHODS}, got "
-                        f"{weight_method!r}")
-    widths = tuple(sorted({int(b) for b in widths}))
-    if not widths or widths[0] < 2:
-        raise PlanError(f"candidate widths must be integers >= 2, got {widths}")
-    x = np.asarray(calib_x, np.float32)
-    if x.shape[0] == 0:
-        raise CalibrationError("calibration set is empty")
-    if not np.all(np.isfinite(x)):
-        calibrate(graph, x, [])  # raises CalibrationError naming the sample
-    qts = quantizable_tensors(graph)
-    if tensors is not None:
-        unknown = sorted(set(tensors) - {t.name for t in qts})
-        if unknown:
-            raise PlanError(f"unknown tensors {unknown}; tensors: {[t.name for t in qts]}")
-        qts = [t for t in qts if t.name in set(tensors)]
-    acts = [t.tensor for t in quantizable_tensors(graph) if t.kind == "act"]
+    widths, x, qts, acts = _check_args(graph, calib_x, widths, tensors, weight_method)
     xm = x[:n_measure] if n_measure else x
     fq = _FakeQuant(graph, xm, rounding)
     if method == "minmax":  # [min, max] per tensor from the fast float32 pass, in batches
-        lo = {t: np.inf for t in acts}
-        hi = {t: -np.inf for t in acts}
-        for s0 in range(0, x.shape[0], 256):
-            env = fq.run({}, {}, x[s0:s0 + 256])
-            for t in acts:
-                lo[t] = min(lo[t], float(env[t].min()))
-                hi[t] = max(hi[t], float(env[t].max()))
-        ranges = {t: np.array([lo[t], hi[t]], np.float32) for t in acts}
+        ranges = _combine_minmax(acts, (_batch_minmax(fq, x[s0:s0 + RANGE_BATCH], acts)
+                                        for s0 in range(0, x.shape[0], RANGE_BATCH)))
     else:
         full = calibrate(graph, x, acts)
         ranges = {t: _reduce(v, method if t != graph.inputs[0] else "minmax")
                   for t, v in full.items()}
         del full
     nodes = {n.name: n for n in graph.nodes}
-    table = np.full((len(qts), len(widths)), np.nan)
     ref = fq.base[fq.logits]
-    keep = len(qts) * len(widths) * ref.size <= MAX_ERROR_ELEMENTS
-    errors = np.zeros((len(qts), len(widths), ref.size), np.float32) if keep else None
-    formats: dict[str, dict[int, str]] = {}
+    keep = keeps_errors(len(qts), len(widths), ref.size)
+    cells = []
     for i, t in enumerate(qts):
-        formats[t.name] = {}
         for j, b in enumerate(widths):
-            if t.kind == "weight":
-                w = nodes[t.layer].weight
-                if weight_method == "sqnr":
-                    top = _spec_for(w.ravel(), b, "minmax", percentile, t.name, signed=True)
-                    cands = [QFormat(b, top.int_bits - k, True)
-                             for k in range(SQNR_CLIP_STEPS + 1)]
-                else:
-                    cands = [_spec_for(w.ravel(), b, weight_method, percentile, t.name,
-                                       signed=True)]
-                best = None
-                for fmt in cands:
-                    codes, _ = quantize(w.astype(np.float64), fmt, "half_even", "saturate")
-                    env = fq.run({}, {t.layer: dequantize(codes, fmt).astype(np.float32)}, None)
-                    s = fq.sqnr_db(env)
-                    if best is not None and not s > best[0]:
-                        break  # clipping one more bit stopped helping
-                    best = (s, fmt, env[fq.logits])
-                formats[t.name][b] = str(best[1])
-                table[i, j] = best[0]
-                if keep:
-                    errors[i, j] = (best[2] - ref).ravel()
-                continue
-            else:
-                is_in = t.layer is None
-                fmt = _spec_for(ranges[t.tensor], b, "minmax" if is_in else method, percentile,
-                                t.tensor)
-                env = fq.run({t.tensor: (fmt, "half_even" if is_in else rounding)}, {}, None)
-            formats[t.name][b] = str(fmt)
-            table[i, j] = fq.sqnr_db(env)
-            if keep:
-                errors[i, j] = (env[fq.logits] - ref).ravel()
-    kappa, offset, spans, rms = [], [], [], []
-    for i in range(len(qts)):
-        k, c, span, r = fit_lin_law(widths, table[i])
-        kappa.append(k)
-        offset.append(c)
-        spans.append(span)
-        rms.append(r)
-    return NoiseTable(qts, widths, table, np.array(kappa), np.array(offset), spans, np.array(rms),
-                      int(xm.shape[0]), rounding, method, weight_method, formats, ranges,
-                      errors=errors, reference=ref.ravel().copy() if keep else None)
+            s, fmt, logits = _cell(fq, nodes, t, b, ranges, method, percentile, rounding,
+                                   weight_method)
+            cells.append((i, j, s, fmt, (logits - ref).ravel() if keep else None))
+    return _assemble(qts, widths, cells, int(xm.shape[0]), ref, rounding, method, weight_method,
+                     ranges)

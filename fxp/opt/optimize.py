@@ -228,7 +228,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   noise_table=None, solver: str | None = None, n_eval: int | None = None,
                   weight_method: str = "sqnr", target: str | None = None, cost_file=None,
                   budgets: dict | None = None, reuse_factor: int | None = None,
-                  acc_saturate: int | None = None) -> BitAllocation:
+                  acc_saturate: int | None = None, client=None) -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db`` (module docstring).
 
     Parameters
@@ -259,6 +259,10 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     method, weight_method, rounding, noise_table
         Range estimation, rounding, and a table measured before on the same
         calibration samples (skips the measurement).
+    client : distributed.Client, optional
+        Measure the noise table on this Dask cluster
+        (:func:`fxp.dist.noise.measure_noise_dist`, the same table bit for bit);
+        ``None``: in this process.
     """
     from fxp.opt.hardware import load_costs
     from fxp.opt.hardware_model import HardwareModel
@@ -293,8 +297,17 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         if splits.held_out is not None:
             splits.held_out = (splits.held_out[0], splits.held_out[0] + len(hx))
     if noise_table is None:
-        noise_table = measure_noise(graph, cx, widths=widths, n_measure=n_measure, method=method,
-                                    rounding=rounding, weight_method=weight_method)
+        if client is None:
+            noise_table = measure_noise(graph, cx, widths=widths, n_measure=n_measure,
+                                        method=method, rounding=rounding,
+                                        weight_method=weight_method)
+        else:
+            from fxp.dist.noise import measure_noise_dist
+
+            noise_table = measure_noise_dist(graph, cx, client=client, widths=widths,
+                                             n_measure=n_measure, method=method,
+                                             rounding=rounding, weight_method=weight_method,
+                                             progress=True)
     inter = Interactions.of(noise_table) if interactions else None
     hw = HardwareModel(graph, noise_table, cx, costs, reuse_factor=reuse_factor,
                        acc_saturate=acc_saturate)
