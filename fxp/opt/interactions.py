@@ -85,6 +85,19 @@ class Interactions:
             out += self._error(name, b)
         return out
 
+    def milp_terms(self, names: list[str], widths: list[list[int]]) -> tuple[list, dict]:
+        """``(unary, pairs)`` of the second-order noise for an allocation problem:
+        ``unary[i][k] = |e_i(w_k)|^2 / |ref|^2`` and ``pairs[(i, j)][a, b] =
+        2 <e_i(w_a), e_j(w_b)> / |ref|^2`` (:class:`~fxp.opt.problem.AllocationProblem`'s
+        ``noise`` and ``noise_pairs``); their sum over a choice is :meth:`noise`."""
+        mats = [np.stack([self._error(n, b) for b in ws]) for n, ws in zip(names, widths,
+                                                                            strict=True)]
+        s = self.signal
+        unary = [[float(v @ v) / s for v in m] for m in mats]
+        pairs = {(i, j): 2.0 * (mats[i] @ mats[j].T) / s
+                 for i in range(len(mats)) for j in range(i + 1, len(mats))}
+        return unary, pairs
+
     def noise(self, widths: dict[str, int]) -> float:
         """Second-order noise-to-signal ratio (additive terms plus pairwise interactions)."""
         e = self.total_error(widths)

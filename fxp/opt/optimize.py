@@ -4,20 +4,18 @@ on three disjoint splits of the data (:mod:`fxp.opt.splits`).
 1. **Calibration split**: formats, the per-tensor noise table
    (:func:`~fxp.opt.noise.measure_noise`, every calibration sample by
    default) and its error vectors.
-2. **Solve** (exact one-hot MILP on the additive noise row,
-   :func:`~fxp.opt.solve.solve_milp`), then check the optimum with the
-   second-order prediction (additive terms plus the measured pairwise
-   interactions, :mod:`fxp.opt.interactions`, calibration samples only).  When
-   it falls short the internal target is raised by the shortfall, when it has
-   room to spare it is lowered, and the MILP solved again
-   (:data:`MAX_MODEL_SOLVES` solves at most); the cheapest plan meeting the
-   target under the second-order prediction is kept, then improved by a local
-   search under that prediction (single- and two-tensor width changes that
-   lower the exact cost and keep every constraint, :meth:`_Search.polish`):
-   the MILP is exact for the additive model, and the interaction terms are
-   quadratic in its one-hot variables, so the final plan is the MILP optimum
-   for some internal target, or a local improvement of it (the solve list
-   says which).
+2. **Solve**: an exact one-hot MILP (:func:`~fxp.opt.solve.solve_milp`) whose
+   noise row is the second-order prediction of the calibration samples
+   (additive terms plus the measured pairwise interactions,
+   :mod:`fxp.opt.interactions`): each pair's terms multiply the linearised
+   outer product of two tensors' one-hot vectors
+   (:class:`~fxp.opt.problem.AllocationProblem` ``noise_pairs``), so the optimum
+   is the cheapest plan meeting the target under that prediction.  A cost
+   budget, or ``interactions=False``, keeps the additive row; then each optimum
+   is checked with the second-order prediction, the internal target shifted and
+   the MILP solved again (:data:`MAX_MODEL_SOLVES` solves at most), and the
+   plan improved by a local search (:meth:`_Search.polish`); the solve list
+   says which.
 3. **Selection split**: the integer engine measures that plan.  Below the
    target, the goal of step 2 is raised by the shortfall and step 2 repeats
    (``max_refine`` times at most).  These measurements drive the search, so
@@ -132,8 +130,8 @@ class _Search:
             if pred >= goal:
                 if best is None or res.cost < best[0].cost:
                     best = (res, w, pred, i)
-                if pred - goal <= SPARE_DB or self.inter is None:
-                    break
+                if pred - goal <= SPARE_DB or self.inter is None or self.problem.noise_pairs:
+                    break  # (with the pairwise row the MILP optimum is already exact)
                 internal -= (pred - goal) / 2
                 reason = "second-order check on calibration: room to spare, target lowered"
             else:
@@ -146,7 +144,7 @@ class _Search:
                 if self.problem.best_noise() > 10 ** (-(internal - self.correction_db) / 10):
                     break
         out = best if best is not None else fallback
-        if best is not None and self.inter is not None:
+        if best is not None and self.inter is not None and not self.problem.noise_pairs:
             out = self.polish(out, goal)
         self.solves[out[3]]["chosen"] = True
         return out
@@ -322,6 +320,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                                  allowed=allowed, ties=ties, tie_layers=tie_layers,
                                  correction_db=correction_db, hardware=hw, budgets=budgets,
                                  target=target)
+    if inter is not None and problem.target_db is not None:  # the second-order row, exact
+        problem.noise, problem.noise_pairs = inter.milp_terms(problem.names, problem.widths)
     cost_name = cost if isinstance(cost, str) else "table"
     search = _Search(problem, problem.names, inter, correction_db, solver, noise_table)
 

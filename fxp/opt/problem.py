@@ -139,6 +139,11 @@ class AllocationProblem:
         the problem maximises SQNR under these.
     forbid : list of (i, j, width_i, width_j)
         Combinations that cannot be chosen together.
+    noise_pairs : dict of (i, j) -> array [len(widths[i]), len(widths[j])]
+        Pairwise noise terms (``1/gamma`` units, may be negative) added to the total
+        noise of a choice: the second-order model ``|sum_i e_i|^2 / |ref|^2`` of
+        :mod:`fxp.opt.interactions`.  The MILP keeps them exact through the
+        linearised outer products of the one-hot vectors.
     """
 
     names: list[str]
@@ -152,6 +157,7 @@ class AllocationProblem:
     objective: Terms | None = None
     budgets: list[Budget] = field(default_factory=list)
     forbid: list[tuple[int, int, int, int]] = field(default_factory=list)
+    noise_pairs: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -161,6 +167,13 @@ class AllocationProblem:
             raise PlanError(f"duplicate tensor names in {self.names}")
         if not (len(self.widths) == len(self.noise) == len(self.cost) == n):
             raise PlanError("names, widths, noise and cost must have one entry per tensor")
+        for (i, j), m in self.noise_pairs.items():
+            m = np.asarray(m, float)
+            if not (0 <= i < n and 0 <= j < n) or i == j or \
+                    m.shape != (len(self.widths[i]), len(self.widths[j])):
+                raise PlanError(f"pairwise noise ({i}, {j}) is invalid (shape {m.shape})")
+            if not np.all(np.isfinite(m)):
+                raise PlanError(f"pairwise noise ({i}, {j}) must be finite")
         for i, name in enumerate(self.names):
             w = [int(b) for b in self.widths[i]]
             if not w:
@@ -170,6 +183,11 @@ class AllocationProblem:
             if not (len(self.noise[i]) == len(self.cost[i]) == len(w)):
                 raise PlanError(f"tensor {name!r}: one noise and one cost value per width")
             order = np.argsort(w, kind="stable")
+            for (a, b), m in list(self.noise_pairs.items()):  # follow the sorted widths
+                if a == i:
+                    self.noise_pairs[(a, b)] = np.asarray(m, float)[order, :]
+                if b == i:
+                    self.noise_pairs[(a, b)] = np.asarray(self.noise_pairs[(a, b)], float)[:, order]
             nz = [_finite(f"noise of {name!r}", self.noise[i][k]) for k in order]
             if any(v < 0 for v in nz):
                 raise PlanError(f"tensor {name!r}: noise values must be >= 0")
@@ -235,7 +253,9 @@ class AllocationProblem:
             c.append(wgt * self.widths[i][choice[i]] * self.widths[j][choice[j]])
         if self.objective is not None:
             c.append(self.objective.value(self.widths_of(choice)))
-        return math.fsum(c), math.fsum(self.noise[i][k] for i, k in enumerate(choice))
+        noise = [self.noise[i][k] for i, k in enumerate(choice)]
+        noise += [float(m[choice[i], choice[j]]) for (i, j), m in self.noise_pairs.items()]
+        return math.fsum(c), math.fsum(noise)
 
     def widths_of(self, choice: list[int]) -> list[int]:
         """Widths (bits) of a choice."""
@@ -276,8 +296,10 @@ class AllocationProblem:
         return cost <= self.budget * (1 + rel_tol) + rel_tol
 
     def best_noise(self) -> float:
-        """Smallest total noise ignoring ties (a bound on the best reachable SQNR)."""
-        return math.fsum(min(v) for v in self.noise)
+        """Smallest total noise ignoring ties (a bound on the best reachable SQNR; with
+        pairwise terms, each pair's least term is added: still a lower bound)."""
+        return max(0.0, math.fsum([min(v) for v in self.noise]
+                                  + [float(np.min(m)) for m in self.noise_pairs.values()]))
 
     @staticmethod
     def sqnr_db(noise: float) -> float:
@@ -296,7 +318,7 @@ def milp_problem(p: AllocationProblem, cuts=()):
     n = len(p.names)
     keep = []
     for i in range(n):
-        if p.target_db is not None:
+        if p.target_db is not None and not p.noise_pairs:  # pairs may cancel a unary term
             idx = [k for k, v in enumerate(p.noise[i]) if v <= p.noise_budget]
         else:
             idx = list(range(len(p.widths[i])))
@@ -386,6 +408,10 @@ def milp_problem(p: AllocationProblem, cuts=()):
             a = np.where(small, 0.0, a)
             if np.any(a != 0):
                 rows.append(a @ xs[i])
+        for (i, j), m in p.noise_pairs.items():  # exact: y_of(i, j) is x_i x_j^T
+            sub = np.asarray(m, float)[np.ix_(keep[i], keep[j])] / nb
+            if np.any(sub != 0):
+                rows.append(cp.sum(cp.multiply(sub, y_of(i, j))))
         rhs = 1.0 - DROP_BELOW * dropped - RHS_MARGIN
         info["dropped"] = dropped
         if rows:
@@ -397,8 +423,12 @@ def milp_problem(p: AllocationProblem, cuts=()):
         # scale by the least reachable noise: the optimum is O(1) and HiGHS's absolute
         # tolerances (1e-6 .. 1e-9) do not swallow differences between choices
         nscale = p.best_noise() or 1.0
-        noise_expr = cp.sum(cp.hstack([
-            np.array([p.noise[i][j] for j in k]) / nscale @ xs[i] for i, k in enumerate(keep)]))
+        noise_parts = [np.array([p.noise[i][j] for j in k]) / nscale @ xs[i]
+                       for i, k in enumerate(keep)]
+        noise_parts += [cp.sum(cp.multiply(np.asarray(m, float)[np.ix_(keep[i], keep[j])]
+                                           / nscale, y_of(i, j)))
+                        for (i, j), m in p.noise_pairs.items()]
+        noise_expr = cp.sum(cp.hstack(noise_parts))
         info["noise_scale"] = nscale
         prob = cp.Problem(cp.Minimize(noise_expr), cons)
     return prob, xs, keep, info

@@ -201,7 +201,8 @@ def test_accuracy_search_reports_the_total_time_of_all_tries(monkeypatch):
 def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, target):
     """Widths in {4, 6, 8}: enumerate all 3^7 plans, score each by |sum of error vectors|^2
     (computed here), and compare the cheapest meeting the target with the optimizer's plan,
-    which meets it under the same prediction and costs at most 2% more."""
+    which meets it under the same prediction and, the MILP's noise row being that
+    prediction exactly, costs the same."""
     import itertools
 
     g, x, y, table = setup
@@ -217,6 +218,6 @@ def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, ta
         if e @ e <= limit:
             best = min(best, sum(s * b for s, b in zip(sizes, ws, strict=True)))
     assert res.predicted_sqnr_db >= target
-    assert res.cost <= 1.02 * best, (res.cost, best, res.solves)
+    assert res.cost <= best * (1 + 1e-9), (res.cost, best, res.solves)
     chosen = [s for s in res.solves if s.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["cost"] == res.cost
