@@ -417,6 +417,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounding", default="half_up", help="requantization rounding of the plan")
     p.add_argument("--calib", type=positive_int, default=512,
                    help="calibration samples for the plan")
+    p.add_argument("--step-search", choices=["network", "layer", "l2"], default="network",
+                   help="hwang-sung's starting steps: the seed's network-wide step searched per "
+                        "layer on the output error (default), that search from per-layer L2 "
+                        "steps, or the per-layer L2 steps alone")
     p.add_argument("--threads", type=int_range(1, 1024), default=1, help="torch threads")
     p.add_argument("--dropout", type=finite_float(0, 1, hi_open=True), default=0.0,
                    help="dropout before dense layers, in [0, 1)")

@@ -142,7 +142,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          rounding=args.rounding, calib=args.calib, threads=args.threads,
                          dropout=args.dropout, verify=not args.no_verify,
                          progress=not args.json, log=log, cluster=args.cluster,
-                         scale_bits=args.scale_bits)
+                         scale_bits=args.scale_bits,
+                         step_search=None if args.step_search == "l2" else args.step_search)
     if args.json:
         print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2,
                          default=str))

@@ -29,7 +29,8 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
                 rounding: str = "half_up", calib: int = 512, threads: int = 1,
                 dropout: float = 0.0, shift: int = 0, steps_per_epoch: int | None = None,
                 eval_each_epoch: bool = True, verify: bool = True, progress: bool = False,
-                log=None, cluster: str = "kmeans", scale_bits: int = 8) -> dict:
+                log=None, cluster: str = "kmeans", scale_bits: int = 8,
+                step_search: str | None = "network") -> dict:
     """Retrain ``model`` with fxp's quantizers, export ONNX + plan to ``out``, verify with fxp.
 
     ``method``: ``qat`` (every layer), ``qat-conv`` / ``qat-dense`` (only
@@ -110,6 +111,9 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
                             f"--bits {bits}")
         if method == "hwang-sung" and not 2 <= bits <= 8:
             raise PlanError(f"hwang-sung bits must be in 2..8, got {bits}")
+        if step_search not in ("network", "layer", None):
+            raise PlanError(f"step_search must be 'network', 'layer' or None (L2 steps), got "
+                            f"{step_search!r}")
         if method == "cluster":
             cluster_quantizer(cluster)
             if not 1 <= bits <= 16:
@@ -138,7 +142,8 @@ def train_model(method: str, model: str | Path | Graph, data: str, *, bits: int 
 
         fn = {"twn": train_twn, "hwang-sung": train_hwang_sung,
               "binaryconnect": train_binaryconnect, "cluster": train_cluster}[method]
-        kw = {"algorithm": cluster} if method == "cluster" else {}
+        kw = {"algorithm": cluster} if method == "cluster" else \
+            {"step_search": step_search} if method == "hwang-sung" else {}
         res = fn(graph, train.x, train.y, bits=bits, act_bits=8 if act_bits is None else act_bits,
                  scale_bits=scale_bits, **common, **kw)
     else:

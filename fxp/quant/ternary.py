@@ -16,9 +16,10 @@ techniques for CNNs", section III):
   over ``Delta in (0, max|W|/L * 2]`` (``grid`` points, the first minimum kept),
   then the Lloyd-Max style refinement -- assign levels, refit
   ``Delta = <W, q> / <q, q>`` by least squares, repeat until the codes stop
-  changing (each step never raises E; at most ``max_iter``).  The paper's
-  per-layer search of the *output* error needs data; this is its weight-space
-  (L2) version, done per tensor or per channel.
+  changing (each step never raises E; at most ``max_iter``).  This is the
+  weight-space (L2) step, per tensor or per channel; the paper's network-wide
+  initial step and per-layer search of the *output* error, which need the
+  network and data, are :func:`fxp.quant.step_search.search_steps`.
 * **Binary** (XNOR-Net, Rastegari et al. 2016; section III-B.1, eq. 2):
   ``code = sign(w)`` with ``sign(0) = +1`` (:func:`fxp.quant.binary.binarize`),
   ``alpha = mean|W|``.

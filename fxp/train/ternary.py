@@ -19,13 +19,19 @@ power-of-two formats (seed 003's papers keep float activations).
 * **Hwang & Sung** (2014; seed 003 section III-A.2): an ``M = 2**bits - 1``
   level uniform quantizer (``L = 2**(bits-1) - 1``; ternary at ``bits=2``)
   ``W_q = Delta * Q(W; Delta)``, ``Q`` = nearest level ``k``, ``|k| <= L``,
-  ties toward zero.  ``Delta`` is the L2-optimal step of
-  :class:`fxp.quant.ternary.HwangSung` (grid search + Lloyd-Max refinement of
-  ``||W - Delta Q(W; Delta)||**2``) fitted per layer on the *pretrained*
-  weights, rounded to ``scale_bits`` bits (``Delta = d * 2**-F``, ``d`` an
-  integer ``<= 2**(scale_bits-1) - 1``) and kept fixed while the weights are
-  retrained.  The paper's layer-wise search of the *output* error is not done
-  (weight-space L2 only).
+  ties toward zero.  ``Delta`` is chosen on the *pretrained* weights and kept
+  fixed while the weights are retrained, always as stored: rounded to
+  ``scale_bits`` bits (``Delta = d * 2**-F``, ``d`` an integer
+  ``<= 2**(scale_bits-1) - 1``).  ``step_search="network"`` (default, the
+  seed's three steps): one network-wide L2-optimal ``Delta_init``, then each
+  layer's step searched in order on the float network's output error over the
+  first ``calib`` training images (:func:`fxp.quant.step_search.search_steps`;
+  grid ``2**(k/8) * Delta``, ``k = -24..24``); ``"layer"``: the same search
+  started from each layer's own L2-optimal step; ``None``: no search, each
+  layer's L2-optimal step of :class:`fxp.quant.ternary.HwangSung` (grid search
+  + Lloyd-Max refinement of ``||W - Delta Q(W; Delta)||**2``), fxp's earlier
+  behaviour.  The search runs the float reference with float activations (the
+  seed quantizes only the weights); the retraining uses ``act_bits``.
 * **BinaryConnect** (Courbariaux, Bengio & David 2015), deterministic, with
   XNOR-Net's scale (seed 003 eq. 2): ``W_q = alpha * sign(W)``, ``sign(0) =
   +1`` (:func:`fxp.quant.binary.binarize`), ``alpha = mean|W|`` per layer,
@@ -55,6 +61,7 @@ from fxp.core.format import QFormat
 from fxp.errors import FxpError
 from fxp.ir.graph import Graph
 from fxp.quant.binary import binarize
+from fxp.quant.step_search import search_steps
 from fxp.quant.ternary import TWN, Binary, HwangSung
 from fxp.train import require_torch
 from fxp.train.loop import TrainConfig, TrainResult
@@ -62,8 +69,11 @@ from fxp.train.project import WeightProjection, scale_format, straight_through, 
 
 torch = require_torch()
 
-__all__ = ["BinaryConnectProjection", "HwangSungProjection", "TWNProjection",
+__all__ = ["BinaryConnectProjection", "HwangSungProjection", "TWNProjection", "stored_step",
            "train_binaryconnect", "train_hwang_sung", "train_twn"]
+
+STEP_SEARCH = ("network", "layer", None)
+"""``step_search`` values of :func:`train_hwang_sung` (module docstring)."""
 
 
 def _np(w) -> np.ndarray:
@@ -117,29 +127,49 @@ class BinaryConnectProjection(WeightProjection):
         return {"alpha": Binary().fit(_np(w), 1)["alpha"], "clip": self.clip}
 
 
+def _step_code(step: float, scale_bits: int) -> tuple[int, int]:
+    frac = scale_format(step, scale_bits).frac_bits
+    return max(1, int(np.rint(np.ldexp(step, frac)))), frac
+
+
+def stored_step(step: float, scale_bits: int = 8) -> float:
+    """``step`` as stored: ``d * 2**-F``, ``d <= 2**(scale_bits-1) - 1`` (weight units).
+
+    Idempotent: a stored step is stored unchanged.
+    """
+    d, frac = _step_code(float(step), scale_bits)
+    return float(np.ldexp(float(d), -frac))
+
+
 class HwangSungProjection(WeightProjection):
     """Hwang & Sung's fixed-step uniform quantizer (module docstring); exact weight format.
 
     Parameters
     ----------
     w0 : array
-        The pretrained weights the step is fitted on.
+        The pretrained weights (the L2-optimal step is fitted on them).
     bits : int
         2..8: ``2**bits - 1`` levels.
     scale_bits : int
         Bits of the stored step ``d`` (``Delta = d * 2**-F``).
+    step : float, optional
+        The step to use (weight units, e.g. from the output-error search);
+        default the L2-optimal step of ``w0``.  Stored as ``d * 2**-F``.
     """
 
-    def __init__(self, w0: np.ndarray, bits: int = 2, scale_bits: int = 8) -> None:
+    def __init__(self, w0: np.ndarray, bits: int = 2, scale_bits: int = 8,
+                 step: float | None = None) -> None:
         super().__init__()
         if not 2 <= int(bits) <= 8:
             raise FxpError(f"Hwang & Sung bits must be in 2..8, got {bits}")
         p = HwangSung().fit(np.asarray(w0, np.float64), int(bits))
         self.code_bits = int(bits)
         self.qmax = int(p["qmax"])
-        self.fitted_step = float(p["step"])
-        frac = scale_format(self.fitted_step, scale_bits).frac_bits
-        d = max(1, int(np.rint(np.ldexp(self.fitted_step, frac))))
+        self.l2_step = float(p["step"])
+        if step is not None and not (np.isfinite(step) and step > 0):
+            raise FxpError(f"Hwang & Sung step must be a finite number > 0, got {step!r}")
+        self.fitted_step = self.l2_step if step is None else float(step)
+        d, frac = _step_code(self.fitted_step, scale_bits)
         self.register_buffer("step_code", torch.tensor(d, dtype=torch.int64))
         self.register_buffer("frac_bits", torch.tensor(frac, dtype=torch.int64))
 
@@ -163,7 +193,8 @@ class HwangSungProjection(WeightProjection):
 
     def describe(self, w) -> dict:
         codes = HwangSung().encode(_np(w), self._params())
-        return {"levels": 2 * self.qmax + 1, "fitted_step": self.fitted_step, "step": self.step,
+        return {"levels": 2 * self.qmax + 1, "l2_step": self.l2_step,
+                "fitted_step": self.fitted_step, "step": self.step,
                 "step_code": int(self.step_code), "zero_fraction": float(np.mean(codes == 0))}
 
 
@@ -190,16 +221,39 @@ def train_twn(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 2, act_
 
 
 def train_hwang_sung(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 2,
-                     act_bits: int = 8, scale_bits: int = 8, config: TrainConfig = TrainConfig(),
-                     eval_x=None, eval_y=None, out_dir=None, identity: dict | None = None,
-                     log=None, **plan_kw) -> TrainResult:
-    """Hwang & Sung retraining with ``2**bits - 1`` levels (ternary at ``bits=2``)."""
+                     act_bits: int = 8, scale_bits: int = 8, step_search: str | None = "network",
+                     config: TrainConfig = TrainConfig(), eval_x=None, eval_y=None,
+                     out_dir=None, identity: dict | None = None, log=None,
+                     **plan_kw) -> TrainResult:
+    """Hwang & Sung retraining with ``2**bits - 1`` levels (ternary at ``bits=2``).
+
+    ``step_search``: ``"network"`` (the seed's network-wide initial step and
+    per-layer output-error search), ``"layer"`` (the search from per-layer L2
+    steps) or ``None`` (per-layer L2 steps, no search); see the module
+    docstring.  The search uses the first ``calib`` (default 512) images of
+    ``x`` and the projected ``layers``; its steps and output errors (squared
+    L2 error of the graph output per image, float network) are in
+    ``result.extra["step_search"]``.
+    """
     if not 2 <= bits <= 8:
         raise FxpError(f"Hwang & Sung bits must be in 2..8, got {bits}")
-    return _train(graph, x, y, lambda n, w: HwangSungProjection(w, bits, scale_bits),
-                  {"method": "hwang-sung", "bits": bits}, f"hwang-sung w{bits}",
-                  act_bits=act_bits, scale_bits=scale_bits, config=config, eval_x=eval_x,
-                  eval_y=eval_y, out_dir=out_dir, identity=identity, log=log, **plan_kw)
+    if step_search not in STEP_SEARCH:
+        raise FxpError(f"step_search must be one of {list(STEP_SEARCH)}, got {step_search!r}")
+    steps: dict = {}
+    found = None
+    if step_search is not None:
+        found = search_steps(graph, x[:plan_kw.get("calib", 512)], bits=bits, init=step_search,
+                             layers=plan_kw.get("layers"),
+                             snap=lambda s: stored_step(s, scale_bits))
+        steps = found.steps
+    res = _train(graph, x, y, lambda n, w: HwangSungProjection(w, bits, scale_bits, steps.get(n)),
+                 {"method": "hwang-sung", "bits": bits, "step_search": step_search},
+                 f"hwang-sung w{bits}", act_bits=act_bits, scale_bits=scale_bits, config=config,
+                 eval_x=eval_x, eval_y=eval_y, out_dir=out_dir, identity=identity, log=log,
+                 **plan_kw)
+    res.extra["step_search"] = {"mode": step_search,
+                                **(found.summary() if found is not None else {})}
+    return res
 
 
 def train_binaryconnect(graph: Graph, x: np.ndarray, y: np.ndarray, *, bits: int = 1,

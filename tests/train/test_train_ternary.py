@@ -60,7 +60,7 @@ def _codes(graph, plan):
 TRAINERS = {
     "twn": lambda g, x, y, **kw: train_twn(g, x, y, **kw),
     "hs2": lambda g, x, y, **kw: train_hwang_sung(g, x, y, bits=2, **kw),
-    "hs3": lambda g, x, y, **kw: train_hwang_sung(g, x, y, bits=3, **kw),
+    "hs3": lambda g, x, y, **kw: train_hwang_sung(g, x, y, bits=3, step_search=None, **kw),
     "bc": lambda g, x, y, **kw: train_binaryconnect(g, x, y, **kw),
     "km3": lambda g, x, y, **kw: train_cluster(g, x, y, bits=3, **kw),
     "hcward2": lambda g, x, y, **kw: train_cluster(g, x, y, bits=2, algorithm="hc:ward", **kw),
@@ -165,6 +165,33 @@ def test_hwang_sung_projection_fixed_step_and_exact_format(bits):
     codes, sat = quantize_spec(v, fxp_spec(fmt))
     assert sat == 0 and np.array_equal(codes, q * int(proj.step_code))  # exact, no rounding
     assert fmt.bits == (proj.qmax * int(proj.step_code)).bit_length() + 1
+
+
+@pytest.mark.parametrize("mode", ["network", None])
+def test_hwang_sung_trains_from_the_searched_steps(digits, float_graph, tmp_path, mode):
+    """The projections start from the output-error search's steps (as stored), or the L2 ones."""
+    from fxp.quant.step_search import search_steps
+    from fxp.train.ternary import stored_step
+
+    _, d = digits
+    x = d.x[:N_TRAIN]
+    res = train_hwang_sung(float_graph, x, d.y[:N_TRAIN], step_search=mode, calib=200,
+                           config=TrainConfig(epochs=0), eval_x=d.x[N_TRAIN:],
+                           eval_y=d.y[N_TRAIN:])
+    info = res.extra["layers"]
+    assert res.extra["step_search"]["mode"] == mode
+    if mode is None:
+        for name, row in info.items():
+            assert row["step"] == stored_step(row["l2_step"]) and "steps" not in \
+                res.extra["step_search"]
+        return
+    ref = search_steps(float_graph, x[:200], init=mode, snap=stored_step)
+    assert res.extra["step_search"]["steps"] == ref.steps
+    assert res.extra["step_search"]["error"] == ref.error <= ref.initial_error
+    for name, row in info.items():
+        assert row["step"] == row["fitted_step"] == ref.steps[name]  # stored exactly
+        assert row["step_code"] * 2.0 ** -res.plan.layer(name).weight.fmt.frac_bits \
+            == ref.steps[name]
 
 
 def fxp_spec(fmt):
@@ -317,3 +344,20 @@ def test_cli_train_bad_input_is_one_line(tmp_path, capsys, argv, msg):
     err = capsys.readouterr().err
     assert rc == 2
     assert msg in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_train_model_refuses_an_unknown_step_search(tmp_path):
+    from fxp.errors import PlanError
+    from fxp.workflow_train import train_model
+
+    with pytest.raises(PlanError, match="step_search must be"):
+        train_model("hwang-sung", "mnist_cnn", "digits", out=tmp_path, step_search="bogus")
+
+
+def test_cli_train_step_search_choices_are_checked(capsys):
+    from fxp.cli import main
+
+    with pytest.raises(SystemExit) as e:  # argparse: usage line + error, exit 2
+        main(["train", "hwang-sung", "mnist_cnn", "--data", "digits", "--out", "/tmp/x",
+              "--step-search", "bogus"])
+    assert e.value.code == 2 and "--step-search" in capsys.readouterr().err
