@@ -112,7 +112,7 @@ def exhaustive(table, errs, signal):
     return cost, total / signal, wi
 
 
-def run_model(model: str, n_plans: int, n_eval: int, targets) -> dict:
+def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True) -> dict:
     from fxp import workflow as fw
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths, predict_sqnr_db
     from fxp.opt.interactions import Interactions
@@ -162,7 +162,7 @@ def run_model(model: str, n_plans: int, n_eval: int, targets) -> dict:
     cost_grid, noise_grid, wi = exhaustive(nt, errs, sig)
     res_rows = []
     for t in targets:
-        r = optimize_bits(g, d, t, noise_table=nt, n_eval=n_eval)
+        r = optimize_bits(g, d, t, noise_table=nt, n_eval=n_eval, interactions=interactions)
         first = next(s for s in r.solves if s.get("chosen"))
         wf = dict(zip(nt.names, first["widths"], strict=True))
         first_db = r.measured_sqnr_db if wf == r.widths else measure(wf)
@@ -212,10 +212,14 @@ def main(argv=None) -> None:
     ap.add_argument("--n-eval", type=int, default=1000)
     ap.add_argument("--targets", default="10:40:2", help="first:last:step in dB")
     ap.add_argument("--json", default=None, help="write every number here")
+    ap.add_argument("--interactions", choices=["check", "milp"], default="check",
+                    help="the optimizer's use of the pairwise terms: check each MILP optimum "
+                         "and search locally (default), or put them in the MILP")
     a = ap.parse_args(argv)
     lo, hi, st = (float(v) for v in a.targets.split(":"))
     targets = [float(t) for t in np.arange(lo, hi + st / 2, st)]
-    results = [run_model(m, a.plans, a.n_eval, targets) for m in a.models.split(",")]
+    mode = True if a.interactions == "check" else "milp"
+    results = [run_model(m, a.plans, a.n_eval, targets, mode) for m in a.models.split(",")]
     if a.json:
         from fxp.fileio import write_text
 

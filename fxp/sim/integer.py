@@ -392,7 +392,9 @@ def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
     g = model.graph
     live = dict(vals)
     for i, step in enumerate(model.steps):
-        c = counters.setdefault(step.name, LayerCounters())
+        c = counters.get(step.name)
+        if c is None:
+            c = counters[step.name] = LayerCounters()
         out = live[step.node.output] = _run_step(step, [live[t] for t in step.node.inputs], c,
                                                  method)
         if keep or on_value is not None:  # what callers see holds int64 codes

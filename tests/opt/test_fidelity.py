@@ -197,17 +197,18 @@ def test_accuracy_search_reports_the_total_time_of_all_tries(monkeypatch):
     assert sum(t["chosen"] for t in res.tries) == 1
 
 
+@pytest.mark.parametrize("mode", [True, "milp"])
 @pytest.mark.parametrize("target", [14.0, 20.0, 26.0])
-def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, target):
+def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, target, mode):
     """Widths in {4, 6, 8}: enumerate all 3^7 plans, score each by |sum of error vectors|^2
     (computed here), and compare the cheapest meeting the target with the optimizer's plan,
-    which meets it under the same prediction and, the MILP's noise row being that
-    prediction exactly, costs the same."""
+    which meets it under the same prediction and costs at most 2% more (the default search),
+    or exactly the same (``interactions="milp"``: that prediction is the MILP's noise row)."""
     import itertools
 
     g, x, y, table = setup
     res = optimize_bits(g, (x, y), target, calib=CALIB, noise_table=table, verify=False,
-                        allowed=[4, 6, 8])
+                        allowed=[4, 6, 8], interactions=mode)
     ref = table.reference.astype(np.float64)
     limit = 10 ** (-target / 10) * float(ref @ ref)
     sizes = [t.size if t.kind == "weight" else 0 for t in table.tensors]
@@ -218,6 +219,6 @@ def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, ta
         if e @ e <= limit:
             best = min(best, sum(s * b for s, b in zip(sizes, ws, strict=True)))
     assert res.predicted_sqnr_db >= target
-    assert res.cost <= best * (1 + 1e-9), (res.cost, best, res.solves)
+    assert res.cost <= best * (1.02 if mode is True else 1 + 1e-9), (res.cost, best, res.solves)
     chosen = [s for s in res.solves if s.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["cost"] == res.cost
