@@ -20,20 +20,17 @@ float32 matrix products as this process (same numpy/OpenBLAS kernel; see
 
 from __future__ import annotations
 
-import numpy as np
-
-from fxp.errors import ClusterError, DataError
+from fxp.errors import ClusterError
 from fxp.ir.graph import Graph
 from fxp.ir.nodes import Conv2D, Dense
 from fxp.quant.entropy import compressed_size
 from fxp.quant.sweep import (
     SweepResult,
     SweepRow,
-    _jobs,
     accuracy,
-    parse_bits,
     quantize_graph,
     sweep,
+    sweep_inputs,
 )
 
 __all__ = ["best_points", "sweep_dist"]
@@ -94,13 +91,7 @@ def sweep_dist(graph: Graph, data, quantizers, bits_range="2-16", *, client=None
     if client is None:
         return sweep(graph, data, quantizers, bits_range, tolerance=tolerance,
                      per_channel=per_channel, batch_size=batch_size, progress=progress)
-    x, y = (data.x, data.y) if hasattr(data, "x") else data
-    x, y = np.asarray(x, np.float32), np.asarray(y)
-    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
-        raise DataError(f"need as many labels as images, got {x.shape[0]} and {y.shape[0]}")
-    if isinstance(quantizers, str):
-        quantizers = [s for s in quantizers.split(",") if s.strip()]
-    jobs = _jobs(quantizers, parse_bits(bits_range))
+    x, y, jobs = sweep_inputs(data, quantizers, bits_range)
     distributed = __import__("distributed")
     [ctx] = client.scatter([(graph, x, y)], broadcast=True, hash=False)
     f_fut = client.submit(_float_task, ctx, batch_size, pure=False)

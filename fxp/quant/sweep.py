@@ -139,6 +139,18 @@ def _jobs(quantizers, widths: list[int]) -> list[tuple[Quantizer, int | None]]:
     return jobs
 
 
+
+def sweep_inputs(data, quantizers, bits_range) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(x float32, y, [(quantizer spec, bits), ...])`` of a sweep's arguments, checked
+    (shared by :func:`sweep` and :func:`fxp.dist.sweep.sweep_dist`)."""
+    x, y = (data.x, data.y) if hasattr(data, "x") else data
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
+        raise DataError(f"need as many labels as images, got {x.shape[0]} and {y.shape[0]}")
+    if isinstance(quantizers, str):
+        quantizers = [s for s in quantizers.split(",") if s.strip()]
+    return x, y, _jobs(quantizers, parse_bits(bits_range))
+
 def sweep(graph: Graph, data, quantizers, bits_range="2-16", *, tolerance: float = 0.01,
           per_channel: bool = False, batch_size: int = 256,
           progress: bool = False) -> SweepResult:
@@ -152,13 +164,7 @@ def sweep(graph: Graph, data, quantizers, bits_range="2-16", *, tolerance: float
     bits_range : ``"2-16"``, ``"2,4,8"`` or an iterable of widths
     tolerance : accuracy drop allowed for the best point (fraction; 0.01 = 1 point)
     """
-    x, y = (data.x, data.y) if hasattr(data, "x") else data
-    x, y = np.asarray(x, np.float32), np.asarray(y)
-    if x.shape[0] == 0 or x.shape[0] != y.shape[0]:
-        raise DataError(f"need as many labels as images, got {x.shape[0]} and {y.shape[0]}")
-    if isinstance(quantizers, str):
-        quantizers = [s for s in quantizers.split(",") if s.strip()]
-    jobs = _jobs(quantizers, parse_bits(bits_range))
+    x, y, jobs = sweep_inputs(data, quantizers, bits_range)
     f1, f5 = accuracy(graph, x, y, batch_size=batch_size)
     it = jobs
     if progress:
