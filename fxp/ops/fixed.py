@@ -72,7 +72,7 @@ def quantize(x, fmt: QFormat, rounding="half_even", overflow="saturate", *,
 
     lo, hi, bits, signed, ocode = _fmt_args(fmt, overflow)
     flat = np.ascontiguousarray(a).ravel()
-    fast = _fast_quantize(flat, fmt, rounding, overflow, lo, hi)
+    fast = _fast_quantize(flat, fmt, rounding, overflow)
     if fast is not None:
         return fast[0].reshape(a.shape), fast[1]
     out, n = quantize_floats(flat.size, flat, fmt.frac_bits, rounding.code, ocode,
@@ -85,18 +85,37 @@ def _fast_ok(rounding: RoundingMode, overflow: OverflowMode) -> bool:
         OverflowMode.SATURATE, OverflowMode.SATURATE_SYMMETRIC, OverflowMode.WRAP)
 
 
-def _fast_quantize(flat, fmt, rounding, overflow, lo, hi):
-    """Branch-free kernel when 0 <= frac_bits <= 1000 (exact scaling); None to fall back."""
+def fast_quantize_args(fmt: QFormat, rounding, overflow) -> tuple | None:
+    """The scalar arguments of the branch-free quantizer
+    (:func:`fxp.kernels.elementwise.fast_quantize_floats`) for these modes, or None where it
+    does not apply (stochastic rounding, saturate-to-zero, ``frac_bits`` outside 0..1000)."""
+    rounding = RoundingMode.from_string(rounding)
+    overflow = OverflowMode.from_string(overflow)
     if not (_fast_ok(rounding, overflow) and 0 <= fmt.frac_bits <= 1000):
         return None
-    from fxp.kernels.elementwise import ROUND_MASKS, fast_quantize_floats
+    from fxp.kernels.elementwise import ROUND_MASKS
 
-    saturating = overflow is not OverflowMode.WRAP
-    out, n, unsafe = fast_quantize_floats(flat.size, flat, float(2.0**fmt.frac_bits),
-                                          ROUND_MASKS[rounding.code], lo, hi, saturating)
-    if unsafe or (not saturating and n):
+    lo, hi = _fmt_args(fmt, overflow)[:2]
+    return (float(2.0**fmt.frac_bits), ROUND_MASKS[rounding.code], lo, hi,
+            overflow is not OverflowMode.WRAP)
+
+
+def run_fast_quantize(flat: np.ndarray, args: tuple) -> tuple[np.ndarray, int] | None:
+    """``(codes, n_overflow)`` of the branch-free quantizer on the 1-D floats ``flat`` with
+    :func:`fast_quantize_args`; None when an element needs the general kernel (|x * 2**F|
+    >= 2**52, non-finite) or a wrapping format overflowed."""
+    from fxp.kernels.elementwise import fast_quantize_floats
+
+    out, n, unsafe = fast_quantize_floats(flat.size, flat, *args)
+    if unsafe or (not args[4] and n):
         return None
     return out, int(n)
+
+
+def _fast_quantize(flat, fmt, rounding, overflow):
+    """Branch-free kernel when 0 <= frac_bits <= 1000 (exact scaling); None to fall back."""
+    args = fast_quantize_args(fmt, rounding, overflow)
+    return None if args is None else run_fast_quantize(flat, args)
 
 
 def _fast_cast(flat, shift, rounding, overflow, fmt):

@@ -27,7 +27,7 @@ result already is the next layer's input; a Dense after a channels-last
 Flatten uses its weight columns permuted to that order (the dot product is the
 same sum).  The batch runs in blocks of images whose im2col rows take at most
 :data:`BLOCK_BYTES`, into per-thread scratch buffers reused from call to call
-(fresh multi-megabyte arrays cost more in page faults than the GEMM).
+(a fresh multi-megabyte array is page-faulted in on every call).
 """
 
 from __future__ import annotations

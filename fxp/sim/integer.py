@@ -353,32 +353,19 @@ def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=N
 
 
 def _quantize_pow2_input(model: CompiledModel, x: np.ndarray) -> tuple[np.ndarray, int]:
-    """The plan's power-of-two input quantization: the branch-free kernel straight away when
-    the modes allow it (its arguments found once per model), else
-    :func:`fxp.ops.fixed.quantize` (which also names a non-finite input)."""
-    from fxp.ops.fixed import quantize
+    """The plan's power-of-two input quantization: :func:`fxp.ops.fixed.quantize` with its
+    branch-free kernel's arguments found once per model (the general path where it falls
+    back, which also names a non-finite input)."""
+    from fxp.ops.fixed import fast_quantize_args, quantize, run_fast_quantize
 
     plan = model.plan
-    args = model.__dict__.get("_input_q")
-    if args is None:
-        from fxp.core.modes import OverflowMode, RoundingMode
-        from fxp.kernels.elementwise import ROUND_MASKS
-        from fxp.ops.fixed import _fast_ok, _fmt_args
-
-        fmt = plan.input.fmt
-        r = RoundingMode.from_string(plan.input_rounding)
-        o = OverflowMode.from_string(plan.input_overflow)
-        lo, hi = _fmt_args(fmt, o)[:2]
-        args = (float(2.0**fmt.frac_bits), ROUND_MASKS[r.code], lo, hi,
-                o is not OverflowMode.WRAP) if _fast_ok(r, o) and 0 <= fmt.frac_bits <= 1000 \
-            else ()
-        model.__dict__["_input_q"] = args
-    if args:
-        from fxp.kernels.elementwise import fast_quantize_floats
-
-        out, n, unsafe = fast_quantize_floats(x.size, x.ravel(), *args)
-        if not unsafe and (args[4] or not n):
-            return out.reshape(x.shape), int(n)
+    if "_input_q" not in model.__dict__:
+        model.__dict__["_input_q"] = fast_quantize_args(plan.input.fmt, plan.input_rounding,
+                                                        plan.input_overflow)
+    args = model.__dict__["_input_q"]
+    done = run_fast_quantize(x.ravel(), args) if args is not None else None
+    if done is not None:
+        return done[0].reshape(x.shape), done[1]
     return quantize(x, plan.input.fmt, plan.input_rounding, plan.input_overflow)
 
 

@@ -8,9 +8,9 @@ splits the batch over ``numba.get_num_threads()`` workers (set it with
 ``NUMBA_NUM_THREADS`` or ``numba.set_num_threads``); each worker runs its
 sub-batch through every layer with serial kernels
 (:func:`fxp.kernels._jit.serial_kernels`) and single-threaded BLAS, so the
-workers never compete with kernel or BLAS thread pools (OpenBLAS threads spin
-after each call, and halved the speed of the numba kernels between GEMMs),
-and each worker keeps its sub-batch's tensors in its own cache.
+workers never compete with kernel or BLAS thread pools (OpenBLAS's threads
+keep spinning after each call, taking cores from the numba kernels that run
+between GEMMs), and each worker keeps its sub-batch's tensors in its own cache.
 
 Counters are merged in sub-batch order: counts and per-channel counts add,
 the observed peak is the maximum, and ``blas_batches`` counts the whole call

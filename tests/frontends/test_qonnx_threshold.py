@@ -34,16 +34,21 @@ def _trunc(n: _Net, x: str, out: str, s, in_bw, *, os=None, out_bw, mode="FLOOR"
     return out
 
 
-def _net(seed, *, qbits=8, signed=0, narrow=0, qmode="ROUND", tshift=3, out_bw=5, tmode="FLOOR",
-         relu=True, v1=False, qfrac=5, cut=False):
-    """x -Quant-> Conv -[Relu]-> Quant(2**-qfrac) -> Trunc -> MaxPool -> Flatten -> Gemm -> Quant."""
+def _conv_front(seed: int, relu: bool):
+    """``(net, rng, output)`` of x -Quant-> Conv(4x2x3x3, 4-bit) -[Relu]-> (both test nets)."""
     n = _Net(seed)
     r = n.rng
     x = n.quant("x", "xq", 2.0 ** -3, 4, signed=1)
     w1 = n.quant(n.const("W1", r.normal(0, 0.6, (4, 2, 3, 3))), "W1q", 2.0 ** -2, 4)
     b1 = n.const("B1", r.integers(-8, 8, 4) * 2.0 ** -5)
     c1 = n.op("Conv", [x, w1, b1], "c1", pads=[1, 1, 1, 1])
-    a1 = n.op("Relu", [c1], "r1") if relu else c1
+    return n, r, n.op("Relu", [c1], "r1") if relu else c1
+
+
+def _net(seed, *, qbits=8, signed=0, narrow=0, qmode="ROUND", tshift=3, out_bw=5, tmode="FLOOR",
+         relu=True, v1=False, qfrac=5, cut=False):
+    """x -Quant-> Conv -[Relu]-> Quant(2**-qfrac) -> Trunc -> MaxPool -> Flatten -> Gemm -> Quant."""
+    n, r, a1 = _conv_front(seed, relu)
     q1 = n.quant(a1, "q1", 2.0 ** -qfrac, qbits, signed=signed, narrow=narrow, mode=qmode)
     if v1:
         t1 = _trunc(n, q1, "t1", 2.0 ** -qfrac, qbits, out_bw=qbits - tshift, mode=tmode)
@@ -142,13 +147,7 @@ def _mt(n: _Net, x: str, out: str, th, *, scale, bias=0.0, **attrs):
 
 def _mt_net(seed, *, per_channel=True, relu=True, bits=3, d=2.0 ** -2, t0_lo=1, fc_mt=True):
     """x -Quant-> Conv -[Relu]-> MultiThreshold -> MaxPool -> Flatten -> Gemm -> MT or Quant."""
-    n = _Net(seed)
-    r = n.rng
-    x = n.quant("x", "xq", 2.0 ** -3, 4, signed=1)
-    w1 = n.quant(n.const("W1", r.normal(0, 0.6, (4, 2, 3, 3))), "W1q", 2.0 ** -2, 4)
-    b1 = n.const("B1", r.integers(-8, 8, 4) * 2.0 ** -5)
-    c1 = n.op("Conv", [x, w1, b1], "c1", pads=[1, 1, 1, 1])
-    a1 = n.op("Relu", [c1], "r1") if relu else c1
+    n, r, a1 = _conv_front(seed, relu)
     t = (1 << bits) - 1
     t0 = r.integers(t0_lo, 24, (4 if per_channel else 1, 1)) * 2.0 ** -5
     m1 = _mt(n, a1, "m1", t0 + np.arange(t) * d, scale=d)

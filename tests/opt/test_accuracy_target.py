@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from fxp import workflow as fw
 from fxp.errors import InfeasibleTargetError, PlanError
 from fxp.sim.float_ref import run_float
+from tests.opt.fakes import FakeOptimizeResult
 from tests.sim.test_integer_engine import tiny_graph
 
 
@@ -40,17 +40,6 @@ def test_lowest_target_within_the_drop_is_returned(case):
     assert (res.status == "drop_not_met") == (held > 6.0 + fw.DROP_TOLERANCE)
 
 
-@dataclasses.dataclass
-class _FakeResult:
-    target_sqnr_db: float
-    float_top1: float
-    fixed_top1: float
-    message: str = "solved"
-    noise_table: object = "table"
-    total_time_s: float = 0.0
-    tries: list = dataclasses.field(default_factory=list)
-
-
 @pytest.mark.parametrize("limit", [0.0, 0.55, 1.05, 2.6, 4.2, 9.5])
 def test_bisection_finds_the_first_target_within_the_drop(monkeypatch, limit):
     """With drops falling as the target rises, the first fit on the grid, in ~log2 tries,
@@ -63,7 +52,7 @@ def test_bisection_finds_the_first_target_within_the_drop(monkeypatch, limit):
         calls.append((target, kw.get("noise_table")))
         if target > 35:
             raise InfeasibleTargetError("out of reach")
-        return _FakeResult(target, 1.0, 1.0 - drop_at[target] / 100)
+        return FakeOptimizeResult(target, 1.0, 1.0 - drop_at[target] / 100)
 
     monkeypatch.setattr(fw, "optimize_plan", fake)
     feasible = [t for t in grid if t <= 35]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import time
@@ -15,6 +14,7 @@ from fxp.errors import PlanError
 from fxp.opt import measure_noise, optimize_bits, predict_sqnr_db
 from fxp.opt.interactions import Interactions
 from fxp.opt.splits import split_data
+from tests.opt.fakes import FakeOptimizeResult
 from tests.opt.test_end_to_end import tiny_graph
 
 cp = pytest.importorskip("cvxpy")
@@ -169,23 +169,13 @@ def test_result_and_cli_report_splits_solves_and_targets(setup, tmp_path, capsys
     assert "internal targets 25.00" in text and "measured SQNR (integer engine)" in text
 
 
-@dataclasses.dataclass
-class _Fake:
-    target_sqnr_db: float
-    float_top1: float
-    fixed_top1: float
-    message: str = "solved"
-    noise_table: object = "table"
-    total_time_s: float = 0.0
-    tries: list = dataclasses.field(default_factory=list)
-
-
 def test_accuracy_search_reports_the_total_time_of_all_tries(monkeypatch):
     """Each try takes 30 ms and reports only its own time: the result's total is the
     whole search, and every try is listed with its time."""
     def fake(graph, data, target, **kw):
         time.sleep(0.03)
-        return _Fake(target, 1.0, 1.0 - 0.1 / target, total_time_s=0.03)  # drop 10/target
+        return FakeOptimizeResult(target, 1.0, 1.0 - 0.1 / target,  # drop 10/target
+                                  total_time_s=0.03)
 
     monkeypatch.setattr(fw, "optimize_plan", fake)
     res = fw.optimize_for_accuracy(None, None, 0.5, targets_db=(5.0, 10.0, 20.0, 30.0))
