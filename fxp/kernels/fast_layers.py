@@ -12,11 +12,13 @@ layer's layout.  Each kernel has a numpy statement of what it must equal
 
 * :func:`im2col_rows` -- ``cols[(n*Ho + oy)*Wo + ox, ((g*kh + ky)*kw + kx)*Cg + c] =
   x[n, iy, ix, g*Cg + c]`` with ``iy = oy*sh - pad_top + ky*dh`` (same for x)
-  and 0 outside the image (a power-of-two input's zero point is 0), for
+  and ``pad`` outside the image (the code of a real zero), for
   ``x [N, H, W, C]`` of any integer dtype and any strides (an NCHW array is
   passed as its ``transpose(0, 2, 3, 1)`` view), ``Cg = C / groups``: each
-  group's taps are one contiguous column range, as float32 (exact: codes
-  below ``2**24``).
+  group's taps are one contiguous column range, in ``cols``' dtype: float32
+  (exact: codes below ``2**24``; ``pad = 0``) or uint8 (the VNNI path's
+  offset codes, :mod:`fxp.sim.fast_vnni`).  ``cols`` may be a view with a
+  longer row stride.
 * :func:`requant_rows` -- per output ``acc = int64(a[g, m, j]) + bias[co]``
   with ``co = g*Cog + j`` (``a`` float32 or float64 holding an exact
   integer), then ``y = round(acc / 2**shift)`` with the rounding mode
@@ -67,9 +69,9 @@ SMALL_GROUP = 4
 
 
 @kernel
-def im2col_rows(x, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h, out_w, groups):
-    """x [N, H, W, C] integers -> ``cols [N*out_h*out_w, kh*kw*C]`` float32, in place
-    (the module docstring)."""
+def im2col_rows(x, cols, pad, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h, out_w, groups):
+    """x [N, H, W, C] integers -> ``cols [N*out_h*out_w, kh*kw*C]`` (float32 or uint8), in
+    place, ``pad`` for taps outside the image (the module docstring)."""
     n_b, in_h, in_w, c_in = x.shape
     cg = c_in // groups
     for r in prange(n_b * out_h):
@@ -77,7 +79,7 @@ def im2col_rows(x, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h, out_w
         oy = r % out_h
         r0 = r * out_w
         if cg < SMALL_GROUP:
-            _im2col_by_column(x, cols, b, oy, r0, kh, kw, sh, sw, pad_top, pad_left, dh, dw,
+            _im2col_by_column(x, cols, pad, b, oy, r0, kh, kw, sh, sw, pad_top, pad_left, dh, dw,
                               out_w, groups)
             continue
         for ox in range(out_w):
@@ -90,14 +92,14 @@ def im2col_rows(x, cols, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h, out_w
                         base = ((g * kh + ky) * kw + kx) * cg
                         if 0 <= iy < in_h and 0 <= ix < in_w:
                             for c in range(cg):
-                                row[base + c] = np.float32(x[b, iy, ix, g * cg + c])
+                                row[base + c] = x[b, iy, ix, g * cg + c]
                         else:
                             for c in range(cg):
-                                row[base + c] = np.float32(0.0)
+                                row[base + c] = pad
 
 
 @kernel
-def im2col_runs(xf, in_h, c_in, cols, kh, kw, sh, sw, pad_top, pad_left, dh, out_h, out_w):
+def im2col_runs(xf, in_h, c_in, cols, pad, kh, kw, sh, sw, pad_top, pad_left, dh, out_h, out_w):
     """:func:`im2col_rows` (one group, ``dw = 1``) of a C-contiguous ``x [N, H, W, C]`` given
     as ``xf = x.reshape(N*H, W*C)``: each tap row ``ky`` of an output pixel is one run of
     ``kw*C`` contiguous codes, copied as one loop (fewer, longer loops than per channel)."""
@@ -114,23 +116,23 @@ def im2col_runs(xf, in_h, c_in, cols, kh, kw, sh, sw, pad_top, pad_left, dh, out
                 dst = row[ky * run:(ky + 1) * run]
                 if iy < 0 or iy >= in_h:
                     for q in range(run):
-                        dst[q] = np.float32(0.0)
+                        dst[q] = pad
                 elif ix0 >= 0 and ix0 + kw <= in_w:
                     src = xf[b * in_h + iy, ix0 * c_in:ix0 * c_in + run]
                     for q in range(run):
-                        dst[q] = np.float32(src[q])
+                        dst[q] = src[q]
                 else:
                     src = xf[b * in_h + iy]
                     for kx in range(kw):
                         ix = ix0 + kx
                         inside = 0 <= ix < in_w
                         for c in range(c_in):
-                            dst[kx * c_in + c] = np.float32(src[ix * c_in + c]) if inside \
-                                else np.float32(0.0)
+                            dst[kx * c_in + c] = src[ix * c_in + c] if inside \
+                                else pad
 
 
 @jit
-def _im2col_by_column(x, cols, b, oy, r0, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_w,
+def _im2col_by_column(x, cols, pad, b, oy, r0, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_w,
                       groups):
     """The rows ``r0 .. r0 + out_w - 1`` of :func:`im2col_rows` (image ``b``, output row
     ``oy``), one column at a time: zeros, the in-image run ``lo <= ox < hi``, zeros."""
@@ -152,11 +154,11 @@ def _im2col_by_column(x, cols, b, oy, r0, kh, kw, sh, sw, pad_top, pad_left, dh,
                 for c in range(cg):
                     col = ((g * kh + ky) * kw + kx) * cg + c
                     for ox in range(lo):
-                        cols[r0 + ox, col] = np.float32(0.0)
+                        cols[r0 + ox, col] = pad
                     for ox in range(lo, hi):
-                        cols[r0 + ox, col] = np.float32(x[b, iy, ox * sw + off, g * cg + c])
+                        cols[r0 + ox, col] = x[b, iy, ox * sw + off, g * cg + c]
                     for ox in range(hi, out_w):
-                        cols[r0 + ox, col] = np.float32(0.0)
+                        cols[r0 + ox, col] = pad
 
 
 def rounding_offsets(shift: int, mode: int) -> tuple[int, int, int]:

@@ -14,17 +14,30 @@ from fxp.core import intmath
 from fxp.core.format import QFormat
 from fxp.kernels.spec_layers import _im2col, avgpool2d, maxpool2d
 
-__all__ = ["avgpool_rows", "im2col_rows", "maxpool_rows", "requant_rows"]
+__all__ = ["avgpool_rows", "gemm_u8s8", "im2col_rows", "maxpool_rows", "requant_rows"]
 
 
-def im2col_rows(x, kh: int, kw: int, strides, pads, dilations, groups: int) -> np.ndarray:
-    """``x [N, H, W, C]`` -> float32 ``[N*Ho*Wo, kh*kw*C]``, columns ordered
-    ``(group, ky, kx, channel within the group)``, padding 0."""
+def im2col_rows(x, kh: int, kw: int, strides, pads, dilations, groups: int, pad: int = 0,
+                dtype=np.float32) -> np.ndarray:
+    """``x [N, H, W, C]`` -> ``[N*Ho*Wo, kh*kw*C]`` of ``dtype``, columns ordered
+    ``(group, ky, kx, channel within the group)``, taps outside the image ``pad``."""
     x = np.asarray(x)
-    t = _im2col(x.transpose(0, 3, 1, 2).astype(np.float64), kh, kw, strides, pads, dilations, 0)
+    # the patches of x - pad (zero outside the image), plus pad
+    t = _im2col(x.transpose(0, 3, 1, 2).astype(np.float64), kh, kw, strides, pads, dilations,
+                pad) + pad
     n, c, _, _, ho, wo = t.shape  # [N, C, kh, kw, Ho, Wo]
     t = t.reshape(n, groups, c // groups, kh, kw, ho, wo).transpose(0, 5, 6, 1, 3, 4, 2)
-    return t.reshape(n * ho * wo, -1).astype(np.float32)
+    return t.reshape(n * ho * wo, -1).astype(dtype)
+
+
+def gemm_u8s8(a, b) -> np.ndarray:
+    """``a [M, K]`` uint8 codes, ``b [K, N]`` int8 -> int64 ``[M, N]``: the exact products
+    summed (what :func:`fxp.kernels.vnni.gemm_u8s8` must hold in int32 where no sum reaches
+    ``2**31``)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.dtype != np.uint8 or b.dtype != np.int8:
+        raise TypeError(f"gemm_u8s8 takes uint8 x int8 codes, got {a.dtype} x {b.dtype}")
+    return a.astype(np.int64) @ b.astype(np.int64)
 
 
 def requant_rows(a, bias, shift: int, rounding, lo: int, hi: int, out: QFormat, overflow

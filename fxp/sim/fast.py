@@ -41,9 +41,10 @@ import numpy as np
 
 from fxp.core import intmath
 from fxp.core.modes import OverflowMode
-from fxp.kernels.fast_layers import rounding_offsets
 from fxp.ir.nodes import Conv2D
+from fxp.kernels.fast_layers import rounding_offsets
 from fxp.plan.plan import RequantScheme
+from fxp.sim.fast_vnni import run_vnni, vnni_plan
 
 __all__ = ["BLOCK_BYTES", "FastLayer", "blas_threads", "fast_layer", "run_fast", "single_blas",
            "storage_dtype"]
@@ -79,6 +80,7 @@ class FastLayer:
     conv: tuple | None  # (kh, kw, sh, sw, pad_top, pad_left, pad_bottom, pad_right, dh, dw)
     variants: dict = field(default_factory=dict)
     geometry: dict = field(default_factory=dict)
+    vnni: object = None  # fxp.sim.fast_vnni.VnniLayer where the int8 GEMM applies
 
     def __post_init__(self) -> None:
         from fxp.kernels.fast_layers import TILE
@@ -89,15 +91,19 @@ class FastLayer:
         self.requant_args = (self.shift, *self.offsets, self.lo, self.hi, self.out_lo,
                              self.out_hi, self.out_bits, self.omode)
 
+    def rows_for(self, chw: tuple | None) -> np.ndarray:
+        """``w_rows`` for inputs in the weights' own column order (``chw=None``) or, for a
+        Dense, a channels-last flattening of ``(C, H, W)``."""
+        if chw is None:
+            return self.w_rows
+        c, h, wd = chw
+        return self.w_rows[:, np.arange(c * h * wd).reshape(c, h, wd).transpose(1, 2, 0).ravel()]
+
     def chunks_for(self, chw: tuple | None) -> list:
-        """``[(slice of Kg, float32 [G, k, Co/G])]`` for inputs in the weights' own column
-        order (``chw=None``) or, for a Dense, a channels-last flattening of ``(C, H, W)``."""
+        """``[(slice of Kg, float32 [G, k, Co/G])]`` for inputs in the column order of
+        :meth:`rows_for`."""
         if chw not in self.variants:
-            w = self.w_rows
-            if chw is not None:
-                c, h, wd = chw
-                order = np.arange(c * h * wd).reshape(c, h, wd).transpose(1, 2, 0).ravel()
-                w = w[:, order]
+            w = self.rows_for(chw)
             w3 = w.reshape(self.groups, w.shape[0] // self.groups, w.shape[1])
             self.variants[chw] = [(c, np.ascontiguousarray(w3[:, :, c].transpose(0, 2, 1),
                                                           np.float32))
@@ -158,10 +164,12 @@ def fast_layer(step) -> FastLayer | None:
     if isinstance(node, Conv2D):
         t, left, b, r = node.pads
         conv = (*step.w_codes.shape[2:], *node.strides, t, left, b, r, *node.dilations)
-    return FastLayer(w_rows, x_max, getattr(node, "groups", 1),
-                     np.asarray(step.b_codes, np.int64), shift, offsets, int(lo), int(hi),
-                     int(o_lo), int(o_hi), out.bits,
-                     OverflowMode.from_string(lp.output_overflow).code, storage_dtype(out), conv)
+    fl = FastLayer(w_rows, x_max, getattr(node, "groups", 1),
+                   np.asarray(step.b_codes, np.int64), shift, offsets, int(lo), int(hi),
+                   int(o_lo), int(o_hi), out.bits,
+                   OverflowMode.from_string(lp.output_overflow).code, storage_dtype(out), conv)
+    fl.vnni = vnni_plan(fl, spec.fmt)
+    return fl
 
 
 SMALL_BATCH = 16
@@ -216,6 +224,9 @@ scratch memory stays bounded whatever the batch."""
 _SCRATCH = threading.local()
 
 
+_ZERO = np.float32(0)
+
+
 def _scratch(name: str, shape: tuple, dtype=np.float32) -> np.ndarray:
     """A per-thread buffer of ``shape``, reused across calls (contents undefined)."""
     size = math.prod(shape)
@@ -244,17 +255,17 @@ def _gemm(chunks: list, cols: np.ndarray, groups: int) -> np.ndarray:
 
 
 def _geometry(fl: FastLayer, x: np.ndarray, chw) -> tuple:
-    """``(Ho, Wo, pixels per image, im2col row length, contiguous runs?, chunks)`` for an
+    """``(Ho, Wo, pixels per image, im2col row length, contiguous runs?, chw)`` for an
     input of ``x``'s per-image shape (cached per layer and shape by :func:`run_fast`)."""
     from fxp.kernels.fast_layers import SMALL_GROUP
 
     if fl.conv is None:
-        return 1, 1, 1, x.shape[1], False, fl.chunks_for(chw)
+        return 1, 1, 1, x.shape[1], False, chw
     kh, kw, sh, sw, t, left, b, r, dh, dw = fl.conv
     ho = (x.shape[1] + t + b - ((kh - 1) * dh + 1)) // sh + 1
     wo = (x.shape[2] + left + r - ((kw - 1) * dw + 1)) // sw + 1
     runs = dw == 1 and fl.groups == 1 and x.shape[3] >= SMALL_GROUP and x.flags.c_contiguous
-    return ho, wo, ho * wo, kh * kw * x.shape[3], runs, fl.chunks_for(None)
+    return ho, wo, ho * wo, kh * kw * x.shape[3], runs, None
 
 
 def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
@@ -266,7 +277,6 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
     are narrow (:func:`storage_dtype`).
     """
     from fxp.kernels.fast_layers import im2col_rows, im2col_runs, requant_rows
-    from fxp.sim.values import ChannelsLast, IntValue
 
     codes, chw = v.codes, getattr(v, "chw", None)
     n, c_out = codes.shape[0], fl.w_rows.shape[0]
@@ -278,10 +288,13 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
     geo = fl.geometry.get(key)
     if geo is None:
         geo = fl.geometry[key] = _geometry(fl, x, chw)
-    ho, wo, p, k, runs, chunks = geo
+    ho, wo, p, k, runs, _ = geo
     y = np.empty((n * p, c_out), fl.out_dtype)
-    per = max(1, BLOCK_BYTES // max(1, 4 * p * k))
     n_over, rq = 0, fl.requant_args
+    if fl.vnni is not None:
+        return _value(step, fl, y, n, geo), run_vnni(fl, fl.vnni, x, geo, y)
+    chunks = fl.chunks_for(chw if fl.conv is None else None)
+    per = max(1, BLOCK_BYTES // max(1, 4 * p * k))
     for s in range(0, n, per):
         e = min(n, s + per)
         cols = _scratch("cols", ((e - s) * p, k))
@@ -289,18 +302,26 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
             xb = x[s:e]
             kh, kw, sh, sw, t, left, _, _, dh, _ = fl.conv
             im2col_runs(cols.size, xb.reshape(-1, xb.shape[2] * xb.shape[3]), xb.shape[1],
-                        xb.shape[3], cols, kh, kw, sh, sw, t, left, dh, ho, wo)
+                        xb.shape[3], cols, _ZERO, kh, kw, sh, sw, t, left, dh, ho, wo)
         elif fl.conv is not None:
             kh, kw, sh, sw, t, left, _, _, dh, dw = fl.conv
-            im2col_rows(cols.size, x[s:e], cols, kh, kw, sh, sw, t, left, dh, dw, ho, wo,
+            im2col_rows(cols.size, x[s:e], cols, _ZERO, kh, kw, sh, sw, t, left, dh, dw, ho, wo,
                         fl.groups)
         else:
             np.copyto(cols, x[s:e], casting="unsafe")
         acc = _gemm(chunks, cols, fl.groups)
         n_over += requant_rows(acc.size, acc, fl.bias_tile, y[s * p:e * p], *rq)
-    if fl.conv is not None:
-        return ChannelsLast(y.reshape(n, ho, wo, c_out), step.out_spec, (c_out, ho, wo)), n_over
-    return IntValue(y, step.out_spec), n_over
+    return _value(step, fl, y, n, geo), n_over
+
+
+def _value(step, fl: FastLayer, y: np.ndarray, n: int, geo: tuple):
+    """The layer's output rows ``y [N*pixels, Co]`` as the value :func:`run_fast` returns."""
+    from fxp.sim.values import ChannelsLast, IntValue
+
+    if fl.conv is None:
+        return IntValue(y, step.out_spec)
+    ho, wo, c_out = geo[0], geo[1], y.shape[1]
+    return ChannelsLast(y.reshape(n, ho, wo, c_out), step.out_spec, (c_out, ho, wo))
 
 
 def storage_dtype(fmt) -> np.dtype:

@@ -68,13 +68,13 @@ def test_im2col_rows_equals_its_numpy_statement(seed, k, s, d, pads, groups, dty
     if ho < 1 or wo < 1 or (w + pads[1] + pads[3] - k) // s + 1 < 1:
         return
     cols = np.full((n * ho * wo, k * k * c), np.nan, np.float32)
-    im2col_rows(build, x, cols, k, k, s, s, pads[0], pads[1], d, d, ho, wo, groups)
+    im2col_rows(build, x, cols, np.float32(0), k, k, s, s, pads[0], pads[1], d, d, ho, wo, groups)
     want = spec.im2col_rows(x, k, k, (s, s), pads, (d, d), groups)
     assert np.array_equal(cols, want)
     if groups == 1 and not nchw:  # the contiguous-run kernel, its dilation along x set to 1
         ho1, wo1 = ho, (w + pads[1] + pads[3] - k) // s + 1
         runs = np.full((n * ho1 * wo1, k * k * c), np.nan, np.float32)
-        im2col_runs(build, x.reshape(n * h, w * c), h, c, runs, k, k, s, s, pads[0], pads[1], d,
+        im2col_runs(build, x.reshape(n * h, w * c), h, c, runs, np.float32(0), k, k, s, s, pads[0], pads[1], d,
                     ho1, wo1)
         assert np.array_equal(runs, spec.im2col_rows(x, k, k, (s, s), pads, (d, 1), 1))
     # one entry checked from the definition: row (n, oy, ox), column (g, ky, kx, c)
@@ -154,7 +154,7 @@ def test_im2col_rows_converts_extreme_codes_exactly(dtype):
     lo, hi = max(int(info.min), -(1 << 24) + 1), min(int(info.max), (1 << 24) - 1)
     x = np.array([lo, hi, 0, 1], dtype).reshape(1, 2, 2, 1)
     cols = np.empty((4, 1), np.float32)
-    im2col_rows(0, x, cols, 1, 1, 1, 1, 0, 0, 1, 1, 2, 2, 1)
+    im2col_rows(0, x, cols, np.float32(0), 1, 1, 1, 1, 0, 0, 1, 1, 2, 2, 1)
     assert [int(v) for v in cols[:, 0]] == [lo, hi, 0, 1]
 
 

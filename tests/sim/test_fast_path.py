@@ -139,6 +139,41 @@ def test_wide_operands_split_into_exact_float32_chunks(gx, rounding):
     assert all(n >= 1 for n in chunks)
 
 
+@settings(max_examples=60, deadline=None)
+@given(gx=layer_graphs(), wb=st.integers(2, 8), ab=st.integers(2, 8),
+       rounding=st.sampled_from(MODES), ovf=st.sampled_from(OVERFLOWS))
+def test_float_gemm_path_equals_ordered_loop_where_vnni_would_run(gx, wb, ab, rounding, ovf):
+    """The layers the int8 GEMM takes on a VNNI CPU, on the float32 GEMM instead."""
+    from fxp.sim import fast_vnni
+
+    g, x = gx
+    plan = _plan(g, x, wb, ab, 32, rounding, ovf, "wrap")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(fast_vnni, "_available", lambda: False)
+        model = compile_plan(g, plan)
+        assert all(fast_layer(s) is None or fast_layer(s).vnni is None for s in model.steps
+                   if s.w_codes is not None)
+        _same(g, plan, x)
+
+
+def test_the_int8_gemm_runs_on_an_8_bit_plan():
+    """On a VNNI CPU every layer of mnist_cnn's w8a8 plan takes the int8 GEMM (signed input
+    codes through the +128 offset, unsigned ones as they are); integers equal the loop's."""
+    from fxp import workflow as fw
+    from fxp.kernels import vnni
+
+    if not vnni.available():
+        pytest.skip("the CPU has no AVX-512 VNNI")
+    graph = fw.load_model("mnist_cnn")
+    x = np.random.default_rng(2).normal(size=(20, 1, 28, 28)).astype(np.float32)
+    plan = ptq_pow2(graph, x, weight_bits=8, act_bits=8, acc_bits=32)
+    model = compile_plan(graph, plan)
+    vls = [fast_layer(s).vnni for s in model.steps if s.w_codes is not None]
+    assert all(v is not None for v in vls)
+    assert {v.offset for v in vls} == {0, 128}
+    _same(graph, plan, x)
+
+
 def test_the_fast_path_runs_and_chunks_on_a_real_model():
     from fxp import workflow as fw
 

@@ -1,0 +1,114 @@
+"""The int8 variant of the proven path: uint8 x int8 GEMMs in int32 on AVX-512 VNNI CPUs.
+
+A layer of the proven path (:mod:`fxp.sim.fast`) whose codes fit bytes runs
+its GEMM on :func:`fxp.kernels.vnni.gemm_u8s8` instead of float32 chunks:
+
+* every weight code is in ``[-128, 127]`` (int8);
+* the input format's codes are in ``[0, 255]`` (stored as they are, offset 0)
+  or in ``[-128, 127]`` (stored as ``x + 128``, offset 128); the im2col rows
+  pad with the offset (the stored code of a real 0);
+* one group; and ``255 * max_co sum_k |w[co, k]| < 2**31``, so no int32 sum of
+  stored codes times weights reaches ``2**31``: each int32 is the exact
+  ``sum_k (x + offset) * w``.
+
+The offset comes back out through the bias: ``sum_k x*w + bias = sum_k (x +
+offset)*w + (bias - offset * sum_k w)``, an exact int64 identity, so the
+requantization (:func:`fxp.kernels.fast_layers.requant_rows`) sees the same
+accumulator integers as the float path and the ordered loop.  Where the CPU
+lacks VNNI (or ``FXP_NO_VNNI=1``) the float path runs; the integers are the
+same either way.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["VnniLayer", "packed_for", "run_vnni", "stored_codes", "vnni_plan"]
+
+I32_LIMIT = 1 << 31
+
+
+@functools.cache
+def _available() -> bool:
+    from fxp.kernels import vnni
+
+    return vnni.available()
+
+
+@dataclass
+class VnniLayer:
+    """What the int8 GEMM precomputes for one layer (packed weights per input order)."""
+
+    offset: int  # 0 or 128: stored code = input code + offset
+    nv: int  # 16-column vectors per weight panel (fxp.kernels.vnni.panel_width)
+    k4: int  # row length of the uint8 im2col rows / 4
+    bias: np.ndarray  # int64 [Co]: bias - offset * sum_k w
+    packed: dict = field(default_factory=dict)
+
+
+def vnni_plan(fl, in_fmt) -> VnniLayer | None:
+    """The int8 GEMM plan of the proven layer ``fl`` (a :class:`fxp.sim.fast.FastLayer`)
+    whose input has format ``in_fmt``, or None where it does not qualify (module docstring)."""
+    from fxp.kernels.vnni import panel_width
+
+    w = fl.w_rows
+    if fl.groups != 1 or not w.size or not _available():
+        return None
+    if int(w.min()) < -128 or int(w.max()) > 127:
+        return None
+    if in_fmt.min_code >= 0 and in_fmt.max_code <= 255:
+        offset = 0
+    elif in_fmt.min_code >= -128 and in_fmt.max_code <= 127:
+        offset = 128
+    else:
+        return None
+    if 255 * int(np.abs(w).sum(axis=1).max()) >= I32_LIMIT:
+        return None
+    return VnniLayer(offset, panel_width(w.shape[0]), -(-w.shape[1] // 4),
+                     fl.bias - offset * w.sum(axis=1))
+
+
+def packed_for(fl, vl: VnniLayer, chw) -> np.ndarray:
+    """The packed int8 weights (:func:`fxp.kernels.vnni.pack_weights`) in the column order
+    of :meth:`fxp.sim.fast.FastLayer.rows_for`."""
+    if chw not in vl.packed:
+        from fxp.kernels.vnni import pack_weights
+
+        vl.packed[chw] = pack_weights(fl.rows_for(chw).T.astype(np.int8), vl.nv)
+    return vl.packed[chw]
+
+
+def stored_codes(x: np.ndarray, offset: int) -> np.ndarray:
+    """``x + offset`` as uint8 (the codes fit, :func:`vnni_plan`), same shape."""
+    if offset == 0:
+        return x if x.dtype == np.uint8 else x.astype(np.uint8)
+    if x.dtype == np.int8:
+        return x.view(np.uint8) ^ np.uint8(0x80)  # x + 128 modulo 256
+    return (x.astype(np.int16) + offset).astype(np.uint8)
+
+
+def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int:
+    """The layer on ``x [N, H, W, C]`` (a Dense: ``[N, F]``) integer codes into ``y [N*pixels,
+    Co]``: :func:`fxp.kernels.vnni.conv_taps_vnni` for a convolution of ``C % 4 == 0`` input
+    channels, else :func:`fxp.kernels.vnni.conv_rows_vnni`; returns the number the output
+    overflow changed."""
+    from fxp.kernels.vnni import conv_rows_vnni, conv_taps_vnni
+
+    ho, wo, _, _, _, chw = geo
+    bp = packed_for(fl, vl, chw)
+    if fl.conv is None:
+        x, conv = x.reshape(x.shape[0], 1, 1, -1), (1, 1, 1, 1, 0, 0, 1, 1)
+    else:
+        kh, kw, sh, sw, t, left, _, _, dh, dw = fl.conv
+        conv = (kh, kw, sh, sw, t, left, dh, dw)
+    n, h, w, c = x.shape
+    if fl.conv is not None and c % 4 == 0:
+        xs = np.ascontiguousarray(stored_codes(x, vl.offset)).reshape(-1)
+        return conv_taps_vnni(y.size, xs, np.full(c, vl.offset, np.uint8), h, w, bp, vl.bias, y,
+                              *conv, ho, wo, *fl.requant_args)
+    x = np.ascontiguousarray(x)
+    return conv_rows_vnni(y.size, x.reshape(n * h, w * c), h, c, bp, vl.bias, y, vl.offset,
+                          *conv, ho, wo, *fl.requant_args)

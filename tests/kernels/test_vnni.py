@@ -1,0 +1,146 @@
+"""The AVX-512 VNNI kernels (``fxp.kernels.vnni``) equal Python's integers and their numpy
+statements (issue 17).
+
+* the GEMM's int32 sums equal exact Python-int dot products, at the extremes of uint8 x int8
+  and at every shape remainder (rows past a multiple of 4, columns past 16/32, ``K`` past a
+  multiple of 4), in both builds;
+* the fused convolutions (im2col rows and the implicit GEMM) equal the statement chain
+  ``im2col(x + offset, pad=offset) -> gemm_u8s8 -> requant_rows`` with the bias
+  ``bias - offset * sum_k w``, and that bias identity is checked against Python ints on
+  the unshifted codes; the two convolution kernels equal each other where both apply.
+
+Skipped where the CPU lacks AVX-512 VNNI (the engine then keeps the float32 path).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fxp.core.format import QFormat
+from fxp.kernels import spec_fast_layers as spec
+from fxp.kernels import vnni
+from fxp.kernels.fast_layers import rounding_offsets
+from tests import oracles
+
+pytestmark = pytest.mark.skipif(not vnni.available(), reason="the CPU has no AVX-512 VNNI")
+
+MODES = ["floor", "ceil", "to_zero", "away", "half_up", "half_down", "half_to_zero",
+         "half_away", "half_even"]
+OVERFLOWS = ["wrap", "saturate", "saturate_symmetric", "saturate_zero"]
+BUILDS = [0, 1 << 40]  # work sizes that pick the serial / the parallel build
+
+
+def _gemm(a: np.ndarray, b: np.ndarray, build: int) -> np.ndarray:
+    """``a @ b`` through :func:`vnni.gemm_u8s8` on the padded layout (junk in the padding)."""
+    m, k = a.shape
+    nv = vnni.panel_width(b.shape[1])
+    bp = vnni.pack_weights(b, nv)
+    rows = -(-m // vnni.MR) * vnni.MR
+    ap = np.full((rows, 4 * bp.shape[1]), 0xA5, np.uint8)  # junk past K and past M
+    ap[:m, :k] = a
+    c = np.empty((rows, bp.shape[0] * bp.shape[2]), np.int32)
+    vnni.gemm_u8s8(build, ap, bp, c)
+    return c[:m, :b.shape[1]]
+
+
+@settings(max_examples=150, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 13), k=st.integers(1, 40),
+       n=st.integers(1, 40), extreme=st.booleans(), build=st.sampled_from(BUILDS))
+def test_gemm_equals_python_integer_dot_products(seed, m, k, n, extreme, build):
+    rng = np.random.default_rng(seed)
+    if extreme:  # the largest |products|: 255 * -128 everywhere
+        a = rng.choice(np.array([0, 255], np.uint8), (m, k))
+        b = rng.choice(np.array([-128, 127], np.int8), (k, n))
+    else:
+        a = rng.integers(0, 256, (m, k)).astype(np.uint8)
+        b = rng.integers(-128, 128, (k, n)).astype(np.int8)
+    got = _gemm(a, b, build)
+    for i in range(m):
+        for j in range(n):
+            assert int(got[i, j]) == sum(int(a[i, q]) * int(b[q, j]) for q in range(k))
+    assert np.array_equal(got, spec.gemm_u8s8(a, b))
+
+
+def test_gemm_holds_the_largest_sums_that_fit_int32():
+    """Long sums of the extreme products: 4,096 x 255 * 127 and 4,096 x 255 * -128."""
+    k = 4096
+    a = np.full((4, k), 255, np.uint8)
+    b = np.stack([np.full(k, 127, np.int8), np.full(k, -128, np.int8)], axis=1)
+    assert _gemm(a, b, 0).tolist() == [[255 * 127 * k, -255 * 128 * k]] * 4
+
+
+def test_pack_weights_places_each_weight():
+    b = np.arange(-60, 60, dtype=np.int8).reshape(6, 20)
+    bp = vnni.pack_weights(b, 2)
+    assert bp.shape == (1, 2, 32, 4)
+    for q in range(6):
+        for j in range(32):
+            want = int(b[q, j]) if j < 20 else 0
+            assert int(bp[0, q // 4, j, q % 4]) == want
+    assert not bp[0, 1, :, 2:].any()  # rows past K are zero
+
+
+@st.composite
+def convs(draw):
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    c = draw(st.sampled_from([1, 3, 4, 8]))
+    co = draw(st.sampled_from([1, 5, 16, 17, 33]))
+    k = draw(st.integers(1, 3))
+    s, d = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    pads = (draw(st.integers(0, 1)), draw(st.integers(0, 1)))
+    h, w = draw(st.integers(k * d, 7)), draw(st.integers(k * d, 6))
+    n = draw(st.integers(1, 3))
+    offset = draw(st.sampled_from([0, 128]))
+    x = rng.integers(-offset, 256 - offset, (n, h, w, c))  # the layer's codes
+    wt = rng.integers(-128, 128, (k * k * c, co))  # rows in (ky, kx, c) order
+    bias = rng.integers(-(1 << 18), 1 << 18, co)
+    return x, wt, bias, offset, (k, k, s, s, *pads, d, d)
+
+
+def _out_hw(x, geo):
+    kh, kw, sh, sw, t, left, dh, dw = geo
+    return ((x.shape[1] + 2 * t - ((kh - 1) * dh + 1)) // sh + 1,
+            (x.shape[2] + 2 * left - ((kw - 1) * dw + 1)) // sw + 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(cv=convs(), shift=st.integers(0, 14), mode=st.sampled_from(MODES),
+       ovf=st.sampled_from(OVERFLOWS), bits=st.integers(2, 9), relu=st.booleans(),
+       build=st.sampled_from(BUILDS))
+def test_fused_convolutions_equal_the_statement_chain(cv, shift, mode, ovf, bits, relu, build):
+    x, wt, bias, offset, geo = cv
+    kh, kw, sh, sw, t, left, dh, dw = geo
+    ho, wo = _out_hw(x, geo)
+    n, h, w, c = x.shape
+    co = wt.shape[1]
+    stored = (x + offset).astype(np.uint8)
+    cols = spec.im2col_rows(stored, kh, kw, (sh, sw), (t, left, t, left), (dh, dw), 1,
+                            pad=offset, dtype=np.uint8)
+    sums = spec.gemm_u8s8(cols, wt.astype(np.int8))
+    eff = bias - offset * wt.sum(axis=0)
+    # the offset identity on Python ints, for the first pixel's outputs
+    for j in range(co):
+        direct = sum(int(x[0, iy, ix, ci]) * int(wt[(ky * kw + kx) * c + ci, j])
+                     for ky in range(kh) for kx in range(kw) for ci in range(c)
+                     for iy, ix in [(ky * dh - t, kx * dw - left)]
+                     if 0 <= iy < h and 0 <= ix < w)
+        assert int(sums[0, j]) + int(eff[j]) == direct + int(bias[j])
+    fmt = QFormat(bits, bits, True)
+    lo = 0 if relu else -(1 << 63)
+    want, changed = spec.requant_rows(sums[None], eff, shift, mode, lo, (1 << 63) - 1, fmt, ovf)
+    lo_o, hi_o = oracles.bounds(fmt, ovf)
+    rq = (shift, *(rounding_offsets(shift, MODES.index(mode)) if shift > 0 else (0, 0, 0)), lo,
+          (1 << 63) - 1, lo_o, hi_o, bits, OVERFLOWS.index(ovf))
+    bp = vnni.pack_weights(wt.astype(np.int8), vnni.panel_width(co))
+    y = np.empty((n * ho * wo, co), np.int16)
+    got = vnni.conv_rows_vnni(build, x.reshape(n * h, w * c).astype(np.int16), h, c, bp, eff,
+                              y, offset, *geo, ho, wo, *rq)  # the layer's codes, unshifted
+    assert np.array_equal(y, want) and got == changed
+    if c % 4 == 0:
+        y2 = np.full_like(y, 99)
+        got2 = vnni.conv_taps_vnni(build, stored.reshape(-1), np.full(c, offset, np.uint8), h, w,
+                                   bp, eff, y2, *geo, ho, wo, *rq)
+        assert np.array_equal(y2, want) and got2 == changed
