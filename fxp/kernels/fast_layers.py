@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from fxp.kernels._jit import jit, jit_inline, kernel, prange
-from fxp.kernels.pool import round_div
+from fxp.kernels.pool import round_div, round_div_small
 from fxp.kernels.scalar import (
     AWAY,
     CEIL,
@@ -58,7 +58,7 @@ from fxp.kernels.scalar import (
     WRAP,
 )
 
-__all__ = ["avgpool_rows", "im2col_rows", "im2col_runs", "maxpool_rows", "requant_rows",
+__all__ = ["add_rows", "avgpool_rows", "im2col_rows", "im2col_runs", "maxpool_rows", "requant_rows",
            "rounding_offsets"]
 
 
@@ -190,25 +190,30 @@ def _requant_one(acc, shift, t_pos, dt, even, lo, hi):
 
 
 @jit_inline
-def _requant_run(src, bias, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode):
-    """``dst[t] = overflow(requant(int64(src[t]) + bias[t]))`` for every ``t``; returns the
-    number the overflow changed (one loop per overflow mode, so each vectorizes)."""
+def _requant_run(src, bias, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode,
+                 ka=0, kb=0):
+    """``dst[t] = overflow(requant((int64(src[t]) << ka) + (int64(bias[t]) << kb)))`` for
+    every ``t``; returns the number the overflow changed (one loop per overflow mode, so
+    each vectorizes)."""
     n_over = np.int64(0)
     n = src.shape[0]
     if omode == WRAP:
         for t in range(n):
-            y = _requant_one(np.int64(src[t]) + bias[t], shift, t_pos, dt, even, lo, hi)
+            y = _requant_one((np.int64(src[t]) << ka) + (np.int64(bias[t]) << kb), shift, t_pos,
+                             dt, even, lo, hi)
             n_over += (y > out_hi) | (y < out_lo)
             dst[t] = ((y - out_lo) & mask) + out_lo
     elif omode == SATURATE_ZERO:
         for t in range(n):
-            y = _requant_one(np.int64(src[t]) + bias[t], shift, t_pos, dt, even, lo, hi)
+            y = _requant_one((np.int64(src[t]) << ka) + (np.int64(bias[t]) << kb), shift, t_pos,
+                             dt, even, lo, hi)
             over = (y > out_hi) | (y < out_lo)
             n_over += over
             dst[t] = y * (1 - np.int64(over))
     else:
         for t in range(n):
-            y = _requant_one(np.int64(src[t]) + bias[t], shift, t_pos, dt, even, lo, hi)
+            y = _requant_one((np.int64(src[t]) << ka) + (np.int64(bias[t]) << kb), shift, t_pos,
+                             dt, even, lo, hi)
             n_over += (y > out_hi) | (y < out_lo)
             dst[t] = min(max(y, out_lo), out_hi)
     return n_over
@@ -266,6 +271,26 @@ def requant_rows(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi
 
 
 @kernel
+def add_rows(a, b, out, ka, kb, shift, t_pos, t_neg, even, out_lo, out_hi, out_bits, omode):
+    """Flat ``a``, ``b`` integer codes -> ``out[t] = overflow(round(((a[t] << ka) + (b[t] <<
+    kb)) / 2**shift))`` (``shift <= 0``: left shift), the residual Add of
+    :func:`fxp.ops.layers.add_int` for deterministic rounding; returns the number the
+    overflow changed.  The caller proves the aligned, shifted sum fits int64."""
+    n = a.shape[0]
+    mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
+    dt = np.int64(t_neg - t_pos)
+    n_tiles = (n + TILE - 1) // TILE
+    counts = np.zeros(n_tiles, np.int64)
+    lo, hi = np.int64(-(1 << 63)), np.int64((1 << 63) - 1)
+    for k in prange(n_tiles):
+        s = k * TILE
+        e = min(n, s + TILE)
+        counts[k] = _requant_run(a[s:e], b[s:e], out[s:e], shift, t_pos, dt, even, lo, hi,
+                                 out_lo, out_hi, mask, omode, ka, kb)
+    return counts.sum()
+
+
+@kernel
 def maxpool_rows(x, out, pad_code, kh, kw, sh, sw, pad_top, pad_left, dh, dw):
     """x [N, H, W, C] -> ``out [N, Ho, Wo, C]`` (same dtype), in place: the window maxima,
     a padded tap reading ``pad_code`` (module docstring)."""
@@ -304,6 +329,8 @@ def avgpool_rows(x, out, zp, kh, kw, sh, sw, pad_top, pad_left, include_pad, rmo
     (module docstring; ``rmode`` as :func:`fxp.kernels.pool.round_div`)."""
     n_b, in_h, in_w, depth = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
+    # |sum| < kh*kw * (2**32 + |zp|) < 2**53: round_div_small is exact
+    small = x.itemsize <= 4 and kh * kw < (1 << 18) and abs(zp) < (1 << 32)
     for r in prange(n_b * out_h):
         b = r // out_h
         oy = r % out_h
@@ -323,5 +350,12 @@ def avgpool_rows(x, out, zp, kh, kw, sh, sw, pad_top, pad_left, include_pad, rmo
             if include_pad:
                 count = np.int64(kh * kw)
             dst = out[b, oy, ox]
-            for c in range(depth):
-                dst[c] = (round_div(sums[c], count, rmode) if count > 0 else np.int64(0)) + zp
+            if count == 0:
+                for c in range(depth):
+                    dst[c] = zp
+            elif small:
+                for c in range(depth):
+                    dst[c] = round_div_small(sums[c], count, rmode) + zp
+            else:
+                for c in range(depth):
+                    dst[c] = round_div(sums[c], count, rmode) + zp

@@ -38,6 +38,19 @@ from fxp.kernels.scalar import (
 
 
 @jit
+def round_div_small(s, count, mode):
+    """:func:`round_div` for ``|s| < 2**53``, its floor quotient from a float64 division
+    (vectorizes; an int64 division does not).
+
+    Exact: ``fl(s/count) = (s/count)(1 + d)`` with ``|d| <= 2**-53``, an error below
+    ``|s|/count * 2**-53 < 1/count``; a quotient that is not an integer lies at least
+    ``1/count`` from each integer, so the rounded quotient has the same floor.
+    """
+    q = np.int64(np.floor(np.float64(s) / np.float64(count)))
+    return _round_up(s, q, s - q * count, count, mode)
+
+
+@jit
 def round_div(s, count, mode):
     """``round(s / count)`` for ``count >= 1``, exactly: floor quotient + remainder test.
 
@@ -46,7 +59,12 @@ def round_div(s, count, mode):
     (stochastic is not offered).  ``-10 / 4``: half_away -3, half_up -2, half_even -2.
     """
     q = s // count  # numba follows Python: floor division
-    r = s - q * count
+    return _round_up(s, q, s - q * count, count, mode)
+
+
+@jit
+def _round_up(s, q, r, count, mode):
+    """``q`` or ``q + 1``: the rounding of ``s / count = q + r / count`` (``0 <= r < count``)."""
     if r == 0:
         return q
     r2 = 2 * r

@@ -357,8 +357,9 @@ def _pow2_step(node, lp, ins, LayerStep, act_bounds):
         if isinstance(node, Add):
             a, b = ins
             op = lambda c: L.add_int(c[0], a.fmt, c[1], b.fmt, o.fmt, rounding, overflow)  # noqa: E731
+            rows = _add_rows_op(a, b, o, rounding, overflow)  # elementwise: any layout
             return LayerStep(node, lp, ins, o, op=_named(node, op),
-                             op_channels_last=_named(node, op))  # elementwise: any layout
+                             op_channels_last=_named(node, rows or op))
         else:
             def op(c):
                 parts, n = [], 0
@@ -436,4 +437,36 @@ def _avgpool_rows_op(node, spec: TensorSpec, rounding) -> Op | None:
                        np.int64)
         avgpool_rows(out.size * kh * kw, x, out, zp, kh, kw, sh, sw, t, left, include, mode)
         return out, 0
+    return op
+
+
+def _add_rows_op(a: TensorSpec, b: TensorSpec, o: TensorSpec, rounding, overflow) -> Op | None:
+    """The power-of-two Add on the engine's own (in-format) codes in one fused pass
+    (:func:`fxp.kernels.fast_layers.add_rows`), narrow codes out; None for stochastic
+    rounding or where the aligned, shifted sum could leave ``2**62``."""
+    from fxp.core import intmath
+    from fxp.core.modes import OverflowMode, RoundingMode
+    from fxp.kernels.fast_layers import add_rows, rounding_offsets
+    from fxp.sim.fast import storage_dtype
+
+    rmode = RoundingMode.from_string(rounding)
+    if rmode is RoundingMode.STOCHASTIC or any(s.zero_point or s.is_binary for s in (a, b, o)):
+        return None
+    f = max(a.fmt.frac_bits, b.fmt.frac_bits)
+    ka, kb, shift = f - a.fmt.frac_bits, f - b.fmt.frac_bits, f - o.fmt.frac_bits
+    top = (max(-a.fmt.min_code, a.fmt.max_code) << ka) + (max(-b.fmt.min_code, b.fmt.max_code)
+                                                          << kb)
+    if top << max(0, -shift) >= 1 << 62:
+        return None
+    out_lo, out_hi = intmath._range_for(o.fmt, overflow)
+    args = (ka, kb, shift, *(rounding_offsets(shift, rmode.code) if shift > 0 else (0, 0, 0)),
+            out_lo, out_hi, o.fmt.bits, OverflowMode.from_string(overflow).code)
+    dtype = storage_dtype(o.fmt)
+
+    def op(c):
+        x, y = c[0], c[1]
+        out = np.empty(x.shape, dtype)
+        n = add_rows(x.size, np.ascontiguousarray(x).reshape(-1),
+                     np.ascontiguousarray(y).reshape(-1), out.reshape(-1), *args)
+        return out, int(n)
     return op

@@ -185,3 +185,49 @@ def test_avgpool_rows_equals_its_statement_and_the_nchw_kernel(seed, k, s, pads,
     nchw_out = avgpool2d_codes(0, np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.int64), zp,
                                *k, s, s, pads[0], pads[1], 1, 1, ho, wo, include, code)
     assert np.array_equal(out.transpose(0, 3, 1, 2), nchw_out)
+
+
+@settings(max_examples=500, deadline=None)
+@given(s=st.one_of(st.integers(-(1 << 53) + 1, (1 << 53) - 1), st.integers(-5000, 5000)),
+       count=st.one_of(st.integers(1, 9), st.integers(1, 1 << 20)),
+       mode=st.sampled_from(MODES))
+def test_round_div_small_equals_the_fraction_oracle(s, count, mode):
+    """The float64-quotient division the average pools use below 2**53 (and the int64 one)."""
+    from fxp.kernels.pool import round_div, round_div_small
+
+    want = oracles.round_fraction(Fraction(s, count), mode)
+    code = MODES.index(mode)
+    assert round_div_small(s, count, code) == want == round_div(s, count, code)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), fa=st.integers(0, 6), fb=st.integers(0, 6),
+       fo=st.integers(-2, 9), bits=st.integers(2, 12), signed=st.booleans(),
+       mode=st.sampled_from(MODES), ovf=st.sampled_from(OVERFLOWS),
+       build=st.sampled_from(BUILDS))
+def test_add_rows_equals_the_residual_add_and_the_oracle(seed, fa, fb, fo, bits, signed, mode,
+                                                         ovf, build):
+    """The engine's fused residual Add (any storage dtype in, narrow codes out) equals
+    :func:`fxp.kernels.spec_layers.add_pow2` and, element by element, Fraction arithmetic."""
+    from fxp.kernels.fast_layers import add_rows
+    from fxp.kernels.spec_layers import add_pow2
+
+    rng = np.random.default_rng(seed)
+    fmt_a, fmt_b = QFormat.from_frac(8, fa), QFormat.from_frac(9, fb)
+    a = rng.integers(fmt_a.min_code, fmt_a.max_code + 1, 37).astype(np.int8)
+    b = rng.integers(fmt_b.min_code, fmt_b.max_code + 1, 37).astype(np.int16)
+    out = QFormat.from_frac(bits, fo, signed)
+    f = max(fa, fb)
+    shift = f - out.frac_bits
+    lo_o, hi_o = oracles.bounds(out, ovf)
+    offs = rounding_offsets(shift, MODES.index(mode)) if shift > 0 else (0, 0, 0)
+    got = np.empty(37, storage_dtype(out))
+    n = add_rows(build, a, b, got, f - fa, f - fb, shift, *offs, lo_o, hi_o, out.bits,
+                 OVERFLOWS.index(ovf))
+    want, n_want = add_pow2(a.astype(np.int64), fa, b.astype(np.int64), fb, out, mode, ovf, None,
+                            0)
+    assert np.array_equal(got, want) and n == n_want
+    for i in range(37):
+        v = Fraction(int(a[i]), 2**fa) + Fraction(int(b[i]), 2**fb)
+        code = oracles.round_fraction(v * Fraction(2) ** out.frac_bits, mode)
+        assert oracles.fit(code, out.bits, out.signed, lo_o, hi_o, ovf)[0] == got[i]
