@@ -67,7 +67,7 @@ def _interleaved(fns: dict, rounds: int, batch: int) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for fn in fns.values():
         fn()
-    reps = 1 if batch > 1 else 20
+    reps = 3 if batch > 1 else 20  # after the pause: throughput, not one cold call
     for _ in range(rounds):
         for label, fn in fns.items():
             time.sleep(SETTLE_S)

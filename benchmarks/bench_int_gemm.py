@@ -1,5 +1,5 @@
-"""Why the exact engine stays on float32 GEMMs: an integer dot-product GEMM in numba against
-the float32 BLAS GEMM the proven path uses, at mnist_cnn's conv2 shape (issue 17).
+"""Integer GEMMs against the float32 BLAS GEMM of the proven path, at mnist_cnn's conv2 shape
+(issue 17): why a plain numba loop is not enough and what the VNNI microkernel gives.
 
 Run: ``python benchmarks/bench_int_gemm.py [--images 128] [--rounds 5]``.
 
@@ -9,7 +9,9 @@ Run: ``python benchmarks/bench_int_gemm.py [--images 128] [--rounds 5]``.
 * ``sgemm``: float32 ``numpy.matmul`` on one BLAS thread (exact: every partial sum < 2**24);
 * ``dot u8/s8``: a numba loop over ``k`` per output in int32, which LLVM vectorizes with
   ``vpdpwssd`` where the CPU has AVX-512 VNNI (the script counts it in the assembly);
-* ``dot int16``: the same on int16 copies of the codes.
+* ``dot int16``: the same on int16 copies of the codes;
+* ``vnni``: :func:`fxp.kernels.vnni.gemm_u8s8` (serial build), the engine's register-blocked
+  ``vpdpbusd`` microkernel, on CPUs with AVX-512 VNNI (the row is left out elsewhere).
 
 Every result is checked equal to the others; the medians of ``rounds`` timings are printed
 with the ratio to ``sgemm`` (same process, interleaved).
@@ -57,6 +59,15 @@ def main(argv=None) -> None:
     fns = {"sgemm": lambda: np.matmul(af, bf, out=outs["sgemm"]),
            "dot u8/s8": lambda: dot_gemm(a, bt, outs["dot u8/s8"]),
            "dot int16": lambda: dot_gemm(a16, bt16, outs["dot int16"])}
+    from fxp.kernels import vnni
+
+    if vnni.available():
+        bp = vnni.pack_weights(b, vnni.panel_width(n))
+        ap = np.zeros((-(-m // vnni.MR) * vnni.MR, 4 * bp.shape[1]), np.uint8)
+        ap[:m, :k] = a
+        cv = np.empty((ap.shape[0], bp.shape[0] * bp.shape[2]), np.int32)
+        outs["vnni"] = cv[:m, :n]
+        fns["vnni"] = lambda: vnni.gemm_u8s8(0, ap, bp, cv)
     times = {name: [] for name in fns}
     with threadpool_limits(1, "blas"):
         for fn in fns.values():

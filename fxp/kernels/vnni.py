@@ -294,7 +294,8 @@ def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top,
     n_tasks = (m + ROWS - 1) // ROWS
     mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
     dt = np.int64(t_neg - t_pos)
-    bias_rows = _bias_rows(bias, c_out)
+    task_rows = min(ROWS, (m + MR - 1) // MR * MR)  # small batches: smaller buffers
+    bias_rows = _bias_rows(bias, c_out, task_rows)
     counts = np.zeros(n_tasks, np.int64)
     flat_y = y.reshape(-1)
     panel = k4 * width * 4
@@ -303,8 +304,8 @@ def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top,
     for task in prange(n_tasks):
         r0 = task * ROWS
         rows = min(ROWS, m - r0)
-        cols = np.empty((ROWS, lda), np.uint8)
-        acc = np.empty((ROWS, ldc), np.int32)
+        cols = np.empty((task_rows, lda), np.uint8)
+        acc = np.empty((task_rows, ldc), np.int32)
         _fill_rows(xf, in_h, c_in, cols, r0, rows, offset, kh, kw, sh, sw, pad_top, pad_left,
                    dh, dw, out_h, out_w)
         for nb in range(n_panels):
@@ -334,10 +335,10 @@ def _requant_task(acc, rows, bias_rows, dst, shift, t_pos, dt, even, lo, hi, out
 
 
 @jit
-def _bias_rows(bias, c_out):
-    """``bias`` repeated along :data:`ROWS` rows of ``c_out`` sums."""
-    out = np.empty(ROWS * c_out, np.int64)
-    for t in range(ROWS * c_out):
+def _bias_rows(bias, c_out, rows):
+    """``bias`` repeated along ``rows`` rows of ``c_out`` sums."""
+    out = np.empty(rows * c_out, np.int64)
+    for t in range(rows * c_out):
         out[t] = bias[t % c_out]
     return out
 
@@ -359,7 +360,8 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
     n_tasks = (m + ROWS - 1) // ROWS
     mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
     dt = np.int64(t_neg - t_pos)
-    bias_rows = _bias_rows(bias, c_out)
+    task_rows = min(ROWS, (m + MR - 1) // MR * MR)  # small batches: smaller buffers
+    bias_rows = _bias_rows(bias, c_out, task_rows)
     counts = np.zeros(n_tasks, np.int64)
     flat_y = y.reshape(-1)
     panel = k4 * width * 4
@@ -390,7 +392,7 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
                 if oy == out_h:
                     oy = 0
                     b += 1
-        acc = np.empty((ROWS, ldc), np.int32)
+        acc = np.empty((task_rows, ldc), np.int32)
         for nb in range(n_panels):
             for qd in range(quads):
                 c_off = qd * MR * ldc + nb * width

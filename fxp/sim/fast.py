@@ -46,8 +46,8 @@ from fxp.kernels.fast_layers import rounding_offsets
 from fxp.plan.plan import RequantScheme
 from fxp.sim.fast_vnni import run_vnni, vnni_plan
 
-__all__ = ["BLOCK_BYTES", "FastLayer", "blas_threads", "fast_layer", "run_fast", "single_blas",
-           "storage_dtype"]
+__all__ = ["BLOCK_BYTES", "FastLayer", "blas_threads", "cast_plan", "fast_cast", "fast_layer",
+           "run_fast", "single_blas", "storage_dtype"]
 
 F32_EXACT = 1 << 24
 """Integers of magnitude below this are exact in float32 (24-bit significand)."""
@@ -322,6 +322,36 @@ def _value(step, fl: FastLayer, y: np.ndarray, n: int, geo: tuple):
         return IntValue(y, step.out_spec)
     ho, wo, c_out = geo[0], geo[1], y.shape[1]
     return ChannelsLast(y.reshape(n, ho, wo, c_out), step.out_spec, (c_out, ho, wo))
+
+
+def cast_plan(src, dst, rounding) -> tuple | None:
+    """The arguments of :func:`fast_cast` from ``src`` to ``dst`` codes (power-of-two formats,
+    saturating, as the executor casts a layer's input), or None for stochastic rounding or a
+    left shift that could leave ``2**62``."""
+    from fxp.core.modes import RoundingMode
+
+    mode = RoundingMode.from_string(rounding)
+    shift = src.frac_bits - dst.frac_bits
+    top = max(-src.min_code, src.max_code)
+    if mode is RoundingMode.STOCHASTIC or (shift < 0 and top << -shift >= 1 << 62):
+        return None
+    lo, hi = intmath._range_for(dst, "saturate")
+    offs = rounding_offsets(shift, mode.code) if shift > 0 else (0, 0, 0)
+    return (np.zeros(1, np.int64), shift, *offs, I64_MIN, I64_MAX, lo, hi, dst.bits,
+            OverflowMode.SATURATE.code, storage_dtype(dst))
+
+
+def fast_cast(codes: np.ndarray, plan: tuple) -> tuple[np.ndarray, int]:
+    """``(codes cast, number saturated)``: :func:`fxp.ops.fixed.cast` (saturate) of in-format
+    codes in one fused pass (:func:`fxp.kernels.fast_layers.requant_rows` with a zero bias),
+    narrow codes out, same shape."""
+    from fxp.kernels.fast_layers import requant_rows
+
+    zero, *args, dtype = plan
+    out = np.empty(codes.shape, dtype)
+    x = np.ascontiguousarray(codes).reshape(1, -1, 1)
+    n = requant_rows(x.size, x, zero, out.reshape(-1, 1), *args)
+    return out, int(n)
 
 
 def storage_dtype(fmt) -> np.dtype:

@@ -47,6 +47,7 @@ class VnniLayer:
     k4: int  # row length of the uint8 im2col rows / 4
     bias: np.ndarray  # int64 [Co]: bias - offset * sum_k w
     packed: dict = field(default_factory=dict)
+    pad: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # C bytes of offset
 
 
 def vnni_plan(fl, in_fmt) -> VnniLayer | None:
@@ -105,10 +106,13 @@ def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int
         kh, kw, sh, sw, t, left, _, _, dh, dw = fl.conv
         conv = (kh, kw, sh, sw, t, left, dh, dw)
     n, h, w, c = x.shape
+    work = y.size
     if fl.conv is not None and c % 4 == 0:
         xs = np.ascontiguousarray(stored_codes(x, vl.offset)).reshape(-1)
-        return conv_taps_vnni(y.size, xs, np.full(c, vl.offset, np.uint8), h, w, bp, vl.bias, y,
+        if vl.pad.shape[0] != c:
+            vl.pad = np.full(c, vl.offset, np.uint8)
+        return conv_taps_vnni(work, xs, vl.pad, h, w, bp, vl.bias, y,
                               *conv, ho, wo, *fl.requant_args)
     x = np.ascontiguousarray(x)
-    return conv_rows_vnni(y.size, x.reshape(n * h, w * c), h, c, bp, vl.bias, y, vl.offset,
+    return conv_rows_vnni(work, x.reshape(n * h, w * c), h, c, bp, vl.bias, y, vl.offset,
                           *conv, ho, wo, *fl.requant_args)

@@ -33,6 +33,8 @@ every partial sum.
 
 from __future__ import annotations
 
+import contextlib
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -153,7 +155,7 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
         v, cl = v.to_int(), False
     if isinstance(v, FloatValue) or v.spec != spec:
         if not isinstance(v, FloatValue) and v.spec.is_pow2 and spec.is_pow2:  # elementwise
-            codes, n = cast(v.codes, v.spec.fmt, spec.fmt, lp.rounding, "saturate")
+            codes, n = _cast_input(step, v)
             v = ChannelsLast(codes, spec, v.chw) if cl else IntValue(codes, spec)
         else:
             v = v.to_int() if cl else v
@@ -347,7 +349,8 @@ def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=N
                                                   for t in step.node.inputs}
     from fxp.sim.fast import blas_threads
 
-    with blas_threads(len(codes)):
+    with blas_threads(len(codes)) if method != "auto" or _uses_blas(model) \
+            else contextlib.nullcontext():
         _run_steps(model, vals, counters, method, keep, on_value, last_use)
     return [to_float(vals[t], t) for t in g.outputs], vals
 
@@ -367,6 +370,32 @@ def _quantize_pow2_input(model: CompiledModel, x: np.ndarray) -> tuple[np.ndarra
     if done is not None:
         return done[0].reshape(x.shape), done[1]
     return quantize(x, plan.input.fmt, plan.input_rounding, plan.input_overflow)
+
+
+def _cast_input(step: LayerStep, v) -> tuple[np.ndarray, int]:
+    """``v``'s codes cast (saturating) to the step's input format: the fused pass of
+    :func:`fxp.sim.fast.fast_cast` where it applies (planned once per step and source
+    format), else :func:`fxp.ops.fixed.cast`."""
+    from fxp.sim.fast import cast_plan, fast_cast
+
+    src, dst = v.spec.fmt, step.in_specs[0].fmt
+    plans = step.__dict__.setdefault("_casts", {})
+    if src not in plans:
+        plans[src] = cast_plan(src, dst, step.plan.rounding)
+    if plans[src] is None:
+        return cast(v.codes, src, dst, step.plan.rounding, "saturate")
+    return fast_cast(v.codes, plans[src])
+
+
+def _uses_blas(model) -> bool:
+    """Whether ``method="auto"`` may call BLAS: some weighted step is off the int8 GEMM
+    (:mod:`fxp.sim.fast_vnni`); computed once per model."""
+    known = model.__dict__.get("_uses_blas")
+    if known is None:
+        known = model.__dict__["_uses_blas"] = any(
+            fl is None or fl.vnni is None for s in model.steps if s.w_codes is not None
+            for fl in [_fast_plan(s)])
+    return known
 
 
 def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:

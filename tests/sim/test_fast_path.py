@@ -224,3 +224,23 @@ def test_rounding_offsets_equal_round_shift_and_the_oracle(y, s, mode):
                                          (QFormat(40, 2), np.int64)])
 def test_storage_dtype_holds_every_code(fmt, dt):
     assert storage_dtype(fmt) == np.dtype(dt)
+
+
+@settings(max_examples=300, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), bits=st.integers(2, 16), frac=st.integers(-4, 12),
+       signed=st.booleans(), bits2=st.integers(2, 16), frac2=st.integers(-4, 14),
+       signed2=st.booleans(), mode=st.sampled_from(MODES))
+def test_fast_cast_equals_the_cast_it_replaces(seed, bits, frac, signed, bits2, frac2, signed2,
+                                               mode):
+    """The executor's fused input cast equals :func:`fxp.ops.fixed.cast` (saturate): codes
+    and the number saturated, for every deterministic rounding and any format pair."""
+    from fxp.ops.fixed import cast
+    from fxp.sim.fast import cast_plan, fast_cast
+
+    src, dst = QFormat.from_frac(bits, frac, signed), QFormat.from_frac(bits2, frac2, signed2)
+    x = np.random.default_rng(seed).integers(src.min_code, src.max_code + 1, 50)
+    plan = cast_plan(src, dst, mode)
+    assert plan is not None
+    got, n = fast_cast(x.astype(storage_dtype(src)), plan)
+    want, n_want = cast(x, src, dst, mode, "saturate")
+    assert np.array_equal(got, want) and n == n_want
