@@ -265,11 +265,14 @@ def _add_values(case):
 
 def test_strategies_reach_ties_and_saturation():
     """The drawn cases do contain exact .5 ties and saturating elements, so the properties
-    above exercise the tie-breaking and clamping paths (counted over 200 draws each)."""
+    above exercise the tie-breaking and clamping paths (counted over 500 draws each: the
+    derandomized draws still depend on which modules are imported, because Hypothesis mixes
+    constants found in loaded local modules into its choices, so the count varies with the
+    test selection and order; 200 draws gave 6 pool ties in some orders)."""
     from hypothesis import Phase
 
     seen = {"add tie": 0, "add saturation": 0, "global pool tie": 0}
-    opts = settings(max_examples=200, database=None, derandomize=True, phases=[Phase.generate])
+    opts = settings(max_examples=500, database=None, derandomize=True, phases=[Phase.generate])
 
     @opts
     @given(binary_cases())
