@@ -22,7 +22,9 @@ Layout (chosen so one ``vpdpbusd`` consumes one aligned group of four ``k``):
 The microkernel is LLVM IR emitted through a numba intrinsic (numba has no
 vector types): ``MR x NV`` 512-bit accumulators live in registers across the
 ``K4`` loop; each step loads ``NV`` weight vectors, broadcasts four codes of
-each row and issues ``MR*NV`` ``vpdpbusd``.
+each row and issues ``MR*NV`` ``vpdpbusd``.  Its implicit-GEMM twin (the tap
+microkernel) reads each row's codes through per-tap offsets instead of one row
+stride; :mod:`fxp.kernels.vnni_conv` builds the fused convolutions on both.
 """
 
 from __future__ import annotations
@@ -35,11 +37,9 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from fxp.kernels._jit import jit, kernel, prange
-from fxp.kernels.fast_layers import _requant_run
+from fxp.kernels._jit import kernel, prange
 
-__all__ = ["MR", "ROWS", "available", "conv_rows_vnni", "gemm_u8s8", "pack_weights",
-           "panel_width"]
+__all__ = ["MR", "available", "gemm_u8s8", "pack_weights", "panel_width"]
 
 MR = 4
 """Rows of ``A`` per microkernel call (4 rows x 2 vectors of 16 columns: 8 accumulators)."""
@@ -214,194 +214,3 @@ def gemm_u8s8(a, bp, c):
             else:
                 _tile2(a, i * lda, lda, bp, nb * panel, k4, c, i * ldc + nb * width, ldc)
 
-
-ROWS = 64
-"""Output pixels per task of :func:`conv_rows_vnni` (a multiple of :data:`MR`): its uint8
-im2col rows and int32 sums stay in the core's cache between the three stages."""
-
-
-LONG_RUN = 16
-"""Tap rows of at least this many codes are copied through array views (a vectorized loop);
-shorter ones by index (a view costs more than it saves)."""
-
-
-@jit
-def _fill_rows(xf, in_h, c_in, cols, pix, rows, offset, kh, kw, sh, sw, pad_top, pad_left, dh,
-               dw, out_h, out_w):
-    """``cols[r, (ky*kw + kx)*C + c] = x[b, iy, ix, c] + offset`` as uint8 (``offset`` outside
-    the image) for the output pixels ``pix .. pix + rows - 1``, ``x [N, H, W, C]``
-    C-contiguous given as ``xf = x.reshape(N*H, W*C)`` (indices, no array view per tap)."""
-    in_w = xf.shape[1] // c_in
-    run = kw * c_in
-    b = pix // (out_h * out_w)
-    oy = (pix // out_w) % out_h
-    ox = pix % out_w
-    fill = np.uint8(offset)
-    for r in range(rows):
-        ix0 = ox * sw - pad_left
-        inside_x = dw == 1 and ix0 >= 0 and ix0 + kw <= in_w
-        for ky in range(kh):
-            iy = oy * sh - pad_top + ky * dh
-            d0 = ky * run
-            if iy < 0 or iy >= in_h:
-                for q in range(run):
-                    cols[r, d0 + q] = fill
-                continue
-            y0 = b * in_h + iy
-            if inside_x:
-                s1 = ix0 * c_in
-                if run >= LONG_RUN:  # views: their loop vectorizes
-                    dst = cols[r, d0:d0 + run]
-                    src = xf[y0, s1:s1 + run]
-                    for q in range(run):
-                        dst[q] = np.uint8(np.int32(src[q]) + offset)
-                else:
-                    for q in range(run):
-                        cols[r, d0 + q] = np.uint8(np.int32(xf[y0, s1 + q]) + offset)
-                continue
-            for kx in range(kw):
-                ix = ix0 + kx * dw
-                d1 = d0 + kx * c_in
-                if 0 <= ix < in_w:
-                    s1 = ix * c_in
-                    for c in range(c_in):
-                        cols[r, d1 + c] = np.uint8(np.int32(xf[y0, s1 + c]) + offset)
-                else:
-                    for c in range(c_in):
-                        cols[r, d1 + c] = fill
-        ox += 1
-        if ox == out_w:
-            ox = 0
-            oy += 1
-            if oy == out_h:
-                oy = 0
-                b += 1
-
-
-@kernel
-def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h,
-                   out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits, omode):
-    """One Conv2D (a Dense: ``x [N, 1, 1, F]``, a 1x1 kernel) of ``x [N, H, W, C]`` integer
-    codes (C-contiguous, given as ``xf = x.reshape(N*H, W*C)``) into ``y [N*out_h*out_w, Co]``, in tasks of :data:`ROWS` output pixels: the im2col
-    rows of ``x + offset`` (uint8, padded with ``offset``), :func:`gemm_u8s8`'s int32 sums
-    with the weights ``bp`` (:func:`pack_weights`), then
-    :func:`fxp.kernels.fast_layers.requant_rows`' requantization with ``bias`` per output
-    channel; returns the number of outputs the overflow changed."""
-    n_b = xf.shape[0] // in_h
-    n_panels, k4, width, _ = bp.shape
-    c_out = y.shape[1]
-    m = n_b * out_h * out_w
-    n_tasks = (m + ROWS - 1) // ROWS
-    mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
-    dt = np.int64(t_neg - t_pos)
-    task_rows = min(ROWS, (m + MR - 1) // MR * MR)  # small batches: smaller buffers
-    bias_rows = _bias_rows(bias, c_out, task_rows)
-    counts = np.zeros(n_tasks, np.int64)
-    flat_y = y.reshape(-1)
-    panel = k4 * width * 4
-    ldc = n_panels * width
-    lda = 4 * k4
-    for task in prange(n_tasks):
-        r0 = task * ROWS
-        rows = min(ROWS, m - r0)
-        cols = np.empty((task_rows, lda), np.uint8)
-        acc = np.empty((task_rows, ldc), np.int32)
-        _fill_rows(xf, in_h, c_in, cols, r0, rows, offset, kh, kw, sh, sw, pad_top, pad_left,
-                   dh, dw, out_h, out_w)
-        for nb in range(n_panels):
-            for i in range(0, rows, MR):
-                if width == 16:
-                    _tile1(cols, i * lda, lda, bp, nb * panel, k4, acc, i * ldc + nb * width, ldc)
-                else:
-                    _tile2(cols, i * lda, lda, bp, nb * panel, k4, acc, i * ldc + nb * width, ldc)
-        counts[task] = _requant_task(acc, rows, bias_rows, flat_y[r0 * c_out:(r0 + rows) * c_out],
-                                     shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode)
-    return counts.sum()
-
-
-@jit
-def _requant_task(acc, rows, bias_rows, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi,
-                  mask, omode):
-    """Requantize the first ``rows`` rows of ``acc [ROWS, ldc]`` (their first ``Co`` sums,
-    ``Co = dst.size / rows``) into ``dst``; returns the number the overflow changed."""
-    c_out = dst.shape[0] // rows
-    sums = acc.reshape(-1)
-    if acc.shape[1] != c_out:  # the rows' first c_out sums, packed (one run vectorizes)
-        for r in range(rows):
-            for j in range(c_out):
-                sums[r * c_out + j] = acc[r, j]
-    return _requant_run(sums[:rows * c_out], bias_rows, dst, shift, t_pos, dt, even, lo, hi,
-                        out_lo, out_hi, mask, omode)
-
-
-@jit
-def _bias_rows(bias, c_out, rows):
-    """``bias`` repeated along ``rows`` rows of ``c_out`` sums."""
-    out = np.empty(rows * c_out, np.int64)
-    for t in range(rows * c_out):
-        out[t] = bias[t % c_out]
-    return out
-
-
-@kernel
-def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pad_left, dh, dw,
-                   out_h, out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
-                   omode):
-    """:func:`conv_rows_vnni` as an implicit GEMM, for ``C`` a multiple of 4: no im2col rows;
-    the microkernel reads each tap's ``C`` stored codes (``xs``: ``x + offset`` as uint8,
-    C-contiguous ``[N, H, W, C]`` flattened) where they are, or ``pad`` (``C`` bytes of the
-    offset) for a tap outside the image."""
-    n_panels, k4, width, _ = bp.shape
-    taps = kh * kw
-    c4 = k4 // taps
-    c_in = 4 * c4
-    c_out = y.shape[1]
-    m = xs.shape[0] // (in_h * in_w * c_in) * out_h * out_w
-    n_tasks = (m + ROWS - 1) // ROWS
-    mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
-    dt = np.int64(t_neg - t_pos)
-    task_rows = min(ROWS, (m + MR - 1) // MR * MR)  # small batches: smaller buffers
-    bias_rows = _bias_rows(bias, c_out, task_rows)
-    counts = np.zeros(n_tasks, np.int64)
-    flat_y = y.reshape(-1)
-    panel = k4 * width * 4
-    ldc = n_panels * width
-    for task in prange(n_tasks):
-        r0 = task * ROWS
-        rows = min(ROWS, m - r0)
-        quads = (rows + MR - 1) // MR
-        offs = np.full(quads * taps * MR, -1, np.int64)  # [quad, tap, row in quad]
-        b = r0 // (out_h * out_w)
-        oy = (r0 // out_w) % out_h
-        ox = r0 % out_w
-        for r in range(rows):
-            base = (r // MR) * taps * MR + r % MR
-            for ky in range(kh):
-                iy = oy * sh - pad_top + ky * dh
-                if iy < 0 or iy >= in_h:
-                    continue
-                row0 = (b * in_h + iy) * in_w
-                for kx in range(kw):
-                    ix = ox * sw - pad_left + kx * dw
-                    if 0 <= ix < in_w:
-                        offs[base + (ky * kw + kx) * MR] = (row0 + ix) * c_in
-            ox += 1
-            if ox == out_w:
-                ox = 0
-                oy += 1
-                if oy == out_h:
-                    oy = 0
-                    b += 1
-        acc = np.empty((task_rows, ldc), np.int32)
-        for nb in range(n_panels):
-            for qd in range(quads):
-                c_off = qd * MR * ldc + nb * width
-                if width == 16:
-                    _taps1(xs, pad, offs, qd * taps * MR, taps, c4, bp, nb * panel, acc, c_off,
-                           ldc)
-                else:
-                    _taps2(xs, pad, offs, qd * taps * MR, taps, c4, bp, nb * panel, acc, c_off,
-                           ldc)
-        counts[task] = _requant_task(acc, rows, bias_rows, flat_y[r0 * c_out:(r0 + rows) * c_out],
-                                     shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode)
-    return counts.sum()

@@ -28,6 +28,11 @@ Flatten uses its weight columns permuted to that order (the dot product is the
 same sum).  The batch runs in blocks of images whose im2col rows take at most
 :data:`BLOCK_BYTES`, into per-thread scratch buffers reused from call to call
 (a fresh multi-megabyte array is page-faulted in on every call).
+
+On CPUs with AVX-512 VNNI, a layer whose weights are int8 and whose input codes
+fit a byte runs its GEMM in int32 instead (:mod:`fxp.sim.fast_vnni`): the same
+accumulator integers, one fused kernel per layer (im2col or implicit GEMM,
+``vpdpbusd`` sums, requantization).
 """
 
 from __future__ import annotations

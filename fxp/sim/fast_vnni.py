@@ -96,7 +96,7 @@ def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int
     Co]``: :func:`fxp.kernels.vnni.conv_taps_vnni` for a convolution of ``C % 4 == 0`` input
     channels, else :func:`fxp.kernels.vnni.conv_rows_vnni`; returns the number the output
     overflow changed."""
-    from fxp.kernels.vnni import conv_rows_vnni, conv_taps_vnni
+    from fxp.kernels.vnni_conv import conv_rows_vnni, conv_taps_vnni
 
     ho, wo, _, _, _, chw = geo
     bp = packed_for(fl, vl, chw)

@@ -4,8 +4,9 @@ statements (issue 17).
 * the GEMM's int32 sums equal exact Python-int dot products, at the extremes of uint8 x int8
   and at every shape remainder (rows past a multiple of 4, columns past 16/32, ``K`` past a
   multiple of 4), in both builds;
-* the fused convolutions (im2col rows and the implicit GEMM) equal the statement chain
-  ``im2col(x + offset, pad=offset) -> gemm_u8s8 -> requant_rows`` with the bias
+* the fused convolutions (:mod:`fxp.kernels.vnni_conv`: im2col rows, implicit GEMM) equal
+  the statement chain ``im2col(x + offset, pad=offset) -> gemm_u8s8 -> requant_rows`` with
+  the bias
   ``bias - offset * sum_k w``, and that bias identity is checked against Python ints on
   the unshifted codes; the two convolution kernels equal each other where both apply.
 
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 from fxp.core.format import QFormat
 from fxp.kernels import spec_fast_layers as spec
-from fxp.kernels import vnni
+from fxp.kernels import vnni, vnni_conv
 from fxp.kernels.fast_layers import rounding_offsets
 from tests import oracles
 
@@ -136,11 +137,11 @@ def test_fused_convolutions_equal_the_statement_chain(cv, shift, mode, ovf, bits
           (1 << 63) - 1, lo_o, hi_o, bits, OVERFLOWS.index(ovf))
     bp = vnni.pack_weights(wt.astype(np.int8), vnni.panel_width(co))
     y = np.empty((n * ho * wo, co), np.int16)
-    got = vnni.conv_rows_vnni(build, x.reshape(n * h, w * c).astype(np.int16), h, c, bp, eff,
+    got = vnni_conv.conv_rows_vnni(build, x.reshape(n * h, w * c).astype(np.int16), h, c, bp, eff,
                               y, offset, *geo, ho, wo, *rq)  # the layer's codes, unshifted
     assert np.array_equal(y, want) and got == changed
     if c % 4 == 0:
         y2 = np.full_like(y, 99)
-        got2 = vnni.conv_taps_vnni(build, stored.reshape(-1), np.full(c, offset, np.uint8), h, w,
+        got2 = vnni_conv.conv_taps_vnni(build, stored.reshape(-1), np.full(c, offset, np.uint8), h, w,
                                    bp, eff, y2, *geo, ho, wo, *rq)
         assert np.array_equal(y2, want) and got2 == changed
