@@ -205,6 +205,11 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acc-saturate", type=bits(2, 64), default=None, metavar="BITS",
                    help="narrow accumulators wider than BITS to BITS with saturation (default: "
                         "the narrowest width that provably cannot overflow)")
+    p.add_argument("--interactions", default=None, choices=["check", "milp"],
+                   help="pairwise noise interactions: check each optimum against them and "
+                        "search locally (check, the default) or solve the exact second-order "
+                        "MILP (milp: cheaper plans, more often short on held-out data; see "
+                        "reports/optimizer_fidelity)")
     p.add_argument("--per-channel-weights", action="store_true",
                    help="one weight width per output channel (exact MILP over channels x "
                         "widths, cost weight memory; needs --target-sqnr); see "
@@ -219,8 +224,11 @@ def hardware_options(args: argparse.Namespace) -> dict:
     """Keyword arguments of :func:`fxp.workflow.optimize_plan` from the options above."""
     budgets = {name: getattr(args, f"max_{name}") for name, _ in _BUDGET_OPTIONS
                if getattr(args, f"max_{name}") is not None}
-    return {"target": args.target, "cost_file": args.cost_file, "budgets": budgets,
-            "reuse_factor": args.reuse_factor, "acc_saturate": args.acc_saturate}
+    kw = {"target": args.target, "cost_file": args.cost_file, "budgets": budgets,
+          "reuse_factor": args.reuse_factor, "acc_saturate": args.acc_saturate}
+    if getattr(args, "interactions", None) is not None:
+        kw["interactions"] = "milp" if args.interactions == "milp" else True
+    return kw
 
 
 def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
@@ -230,7 +238,9 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
     given = [opt for opt, v in (("--target", args.target), ("--cost", args.cost),
                                 ("--cost-file", args.cost_file),
                                 ("--reuse-factor", args.reuse_factor),
-                                ("--acc-saturate", args.acc_saturate)) if v is not None]
+                                ("--acc-saturate", args.acc_saturate),
+                                ("--interactions", getattr(args, "interactions", None)))
+             if v is not None]
     given += [opt for opt, v in (("--scheduler", getattr(args, "scheduler", None)),
                                  ("--workers", getattr(args, "workers", None))) if v is not None]
     if given and not optimized:
@@ -242,6 +252,7 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
     if getattr(args, "per_channel_weights", False):
         other = [opt for opt, v in (("--target", args.target), ("--cost", args.cost),
                                     ("--acc-saturate", args.acc_saturate),
+                                    ("--interactions", getattr(args, "interactions", None)),
                                     ("--max-accuracy-drop",
                                      getattr(args, "max_accuracy_drop", None)),
                                     *((f"--max-{n}", getattr(args, f"max_{n}"))

@@ -377,7 +377,8 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                   method: str = "minmax", verify: bool = True,
                   weight_method: str = "sqnr", noise_table=None, target: str | None = None,
                   cost_file=None, budgets: dict | None = None, reuse_factor: int | None = None,
-                  acc_saturate: int | None = None, client=None):
+                  acc_saturate: int | None = None, client=None,
+                  interactions: bool | str = True):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
     ``data`` is cut into three disjoint splits (:mod:`fxp.opt.splits`): the
@@ -396,6 +397,9 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
     ``reuse_factor`` and ``acc_saturate``: see :func:`fxp.opt.optimize_bits`.
     ``client`` (a ``distributed.Client``, :func:`fxp.dist.cluster.open_client`)
     measures the noise table on that Dask cluster (the same table, bit for bit).
+    ``interactions``: True checks each optimum against the pairwise interaction
+    terms (the default), ``"milp"`` solves with them in the MILP (see
+    :func:`fxp.opt.optimize_bits`).
     """
     from fxp.opt import optimize_bits
 
@@ -411,7 +415,7 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                          rounding=rounding, method=method, verify=verify,
                          weight_method=weight_method, noise_table=noise_table, target=target,
                          cost_file=cost_file, budgets=budgets, reuse_factor=reuse_factor,
-                         acc_saturate=acc_saturate, client=client)
+                         acc_saturate=acc_saturate, client=client, interactions=interactions)
 
 
 def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"

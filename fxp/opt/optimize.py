@@ -416,4 +416,5 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         selection_top1=None if sel_rep is None else (sel_rep.float_top1, sel_rep.fixed_top1),
         predicted_additive_db=additive,
         tensor_se_db=inter.standard_errors(w) if inter is not None else {},
-        predicted_se_db=inter.total_standard_error_db(w) if inter is not None else None)
+        predicted_se_db=inter.total_standard_error_db(w) if inter is not None else None,
+        interactions="off" if inter is None else ("milp" if interactions == "milp" else "check"))

@@ -99,6 +99,7 @@ class BitAllocation:
     predicted_se_db: float | None = None
     tensor_se_db: dict[str, float] = field(default_factory=dict)
     tries: list[dict] = field(default_factory=list)
+    interactions: str = "check"  # "check", "milp" or "off": how the pair terms were used
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -124,7 +125,7 @@ class BitAllocation:
             "float_top1", "fixed_top1", "n_eval", "weight_memory_bits", "acc_bits", "iterations",
             "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate",
             "splits", "selection_sqnr_db", "selection_top1", "tolerance_db", "predicted_additive_db",
-            "predicted_se_db")}
+            "predicted_se_db", "interactions")}
         d["held_out_sqnr_db"] = self.measured_sqnr_db
         d["n_solves"] = len(self.solves)
         d["internal_targets_db"] = [s["internal_target_db"] for s in self.solves]
@@ -195,7 +196,9 @@ def split_lines(res: BitAllocation) -> list[str]:
     se = "" if res.predicted_se_db is None else f" +- {res.predicted_se_db:.2f}"
     add = "" if res.predicted_additive_db is None else \
         f" (additive alone {res.predicted_additive_db:.2f} dB)"
-    lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}")
+    mode = {"milp": "in the MILP", "check": "checked after each solve", "off": "not used"}
+    lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}; "
+                 f"pairwise interactions {mode.get(res.interactions, res.interactions)}")
     sel = "not measured" if res.selection_sqnr_db is None else f"{res.selection_sqnr_db:.2f} dB"
     held = "not measured" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
     lines.append(f"measured SQNR (integer engine): selection {sel}, held-out {held}")

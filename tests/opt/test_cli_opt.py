@@ -42,6 +42,7 @@ def test_plan_target_sqnr_json(tmp_path, capsys):
                "--cost", "bitops", "--tolerance-db", "0.5", "--json"])
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["success"] and res["tolerance_db"] == 0.5
+    assert res["interactions"] == "check"  # the default: checked after each solve
     assert res["measured_sqnr_db"] >= 29.5
     assert set(res["widths"]) >= {"input", "conv1.weight", "fc1.weight"}
     assert res["plan"]["layers"]
@@ -55,3 +56,21 @@ def test_plan_target_sqnr_errors(tmp_path, capsys):
     assert main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "200",
                  "--max-bits", "6"]) == 2
     assert "out of reach" in capsys.readouterr().err
+
+
+def test_plan_interactions_milp_is_recorded_and_meets_its_own_model(tmp_path, capsys):
+    """``--interactions milp`` solves the second-order MILP: the JSON and the text say so, and
+    the plan's second-order prediction reaches the first solve's target (the MILP's row)."""
+    data = _npz(tmp_path)
+    rc = main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "25", "--calib", "32",
+               "--max-bits", "12", "--interactions", "milp", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["interactions"] == "milp"
+    first = res["solves"][0]
+    assert first["internal_target_db"] is None or first["internal_target_db"] >= 25
+    assert res["predicted_sqnr_db"] >= 25 - 1e-6
+    rc = main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "25", "--calib", "32",
+               "--max-bits", "12", "--interactions", "milp"])
+    assert rc == 0 and "pairwise interactions in the MILP" in capsys.readouterr().out
+    assert main(["plan", "mnist_cnn", "--data", data, "--interactions", "milp"]) == 2
+    assert "--interactions" in capsys.readouterr().err
