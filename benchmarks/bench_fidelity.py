@@ -54,6 +54,8 @@ def _draw(table, rng, kind: int) -> dict[str, int]:
 
 def _stats(err) -> dict:
     e = np.abs(np.asarray(err))
+    if not e.size:  # --plans 0
+        return {"n": 0}
     return {"mae_db": round(float(e.mean()), 3), "worst_db": round(float(e.max()), 3),
             "bias_db": round(float(np.mean(err)), 3), "n": len(err)}
 
@@ -112,7 +114,8 @@ def exhaustive(table, errs, signal):
     return cost, total / signal, wi
 
 
-def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True) -> dict:
+def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
+              margin_se: float = 0.0) -> dict:
     from fxp import workflow as fw
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths, predict_sqnr_db
     from fxp.opt.interactions import Interactions
@@ -162,7 +165,8 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True)
     cost_grid, noise_grid, wi = exhaustive(nt, errs, sig)
     res_rows = []
     for t in targets:
-        r = optimize_bits(g, d, t, noise_table=nt, n_eval=n_eval, interactions=interactions)
+        r = optimize_bits(g, d, t, noise_table=nt, n_eval=n_eval, interactions=interactions,
+                          margin_se=margin_se)
         first = next(s for s in r.solves if s.get("chosen"))
         wf = dict(zip(nt.names, first["widths"], strict=True))
         first_db = r.measured_sqnr_db if wf == r.widths else measure(wf)
@@ -215,11 +219,15 @@ def main(argv=None) -> None:
     ap.add_argument("--interactions", choices=["check", "milp"], default="check",
                     help="the optimizer's use of the pairwise terms: check each MILP optimum "
                          "and search locally (default), or put them in the MILP")
+    ap.add_argument("--margin-se", type=float, default=0.0, metavar="Z",
+                    help="the plan's second-order prediction must reach the target plus Z of "
+                         "its standard errors (optimize_bits(margin_se=Z))")
     a = ap.parse_args(argv)
     lo, hi, st = (float(v) for v in a.targets.split(":"))
     targets = [float(t) for t in np.arange(lo, hi + st / 2, st)]
     mode = True if a.interactions == "check" else "milp"
-    results = [run_model(m, a.plans, a.n_eval, targets, mode) for m in a.models.split(",")]
+    results = [run_model(m, a.plans, a.n_eval, targets, mode, a.margin_se)
+               for m in a.models.split(",")]
     if a.json:
         from fxp.fileio import write_text
 

@@ -193,8 +193,21 @@ def _requant_one(acc, shift, t_pos, dt, even, lo, hi):
 def _requant_run(src, bias, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode,
                  ka=0, kb=0):
     """``dst[t] = overflow(requant((int64(src[t]) << ka) + (int64(bias[t]) << kb)))`` for
-    every ``t``; returns the number the overflow changed (one loop per overflow mode, so
-    each vectorizes)."""
+    every ``t``; returns the number the overflow changed.  One loop per overflow mode and
+    per rounding kind (the offset alone, or with the sign/parity terms), so each vectorizes
+    with only the operations it needs."""
+    if dt == 0 and even == 0:  # floor, ceil, half_up, half_down: (y + t) >> shift
+        return _requant_loops(src, bias, dst, shift, t_pos, 0, 0, lo, hi, out_lo, out_hi, mask,
+                              omode, ka, kb)
+    return _requant_loops(src, bias, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask,
+                          omode, ka, kb)
+
+
+@jit_inline
+def _requant_loops(src, bias, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode,
+                   ka, kb):
+    """The loops of :func:`_requant_run` (inlined twice: once with ``dt = even = 0``
+    literals, so LLVM drops their terms)."""
     n_over = np.int64(0)
     n = src.shape[0]
     if omode == WRAP:

@@ -96,9 +96,9 @@ def _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, toleranc
 class _Search:
     """MILP solves at shifted internal targets, each optimum checked on the calibration split."""
 
-    def __init__(self, problem, names, inter, correction_db, solver, table):
+    def __init__(self, problem, names, inter, correction_db, solver, table, margin_se=0.0):
         self.problem, self.names, self.inter, self.table = problem, names, inter, table
-        self.correction_db, self.solver = correction_db, solver
+        self.correction_db, self.solver, self.margin_se = correction_db, solver, margin_se
         self.solves: list[dict] = []
         self.solve_time = 0.0
 
@@ -123,10 +123,20 @@ class _Search:
                             "widths": [int(b) for b in res.widths]})
         return res, w, pred, len(self.solves) - 1
 
+    def need(self, goal: float, widths: dict) -> float:
+        """What the second-order prediction of ``widths`` must reach: ``goal`` plus
+        ``margin_se`` standard errors of that prediction (its calibration-sample spread)."""
+        if not self.margin_se or self.inter is None:
+            return goal
+        se = self.inter.total_standard_error_db(widths)
+        return goal + self.margin_se * se if math.isfinite(se) else goal
+
     def for_goal(self, goal: float, first_reason: str):
-        """Cheapest optimum whose prediction meets ``goal`` (or the best one tried)."""
+        """Cheapest optimum whose prediction meets ``goal`` (plus the margin, :meth:`need`),
+        or the best one tried."""
         internal, best, fallback = goal, None, None
         reason = first_reason
+        top = goal
         for _ in range(MAX_MODEL_SOLVES):
             try:
                 res, w, pred, i = self.solve(internal, reason)
@@ -134,25 +144,29 @@ class _Search:
                 if best is None and fallback is None:
                     raise
                 break
-            if pred >= goal:
+            need = self.need(goal, w)
+            top = max(top, need)
+            if pred >= need:
                 if best is None or res.cost < best[0].cost:
                     best = (res, w, pred, i)
-                if pred - goal <= SPARE_DB or self.inter is None or self.problem.noise_pairs:
+                if pred - need <= SPARE_DB or self.inter is None or self.problem.noise_pairs:
                     break  # (with the pairwise row the MILP optimum is already exact)
-                internal -= (pred - goal) / 2
+                internal -= (pred - need) / 2
                 reason = "second-order check on calibration: room to spare, target lowered"
             else:
                 if fallback is None or pred > fallback[2]:
                     fallback = (res, w, pred, i)
                 if self.inter is None or best is not None:
                     break
-                internal += goal - pred + 0.02
-                reason = "second-order check on calibration: short, target raised"
+                internal = max(internal + need - pred, top) + 0.02
+                reason = "second-order check on calibration: short" + (
+                    f" of the target + {self.margin_se:g} standard errors" if self.margin_se
+                    else "") + ", target raised"
                 if self.problem.best_noise() > 10 ** (-(internal - self.correction_db) / 10):
                     break
         out = best if best is not None else fallback
         if best is not None and self.inter is not None and not self.problem.noise_pairs:
-            out = self.polish(out, goal)
+            out = self.polish(out, self.need(goal, out[1]))
         self.solves[out[3]]["chosen"] = True
         return out
 
@@ -234,7 +248,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   noise_table=None, solver: str | None = None, n_eval: int | None = None,
                   weight_method: str = "sqnr", target: str | None = None, cost_file=None,
                   budgets: dict | None = None, reuse_factor: int | None = None,
-                  acc_saturate: int | None = None, client=None) -> BitAllocation:
+                  acc_saturate: int | None = None, client=None,
+                  margin_se: float = 0.0) -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db`` (module docstring).
 
     Parameters
@@ -264,6 +279,11 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         Check each optimum with the pairwise interaction terms (:mod:`fxp.opt.interactions`);
         ``"milp"``: put them in the MILP's noise row (the exact optimum of the second-order
         prediction; see the module docstring).
+    margin_se : float
+        The second-order prediction must reach the target plus this many of its
+        standard errors (the spread of the calibration-sample estimate,
+        :meth:`fxp.opt.interactions.Interactions.total_standard_error_db`); 0 (the
+        default): the target itself.
     method, weight_method, rounding, noise_table
         Range estimation, rounding, and a table measured before on the same
         calibration samples (skips the measurement).
@@ -335,7 +355,11 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     if inter is not None and problem.target_db is not None and interactions == "milp":
         problem.noise, problem.noise_pairs = inter.milp_terms(problem.names, problem.widths)
     cost_name = cost if isinstance(cost, str) else "table"
-    search = _Search(problem, problem.names, inter, correction_db, solver, noise_table)
+    if isinstance(margin_se, bool) or not isinstance(margin_se, (int, float)) \
+            or not math.isfinite(margin_se) or margin_se < 0:
+        raise PlanError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
+    search = _Search(problem, problem.names, inter, correction_db, solver, noise_table,
+                     float(margin_se))
 
     def build(w):
         plan = plan_for_widths(graph, cx, noise_table, w, name=f"opt-{cost_name}")

@@ -212,3 +212,27 @@ def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, ta
     assert res.cost <= best * (1.02 if mode is True else 1 + 1e-9), (res.cost, best, res.solves)
     chosen = [s for s in res.solves if s.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["cost"] == res.cost
+
+
+@pytest.mark.parametrize("mode", [True, "milp"])
+def test_margin_se_plan_clears_the_target_by_its_standard_errors(setup, mode):
+    """``margin_se=z``: the plan's second-order prediction (recomputed here from the error
+    vectors) reaches the target plus z standard errors of that prediction; with the exact
+    MILP the plan costs at least the one without a margin (the same model, a stricter row)."""
+    g, x, y, table = setup
+    inter = Interactions(table)
+    plain = optimize_bits(g, (x, y), 18.0, calib=CALIB, noise_table=table, verify=False,
+                          allowed=[4, 6, 8], interactions=mode)
+    res = optimize_bits(g, (x, y), 18.0, calib=CALIB, noise_table=table, verify=False,
+                        allowed=[4, 6, 8], interactions=mode, margin_se=2.0)
+    e = inter.total_error(res.widths)
+    ref = table.reference.astype(np.float64)
+    pred = -10 * math.log10(float(e @ e) / float(ref @ ref))
+    se = inter.total_standard_error_db(res.widths)
+    assert math.isfinite(se) and se > 0
+    assert pred >= 18.0 + 2.0 * se - 1e-9, (pred, se, res.solves)
+    if mode == "milp":
+        assert res.cost >= plain.cost
+    with pytest.raises(PlanError, match="margin_se"):
+        optimize_bits(g, (x, y), 18.0, calib=CALIB, noise_table=table, verify=False,
+                      margin_se=-1.0)
