@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fxp.kernels._jit import jit, kernel, prange
+from fxp.kernels._jit import jit, jit_inline, kernel, prange
 from fxp.kernels.fast_layers import _requant_run
 from fxp.kernels.vnni import MR, _taps1, _taps2, _tile1, _tile2
 
@@ -34,6 +34,19 @@ im2col rows and int32 sums stay in the core's cache between the three stages."""
 LONG_RUN = 16
 """Tap rows of at least this many codes are copied through array views (a vectorized loop);
 shorter ones by index (a view costs more than it saves)."""
+
+
+@jit_inline
+def _next_pixel(b, oy, ox, out_h, out_w):
+    """The output pixel after ``(b, oy, ox)`` in row-major order (no division)."""
+    ox += 1
+    if ox == out_w:
+        ox = 0
+        oy += 1
+        if oy == out_h:
+            oy = 0
+            b += 1
+    return b, oy, ox
 
 
 @jit
@@ -80,13 +93,7 @@ def _fill_rows(xf, in_h, c_in, cols, pix, rows, offset, kh, kw, sh, sw, pad_top,
                 else:
                     for c in range(c_in):
                         cols[r, d1 + c] = fill
-        ox += 1
-        if ox == out_w:
-            ox = 0
-            oy += 1
-            if oy == out_h:
-                oy = 0
-                b += 1
+        b, oy, ox = _next_pixel(b, oy, ox, out_h, out_w)
 
 
 @jit
@@ -118,32 +125,26 @@ def _fill_columns(xf, in_h, c_in, cols, pix, rows, offset, kh, kw, sh, sw, pad_t
                         else:
                             cols[r + j, col] = fill
         r += seg
-        ox0 = 0
-        oy += 1
-        if oy == out_h:
-            oy = 0
-            b += 1
+        b, oy, ox0 = _next_pixel(b, oy, out_w - 1, out_h, out_w)  # the next output row
 
 
 @kernel
-def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top, pad_left, dh, dw, out_h,
-                   out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits, omode):
+def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top, pad_left, dh,
+                   dw, out_h, out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
+                   omode):
     """One Conv2D (a Dense: ``x [N, 1, 1, F]``, a 1x1 kernel) of ``x [N, H, W, C]`` integer
-    codes (C-contiguous, given as ``xf = x.reshape(N*H, W*C)``) into ``y [N*out_h*out_w, Co]``, in tasks of :data:`ROWS` output pixels: the im2col
-    rows of ``x + offset`` (uint8, padded with ``offset``), :func:`gemm_u8s8`'s int32 sums
-    with the weights ``bp`` (:func:`pack_weights`), then
+    codes (C-contiguous, given as ``xf = x.reshape(N*H, W*C)``) into ``y [N*out_h*out_w,
+    Co]``, in tasks of :data:`ROWS` output pixels: the im2col rows of ``x + offset`` (uint8,
+    padded with ``offset``), :func:`fxp.kernels.vnni.gemm_u8s8`'s int32 sums with the
+    weights ``bp`` (:func:`fxp.kernels.vnni.pack_weights`), then
     :func:`fxp.kernels.fast_layers.requant_rows`' requantization with ``bias`` per output
     channel; returns the number of outputs the overflow changed."""
     n_b = xf.shape[0] // in_h
     n_panels, k4, width, _ = bp.shape
     c_out = y.shape[1]
     m = n_b * out_h * out_w
-    n_tasks = (m + ROWS - 1) // ROWS
-    mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
-    dt = np.int64(t_neg - t_pos)
-    task_rows = min(ROWS, (m + MR - 1) // MR * MR)  # small batches: smaller buffers
-    bias_rows = _bias_rows(bias, c_out, task_rows)
-    counts = np.zeros(n_tasks, np.int64)
+    n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
+                                                             t_neg)
     flat_y = y.reshape(-1)
     panel = k4 * width * 4
     ldc = n_panels * width
@@ -186,6 +187,17 @@ def _requant_task(acc, rows, bias_rows, dst, shift, t_pos, dt, even, lo, hi, out
 
 
 @jit
+def _tasks(m, bias, c_out, out_bits, t_pos, t_neg):
+    """``(tasks, rows per task buffer, overflow mask, t_neg - t_pos, bias along the task
+    rows, per-task counts)`` for ``m`` output pixels (small batches: smaller buffers)."""
+    n_tasks = (m + ROWS - 1) // ROWS
+    task_rows = min(ROWS, (m + MR - 1) // MR * MR)
+    mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
+    return (n_tasks, task_rows, mask, np.int64(t_neg - t_pos), _bias_rows(bias, c_out, task_rows),
+            np.zeros(n_tasks, np.int64))
+
+
+@jit
 def _bias_rows(bias, c_out, rows):
     """``bias`` repeated along ``rows`` rows of ``c_out`` sums."""
     out = np.empty(rows * c_out, np.int64)
@@ -208,12 +220,8 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
     c_in = 4 * c4
     c_out = y.shape[1]
     m = xs.shape[0] // (in_h * in_w * c_in) * out_h * out_w
-    n_tasks = (m + ROWS - 1) // ROWS
-    mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
-    dt = np.int64(t_neg - t_pos)
-    task_rows = min(ROWS, (m + MR - 1) // MR * MR)  # small batches: smaller buffers
-    bias_rows = _bias_rows(bias, c_out, task_rows)
-    counts = np.zeros(n_tasks, np.int64)
+    n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
+                                                             t_neg)
     flat_y = y.reshape(-1)
     panel = k4 * width * 4
     ldc = n_panels * width
@@ -236,13 +244,7 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
                     ix = ox * sw - pad_left + kx * dw
                     if 0 <= ix < in_w:
                         offs[base + (ky * kw + kx) * MR] = (row0 + ix) * c_in
-            ox += 1
-            if ox == out_w:
-                ox = 0
-                oy += 1
-                if oy == out_h:
-                    oy = 0
-                    b += 1
+            b, oy, ox = _next_pixel(b, oy, ox, out_h, out_w)
         acc = np.empty((task_rows, ldc), np.int32)
         for nb in range(n_panels):
             for qd in range(quads):
