@@ -210,6 +210,9 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
                         "search locally (check, the default) or solve the exact second-order "
                         "MILP (milp: cheaper plans, more often short on held-out data; see "
                         "reports/optimizer_fidelity)")
+    p.add_argument("--margin-se", type=finite_float(0, 10), default=None, metavar="Z",
+                   help="the plan's second-order prediction must reach the target plus Z of "
+                        "its standard errors (calibration-sample spread; default 0)")
     p.add_argument("--per-channel-weights", action="store_true",
                    help="one weight width per output channel (exact MILP over channels x "
                         "widths, cost weight memory; needs --target-sqnr); see "
@@ -228,6 +231,8 @@ def hardware_options(args: argparse.Namespace) -> dict:
           "reuse_factor": args.reuse_factor, "acc_saturate": args.acc_saturate}
     if getattr(args, "interactions", None) is not None:
         kw["interactions"] = "milp" if args.interactions == "milp" else True
+    if getattr(args, "margin_se", None) is not None:
+        kw["margin_se"] = args.margin_se
     return kw
 
 
@@ -239,7 +244,8 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                 ("--cost-file", args.cost_file),
                                 ("--reuse-factor", args.reuse_factor),
                                 ("--acc-saturate", args.acc_saturate),
-                                ("--interactions", getattr(args, "interactions", None)))
+                                ("--interactions", getattr(args, "interactions", None)),
+                                ("--margin-se", getattr(args, "margin_se", None)))
              if v is not None]
     given += [opt for opt, v in (("--scheduler", getattr(args, "scheduler", None)),
                                  ("--workers", getattr(args, "workers", None))) if v is not None]
@@ -253,6 +259,7 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
         other = [opt for opt, v in (("--target", args.target), ("--cost", args.cost),
                                     ("--acc-saturate", args.acc_saturate),
                                     ("--interactions", getattr(args, "interactions", None)),
+                                    ("--margin-se", getattr(args, "margin_se", None)),
                                     ("--max-accuracy-drop",
                                      getattr(args, "max_accuracy_drop", None)),
                                     *((f"--max-{n}", getattr(args, f"max_{n}"))

@@ -100,6 +100,7 @@ class BitAllocation:
     tensor_se_db: dict[str, float] = field(default_factory=dict)
     tries: list[dict] = field(default_factory=list)
     interactions: str = "check"  # "check", "milp" or "off": how the pair terms were used
+    margin_se: float = 0.0  # standard errors the prediction must clear the target by
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -125,7 +126,7 @@ class BitAllocation:
             "float_top1", "fixed_top1", "n_eval", "weight_memory_bits", "acc_bits", "iterations",
             "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate",
             "splits", "selection_sqnr_db", "selection_top1", "tolerance_db", "predicted_additive_db",
-            "predicted_se_db", "interactions")}
+            "predicted_se_db", "interactions", "margin_se")}
         d["held_out_sqnr_db"] = self.measured_sqnr_db
         d["n_solves"] = len(self.solves)
         d["internal_targets_db"] = [s["internal_target_db"] for s in self.solves]
@@ -198,7 +199,8 @@ def split_lines(res: BitAllocation) -> list[str]:
         f" (additive alone {res.predicted_additive_db:.2f} dB)"
     mode = {"milp": "in the MILP", "check": "checked after each solve", "off": "not used"}
     lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}; "
-                 f"pairwise interactions {mode.get(res.interactions, res.interactions)}")
+                 f"pairwise interactions {mode.get(res.interactions, res.interactions)}"
+                 + (f", margin {res.margin_se:g} standard errors" if res.margin_se else ""))
     sel = "not measured" if res.selection_sqnr_db is None else f"{res.selection_sqnr_db:.2f} dB"
     held = "not measured" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
     lines.append(f"measured SQNR (integer engine): selection {sel}, held-out {held}")
