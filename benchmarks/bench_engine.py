@@ -2,16 +2,18 @@
 
 Run: ``python benchmarks/bench_engine.py [--rounds 7] [model ...]`` (zoo names; default
 mnist_cnn vgg7 resnet_small).  For each model and batch size (1 and 256) every engine
-is timed once per round, the rounds interleaved (engine A, B, C, A, B, C, ...) so that
-load from other processes hits all alike, and the median per engine is reported with its
+is timed once per round (the mean of 3 calls at batch 256 and of 20 at batch 1, after a
+pause), the rounds interleaved (engine A, B, C, A, B, C, ...) so that load from other
+processes hits all alike, and the median per engine is reported with its
 ratio to onnxruntime's fast x86 int8 path (U8S8 QOperator: uint8 activations, int8
 per-channel weights).  Rows:
 
 * onnxruntime U8S8 QOperator (the baseline), U8S8 QDQ, S8S8 QOperator, float32;
 * fxp w8a8 acc32: an int8-equivalent power-of-two plan (8-bit weights and activations,
-  32-bit accumulators) on the default path (the proven float32 GEMM where exact);
+  32-bit accumulators) on the default path (the proven path: the int8 VNNI GEMM on CPUs
+  that have it, else float32 GEMMs where exact);
 * fxp w5a7 acc20 saturate: 5-bit weights, 7-bit activations, 20-bit saturating
-  accumulators (the float path where the bound proves no saturation, else the loop);
+  accumulators (the proven path where the bound proves no saturation, else the loop);
 * both plans with the ordered integer loop forced (``method="loop"``).
 
 ``--memory`` also streams a 10,000-image evaluation of resnet_small through

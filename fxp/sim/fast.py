@@ -274,7 +274,8 @@ def _geometry(fl: FastLayer, x: np.ndarray, chw) -> tuple:
 
 
 def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
-    """``(output value, number the overflow changed)`` of a Conv2D/Dense on the float32 path.
+    """``(output value, number the overflow changed)`` of a Conv2D/Dense on the proven path
+    (the int8 GEMM where :attr:`FastLayer.vnni` is set, else float32 chunks).
 
     ``v`` is an :class:`~fxp.sim.values.IntValue` (NCHW codes of any integer dtype)
     or a :class:`~fxp.sim.values.ChannelsLast`; a Conv2D returns a

@@ -93,9 +93,9 @@ def stored_codes(x: np.ndarray, offset: int) -> np.ndarray:
 
 def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int:
     """The layer on ``x [N, H, W, C]`` (a Dense: ``[N, F]``) integer codes into ``y [N*pixels,
-    Co]``: :func:`fxp.kernels.vnni.conv_taps_vnni` for a convolution of ``C % 4 == 0`` input
-    channels, else :func:`fxp.kernels.vnni.conv_rows_vnni`; returns the number the output
-    overflow changed."""
+    Co]``: :func:`fxp.kernels.vnni_conv.conv_taps_vnni` for a convolution of ``C % 4 == 0``
+    input channels, else :func:`fxp.kernels.vnni_conv.conv_rows_vnni`; returns the number the
+    output overflow changed."""
     from fxp.kernels.vnni_conv import conv_rows_vnni, conv_taps_vnni
 
     ho, wo, _, _, _, chw = geo

@@ -34,15 +34,14 @@ every partial sum.
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from fxp.core.format import QFormat
 from fxp.ir.nodes import Clip, Conv2D, Dense, Flatten, MaxPool2D, ReLU, Reshape, Softmax
 from fxp.ops import layers as L
-from fxp.core.format import QFormat
 from fxp.ops.fixed import cast
 from fxp.plan.plan import RequantScheme
 from fxp.sim.compile import CompiledModel, LayerStep
