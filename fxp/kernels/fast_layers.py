@@ -338,8 +338,9 @@ def maxpool_rows(x, out, pad_code, kh, kw, sh, sw, pad_top, pad_left, dh, dw):
 
 @kernel
 def avgpool_rows(x, out, zp, kh, kw, sh, sw, pad_top, pad_left, include_pad, rmode):
-    """x [N, H, W, C] -> ``out [N, Ho, Wo, C]`` int64, in place: the rounded window means
-    (module docstring; ``rmode`` as :func:`fxp.kernels.pool.round_div`)."""
+    """x [N, H, W, C] -> ``out [N, Ho, Wo, C]`` (any integer dtype holding x's codes: a
+    rounded mean lies between them), in place: the rounded window means (module docstring;
+    ``rmode`` as :func:`fxp.kernels.pool.round_div`)."""
     n_b, in_h, in_w, depth = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     # |sum| < kh*kw * (2**32 + |zp|) < 2**53: round_div_small is exact

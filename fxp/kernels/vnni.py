@@ -147,22 +147,22 @@ def _microkernel(nv: int):
 
 
 def _tap_microkernel(nv: int):
-    """The intrinsic ``tile(x, pad, offs, o_base, taps, c4, bp, b_off, c, c_off, ldc)`` of the
-    implicit GEMM: row ``r < MR``'s codes of tap ``t`` are the ``4*c4`` bytes at
-    ``x + offs[o_base + t*MR + r]`` (``pad`` where that offset is negative); ``c[r, j] =``
+    """The intrinsic ``tile(x, pad, offs, o_base, t_stride, taps, c4, bp, b_off, c, c_off,
+    ldc)`` of the implicit GEMM: row ``r < MR``'s codes of tap ``t`` are the ``4*c4`` bytes at
+    ``x + offs[o_base + t*t_stride + r]`` (``pad`` where that offset is negative); ``c[r, j] =``
     the sum over the taps and their ``c4`` groups of four, with the weights of group ``t*c4 +
     q`` at ``bp + b_off`` (as :func:`_microkernel`)."""
 
     @intrinsic
-    def tile(typingctx, x_t, pad_t, offs_t, o_base_t, taps_t, c4_t, b_t, b_off_t, c_t, c_off_t,
-             ldc_t):
-        sig = types.void(x_t, pad_t, offs_t, types.intp, types.intp, types.intp, b_t,
-                         types.intp, c_t, types.intp, types.intp)
+    def tile(typingctx, x_t, pad_t, offs_t, o_base_t, t_stride_t, taps_t, c4_t, b_t, b_off_t,
+             c_t, c_off_t, ldc_t):
+        sig = types.void(x_t, pad_t, offs_t, types.intp, types.intp, types.intp, types.intp,
+                         b_t, types.intp, c_t, types.intp, types.intp)
 
         def codegen(context, builder, signature, args):
-            x, pad, offs, o_base, taps, c4, b, b_off, c, c_off, ldc = args
+            x, pad, offs, o_base, t_stride, taps, c4, b, b_off, c, c_off, ldc = args
             data = [context.make_array(signature.args[j])(context, builder, v).data
-                    for j, v in ((0, x), (1, pad), (2, offs), (6, b), (8, c))]
+                    for j, v in ((0, x), (1, pad), (2, offs), (7, b), (9, c))]
             ity, i8 = o_base.type, ir.IntType(8)
             dot, accs = _begin(builder, nv)
             offs_ptr = builder.bitcast(data[2], ity.as_pointer())
@@ -170,7 +170,7 @@ def _tap_microkernel(nv: int):
                 t = tap.index
                 rows = []
                 for r in range(MR):
-                    at = builder.add(o_base, builder.add(builder.mul(t, ir.Constant(ity, MR)),
+                    at = builder.add(o_base, builder.add(builder.mul(t, t_stride),
                                                          ir.Constant(ity, r)))
                     off = builder.load(builder.gep(offs_ptr, [at]))
                     inside = builder.icmp_signed(">=", off, ir.Constant(ity, 0))

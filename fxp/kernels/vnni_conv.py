@@ -7,7 +7,10 @@ sums of :mod:`fxp.kernels.vnni`'s microkernels and the requantization of
 
 * :func:`conv_rows_vnni` copies each pixel's im2col row first (any channel count);
 * :func:`conv_taps_vnni` is an implicit GEMM for ``C % 4 == 0``: the microkernel
-  reads each tap's ``C`` codes where they lie in the input.
+  reads each tap's ``C`` codes where they lie in the input;
+* :func:`conv_runs_vnni` is an implicit GEMM for any ``C`` (``dw == 1``) on a padded
+  copy of the input (:func:`pad_stored`): one kernel row's ``kw*C`` codes are
+  contiguous there, and the microkernel reads them as groups of four.
 
 Both must equal the statement chain ``im2col(x + offset, pad=offset) ->``
 :func:`fxp.kernels.spec_fast_layers.gemm_u8s8` ``->``
@@ -21,9 +24,11 @@ import numpy as np
 
 from fxp.kernels._jit import jit, jit_inline, kernel, prange
 from fxp.kernels.fast_layers import _requant_run
+from fxp.kernels.scalar import SATURATE_ZERO, WRAP
 from fxp.kernels.vnni import MR, _taps1, _taps2, _tile1, _tile2
 
-__all__ = ["ROWS", "conv_rows_vnni", "conv_taps_vnni"]
+__all__ = ["ROWS", "SLACK", "conv_rows_vnni", "conv_runs_vnni", "conv_taps_vnni", "pad_stored",
+           "run_weights"]
 
 
 ROWS = 64
@@ -131,7 +136,7 @@ def _fill_columns(xf, in_h, c_in, cols, pix, rows, offset, kh, kw, sh, sw, pad_t
 @kernel
 def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top, pad_left, dh,
                    dw, out_h, out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
-                   omode):
+                   omode, narrow, workers):
     """One Conv2D (a Dense: ``x [N, 1, 1, F]``, a 1x1 kernel) of ``x [N, H, W, C]`` integer
     codes (C-contiguous, given as ``xf = x.reshape(N*H, W*C)``) into ``y [N*out_h*out_w,
     Co]``, in tasks of :data:`ROWS` output pixels: the im2col rows of ``x + offset`` (uint8,
@@ -145,45 +150,145 @@ def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top,
     m = n_b * out_h * out_w
     n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
                                                              t_neg)
+    bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
     flat_y = y.reshape(-1)
     panel = k4 * width * 4
     ldc = n_panels * width
     lda = 4 * k4
-    for task in prange(n_tasks):
-        r0 = task * ROWS
-        rows = min(ROWS, m - r0)
-        cols = np.empty((task_rows, lda), np.uint8)
+    per = -(-n_tasks // workers)  # tasks per worker, in one block
+    for worker in prange(workers):
+        cols = np.empty((task_rows, lda), np.uint8)  # this worker's scratch
         acc = np.empty((task_rows, ldc), np.int32)
-        if kw * c_in < LONG_RUN:
-            _fill_columns(xf, in_h, c_in, cols, r0, rows, offset, kh, kw, sh, sw, pad_top,
-                          pad_left, dh, dw, out_h, out_w)
-        else:
-            _fill_rows(xf, in_h, c_in, cols, r0, rows, offset, kh, kw, sh, sw, pad_top, pad_left,
-                       dh, dw, out_h, out_w)
-        for nb in range(n_panels):
-            for i in range(0, rows, MR):
-                if width == 16:
-                    _tile1(cols, i * lda, lda, bp, nb * panel, k4, acc, i * ldc + nb * width, ldc)
-                else:
-                    _tile2(cols, i * lda, lda, bp, nb * panel, k4, acc, i * ldc + nb * width, ldc)
-        counts[task] = _requant_task(acc, rows, bias_rows, flat_y[r0 * c_out:(r0 + rows) * c_out],
-                                     shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode)
+        for task in range(worker * per, min(n_tasks, (worker + 1) * per)):
+            r0 = task * ROWS
+            rows = min(ROWS, m - r0)
+            if kw * c_in < LONG_RUN:
+                _fill_columns(xf, in_h, c_in, cols, r0, rows, offset, kh, kw, sh, sw, pad_top,
+                              pad_left, dh, dw, out_h, out_w)
+            else:
+                _fill_rows(xf, in_h, c_in, cols, r0, rows, offset, kh, kw, sh, sw, pad_top,
+                           pad_left, dh, dw, out_h, out_w)
+            for nb in range(n_panels):
+                for i in range(0, rows, MR):
+                    c_off = i * ldc + nb * width
+                    if width == 16:
+                        _tile1(cols, i * lda, lda, bp, nb * panel, k4, acc, c_off, ldc)
+                    else:
+                        _tile2(cols, i * lda, lda, bp, nb * panel, k4, acc, c_off, ldc)
+            counts[task] = _requant_task(acc, rows, bias_rows, bias32,
+                                         flat_y[r0 * c_out:(r0 + rows) * c_out], shift, t_pos, dt,
+                                         even, lo, hi, out_lo, out_hi, mask, omode, narrow)
     return counts.sum()
 
 
 @jit
-def _requant_task(acc, rows, bias_rows, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi,
-                  mask, omode):
+def _tap_offsets(offs, stride, spare, r0, rows, in_h, in_w, c_in, kh, kw, sh, sw, pad_top,
+                 pad_left, dh, dw, out_h, out_w):
+    """``offs[(ky*kw + kx)*stride + r]`` := the index of tap ``(ky, kx)``'s first code of
+    output pixel ``r0 + r`` in ``x [N, in_h, in_w, c_in]`` flattened, -1 for a tap outside
+    the image, for ``r < rows``; ``spare`` for the rows up to the next multiple of
+    :data:`MR`.  One run of pixels along an output row at a time (a loop that vectorizes)."""
+    b = r0 // (out_h * out_w)
+    oy = (r0 // out_w) % out_h
+    ox0 = r0 % out_w
+    r = 0
+    while r < rows:
+        seg = min(rows - r, out_w - ox0)  # pixels r .. r + seg - 1: ox = ox0 .. ox0 + seg - 1
+        for ky in range(kh):
+            iy = oy * sh - pad_top + ky * dh
+            row0 = (b * in_h + iy) * in_w
+            for kx in range(kw):
+                dst = offs[(ky * kw + kx) * stride + r:(ky * kw + kx) * stride + r + seg]
+                if iy < 0 or iy >= in_h:
+                    dst[:] = -1
+                    continue
+                off = kx * dw - pad_left
+                for j in range(seg):
+                    ix = (ox0 + j) * sw + off
+                    dst[j] = (row0 + ix) * c_in if 0 <= ix < in_w else -1
+        r += seg
+        b, oy, ox0 = _next_pixel(b, oy, out_w - 1, out_h, out_w)  # the next output row
+    for t in range(kh * kw):
+        for q in range(rows, (rows + MR - 1) // MR * MR):
+            offs[t * stride + q] = spare
+
+
+@jit
+def _requant_task(acc, rows, bias_rows, bias32, dst, shift, t_pos, dt, even, lo, hi, out_lo,
+                  out_hi, mask, omode, narrow):
     """Requantize the first ``rows`` rows of ``acc [ROWS, ldc]`` (their first ``Co`` sums,
-    ``Co = dst.size / rows``) into ``dst``; returns the number the overflow changed."""
+    ``Co = dst.size / rows``) into ``dst`` (on int32 lanes where ``narrow``:
+    :func:`_requant_run32`); returns the number the overflow changed."""
     c_out = dst.shape[0] // rows
     sums = acc.reshape(-1)
     if acc.shape[1] != c_out:  # the rows' first c_out sums, packed (one run vectorizes)
         for r in range(rows):
             for j in range(c_out):
                 sums[r * c_out + j] = acc[r, j]
+    if narrow:
+        return _requant_run32(sums[:rows * c_out], bias32, dst, shift, t_pos, dt, even, lo, hi,
+                              out_lo, out_hi, mask, omode)
     return _requant_run(sums[:rows * c_out], bias_rows, dst, shift, t_pos, dt, even, lo, hi,
                         out_lo, out_hi, mask, omode)
+
+
+@jit_inline
+def _requant_run32(src, bias, dst, shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask,
+                   omode):
+    """:func:`fxp.kernels.fast_layers._requant_run` (``ka = kb = 0``) on int32 lanes, for
+    int32 ``src`` and ``bias``.  Exact where the caller proves (:func:`narrow_ok`) that every
+    ``src + bias`` (the accumulator, computed modulo ``2**32``) and that value plus the
+    rounding offsets (at most ``2**shift``) lie in int32, ``0 <= shift <= 30`` and
+    ``out_bits <= 16``: then no int32 operation below leaves int32, and each one equals its
+    int64 counterpart (the clamp bounds are cut to int32, which changes no clamp of an int32
+    value).  numpy ufuncs on int32 scalars keep int32 (numba's operators widen to int64),
+    so the loops vectorize on 16 lanes."""
+    i32 = np.int32
+    tp, tn = i32(t_pos), i32(t_pos + dt)
+    bit = i32(1 << shift) if even else i32(0)  # parity term: bit ``shift`` of the sum
+    s = i32(shift)
+    lo32, hi32 = i32(max(lo, I32_MIN)), i32(min(hi, I32_MAX))
+    ol, oh, m = i32(out_lo), i32(out_hi), i32(mask)
+    n_over = i32(0)
+    n = src.shape[0]
+    if omode == WRAP:
+        for t in range(n):
+            y = _round32(src[t], bias[t], tp, tn, bit, s, lo32, hi32)
+            n_over = np.add(n_over, i32((y > oh) | (y < ol)))
+            dst[t] = np.add(np.bitwise_and(np.subtract(y, ol), m), ol)
+    elif omode == SATURATE_ZERO:
+        for t in range(n):
+            y = _round32(src[t], bias[t], tp, tn, bit, s, lo32, hi32)
+            over = (y > oh) | (y < ol)
+            n_over = np.add(n_over, i32(over))
+            dst[t] = i32(0) if over else y
+    else:
+        for t in range(n):
+            y = _round32(src[t], bias[t], tp, tn, bit, s, lo32, hi32)
+            n_over = np.add(n_over, i32((y > oh) | (y < ol)))
+            dst[t] = np.minimum(np.maximum(y, ol), oh)
+    return np.int64(n_over)
+
+
+@jit_inline
+def _round32(v, b, tp, tn, bit, s, lo, hi):
+    """``clamp(round((v + b) / 2**s), lo, hi)`` on int32 (:func:`_requant_run32`)."""
+    a = np.add(v, b)
+    t = tn if a < 0 else tp
+    r = np.add(np.add(a, t), np.int32(np.bitwise_and(a, bit) != 0))
+    return np.minimum(np.maximum(np.right_shift(r, s), lo), hi)
+
+
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def narrow_ok(top: int, bias, shift: int, out_bits: int) -> bool:
+    """Whether :func:`_requant_run32` is exact for a layer whose accumulators are bounded by
+    ``|acc| <= top`` (the proven bound, bias included) with the int32 sums' bias ``bias``
+    (:mod:`fxp.sim.fast_vnni`: ``bias - offset * sum w``)."""
+    b = np.asarray(bias, np.int64)
+    return (0 <= shift <= 30 and out_bits <= 16 and top + (1 << shift) <= I32_MAX
+            and (b.size == 0 or (int(b.min()) >= I32_MIN and int(b.max()) <= I32_MAX)))
 
 
 @jit
@@ -209,7 +314,7 @@ def _bias_rows(bias, c_out, rows):
 @kernel
 def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pad_left, dh, dw,
                    out_h, out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
-                   omode):
+                   omode, narrow, workers):
     """:func:`conv_rows_vnni` as an implicit GEMM, for ``C`` a multiple of 4: no im2col rows;
     the microkernel reads each tap's ``C`` stored codes (``xs``: ``x + offset`` as uint8,
     C-contiguous ``[N, H, W, C]`` flattened) where they are, or ``pad`` (``C`` bytes of the
@@ -222,39 +327,117 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
     m = xs.shape[0] // (in_h * in_w * c_in) * out_h * out_w
     n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
                                                              t_neg)
+    bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
     flat_y = y.reshape(-1)
     panel = k4 * width * 4
     ldc = n_panels * width
-    for task in prange(n_tasks):
-        r0 = task * ROWS
-        rows = min(ROWS, m - r0)
-        quads = (rows + MR - 1) // MR
-        offs = np.full(quads * taps * MR, -1, np.int64)  # [quad, tap, row in quad]
-        b = r0 // (out_h * out_w)
-        oy = (r0 // out_w) % out_h
-        ox = r0 % out_w
-        for r in range(rows):
-            base = (r // MR) * taps * MR + r % MR
-            for ky in range(kh):
-                iy = oy * sh - pad_top + ky * dh
-                if iy < 0 or iy >= in_h:
-                    continue
-                row0 = (b * in_h + iy) * in_w
-                for kx in range(kw):
-                    ix = ox * sw - pad_left + kx * dw
-                    if 0 <= ix < in_w:
-                        offs[base + (ky * kw + kx) * MR] = (row0 + ix) * c_in
-            b, oy, ox = _next_pixel(b, oy, ox, out_h, out_w)
+    per = -(-n_tasks // workers)  # tasks per worker, in one block
+    for worker in prange(workers):
+        offs = np.empty(taps * task_rows, np.int64)  # this worker's scratch: [tap, row]
         acc = np.empty((task_rows, ldc), np.int32)
-        for nb in range(n_panels):
-            for qd in range(quads):
-                c_off = qd * MR * ldc + nb * width
-                if width == 16:
-                    _taps1(xs, pad, offs, qd * taps * MR, taps, c4, bp, nb * panel, acc, c_off,
-                           ldc)
-                else:
-                    _taps2(xs, pad, offs, qd * taps * MR, taps, c4, bp, nb * panel, acc, c_off,
-                           ldc)
-        counts[task] = _requant_task(acc, rows, bias_rows, flat_y[r0 * c_out:(r0 + rows) * c_out],
-                                     shift, t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode)
+        for task in range(worker * per, min(n_tasks, (worker + 1) * per)):
+            r0 = task * ROWS
+            rows = min(ROWS, m - r0)
+            _tap_offsets(offs, task_rows, -1, r0, rows, in_h, in_w, c_in, kh, kw, sh, sw, pad_top,
+                         pad_left, dh, dw, out_h, out_w)
+            for nb in range(n_panels):
+                for qd in range((rows + MR - 1) // MR):
+                    c_off = qd * MR * ldc + nb * width
+                    if width == 16:
+                        _taps1(xs, pad, offs, qd * MR, task_rows, taps, c4, bp, nb * panel, acc,
+                               c_off, ldc)
+                    else:
+                        _taps2(xs, pad, offs, qd * MR, task_rows, taps, c4, bp, nb * panel, acc,
+                               c_off, ldc)
+            counts[task] = _requant_task(acc, rows, bias_rows, bias32,
+                                         flat_y[r0 * c_out:(r0 + rows) * c_out], shift, t_pos, dt,
+                                         even, lo, hi, out_lo, out_hi, mask, omode, narrow)
+    return counts.sum()
+
+
+def run_weights(w: np.ndarray, kh: int) -> np.ndarray:
+    """``w [kh*kw*C, Co]`` (rows in ``(ky, kx, c)`` order) -> ``[kh * 4*r4, Co]`` in the
+    ``(ky, j)`` order of :func:`conv_runs_vnni`: each kernel row's ``kw*C`` rows, then
+    zero rows up to ``4*r4``, ``r4 = ceil(kw*C / 4)``."""
+    run = w.shape[0] // kh
+    rows = w.reshape(kh, run, w.shape[1])
+    return np.pad(rows, ((0, 0), (0, -run % 4), (0, 0))).reshape(-1, w.shape[1])
+
+
+SLACK = 4
+"""Bytes after the padded codes of :func:`pad_stored`: :func:`conv_runs_vnni` reads each
+kernel row as whole groups of four, up to 3 bytes past its last code."""
+
+
+@kernel
+def pad_stored(x, xp, offset, hp, wp, pad_top, pad_left):
+    """``xp`` (uint8, ``N*hp*wp*C + SLACK`` long) := ``x [N, H, W, C]`` (integer codes
+    that fit a byte after the offset, any strides) as ``[N, hp, wp, C]`` stored codes:
+    ``x + offset`` at ``[b, iy + pad_top, ix + pad_left, c]``, ``offset`` (the stored code
+    of a real 0) everywhere else, 0 in the slack."""
+    n_b, in_h, in_w, c_in = x.shape
+    size = n_b * hp * wp * c_in
+    for j in range(SLACK):
+        xp[size + j] = 0
+    img = xp[:size].reshape((n_b * hp, wp * c_in))
+    fill = np.uint8(offset)
+    for r in prange(n_b * hp):
+        b = r // hp
+        iy = r % hp - pad_top
+        row = img[r]
+        if iy < 0 or iy >= in_h:
+            row[:] = fill
+            continue
+        for xx in range(wp):
+            ix = xx - pad_left
+            if 0 <= ix < in_w:
+                for c in range(c_in):
+                    row[xx * c_in + c] = np.uint8(np.int32(x[b, iy, ix, c]) + offset)
+            else:
+                for c in range(c_in):
+                    row[xx * c_in + c] = fill
+
+
+@kernel
+def conv_runs_vnni(xp, pad, n_b, hp, wp, c_in, bp, bias, y, kh, sh, sw, dh, out_h, out_w,
+                   shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits, omode, narrow,
+                   workers):
+    """:func:`conv_rows_vnni` for ``dw == 1`` as an implicit GEMM on padded stored codes
+    ``xp`` (:func:`pad_stored`, ``[n_b, hp, wp, c_in]`` flattened, plus :data:`SLACK`):
+    kernel row ``ky`` of output pixel ``(b, oy, ox)`` is the ``kw*C`` contiguous codes at
+    ``((b*hp + oy*sh + ky*dh)*wp + ox*sw)*C``, read as ``r4 = ceil(kw*C / 4)`` groups of
+    four; ``bp`` packs the weights in ``(ky, j)`` order, ``j < 4*r4``, zero for ``j >=
+    kw*C`` (so the up to 3 codes read past a run add nothing).  ``pad`` is unused (no
+    read falls outside ``xp``)."""
+    n_panels, k4, width, _ = bp.shape
+    r4 = k4 // kh
+    c_out = y.shape[1]
+    m = n_b * out_h * out_w
+    n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
+                                                             t_neg)
+    bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
+    flat_y = y.reshape(-1)
+    panel = k4 * width * 4
+    ldc = n_panels * width
+    per = -(-n_tasks // workers)  # tasks per worker, in one block
+    for worker in prange(workers):
+        offs = np.empty(kh * task_rows, np.int64)  # this worker's scratch: [ky, row]
+        acc = np.empty((task_rows, ldc), np.int32)
+        for task in range(worker * per, min(n_tasks, (worker + 1) * per)):
+            r0 = task * ROWS
+            rows = min(ROWS, m - r0)
+            _tap_offsets(offs, task_rows, 0, r0, rows, hp, wp, c_in, kh, 1, sh, sw, 0, 0, dh, 1,
+                         out_h, out_w)
+            for nb in range(n_panels):
+                for qd in range((rows + MR - 1) // MR):
+                    c_off = qd * MR * ldc + nb * width
+                    if width == 16:
+                        _taps1(xp, pad, offs, qd * MR, task_rows, kh, r4, bp, nb * panel, acc,
+                               c_off, ldc)
+                    else:
+                        _taps2(xp, pad, offs, qd * MR, task_rows, kh, r4, bp, nb * panel, acc,
+                               c_off, ldc)
+            counts[task] = _requant_task(acc, rows, bias_rows, bias32,
+                                         flat_y[r0 * c_out:(r0 + rows) * c_out], shift, t_pos, dt,
+                                         even, lo, hi, out_lo, out_hi, mask, omode, narrow)
     return counts.sum()

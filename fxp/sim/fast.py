@@ -47,9 +47,17 @@ import numpy as np
 from fxp.core import intmath
 from fxp.core.modes import OverflowMode
 from fxp.ir.nodes import Conv2D
-from fxp.kernels.fast_layers import rounding_offsets
+from fxp.kernels.fast_layers import (
+    SMALL_GROUP,
+    TILE,
+    im2col_rows,
+    im2col_runs,
+    requant_rows,
+    rounding_offsets,
+)
 from fxp.plan.plan import RequantScheme
 from fxp.sim.fast_vnni import run_vnni, vnni_plan
+from fxp.sim.values import ChannelsLast, IntValue
 
 __all__ = ["BLOCK_BYTES", "FastLayer", "blas_threads", "cast_plan", "fast_cast", "fast_layer",
            "run_fast", "single_blas", "storage_dtype"]
@@ -88,8 +96,6 @@ class FastLayer:
     vnni: object = None  # fxp.sim.fast_vnni.VnniLayer where the int8 GEMM applies
 
     def __post_init__(self) -> None:
-        from fxp.kernels.fast_layers import TILE
-
         c_out = len(self.bias)
         rows = max(1, -(-TILE // c_out)) if c_out else 1
         self.bias_tile = np.tile(self.bias, rows)  # the bias along one requantization tile
@@ -173,7 +179,7 @@ def fast_layer(step) -> FastLayer | None:
                    np.asarray(step.b_codes, np.int64), shift, offsets, int(lo), int(hi),
                    int(o_lo), int(o_hi), out.bits,
                    OverflowMode.from_string(lp.output_overflow).code, storage_dtype(out), conv)
-    fl.vnni = vnni_plan(fl, spec.fmt)
+    fl.vnni = vnni_plan(fl, spec.fmt, top)
     return fl
 
 
@@ -262,8 +268,6 @@ def _gemm(chunks: list, cols: np.ndarray, groups: int) -> np.ndarray:
 def _geometry(fl: FastLayer, x: np.ndarray, chw) -> tuple:
     """``(Ho, Wo, pixels per image, im2col row length, contiguous runs?, chw)`` for an
     input of ``x``'s per-image shape (cached per layer and shape by :func:`run_fast`)."""
-    from fxp.kernels.fast_layers import SMALL_GROUP
-
     if fl.conv is None:
         return 1, 1, 1, x.shape[1], False, chw
     kh, kw, sh, sw, t, left, b, r, dh, dw = fl.conv
@@ -282,8 +286,6 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
     :class:`~fxp.sim.values.ChannelsLast`, a Dense an ``IntValue [N, Co]``; codes
     are narrow (:func:`storage_dtype`).
     """
-    from fxp.kernels.fast_layers import im2col_rows, im2col_runs, requant_rows
-
     codes, chw = v.codes, getattr(v, "chw", None)
     n, c_out = codes.shape[0], fl.w_rows.shape[0]
     if fl.conv is not None:
@@ -322,8 +324,6 @@ def run_fast(step, fl: FastLayer, v) -> tuple[object, int]:
 
 def _value(step, fl: FastLayer, y: np.ndarray, n: int, geo: tuple):
     """The layer's output rows ``y [N*pixels, Co]`` as the value :func:`run_fast` returns."""
-    from fxp.sim.values import ChannelsLast, IntValue
-
     if fl.conv is None:
         return IntValue(y, step.out_spec)
     ho, wo, c_out = geo[0], geo[1], y.shape[1]
@@ -351,8 +351,6 @@ def fast_cast(codes: np.ndarray, plan: tuple) -> tuple[np.ndarray, int]:
     """``(codes cast, number saturated)``: :func:`fxp.ops.fixed.cast` (saturate) of in-format
     codes in one fused pass (:func:`fxp.kernels.fast_layers.requant_rows` with a zero bias),
     narrow codes out, same shape."""
-    from fxp.kernels.fast_layers import requant_rows
-
     zero, *args, dtype = plan
     out = np.empty(codes.shape, dtype)
     x = np.ascontiguousarray(codes).reshape(1, -1, 1)

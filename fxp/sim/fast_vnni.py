@@ -24,7 +24,18 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
+
+from fxp.kernels.vnni_conv import (
+    SLACK,
+    conv_rows_vnni,
+    conv_runs_vnni,
+    conv_taps_vnni,
+    narrow_ok,
+    pad_stored,
+    run_weights,
+)
 
 __all__ = ["VnniLayer", "packed_for", "run_vnni", "stored_codes", "vnni_plan"]
 
@@ -46,13 +57,15 @@ class VnniLayer:
     nv: int  # 16-column vectors per weight panel (fxp.kernels.vnni.panel_width)
     k4: int  # row length of the uint8 im2col rows / 4
     bias: np.ndarray  # int64 [Co]: bias - offset * sum_k w
+    narrow: bool = False  # requantize on int32 lanes (fxp.kernels.vnni_conv.narrow_ok)
     packed: dict = field(default_factory=dict)
     pad: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # C bytes of offset
 
 
-def vnni_plan(fl, in_fmt) -> VnniLayer | None:
+def vnni_plan(fl, in_fmt, top: int) -> VnniLayer | None:
     """The int8 GEMM plan of the proven layer ``fl`` (a :class:`fxp.sim.fast.FastLayer`)
-    whose input has format ``in_fmt``, or None where it does not qualify (module docstring)."""
+    whose input has format ``in_fmt`` and whose accumulators are bounded by ``|acc| <= top``,
+    or None where it does not qualify (module docstring)."""
     from fxp.kernels.vnni import panel_width
 
     w = fl.w_rows
@@ -68,17 +81,23 @@ def vnni_plan(fl, in_fmt) -> VnniLayer | None:
         return None
     if 255 * int(np.abs(w).sum(axis=1).max()) >= I32_LIMIT:
         return None
-    return VnniLayer(offset, panel_width(w.shape[0]), -(-w.shape[1] // 4),
-                     fl.bias - offset * w.sum(axis=1))
+    bias = fl.bias - offset * w.sum(axis=1)
+    return VnniLayer(offset, panel_width(w.shape[0]), -(-w.shape[1] // 4), bias,
+                     narrow_ok(top, bias, fl.shift, fl.out_bits))
 
 
 def packed_for(fl, vl: VnniLayer, chw) -> np.ndarray:
     """The packed int8 weights (:func:`fxp.kernels.vnni.pack_weights`) in the column order
-    of :meth:`fxp.sim.fast.FastLayer.rows_for`."""
+    of :meth:`fxp.sim.fast.FastLayer.rows_for`, or (``chw="runs"``) in the ``(ky, j)``
+    order of :func:`fxp.kernels.vnni_conv.conv_runs_vnni`: each kernel row's ``kw*C``
+    weights padded with zeros to a multiple of 4."""
     if chw not in vl.packed:
         from fxp.kernels.vnni import pack_weights
 
-        vl.packed[chw] = pack_weights(fl.rows_for(chw).T.astype(np.int8), vl.nv)
+        w = fl.rows_for(None if chw == "runs" else chw).T
+        if chw == "runs":
+            w = run_weights(w, fl.conv[0])
+        vl.packed[chw] = pack_weights(w.astype(np.int8), vl.nv)
     return vl.packed[chw]
 
 
@@ -93,17 +112,15 @@ def stored_codes(x: np.ndarray, offset: int) -> np.ndarray:
 
 def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int:
     """The layer on ``x [N, H, W, C]`` (a Dense: ``[N, F]``) integer codes into ``y [N*pixels,
-    Co]``: :func:`fxp.kernels.vnni_conv.conv_taps_vnni` for a convolution of ``C % 4 == 0``
-    input channels, else :func:`fxp.kernels.vnni_conv.conv_rows_vnni`; returns the number the
-    output overflow changed."""
-    from fxp.kernels.vnni_conv import conv_rows_vnni, conv_taps_vnni
-
+    Co]``; returns the number the output overflow changed.  A convolution runs
+    :func:`fxp.kernels.vnni_conv.conv_taps_vnni` for ``C % 4 == 0`` input channels, else
+    :func:`~fxp.kernels.vnni_conv.conv_runs_vnni` on a padded copy where ``dw == 1``, else
+    :func:`~fxp.kernels.vnni_conv.conv_rows_vnni` (also every Dense)."""
     ho, wo, _, _, _, chw = geo
-    bp = packed_for(fl, vl, chw)
     if fl.conv is None:
         x, conv = x.reshape(x.shape[0], 1, 1, -1), (1, 1, 1, 1, 0, 0, 1, 1)
     else:
-        kh, kw, sh, sw, t, left, _, _, dh, dw = fl.conv
+        kh, kw, sh, sw, t, left, bottom, right, dh, dw = fl.conv
         conv = (kh, kw, sh, sw, t, left, dh, dw)
     n, h, w, c = x.shape
     work = y.size
@@ -111,8 +128,25 @@ def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int
         xs = np.ascontiguousarray(stored_codes(x, vl.offset)).reshape(-1)
         if vl.pad.shape[0] != c:
             vl.pad = np.full(c, vl.offset, np.uint8)
-        return conv_taps_vnni(work, xs, vl.pad, h, w, bp, vl.bias, y,
-                              *conv, ho, wo, *fl.requant_args)
+        return conv_taps_vnni(work, xs, vl.pad, h, w, packed_for(fl, vl, chw), vl.bias, y,
+                              *conv, ho, wo, *fl.requant_args, vl.narrow, _workers())
+    if fl.conv is not None and dw == 1:
+        hp, wp = h + t + bottom, w + left + right
+        xp = np.empty(n * hp * wp * c + SLACK, np.uint8)
+        pad_stored(xp.size, x, xp, vl.offset, hp, wp, t, left)
+        return conv_runs_vnni(work, xp, _NO_PAD, n, hp, wp, c, packed_for(fl, vl, "runs"),
+                              vl.bias, y, kh, sh, sw, dh, ho, wo, *fl.requant_args, vl.narrow,
+                              _workers())
     x = np.ascontiguousarray(x)
-    return conv_rows_vnni(work, x.reshape(n * h, w * c), h, c, bp, vl.bias, y, vl.offset,
-                          *conv, ho, wo, *fl.requant_args)
+    return conv_rows_vnni(work, x.reshape(n * h, w * c), h, c, packed_for(fl, vl, chw),
+                          vl.bias, y, vl.offset, *conv, ho, wo, *fl.requant_args, vl.narrow,
+                          _workers())
+
+
+def _workers() -> int:
+    """Scratch-owning workers per kernel call: numba's thread count."""
+    return numba.get_num_threads()
+
+
+_NO_PAD = np.zeros(4, np.uint8)
+"""The tap microkernel's pad codes where no read falls outside the input (never read)."""

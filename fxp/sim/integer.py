@@ -34,6 +34,7 @@ every partial sum.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -45,6 +46,7 @@ from fxp.ops import layers as L
 from fxp.ops.fixed import cast
 from fxp.plan.plan import RequantScheme
 from fxp.sim.compile import CompiledModel, LayerStep
+from fxp.sim.fast import run_fast
 from fxp.sim.float_ref import run_node
 from fxp.sim.values import ChannelsLast, FloatValue, IntValue, quantize_spec, to_float
 
@@ -152,7 +154,7 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
     cl = isinstance(v, ChannelsLast)
     if cl and (method != "auto" or _fast_plan(step) is None):
         v, cl = v.to_int(), False
-    if isinstance(v, FloatValue) or v.spec != spec:
+    if isinstance(v, FloatValue) or (v.spec is not spec and v.spec != spec):
         if not isinstance(v, FloatValue) and v.spec.is_pow2 and spec.is_pow2:  # elementwise
             codes, n = _cast_input(step, v)
             v = ChannelsLast(codes, spec, v.chw) if cl else IntValue(codes, spec)
@@ -164,8 +166,6 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
     if method == "auto":  # the proven float32 path (fxp.sim.fast), when the layer qualifies
         fl = _fast_plan(step)
         if fl is not None:
-            from fxp.sim.fast import run_fast
-
             out, n = run_fast(step, fl, v)
             counters.blas_batches += 1  # no accumulator event: the proof (fxp.sim.fast)
             if counters.acc_overflow_per_channel is None:
@@ -226,6 +226,13 @@ def _reads_cl(step: LayerStep) -> bool:
 
 def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str):
     node = step.node
+    weighted = step.__dict__.get("_weighted")
+    if weighted is None:  # a fixed-point Conv2D/Dense: it reads any layout (found once)
+        weighted = step.__dict__["_weighted"] = isinstance(node, (Conv2D, Dense)) \
+            and not step.is_binary and step.out_spec is not None \
+            and not (step.plan is not None and step.plan.float_layer)
+    if weighted:
+        return _weighted(step, vals[0], counters, method)
     if not _reads_channels_last(step) and any(isinstance(v, ChannelsLast) for v in vals):
         vals = [v.to_int() if isinstance(v, ChannelsLast) else v for v in vals]
     if step.out_spec is None or (step.plan is not None and step.plan.float_layer):
@@ -273,11 +280,8 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
         return IntValue(L.maxpool2d_int(x.codes, spec.fmt, node.kernel, strides=node.strides,
                                         pads=node.pads), spec)
     if isinstance(node, (ReLU, Clip)):
-        if cl:  # bounds beyond the narrow dtype change nothing
-            lo, hi = step.act_bounds
-            info = np.iinfo(x.codes.dtype)
-            return ChannelsLast(np.clip(x.codes, max(lo, info.min), min(hi, info.max)),
-                                step.out_spec, x.chw)
+        if cl:
+            return ChannelsLast(_clamp_narrow(x.codes, *step.act_bounds), step.out_spec, x.chw)
         return IntValue(np.clip(_wide(x).codes, *step.act_bounds), step.out_spec)
     if isinstance(node, Flatten):
         if cl:
@@ -287,6 +291,24 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
     if isinstance(node, Reshape):
         return IntValue(x.codes.reshape((x.codes.shape[0], *node.shape)), spec)  # per sample
     raise AssertionError(f"unhandled node {node!r}")  # pragma: no cover - compile refuses these
+
+
+@functools.cache
+def _dtype_range(dtype: np.dtype) -> tuple[int, int]:
+    info = np.iinfo(dtype)
+    return int(info.min), int(info.max)
+
+
+def _clamp_narrow(codes: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``clip(codes, lo, hi)`` in the codes' own dtype (bounds beyond it change nothing; no
+    bound inside it: the codes as they are)."""
+    d_lo, d_hi = _dtype_range(codes.dtype)
+    out = codes
+    if lo > d_lo:
+        out = np.maximum(out, codes.dtype.type(lo))
+    if hi < d_hi:
+        out = np.minimum(out, codes.dtype.type(hi))
+    return out
 
 
 INPUT_COUNTER = "(input)"
@@ -406,24 +428,37 @@ def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
     """
     g = model.graph
     live = dict(vals)
-    for i, step in enumerate(model.steps):
+    watch = keep or on_value is not None
+    for step, inputs, output, frees in _schedule(model, last_use):
         c = counters.get(step.name)
         if c is None:
             c = counters[step.name] = LayerCounters()
-        out = live[step.node.output] = _run_step(step, [live[t] for t in step.node.inputs], c,
-                                                 method)
-        if keep or on_value is not None:  # what callers see holds int64 codes
+        out = live[output] = _run_step(step, [live[t] for t in inputs], c, method)
+        if watch:  # what callers see holds int64 codes
             seen = _wide(out)
             if keep:
-                vals[step.node.output] = seen
+                vals[output] = seen
             if on_value is not None:
-                on_value(step.node.output, seen)
-        if not keep:
-            for t in set(step.node.inputs):
-                if last_use[t] == i and t not in g.outputs:
-                    del live[t]
+                on_value(output, seen)
+        if frees and not keep:
+            for t in frees:
+                del live[t]
     for t in g.outputs:
         vals.setdefault(t, _wide(live[t]))
+
+
+def _schedule(model, last_use) -> list[tuple]:
+    """``(step, input tensors, output tensor, tensors to free after it)`` per step, found once
+    per model: a tensor is freed after its last use unless it is a graph output."""
+    known = model.__dict__.get("_schedule")
+    if known is None:
+        outputs = set(model.graph.outputs)
+        known = model.__dict__["_schedule"] = [
+            (step, tuple(step.node.inputs), step.node.output,
+             tuple(t for t in dict.fromkeys(step.node.inputs)
+                   if last_use[t] == i and t not in outputs))
+            for i, step in enumerate(model.steps)]
+    return known
 
 
 def logits_tensor(model: CompiledModel) -> str:

@@ -434,7 +434,7 @@ def _avgpool_rows_op(node, spec: TensorSpec, rounding) -> Op | None:
             (kh, kw), (sh, sw), (t, left, b, r), include = x.shape[1:3], (1, 1), (0,) * 4, True
         n, h, w, depth = x.shape
         out = np.empty((n, (h + t + b - kh) // sh + 1, (w + left + r - kw) // sw + 1, depth),
-                       np.int64)
+                       x.dtype)  # a rounded mean lies between the codes (or is zp): it fits
         avgpool_rows(out.size * kh * kw, x, out, zp, kh, kw, sh, sw, t, left, include, mode)
         return out, 0
     return op

@@ -110,8 +110,9 @@ def _out_hw(x, geo):
 @settings(max_examples=200, deadline=None)
 @given(cv=convs(), shift=st.integers(0, 14), mode=st.sampled_from(MODES),
        ovf=st.sampled_from(OVERFLOWS), bits=st.integers(2, 9), relu=st.booleans(),
-       build=st.sampled_from(BUILDS))
-def test_fused_convolutions_equal_the_statement_chain(cv, shift, mode, ovf, bits, relu, build):
+       narrow=st.booleans(), build=st.sampled_from(BUILDS))
+def test_fused_convolutions_equal_the_statement_chain(cv, shift, mode, ovf, bits, relu, narrow,
+                                                      build):
     x, wt, bias, offset, geo = cv
     kh, kw, sh, sw, t, left, dh, dw = geo
     ho, wo = _out_hw(x, geo)
@@ -133,15 +134,86 @@ def test_fused_convolutions_equal_the_statement_chain(cv, shift, mode, ovf, bits
     lo = 0 if relu else -(1 << 63)
     want, changed = spec.requant_rows(sums[None], eff, shift, mode, lo, (1 << 63) - 1, fmt, ovf)
     lo_o, hi_o = oracles.bounds(fmt, ovf)
+    top = int(np.abs(sums.astype(np.int64) + eff).max())  # the int32 lanes' proof, on the data
+    narrow = narrow and vnni_conv.narrow_ok(top, eff, shift, bits)
     rq = (shift, *(rounding_offsets(shift, MODES.index(mode)) if shift > 0 else (0, 0, 0)), lo,
-          (1 << 63) - 1, lo_o, hi_o, bits, OVERFLOWS.index(ovf))
+          (1 << 63) - 1, lo_o, hi_o, bits, OVERFLOWS.index(ovf), narrow, 3)  # 3 workers
     bp = vnni.pack_weights(wt.astype(np.int8), vnni.panel_width(co))
     y = np.empty((n * ho * wo, co), np.int16)
     got = vnni_conv.conv_rows_vnni(build, x.reshape(n * h, w * c).astype(np.int16), h, c, bp, eff,
                               y, offset, *geo, ho, wo, *rq)  # the layer's codes, unshifted
     assert np.array_equal(y, want) and got == changed
+    if dw == 1:  # the runs of a padded copy
+        hp, wp = h + 2 * t, w + 2 * left
+        xp = np.full(n * hp * wp * c + vnni_conv.SLACK, 77, np.uint8)
+        vnni_conv.pad_stored(build, x.astype(np.int16), xp, offset, hp, wp, t, left)
+        bpr = vnni.pack_weights(vnni_conv.run_weights(wt, kh).astype(np.int8), vnni.panel_width(co))
+        y3 = np.full_like(y, 99)
+        got3 = vnni_conv.conv_runs_vnni(build, xp, np.zeros(4, np.uint8), n, hp, wp, c, bpr, eff,
+                                        y3, kh, sh, sw, dh, ho, wo, *rq)
+        assert np.array_equal(y3, want) and got3 == changed
     if c % 4 == 0:
         y2 = np.full_like(y, 99)
-        got2 = vnni_conv.conv_taps_vnni(build, stored.reshape(-1), np.full(c, offset, np.uint8), h, w,
-                                   bp, eff, y2, *geo, ho, wo, *rq)
+        got2 = vnni_conv.conv_taps_vnni(build, stored.reshape(-1), np.full(c, offset, np.uint8),
+                                        h, w, bp, eff, y2, *geo, ho, wo, *rq)
         assert np.array_equal(y2, want) and got2 == changed
+
+
+@settings(max_examples=100, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), shape=st.tuples(*[st.integers(1, 5)] * 4),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), offset=st.sampled_from([0, 128]),
+       transposed=st.booleans(), build=st.sampled_from(BUILDS))
+def test_pad_stored_equals_numpy_pad(seed, shape, pads, offset, transposed, build):
+    rng = np.random.default_rng(seed)
+    x = rng.integers(-offset, 256 - offset, shape)  # the layer's codes, int64
+    if transposed:  # an NCHW array's channels-last view, as the executor passes it
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2)).transpose(0, 2, 3, 1)
+    t, left, b, r = pads
+    n, h, w, c = shape
+    hp, wp = h + t + b, w + left + r
+    xp = np.full(n * hp * wp * c + vnni_conv.SLACK, 55, np.uint8)
+    vnni_conv.pad_stored(build, x, xp, offset, hp, wp, t, left)
+    want = np.pad(x + offset, ((0, 0), (t, b), (left, r), (0, 0)), constant_values=offset)
+    assert np.array_equal(xp[:-vnni_conv.SLACK].reshape(want.shape), want)
+    assert not xp[-vnni_conv.SLACK:].any()
+
+
+I32_MAX = (1 << 31) - 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), shift=st.integers(0, 30), mode=st.sampled_from(MODES),
+       ovf=st.sampled_from(OVERFLOWS), bits=st.integers(2, 16),
+       bounds=st.tuples(st.integers(-(1 << 40), 0), st.integers(0, 1 << 40)))
+def test_int32_requantization_is_exact_to_the_edge_of_its_proof(data, shift, mode, ovf, bits,
+                                                                 bounds):
+    """``_requant_run32`` against the int64 statement at accumulators up to ``2**31 - 1 -
+    2**shift`` in magnitude, split into int32 sums and biases that themselves reach the
+    int32 limits (their int32 sum wraps back onto the accumulator)."""
+    top = I32_MAX - (1 << shift)
+    accs = data.draw(st.lists(st.integers(-top, top), min_size=1, max_size=40))
+    src, bias = [], []
+    for a in accs:  # a = src + bias, both int32
+        v = data.draw(st.integers(max(-(1 << 31), a - I32_MAX), min(I32_MAX, a + (1 << 31))))
+        src.append(v)
+        bias.append(a - v)
+    assert vnni_conv.narrow_ok(top, bias, shift, bits)
+    lo, hi = bounds
+    fmt = QFormat(bits, bits, True)
+    want, changed = spec.requant_rows(np.array(accs, np.int64)[None, None, :].reshape(1, -1, 1),
+                                      np.zeros(1, np.int64), shift, mode, lo, hi, fmt, ovf)
+    lo_o, hi_o = oracles.bounds(fmt, ovf)
+    offs = rounding_offsets(shift, MODES.index(mode)) if shift > 0 else (0, 0, 0)
+    dst = np.empty(len(accs), np.int16)
+    got = vnni_conv._requant_run32(np.array(src, np.int32), np.array(bias, np.int32), dst,
+                                   shift, offs[0], offs[1] - offs[0], offs[2], lo, hi, lo_o,
+                                   hi_o, (1 << bits) - 1, OVERFLOWS.index(ovf))
+    assert dst.tolist() == want[:, 0].tolist() and got == changed
+
+
+def test_narrow_ok_refuses_what_int32_cannot_hold():
+    assert vnni_conv.narrow_ok(I32_MAX - 16, [0], 4, 8)
+    assert not vnni_conv.narrow_ok(I32_MAX - 15, [0], 4, 8)  # + 2**4 leaves int32
+    assert not vnni_conv.narrow_ok(100, [1 << 31], 4, 8)  # a bias past int32
+    assert not vnni_conv.narrow_ok(100, [0], 31, 8) and not vnni_conv.narrow_ok(100, [0], -1, 8)
+    assert not vnni_conv.narrow_ok(100, [0], 4, 17)
