@@ -58,7 +58,8 @@ from fxp.kernels.scalar import (
     WRAP,
 )
 
-__all__ = ["add_rows", "avgpool_rows", "im2col_rows", "im2col_runs", "maxpool_rows", "requant_rows",
+__all__ = ["add_rows", "avgpool_rows", "im2col_rows", "im2col_runs", "maxpool_rows", "pow2_count",
+           "requant_rows",
            "rounding_offsets"]
 
 
@@ -336,15 +337,30 @@ def maxpool_rows(x, out, pad_code, kh, kw, sh, sw, pad_top, pad_left, dh, dw):
                     first = False
 
 
+def pow2_count(count: int, mode: int) -> tuple[int, int, int, int]:
+    """``(k, t_pos, t_neg, even)`` of :func:`avgpool_rows` for windows that all count
+    ``count`` codes: ``round(s / 2**k)`` by :func:`rounding_offsets` where ``count = 2**k``,
+    else ``k = -1`` (the general division)."""
+    if count < 1 or count & (count - 1):
+        return -1, 0, 0, 0
+    k = count.bit_length() - 1
+    return (k, *rounding_offsets(k, mode)) if k else (0, 0, 0, 0)
+
+
 @kernel
-def avgpool_rows(x, out, zp, kh, kw, sh, sw, pad_top, pad_left, include_pad, rmode):
+def avgpool_rows(x, out, zp, kh, kw, sh, sw, pad_top, pad_left, include_pad, rmode, k2, t_pos,
+                 t_neg, even):
     """x [N, H, W, C] -> ``out [N, Ho, Wo, C]`` (any integer dtype holding x's codes: a
     rounded mean lies between them), in place: the rounded window means (module docstring;
-    ``rmode`` as :func:`fxp.kernels.pool.round_div`)."""
+    ``rmode`` as :func:`fxp.kernels.pool.round_div`).  ``k2 >= 0``: the caller proved every
+    window counts ``2**k2`` codes (``include_pad``, or no padding); the quotient is then
+    ``(s + t + even*((s >> k2) & 1)) >> k2`` with :func:`pow2_count`'s offsets (``t =
+    t_neg`` for ``s < 0``), branch-free."""
     n_b, in_h, in_w, depth = x.shape
     out_h, out_w = out.shape[1], out.shape[2]
     # |sum| < kh*kw * (2**32 + |zp|) < 2**53: round_div_small is exact
     small = x.itemsize <= 4 and kh * kw < (1 << 18) and abs(zp) < (1 << 32)
+    dt = np.int64(t_neg - t_pos)
     for r in prange(n_b * out_h):
         b = r // out_h
         oy = r % out_h
@@ -367,6 +383,10 @@ def avgpool_rows(x, out, zp, kh, kw, sh, sw, pad_top, pad_left, include_pad, rmo
             if count == 0:
                 for c in range(depth):
                     dst[c] = zp
+            elif k2 >= 0:
+                for c in range(depth):
+                    v = sums[c]
+                    dst[c] = ((v + t_pos + dt * (v < 0) + even * ((v >> k2) & 1)) >> k2) + zp
             elif small:
                 for c in range(depth):
                     dst[c] = round_div_small(sums[c], count, rmode) + zp

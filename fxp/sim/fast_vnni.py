@@ -144,8 +144,9 @@ def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int
 
 
 def _workers() -> int:
-    """Scratch-owning workers per kernel call: numba's thread count."""
-    return numba.get_num_threads()
+    """Scratch-owning workers per kernel call: numba's thread pool size (reading the active
+    count costs more than a spare worker block)."""
+    return numba.config.NUMBA_NUM_THREADS
 
 
 _NO_PAD = np.zeros(4, np.uint8)

@@ -418,7 +418,7 @@ def _avgpool_rows_op(node, spec: TensorSpec, rounding) -> Op | None:
     """The AvgPool2D / GlobalAvgPool op on channels-last codes ``[N, H, W, C]``
     (:func:`fxp.kernels.fast_layers.avgpool_rows`), or None for codes wider than 32 bits."""
     from fxp.core.modes import RoundingMode
-    from fxp.kernels.fast_layers import avgpool_rows
+    from fxp.kernels.fast_layers import avgpool_rows, pow2_count
 
     if spec.fmt.bits > 32:
         return None
@@ -435,7 +435,9 @@ def _avgpool_rows_op(node, spec: TensorSpec, rounding) -> Op | None:
         n, h, w, depth = x.shape
         out = np.empty((n, (h + t + b - kh) // sh + 1, (w + left + r - kw) // sw + 1, depth),
                        x.dtype)  # a rounded mean lies between the codes (or is zp): it fits
-        avgpool_rows(out.size * kh * kw, x, out, zp, kh, kw, sh, sw, t, left, include, mode)
+        full = include or not (t or left or b or r)  # every window counts kh*kw codes
+        avgpool_rows(out.size * kh * kw, x, out, zp, kh, kw, sh, sw, t, left, include, mode,
+                     *(pow2_count(kh * kw, mode) if full else (-1, 0, 0, 0)))
         return out, 0
     return op
 

@@ -22,6 +22,7 @@ from fxp.kernels.fast_layers import (
     im2col_rows,
     im2col_runs,
     maxpool_rows,
+    pow2_count,
     requant_rows,
     rounding_offsets,
 )
@@ -180,9 +181,14 @@ def test_avgpool_rows_equals_its_statement_and_the_nchw_kernel(seed, k, s, pads,
     code = RoundingMode.from_string(mode).code
     info = np.iinfo(x.dtype)  # the engine's narrow output: x's dtype, when zp fits it
     out = np.empty((n, ho, wo, c), x.dtype if info.min <= zp <= info.max else np.int64)
-    avgpool_rows(build, x, out, zp, *k, s, s, pads[0], pads[1], include, code)
-    assert np.array_equal(out, spec.avgpool_rows(x, zp, k, (s, s), pads, include,
-                                                 RoundingMode.from_string(mode)))
+    avgpool_rows(build, x, out, zp, *k, s, s, pads[0], pads[1], include, code, -1, 0, 0, 0)
+    want = spec.avgpool_rows(x, zp, k, (s, s), pads, include, RoundingMode.from_string(mode))
+    assert np.array_equal(out, want)
+    if include or not any(pads):  # every window counts k0*k1 codes: the shift where 2**k
+        out2 = np.full_like(out, 99)
+        avgpool_rows(build, x, out2, zp, *k, s, s, pads[0], pads[1], include, code,
+                     *pow2_count(k[0] * k[1], code))
+        assert np.array_equal(out2, want)
     nchw_out = avgpool2d_codes(0, np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.int64), zp,
                                *k, s, s, pads[0], pads[1], 1, 1, ho, wo, include, code)
     assert np.array_equal(out.transpose(0, 3, 1, 2), nchw_out)
