@@ -375,40 +375,55 @@ def pad_stored(x, xp, offset, hp, wp, pad_top, pad_left):
     that fit a byte after the offset, any strides) as ``[N, hp, wp, C]`` stored codes:
     ``x + offset`` at ``[b, iy + pad_top, ix + pad_left, c]``, ``offset`` (the stored code
     of a real 0) everywhere else, 0 in the slack."""
-    n_b, in_h, in_w, c_in = x.shape
-    size = n_b * hp * wp * c_in
+    for r in prange(_pad_prologue(x, xp, hp, wp)):
+        _pad_row(x, xp, r, hp, wp, offset, pad_top, pad_left)
+
+
+@jit_inline
+def _pad_prologue(x, xp, hp, wp):
+    """Zero :func:`pad_stored`'s slack; returns the number of padded rows ``N*hp``."""
+    size = x.shape[0] * hp * wp * x.shape[3]
     for j in range(SLACK):
         xp[size + j] = 0
-    img = xp[:size].reshape((n_b * hp, wp * c_in))
+    return x.shape[0] * hp
+
+
+@jit_inline
+def _pad_row(x, xp, r, hp, wp, offset, pad_top, pad_left):
+    """Padded row ``r`` (image ``r // hp``, row ``r % hp``) of :func:`pad_stored`."""
+    in_h, in_w, c_in = x.shape[1], x.shape[2], x.shape[3]
+    b = r // hp
+    iy = r % hp - pad_top
+    row = xp[r * wp * c_in:(r + 1) * wp * c_in]
     fill = np.uint8(offset)
-    for r in prange(n_b * hp):
-        b = r // hp
-        iy = r % hp - pad_top
-        row = img[r]
-        if iy < 0 or iy >= in_h:
-            row[:] = fill
-            continue
-        for xx in range(wp):
-            ix = xx - pad_left
-            if 0 <= ix < in_w:
-                for c in range(c_in):
-                    row[xx * c_in + c] = np.uint8(np.int32(x[b, iy, ix, c]) + offset)
-            else:
-                for c in range(c_in):
-                    row[xx * c_in + c] = fill
+    if iy < 0 or iy >= in_h:
+        row[:] = fill
+        return
+    for xx in range(wp):
+        ix = xx - pad_left
+        if 0 <= ix < in_w:
+            for c in range(c_in):
+                row[xx * c_in + c] = np.uint8(np.int32(x[b, iy, ix, c]) + offset)
+        else:
+            for c in range(c_in):
+                row[xx * c_in + c] = fill
 
 
 @kernel
-def conv_runs_vnni(xp, pad, n_b, hp, wp, c_in, bp, bias, y, kh, sh, sw, dh, out_h, out_w,
-                   shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits, omode, narrow,
-                   workers):
-    """:func:`conv_rows_vnni` for ``dw == 1`` as an implicit GEMM on padded stored codes
-    ``xp`` (:func:`pad_stored`, ``[n_b, hp, wp, c_in]`` flattened, plus :data:`SLACK`):
-    kernel row ``ky`` of output pixel ``(b, oy, ox)`` is the ``kw*C`` contiguous codes at
-    ``((b*hp + oy*sh + ky*dh)*wp + ox*sw)*C``, read as ``r4 = ceil(kw*C / 4)`` groups of
-    four; ``bp`` packs the weights in ``(ky, j)`` order, ``j < 4*r4``, zero for ``j >=
-    kw*C`` (so the up to 3 codes read past a run add nothing).  ``pad`` is unused (no
-    read falls outside ``xp``)."""
+def conv_runs_vnni(x, xp, pad, offset, hp, wp, pad_top, pad_left, bp, bias, y, kh, sh, sw, dh,
+                   out_h, out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
+                   omode, narrow, workers):
+    """:func:`conv_rows_vnni` for ``dw == 1`` as an implicit GEMM on padded stored codes:
+    first ``xp`` := :func:`pad_stored` of the codes ``x [N, H, W, C]`` (``xp``: ``[N, hp,
+    wp, C]`` flattened, plus :data:`SLACK`); then kernel row ``ky`` of output pixel ``(b,
+    oy, ox)`` is the ``kw*C`` contiguous codes at ``((b*hp + oy*sh + ky*dh)*wp +
+    ox*sw)*C``, read as ``r4 = ceil(kw*C / 4)`` groups of four; ``bp`` packs the weights
+    in ``(ky, j)`` order, ``j < 4*r4``, zero for ``j >= kw*C`` (:func:`run_weights`: the up
+    to 3 codes read past a run add nothing).  ``pad`` is unused (no read falls outside
+    ``xp``)."""
+    for r in prange(_pad_prologue(x, xp, hp, wp)):
+        _pad_row(x, xp, r, hp, wp, offset, pad_top, pad_left)
+    n_b, c_in = x.shape[0], x.shape[3]
     n_panels, k4, width, _ = bp.shape
     r4 = k4 // kh
     c_out = y.shape[1]

@@ -33,7 +33,6 @@ from fxp.kernels.vnni_conv import (
     conv_runs_vnni,
     conv_taps_vnni,
     narrow_ok,
-    pad_stored,
     run_weights,
 )
 
@@ -133,10 +132,9 @@ def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int
     if fl.conv is not None and dw == 1:
         hp, wp = h + t + bottom, w + left + right
         xp = np.empty(n * hp * wp * c + SLACK, np.uint8)
-        pad_stored(xp.size, x, xp, vl.offset, hp, wp, t, left)
-        return conv_runs_vnni(work, xp, _NO_PAD, n, hp, wp, c, packed_for(fl, vl, "runs"),
-                              vl.bias, y, kh, sh, sw, dh, ho, wo, *fl.requant_args, vl.narrow,
-                              _workers())
+        return conv_runs_vnni(work, x, xp, _NO_PAD, vl.offset, hp, wp, t, left,
+                              packed_for(fl, vl, "runs"), vl.bias, y, kh, sh, sw, dh, ho, wo,
+                              *fl.requant_args, vl.narrow, _workers())
     x = np.ascontiguousarray(x)
     return conv_rows_vnni(work, x.reshape(n * h, w * c), h, c, packed_for(fl, vl, chw),
                           vl.bias, y, vl.offset, *conv, ho, wo, *fl.requant_args, vl.narrow,

@@ -146,11 +146,11 @@ def test_fused_convolutions_equal_the_statement_chain(cv, shift, mode, ovf, bits
     if dw == 1:  # the runs of a padded copy
         hp, wp = h + 2 * t, w + 2 * left
         xp = np.full(n * hp * wp * c + vnni_conv.SLACK, 77, np.uint8)
-        vnni_conv.pad_stored(build, x.astype(np.int16), xp, offset, hp, wp, t, left)
         bpr = vnni.pack_weights(vnni_conv.run_weights(wt, kh).astype(np.int8), vnni.panel_width(co))
         y3 = np.full_like(y, 99)
-        got3 = vnni_conv.conv_runs_vnni(build, xp, np.zeros(4, np.uint8), n, hp, wp, c, bpr, eff,
-                                        y3, kh, sh, sw, dh, ho, wo, *rq)
+        got3 = vnni_conv.conv_runs_vnni(build, x.astype(np.int16), xp, np.zeros(4, np.uint8),
+                                        offset, hp, wp, t, left, bpr, eff, y3, kh, sh, sw, dh, ho,
+                                        wo, *rq)
         assert np.array_equal(y3, want) and got3 == changed
     if c % 4 == 0:
         y2 = np.full_like(y, 99)
