@@ -143,6 +143,16 @@ def test_maxpool_rows_equals_its_statement_and_the_nchw_kernel(seed, k, s, pads,
     out = np.empty((n, ho, wo, c), dtype)
     maxpool_rows(build, x, out, pad_code, *k, s, s, pads[0], pads[1], 1, 1)
     assert np.array_equal(out, spec.maxpool_rows(x, pad_code, k, (s, s), pads, (1, 1)))
+    # any pad code (it then wins where a padded tap is larger) and dilations
+    pad_any = int(rng.integers(max(int(np.iinfo(dtype).min), -5000),
+                               min(int(np.iinfo(dtype).max), 5000) + 1))
+    d = int(rng.integers(1, 3))
+    ho2 = (h + pads[0] + pads[2] - (k[0] - 1) * d - 1) // s + 1
+    wo2 = (w + pads[1] + pads[3] - (k[1] - 1) * d - 1) // s + 1
+    if ho2 >= 1 and wo2 >= 1:
+        out2 = np.empty((n, ho2, wo2, c), dtype)
+        maxpool_rows(build, x, out2, pad_any, *k, s, s, pads[0], pads[1], d, d)
+        assert np.array_equal(out2, spec.maxpool_rows(x, pad_any, k, (s, s), pads, (d, d)))
     nchw_out = maxpool2d_codes(0, np.ascontiguousarray(x.transpose(0, 3, 1, 2), np.int64),
                                pad_code, *k, s, s, pads[0], pads[1], 1, 1, ho, wo)
     assert np.array_equal(out.transpose(0, 3, 1, 2), nchw_out)
