@@ -45,7 +45,7 @@ endif
 	$(BIN)/python -m pip install --quiet -e ".[dist]"
 
 test: setup-test
-	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider
+	CI=true $(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadfile
 
 bench: setup
 	$(BIN)/python benchmarks/bench_numbers.py
