@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -285,7 +286,8 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
         return IntValue(np.clip(_wide(x).codes, *step.act_bounds), step.out_spec)
     if isinstance(node, Flatten):
         if cl:
-            return ChannelsLast(x.codes.reshape(x.codes.shape[0], int(np.prod(x.chw))), spec,
+            c, h, w = x.chw
+            return ChannelsLast(x.codes.reshape(x.codes.shape[0], c * h * w), spec,
                                 x.chw)
         return IntValue(L.flatten_int(x.codes), spec)
     if isinstance(node, Reshape):
@@ -405,7 +407,19 @@ def _cast_input(step: LayerStep, v) -> tuple[np.ndarray, int]:
         plans[src] = cast_plan(src, dst, step.plan.rounding)
     if plans[src] is None:
         return cast(v.codes, src, dst, step.plan.rounding, "saturate")
-    return fast_cast(v.codes, plans[src])
+    key = plans[src][1:]  # the shift, offsets, bounds and dtype (not the zero bias array)
+    last = getattr(_LAST_CAST, "entry", None)  # a tensor read by two layers: cast once
+    if last is not None and last[0] is v.codes and last[1] == key:
+        return last[2]
+    done = fast_cast(v.codes, plans[src])
+    _LAST_CAST.entry = (v.codes, key, done)
+    return done
+
+
+_LAST_CAST = threading.local()
+"""This thread's last :func:`fast_cast`: ``(source codes, cast arguments, (codes, n))``.  The
+executor never writes into codes it has produced, so the same source array under the same
+plan gives the same result (residual blocks cast one tensor for two convolutions)."""
 
 
 def _uses_blas(model) -> bool:

@@ -174,6 +174,24 @@ def test_the_int8_gemm_runs_on_an_8_bit_plan():
     _same(graph, plan, x)
 
 
+def test_a_residual_net_on_the_int8_gemm_equals_the_loop():
+    """resnet_small's w8a8 plan (channels 1, 7, 13, 19: the padded-runs GEMM; 2x2 average
+    pools: the shift division; tensors read by two convolutions after one cast; int32
+    requantization): every tensor and every counter equal the ordered loop's."""
+    from fxp import workflow as fw
+    from fxp.kernels import vnni
+
+    if not vnni.available():
+        pytest.skip("the CPU has no AVX-512 VNNI")
+    graph = fw.load_model("resnet_small")
+    x = np.random.default_rng(3).normal(size=(6, 1, 28, 28)).astype(np.float32)
+    plan = ptq_pow2(graph, x, weight_bits=8, act_bits=8, acc_bits=32)
+    model = compile_plan(graph, plan)
+    vls = [fast_layer(s).vnni for s in model.steps if s.w_codes is not None]
+    assert all(v is not None for v in vls) and any(v.narrow for v in vls)
+    _same(graph, plan, x)
+
+
 def test_the_fast_path_runs_and_chunks_on_a_real_model():
     from fxp import workflow as fw
 
