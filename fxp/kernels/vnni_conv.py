@@ -8,9 +8,8 @@ sums of :mod:`fxp.kernels.vnni`'s microkernels and the requantization of
 * :func:`conv_rows_vnni` copies each pixel's im2col row first (any channel count);
 * :func:`conv_taps_vnni` is an implicit GEMM for ``C % 4 == 0``: the microkernel
   reads each tap's ``C`` codes where they lie in the input;
-* :func:`conv_runs_vnni` is an implicit GEMM for any ``C`` (``dw == 1``) on a padded
-  copy of the input (:func:`pad_stored`): one kernel row's ``kw*C`` codes are
-  contiguous there, and the microkernel reads them as groups of four.
+* :func:`fxp.kernels.vnni_runs.conv_runs_vnni` (on this module's task helpers) is an
+  implicit GEMM for any ``C`` (``dw == 1``) on a padded copy of the input.
 
 Both must equal the statement chain ``im2col(x + offset, pad=offset) ->``
 :func:`fxp.kernels.spec_fast_layers.gemm_u8s8` ``->``
@@ -27,8 +26,7 @@ from fxp.kernels.fast_layers import _requant_run
 from fxp.kernels.scalar import SATURATE_ZERO, WRAP
 from fxp.kernels.vnni import MR, _taps1, _taps2, _tile1, _tile2
 
-__all__ = ["ROWS", "SLACK", "conv_rows_vnni", "conv_runs_vnni", "conv_taps_vnni", "pad_stored",
-           "run_weights"]
+__all__ = ["ROWS", "conv_rows_vnni", "conv_taps_vnni", "narrow_ok"]
 
 
 ROWS = 64
@@ -181,6 +179,23 @@ def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top,
     return counts.sum()
 
 
+@jit_inline
+def _tap_sums(x, pad, offs, stride, taps, c4, bp, acc, rows):
+    """``acc[r, :]`` := the int32 sums of rows ``r < rows`` (up to the next multiple of
+    :data:`MR`) by the tap microkernels: tap ``t`` of row ``r`` reads ``4*c4`` codes at
+    ``x + offs[t*stride + r]`` (``pad`` where negative), with the weights ``bp``."""
+    width = bp.shape[2]
+    panel = bp.shape[1] * width * 4
+    ldc = acc.shape[1]
+    for nb in range(bp.shape[0]):
+        for qd in range((rows + MR - 1) // MR):
+            c_off = qd * MR * ldc + nb * width
+            if width == 16:
+                _taps1(x, pad, offs, qd * MR, stride, taps, c4, bp, nb * panel, acc, c_off, ldc)
+            else:
+                _taps2(x, pad, offs, qd * MR, stride, taps, c4, bp, nb * panel, acc, c_off, ldc)
+
+
 @jit
 def _tap_offsets(offs, stride, spare, r0, rows, in_h, in_w, c_in, kh, kw, sh, sw, pad_top,
                  pad_left, dh, dw, out_h, out_w):
@@ -329,7 +344,6 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
                                                              t_neg)
     bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
     flat_y = y.reshape(-1)
-    panel = k4 * width * 4
     ldc = n_panels * width
     per = -(-n_tasks // workers)  # tasks per worker, in one block
     for worker in prange(workers):
@@ -340,118 +354,7 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
             rows = min(ROWS, m - r0)
             _tap_offsets(offs, task_rows, -1, r0, rows, in_h, in_w, c_in, kh, kw, sh, sw, pad_top,
                          pad_left, dh, dw, out_h, out_w)
-            for nb in range(n_panels):
-                for qd in range((rows + MR - 1) // MR):
-                    c_off = qd * MR * ldc + nb * width
-                    if width == 16:
-                        _taps1(xs, pad, offs, qd * MR, task_rows, taps, c4, bp, nb * panel, acc,
-                               c_off, ldc)
-                    else:
-                        _taps2(xs, pad, offs, qd * MR, task_rows, taps, c4, bp, nb * panel, acc,
-                               c_off, ldc)
-            counts[task] = _requant_task(acc, rows, bias_rows, bias32,
-                                         flat_y[r0 * c_out:(r0 + rows) * c_out], shift, t_pos, dt,
-                                         even, lo, hi, out_lo, out_hi, mask, omode, narrow)
-    return counts.sum()
-
-
-def run_weights(w: np.ndarray, kh: int) -> np.ndarray:
-    """``w [kh*kw*C, Co]`` (rows in ``(ky, kx, c)`` order) -> ``[kh * 4*r4, Co]`` in the
-    ``(ky, j)`` order of :func:`conv_runs_vnni`: each kernel row's ``kw*C`` rows, then
-    zero rows up to ``4*r4``, ``r4 = ceil(kw*C / 4)``."""
-    run = w.shape[0] // kh
-    rows = w.reshape(kh, run, w.shape[1])
-    return np.pad(rows, ((0, 0), (0, -run % 4), (0, 0))).reshape(-1, w.shape[1])
-
-
-SLACK = 4
-"""Bytes after the padded codes of :func:`pad_stored`: :func:`conv_runs_vnni` reads each
-kernel row as whole groups of four, up to 3 bytes past its last code."""
-
-
-@kernel
-def pad_stored(x, xp, offset, hp, wp, pad_top, pad_left):
-    """``xp`` (uint8, ``N*hp*wp*C + SLACK`` long) := ``x [N, H, W, C]`` (integer codes
-    that fit a byte after the offset, any strides) as ``[N, hp, wp, C]`` stored codes:
-    ``x + offset`` at ``[b, iy + pad_top, ix + pad_left, c]``, ``offset`` (the stored code
-    of a real 0) everywhere else, 0 in the slack."""
-    for r in prange(_pad_prologue(x, xp, hp, wp)):
-        _pad_row(x, xp, r, hp, wp, offset, pad_top, pad_left)
-
-
-@jit_inline
-def _pad_prologue(x, xp, hp, wp):
-    """Zero :func:`pad_stored`'s slack; returns the number of padded rows ``N*hp``."""
-    size = x.shape[0] * hp * wp * x.shape[3]
-    for j in range(SLACK):
-        xp[size + j] = 0
-    return x.shape[0] * hp
-
-
-@jit_inline
-def _pad_row(x, xp, r, hp, wp, offset, pad_top, pad_left):
-    """Padded row ``r`` (image ``r // hp``, row ``r % hp``) of :func:`pad_stored`."""
-    in_h, in_w, c_in = x.shape[1], x.shape[2], x.shape[3]
-    b = r // hp
-    iy = r % hp - pad_top
-    row = xp[r * wp * c_in:(r + 1) * wp * c_in]
-    fill = np.uint8(offset)
-    if iy < 0 or iy >= in_h:
-        row[:] = fill
-        return
-    for xx in range(wp):
-        ix = xx - pad_left
-        if 0 <= ix < in_w:
-            for c in range(c_in):
-                row[xx * c_in + c] = np.uint8(np.int32(x[b, iy, ix, c]) + offset)
-        else:
-            for c in range(c_in):
-                row[xx * c_in + c] = fill
-
-
-@kernel
-def conv_runs_vnni(x, xp, pad, offset, hp, wp, pad_top, pad_left, bp, bias, y, kh, sh, sw, dh,
-                   out_h, out_w, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi, out_bits,
-                   omode, narrow, workers):
-    """:func:`conv_rows_vnni` for ``dw == 1`` as an implicit GEMM on padded stored codes:
-    first ``xp`` := :func:`pad_stored` of the codes ``x [N, H, W, C]`` (``xp``: ``[N, hp,
-    wp, C]`` flattened, plus :data:`SLACK`); then kernel row ``ky`` of output pixel ``(b,
-    oy, ox)`` is the ``kw*C`` contiguous codes at ``((b*hp + oy*sh + ky*dh)*wp +
-    ox*sw)*C``, read as ``r4 = ceil(kw*C / 4)`` groups of four; ``bp`` packs the weights
-    in ``(ky, j)`` order, ``j < 4*r4``, zero for ``j >= kw*C`` (:func:`run_weights`: the up
-    to 3 codes read past a run add nothing).  ``pad`` is unused (no read falls outside
-    ``xp``)."""
-    for r in prange(_pad_prologue(x, xp, hp, wp)):
-        _pad_row(x, xp, r, hp, wp, offset, pad_top, pad_left)
-    n_b, c_in = x.shape[0], x.shape[3]
-    n_panels, k4, width, _ = bp.shape
-    r4 = k4 // kh
-    c_out = y.shape[1]
-    m = n_b * out_h * out_w
-    n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
-                                                             t_neg)
-    bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
-    flat_y = y.reshape(-1)
-    panel = k4 * width * 4
-    ldc = n_panels * width
-    per = -(-n_tasks // workers)  # tasks per worker, in one block
-    for worker in prange(workers):
-        offs = np.empty(kh * task_rows, np.int64)  # this worker's scratch: [ky, row]
-        acc = np.empty((task_rows, ldc), np.int32)
-        for task in range(worker * per, min(n_tasks, (worker + 1) * per)):
-            r0 = task * ROWS
-            rows = min(ROWS, m - r0)
-            _tap_offsets(offs, task_rows, 0, r0, rows, hp, wp, c_in, kh, 1, sh, sw, 0, 0, dh, 1,
-                         out_h, out_w)
-            for nb in range(n_panels):
-                for qd in range((rows + MR - 1) // MR):
-                    c_off = qd * MR * ldc + nb * width
-                    if width == 16:
-                        _taps1(xp, pad, offs, qd * MR, task_rows, kh, r4, bp, nb * panel, acc,
-                               c_off, ldc)
-                    else:
-                        _taps2(xp, pad, offs, qd * MR, task_rows, kh, r4, bp, nb * panel, acc,
-                               c_off, ldc)
+            _tap_sums(xs, pad, offs, task_rows, taps, c4, bp, acc, rows)
             counts[task] = _requant_task(acc, rows, bias_rows, bias32,
                                          flat_y[r0 * c_out:(r0 + rows) * c_out], shift, t_pos, dt,
                                          even, lo, hi, out_lo, out_hi, mask, omode, narrow)

@@ -27,14 +27,8 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from fxp.kernels.vnni_conv import (
-    SLACK,
-    conv_rows_vnni,
-    conv_runs_vnni,
-    conv_taps_vnni,
-    narrow_ok,
-    run_weights,
-)
+from fxp.kernels.vnni_conv import conv_rows_vnni, conv_taps_vnni, narrow_ok
+from fxp.kernels.vnni_runs import SLACK, conv_runs_vnni, run_weights
 
 __all__ = ["VnniLayer", "packed_for", "run_vnni", "stored_codes", "vnni_plan"]
 
@@ -88,7 +82,7 @@ def vnni_plan(fl, in_fmt, top: int) -> VnniLayer | None:
 def packed_for(fl, vl: VnniLayer, chw) -> np.ndarray:
     """The packed int8 weights (:func:`fxp.kernels.vnni.pack_weights`) in the column order
     of :meth:`fxp.sim.fast.FastLayer.rows_for`, or (``chw="runs"``) in the ``(ky, j)``
-    order of :func:`fxp.kernels.vnni_conv.conv_runs_vnni`: each kernel row's ``kw*C``
+    order of :func:`fxp.kernels.vnni_runs.conv_runs_vnni`: each kernel row's ``kw*C``
     weights padded with zeros to a multiple of 4."""
     if chw not in vl.packed:
         from fxp.kernels.vnni import pack_weights
@@ -113,7 +107,7 @@ def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int
     """The layer on ``x [N, H, W, C]`` (a Dense: ``[N, F]``) integer codes into ``y [N*pixels,
     Co]``; returns the number the output overflow changed.  A convolution runs
     :func:`fxp.kernels.vnni_conv.conv_taps_vnni` for ``C % 4 == 0`` input channels, else
-    :func:`~fxp.kernels.vnni_conv.conv_runs_vnni` on a padded copy where ``dw == 1``, else
+    :func:`~fxp.kernels.vnni_runs.conv_runs_vnni` on a padded copy where ``dw == 1``, else
     :func:`~fxp.kernels.vnni_conv.conv_rows_vnni` (also every Dense)."""
     ho, wo, _, _, _, chw = geo
     if fl.conv is None:

@@ -4,11 +4,13 @@ statements (issue 17).
 * the GEMM's int32 sums equal exact Python-int dot products, at the extremes of uint8 x int8
   and at every shape remainder (rows past a multiple of 4, columns past 16/32, ``K`` past a
   multiple of 4), in both builds;
-* the fused convolutions (:mod:`fxp.kernels.vnni_conv`: im2col rows, implicit GEMM) equal
-  the statement chain ``im2col(x + offset, pad=offset) -> gemm_u8s8 -> requant_rows`` with
-  the bias
-  ``bias - offset * sum_k w``, and that bias identity is checked against Python ints on
-  the unshifted codes; the two convolution kernels equal each other where both apply.
+* the fused convolutions (:mod:`fxp.kernels.vnni_conv`: im2col rows, implicit GEMM;
+  :mod:`fxp.kernels.vnni_runs`: implicit GEMM on a padded copy) equal the statement chain
+  ``im2col(x + offset, pad=offset) -> gemm_u8s8 -> requant_rows`` with the bias ``bias -
+  offset * sum_k w``, on int64 and (where ``narrow_ok``) int32 requantization lanes; the
+  bias identity is checked against Python ints on the unshifted codes;
+* the int32 requantization equals the int64 statement up to the edge of its proof, and
+  the padded copy equals ``numpy.pad``.
 
 Skipped where the CPU lacks AVX-512 VNNI (the engine then keeps the float32 path).
 """
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 
 from fxp.core.format import QFormat
 from fxp.kernels import spec_fast_layers as spec
-from fxp.kernels import vnni, vnni_conv
+from fxp.kernels import vnni, vnni_conv, vnni_runs
 from fxp.kernels.fast_layers import rounding_offsets
 from tests import oracles
 
@@ -145,10 +147,11 @@ def test_fused_convolutions_equal_the_statement_chain(cv, shift, mode, ovf, bits
     assert np.array_equal(y, want) and got == changed
     if dw == 1:  # the runs of a padded copy
         hp, wp = h + 2 * t, w + 2 * left
-        xp = np.full(n * hp * wp * c + vnni_conv.SLACK, 77, np.uint8)
-        bpr = vnni.pack_weights(vnni_conv.run_weights(wt, kh).astype(np.int8), vnni.panel_width(co))
+        xp = np.full(n * hp * wp * c + vnni_runs.SLACK, 77, np.uint8)
+        bpr = vnni.pack_weights(vnni_runs.run_weights(wt, kh).astype(np.int8),
+                                vnni.panel_width(co))
         y3 = np.full_like(y, 99)
-        got3 = vnni_conv.conv_runs_vnni(build, x.astype(np.int16), xp, np.zeros(4, np.uint8),
+        got3 = vnni_runs.conv_runs_vnni(build, x.astype(np.int16), xp, np.zeros(4, np.uint8),
                                         offset, hp, wp, t, left, bpr, eff, y3, kh, sh, sw, dh, ho,
                                         wo, *rq)
         assert np.array_equal(y3, want) and got3 == changed
@@ -171,11 +174,11 @@ def test_pad_stored_equals_numpy_pad(seed, shape, pads, offset, transposed, buil
     t, left, b, r = pads
     n, h, w, c = shape
     hp, wp = h + t + b, w + left + r
-    xp = np.full(n * hp * wp * c + vnni_conv.SLACK, 55, np.uint8)
-    vnni_conv.pad_stored(build, x, xp, offset, hp, wp, t, left)
+    xp = np.full(n * hp * wp * c + vnni_runs.SLACK, 55, np.uint8)
+    vnni_runs.pad_stored(build, x, xp, offset, hp, wp, t, left)
     want = np.pad(x + offset, ((0, 0), (t, b), (left, r), (0, 0)), constant_values=offset)
-    assert np.array_equal(xp[:-vnni_conv.SLACK].reshape(want.shape), want)
-    assert not xp[-vnni_conv.SLACK:].any()
+    assert np.array_equal(xp[:-vnni_runs.SLACK].reshape(want.shape), want)
+    assert not xp[-vnni_runs.SLACK:].any()
 
 
 I32_MAX = (1 << 31) - 1
