@@ -59,8 +59,8 @@ from fxp.plan.plan import RequantScheme
 from fxp.sim.fast_vnni import run_vnni, vnni_plan
 from fxp.sim.values import ChannelsLast, IntValue
 
-__all__ = ["BLOCK_BYTES", "FastLayer", "blas_threads", "cast_plan", "fast_cast", "fast_layer",
-           "run_fast", "single_blas", "storage_dtype"]
+__all__ = ["BLOCK_BYTES", "FastLayer", "blas_threads", "cached_fast_layer", "cast_plan",
+           "fast_cast", "fast_layer", "run_fast", "single_blas", "storage_dtype", "uses_blas"]
 
 F32_EXACT = 1 << 24
 """Integers of magnitude below this are exact in float32 (24-bit significand)."""
@@ -370,3 +370,21 @@ def storage_dtype(fmt) -> np.dtype:
         if info.min <= fmt.min_code and fmt.max_code <= info.max:
             return np.dtype(dt)
     return np.dtype(np.int64)
+
+
+def cached_fast_layer(step) -> FastLayer | None:
+    """:func:`fast_layer` of ``step``, computed once and kept on the step."""
+    if "_fast" not in step.__dict__:
+        step.__dict__["_fast"] = fast_layer(step)
+    return step.__dict__["_fast"]
+
+
+def uses_blas(model) -> bool:
+    """Whether ``method="auto"`` may call BLAS: some weighted step is off the int8 GEMM
+    (:mod:`fxp.sim.fast_vnni`); computed once per model."""
+    known = model.__dict__.get("_uses_blas")
+    if known is None:
+        known = model.__dict__["_uses_blas"] = any(
+            fl is None or fl.vnni is None for s in model.steps if s.w_codes is not None
+            for fl in [cached_fast_layer(s)])
+    return known

@@ -34,8 +34,6 @@ every partial sum.
 from __future__ import annotations
 
 import contextlib
-import functools
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,8 +45,10 @@ from fxp.ops import layers as L
 from fxp.ops.fixed import cast
 from fxp.plan.plan import RequantScheme
 from fxp.sim.compile import CompiledModel, LayerStep
-from fxp.sim.fast import run_fast
+from fxp.sim.fast import cached_fast_layer as _fast_plan
+from fxp.sim.fast import run_fast, uses_blas
 from fxp.sim.float_ref import run_node
+from fxp.sim.input_casts import cast_input, clamp_narrow, quantize_pow2_input
 from fxp.sim.values import ChannelsLast, FloatValue, IntValue, quantize_spec, to_float
 
 __all__ = ["INPUT_COUNTER", "IntegerRun", "LayerCounters", "run_integer"]
@@ -139,15 +139,6 @@ def _wide(v):
     return v
 
 
-def _fast_plan(step: LayerStep):
-    """The step's :class:`fxp.sim.fast.FastLayer` (computed once), or None."""
-    if "_fast" not in step.__dict__:
-        from fxp.sim.fast import fast_layer
-
-        step.__dict__["_fast"] = fast_layer(step)
-    return step.__dict__["_fast"]
-
-
 def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters,
               method: str = "auto") -> IntValue:
     node, lp = step.node, step.plan
@@ -157,7 +148,7 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
         v, cl = v.to_int(), False
     if isinstance(v, FloatValue) or (v.spec is not spec and v.spec != spec):
         if not isinstance(v, FloatValue) and v.spec.is_pow2 and spec.is_pow2:  # elementwise
-            codes, n = _cast_input(step, v)
+            codes, n = cast_input(step, v)
             v = ChannelsLast(codes, spec, v.chw) if cl else IntValue(codes, spec)
         else:
             v = v.to_int() if cl else v
@@ -282,7 +273,7 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
                                         pads=node.pads), spec)
     if isinstance(node, (ReLU, Clip)):
         if cl:
-            return ChannelsLast(_clamp_narrow(x.codes, *step.act_bounds), step.out_spec, x.chw)
+            return ChannelsLast(clamp_narrow(x.codes, *step.act_bounds), step.out_spec, x.chw)
         return IntValue(np.clip(_wide(x).codes, *step.act_bounds), step.out_spec)
     if isinstance(node, Flatten):
         if cl:
@@ -293,24 +284,6 @@ def _run_step(step: LayerStep, vals: list, counters: LayerCounters, method: str)
     if isinstance(node, Reshape):
         return IntValue(x.codes.reshape((x.codes.shape[0], *node.shape)), spec)  # per sample
     raise AssertionError(f"unhandled node {node!r}")  # pragma: no cover - compile refuses these
-
-
-@functools.cache
-def _dtype_range(dtype: np.dtype) -> tuple[int, int]:
-    info = np.iinfo(dtype)
-    return int(info.min), int(info.max)
-
-
-def _clamp_narrow(codes: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    """``clip(codes, lo, hi)`` in the codes' own dtype (bounds beyond it change nothing; no
-    bound inside it: the codes as they are)."""
-    d_lo, d_hi = _dtype_range(codes.dtype)
-    out = codes
-    if lo > d_lo:
-        out = np.maximum(out, codes.dtype.type(lo))
-    if hi < d_hi:
-        out = np.minimum(out, codes.dtype.type(hi))
-    return out
 
 
 INPUT_COUNTER = "(input)"
@@ -357,7 +330,7 @@ def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=N
     g = model.graph
     plan = model.plan
     if plan.input.is_pow2:  # the plan's input conversion (hls4ml: the input type's modes)
-        codes, n = _quantize_pow2_input(model, np.asarray(x, np.float32))
+        codes, n = quantize_pow2_input(model, np.asarray(x, np.float32))
     else:
         codes, n = quantize_spec(np.asarray(x, np.float32), plan.input, "input",
                                  plan.input_rounding.value,
@@ -372,65 +345,10 @@ def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=N
                                                   for t in step.node.inputs}
     from fxp.sim.fast import blas_threads
 
-    with blas_threads(len(codes)) if method != "auto" or _uses_blas(model) \
+    with blas_threads(len(codes)) if method != "auto" or uses_blas(model) \
             else contextlib.nullcontext():
         _run_steps(model, vals, counters, method, keep, on_value, last_use)
     return [to_float(vals[t], t) for t in g.outputs], vals
-
-
-def _quantize_pow2_input(model: CompiledModel, x: np.ndarray) -> tuple[np.ndarray, int]:
-    """The plan's power-of-two input quantization: :func:`fxp.ops.fixed.quantize` with its
-    branch-free kernel's arguments found once per model (the general path where it falls
-    back, which also names a non-finite input)."""
-    from fxp.ops.fixed import fast_quantize_args, quantize, run_fast_quantize
-
-    plan = model.plan
-    if "_input_q" not in model.__dict__:
-        model.__dict__["_input_q"] = fast_quantize_args(plan.input.fmt, plan.input_rounding,
-                                                        plan.input_overflow)
-    args = model.__dict__["_input_q"]
-    done = run_fast_quantize(x.ravel(), args) if args is not None else None
-    if done is not None:
-        return done[0].reshape(x.shape), done[1]
-    return quantize(x, plan.input.fmt, plan.input_rounding, plan.input_overflow)
-
-
-def _cast_input(step: LayerStep, v) -> tuple[np.ndarray, int]:
-    """``v``'s codes cast (saturating) to the step's input format: the fused pass of
-    :func:`fxp.sim.fast.fast_cast` where it applies (planned once per step and source
-    format), else :func:`fxp.ops.fixed.cast`."""
-    from fxp.sim.fast import cast_plan, fast_cast
-
-    src, dst = v.spec.fmt, step.in_specs[0].fmt
-    plans = step.__dict__.setdefault("_casts", {})
-    if src not in plans:
-        plans[src] = cast_plan(src, dst, step.plan.rounding)
-    if plans[src] is None:
-        return cast(v.codes, src, dst, step.plan.rounding, "saturate")
-    key = plans[src][1:]  # the shift, offsets, bounds and dtype (not the zero bias array)
-    last = getattr(_LAST_CAST, "entry", None)  # a tensor read by two layers: cast once
-    if last is not None and last[0] is v.codes and last[1] == key:
-        return last[2]
-    done = fast_cast(v.codes, plans[src])
-    _LAST_CAST.entry = (v.codes, key, done)
-    return done
-
-
-_LAST_CAST = threading.local()
-"""This thread's last :func:`fast_cast`: ``(source codes, cast arguments, (codes, n))``.  The
-executor never writes into codes it has produced, so the same source array under the same
-plan gives the same result (residual blocks cast one tensor for two convolutions)."""
-
-
-def _uses_blas(model) -> bool:
-    """Whether ``method="auto"`` may call BLAS: some weighted step is off the int8 GEMM
-    (:mod:`fxp.sim.fast_vnni`); computed once per model."""
-    known = model.__dict__.get("_uses_blas")
-    if known is None:
-        known = model.__dict__["_uses_blas"] = any(
-            fl is None or fl.vnni is None for s in model.steps if s.w_codes is not None
-            for fl in [_fast_plan(s)])
-    return known
 
 
 def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
