@@ -146,9 +146,8 @@ def conv_rows_vnni(xf, in_h, c_in, bp, bias, y, offset, kh, kw, sh, sw, pad_top,
     n_panels, k4, width, _ = bp.shape
     c_out = y.shape[1]
     m = n_b * out_h * out_w
-    n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
-                                                             t_neg)
-    bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
+    n_tasks, task_rows, mask, dt, bias_rows, bias32, counts = _tasks(m, bias, c_out, out_bits,
+                                                                     t_pos, t_neg)
     flat_y = y.reshape(-1)
     panel = k4 * width * 4
     ldc = n_panels * width
@@ -309,11 +308,13 @@ def narrow_ok(top: int, bias, shift: int, out_bits: int) -> bool:
 @jit
 def _tasks(m, bias, c_out, out_bits, t_pos, t_neg):
     """``(tasks, rows per task buffer, overflow mask, t_neg - t_pos, bias along the task
-    rows, per-task counts)`` for ``m`` output pixels (small batches: smaller buffers)."""
+    rows (int64, and as int32 for the int32 lanes where the caller proved them exact),
+    per-task counts)`` for ``m`` output pixels (small batches: smaller buffers)."""
     n_tasks = (m + ROWS - 1) // ROWS
     task_rows = min(ROWS, (m + MR - 1) // MR * MR)
     mask = (np.int64(1) << out_bits) - 1 if out_bits < 64 else np.int64(-1)
-    return (n_tasks, task_rows, mask, np.int64(t_neg - t_pos), _bias_rows(bias, c_out, task_rows),
+    rows = _bias_rows(bias, c_out, task_rows)
+    return (n_tasks, task_rows, mask, np.int64(t_neg - t_pos), rows, rows.astype(np.int32),
             np.zeros(n_tasks, np.int64))
 
 
@@ -340,9 +341,8 @@ def conv_taps_vnni(xs, pad, in_h, in_w, bp, bias, y, kh, kw, sh, sw, pad_top, pa
     c_in = 4 * c4
     c_out = y.shape[1]
     m = xs.shape[0] // (in_h * in_w * c_in) * out_h * out_w
-    n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
-                                                             t_neg)
-    bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
+    n_tasks, task_rows, mask, dt, bias_rows, bias32, counts = _tasks(m, bias, c_out, out_bits,
+                                                                     t_pos, t_neg)
     flat_y = y.reshape(-1)
     ldc = n_panels * width
     per = -(-n_tasks // workers)  # tasks per worker, in one block

@@ -93,9 +93,8 @@ def conv_runs_vnni(x, xp, pad, offset, hp, wp, pad_top, pad_left, bp, bias, y, k
     r4 = k4 // kh
     c_out = y.shape[1]
     m = n_b * out_h * out_w
-    n_tasks, task_rows, mask, dt, bias_rows, counts = _tasks(m, bias, c_out, out_bits, t_pos,
-                                                             t_neg)
-    bias32 = bias_rows.astype(np.int32)  # used where narrow (the caller proved it exact)
+    n_tasks, task_rows, mask, dt, bias_rows, bias32, counts = _tasks(m, bias, c_out, out_bits,
+                                                                     t_pos, t_neg)
     flat_y = y.reshape(-1)
     ldc = n_panels * width
     per = -(-n_tasks // workers)  # tasks per worker, in one block

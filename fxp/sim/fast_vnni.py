@@ -48,7 +48,6 @@ class VnniLayer:
 
     offset: int  # 0 or 128: stored code = input code + offset
     nv: int  # 16-column vectors per weight panel (fxp.kernels.vnni.panel_width)
-    k4: int  # row length of the uint8 im2col rows / 4
     bias: np.ndarray  # int64 [Co]: bias - offset * sum_k w
     narrow: bool = False  # requantize on int32 lanes (fxp.kernels.vnni_conv.narrow_ok)
     packed: dict = field(default_factory=dict)
@@ -75,7 +74,7 @@ def vnni_plan(fl, in_fmt, top: int) -> VnniLayer | None:
     if 255 * int(np.abs(w).sum(axis=1).max()) >= I32_LIMIT:
         return None
     bias = fl.bias - offset * w.sum(axis=1)
-    return VnniLayer(offset, panel_width(w.shape[0]), -(-w.shape[1] // 4), bias,
+    return VnniLayer(offset, panel_width(w.shape[0]), bias,
                      narrow_ok(top, bias, fl.shift, fl.out_bits))
 
 
