@@ -192,4 +192,5 @@ def measure_noise_dist(graph: Graph, calib_x: np.ndarray, *, client=None,
         done = _gather(client, cells, progress, "noise table")
     finally:
         client.cancel(futures)
-    return _assemble(qts, widths, done, n, ref, rounding, method, weight_method, ranges)
+    return _assemble(qts, widths, done, n, ref, rounding, method, weight_method, ranges,
+                     graph)

@@ -26,8 +26,11 @@ from fxp.ir.graph import Graph
 from fxp.opt.noise import NoiseTable
 from fxp.plan.plan import Plan
 
-__all__ = ["ModelValidation", "plan_for_widths", "predict_sqnr_db", "validate_model",
-           "widths_to_ptq"]
+__all__ = ["BIAS_GUARD_BITS", "ModelValidation", "plan_for_widths", "predict_sqnr_db",
+           "validate_model", "widths_to_ptq"]
+
+BIAS_GUARD_BITS = 4
+"""Fraction bits below the output LSB down to which :func:`plan_for_widths` codes biases."""
 
 
 def predict_sqnr_db(table: NoiseTable, widths: dict[str, int], *,
@@ -58,7 +61,7 @@ def widths_to_ptq(table: NoiseTable, widths: dict[str, int]) -> dict:
 
 def plan_for_widths(graph: Graph, calib_x: np.ndarray, table: NoiseTable,
                     widths: dict[str, int], *, default_bits: int = 16, name: str | None = None,
-                    acc_bits: int | None = None) -> Plan:
+                    acc_bits: int | None = None, bias_guard: int | None = None) -> Plan:
     """A :func:`~fxp.plan.ptq.ptq_pow2` plan with these widths.
 
     Activation formats come from the same calibration ranges the noise was
@@ -66,6 +69,18 @@ def plan_for_widths(graph: Graph, calib_x: np.ndarray, table: NoiseTable,
     width (``table.formats``), whatever its ``weight_method``.
     Accumulators are sized to each layer's proven worst case (so no overflow
     can happen; ``acc_bits`` forces one width instead).
+
+    Biases: with ``bias_guard``, where the products' LSB (``F_x + F_w`` fraction bits)
+    is coarser than ``bias_guard`` bits below the output's LSB, the accumulator gets ``acc_frac_bits =
+    F_out + bias_guard`` (products shifted left, exact) so the bias is coded that finely.
+    The noise table measures each tensor with a float bias; a bias rounded to a coarse
+    product LSB is a per-channel offset it does not see (``mnist_cnn`` with a 4-bit input
+    and 3-bit ``conv1`` weights: LSB 2**-3 against the output's 2**-2, 2.4 dB off the
+    prediction).  Its rounding error stays below ``2**-(bias_guard + 1)`` output LSB.
+    Only with ``acc_bits`` None (proven widths); ``bias_guard=None`` (the default, the
+    :func:`~fxp.plan.ptq.ptq_pow2` convention the hardware cost models count) keeps
+    ``F_x + F_w``; :func:`fxp.opt.optimize_bits` passes :data:`BIAS_GUARD_BITS` where its
+    costs do not depend on accumulator widths.
     """
     from fxp.plan.ptq import ptq_pow2
     from fxp.sim.compile import compile_plan
@@ -82,11 +97,30 @@ def plan_for_widths(graph: Graph, calib_x: np.ndarray, table: NoiseTable,
         table, widths)
     if acc_bits is not None:
         return wide
-    model = compile_plan(graph, wide)
     plan = wide
+    if bias_guard is not None:
+        plan = _guard_biases(plan, compile_plan(graph, wide), bias_guard)
+    model = compile_plan(graph, plan)
     for s in model.steps:
         if s.worst_case_bits is not None:
             plan = plan.replace_layer(s.name, acc_bits=max(2, min(64, s.worst_case_bits)))
+    return plan
+
+
+def _guard_biases(plan: Plan, model, guard: int) -> Plan:
+    """``plan`` with ``acc_frac_bits = F_out + guard`` where the products' LSB is coarser
+    (power-of-two layers with weights and a fixed output; see :func:`plan_for_widths`)."""
+    from fxp.plan.tensor_spec import RequantScheme
+
+    for s in model.steps:
+        lp = s.plan
+        if (lp is None or lp.float_layer or lp.requant is not RequantScheme.POW2
+                or lp.weight is None or lp.output is None or not lp.output.is_pow2 or lp.is_binary or lp.is_shift or s.acc_fmt is None
+                or lp.acc_frac_bits is not None):
+            continue
+        want = lp.output.fmt.frac_bits + guard
+        if s.acc_fmt.frac_bits < want:
+            plan = plan.replace_layer(s.name, acc_frac_bits=want)
     return plan
 
 

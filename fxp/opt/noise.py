@@ -288,6 +288,11 @@ class NoiseTable:
         :mod:`fxp.opt.interactions` come from it.
     reference : array [n_samples * n_logits] float32 or None
         The float logits those errors are relative to (kept with ``errors``).
+    dithered : array [n_tensors, n_tensors] bool or None
+        Kept with ``errors``: the pairs whose measured inner products the
+        second-order prediction does not use (one of the two is an activation
+        the other's error reaches before it is quantized;
+        :func:`fxp.opt.interactions.dithered_pairs`).
     """
 
     tensors: list[QTensor]
@@ -306,6 +311,7 @@ class NoiseTable:
     correction_db: float = 0.0
     errors: np.ndarray | None = field(default=None, repr=False)
     reference: np.ndarray | None = field(default=None, repr=False)
+    dithered: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def names(self) -> list[str]:
@@ -435,8 +441,11 @@ def keeps_errors(n_tensors: int, n_widths: int, n_logit_values: int) -> bool:
 
 def _assemble(qts: list[QTensor], widths: tuple[int, ...], cells, n_samples: int,
               ref: np.ndarray, rounding: str, method: str, weight_method: str,
-              ranges: dict) -> NoiseTable:
-    """The table from its cells ``(i, j, sqnr, format, error vector or None)`` (any order)."""
+              ranges: dict, graph: Graph | None = None) -> NoiseTable:
+    """The table from its cells ``(i, j, sqnr, format, error vector or None)`` (any order);
+    with the error vectors kept, ``graph`` gives :attr:`NoiseTable.dithered`."""
+    from fxp.opt.interactions import dithered_pairs
+
     table = np.full((len(qts), len(widths)), np.nan)
     keep = keeps_errors(len(qts), len(widths), ref.size)
     errors = np.zeros((len(qts), len(widths), ref.size), np.float32) if keep else None
@@ -455,7 +464,9 @@ def _assemble(qts: list[QTensor], widths: tuple[int, ...], cells, n_samples: int
         rms.append(r)
     return NoiseTable(qts, widths, table, np.array(kappa), np.array(offset), spans, np.array(rms),
                       n_samples, rounding, method, weight_method, formats, ranges,
-                      errors=errors, reference=ref.ravel().copy() if keep else None)
+                      errors=errors, reference=ref.ravel().copy() if keep else None,
+                      dithered=dithered_pairs(graph, qts) if keep and graph is not None
+                      else None)
 
 
 def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
@@ -510,4 +521,4 @@ def measure_noise(graph: Graph, calib_x: np.ndarray, *, widths=DEFAULT_WIDTHS,
                                    weight_method)
             cells.append((i, j, s, fmt, (logits - ref).ravel() if keep else None))
     return _assemble(qts, widths, cells, int(xm.shape[0]), ref, rounding, method, weight_method,
-                     ranges)
+                     ranges, graph)

@@ -183,21 +183,20 @@ class _Search:
         try:
             choice = list(res.choice)
             cost = p.evaluate(choice)[0]
-            err = {n: [inter._error(n, b) for b in p.widths[i]] for i, n in enumerate(p.names)}
-            total = inter.total_error(dict(zip(p.names, p.widths_of(choice), strict=True)))
-            limit = 10 ** (-(goal - self.correction_db) / 10) * inter.signal
+            start, g = inter.gram(p.names, p.widths)
+            limit = 10 ** (-(goal - self.correction_db) / 10)
             moved = False
             for _ in range(POLISH_ROUNDS):
                 best = None
-                for cand, e in _moves(choice, p.widths, err, total):
-                    if float(e @ e) > limit or not p.feasible(cand):
+                for cand, noise in _moves(choice, p.widths, start, g):
+                    if noise > limit or not p.feasible(cand):
                         continue
                     c = p.evaluate(cand)[0]
                     if c < cost and (best is None or c < best[0]):
-                        best = (c, cand, e)
+                        best = (c, cand)
                 if best is None:
                     break
-                cost, choice, total = best
+                cost, choice = best
                 moved = True
         finally:
             p.target_db = saved
@@ -213,28 +212,38 @@ class _Search:
         return new, w, pred, len(self.solves) - 1
 
 
-def _moves(choice, widths, err, total):
-    """Single and pairwise width changes of ``choice`` and the new total error vector."""
-    names = list(err)
+def _moves(choice, widths, start, g):
+    """Single and pairwise width changes of ``choice`` (each at most :data:`POLISH_STEP`
+    widths away) with the noise of each, from the lookups of
+    :meth:`~fxp.opt.interactions.Interactions.gram`: changing tensor ``i`` from row ``a``
+    to row ``k`` adds ``g[k, k] - g[a, a] + 2 * sum_{j != i} (g[k, r_j] - g[a, r_j])``; a
+    second change ``j: b -> m`` adds its own and ``2 (g[k, m] - g[k, b] - g[a, m] +
+    g[a, b])``."""
     n = len(choice)
+    rows = np.array([start[i] + choice[i] for i in range(n)])
+    noise = float(g[np.ix_(rows, rows)].sum())
+    cross = g[:, rows].sum(axis=1)  # sum over the chosen rows, per row of g
     singles = []
     for i in range(n):
         k0 = choice[i]
+        a = rows[i]
         for k in range(max(0, k0 - POLISH_STEP), min(len(widths[i]), k0 + POLISH_STEP + 1)):
             if k != k0:
-                singles.append((i, k, err[names[i]][k] - err[names[i]][k0]))
-    for i, k, d in singles:
+                r = start[i] + k
+                d = g[r, r] - g[a, a] + 2 * ((cross[r] - g[r, a]) - (cross[a] - g[a, a]))
+                singles.append((i, k, r, a, float(d)))
+    for i, k, _, _, d in singles:
         cand = list(choice)
         cand[i] = k
-        yield cand, total + d
-    for a in range(len(singles)):
-        i, k, d = singles[a]
-        for b in range(a + 1, len(singles)):
-            j, m, d2 = singles[b]
+        yield cand, noise + d
+    for x in range(len(singles)):
+        i, k, r, a, d = singles[x]
+        for y in range(x + 1, len(singles)):
+            j, m, r2, b, d2 = singles[y]
             if j != i:
                 cand = list(choice)
                 cand[i], cand[j] = k, m
-                yield cand, total + d + d2
+                yield cand, noise + d + d2 + 2 * (g[r, r2] - g[r, b] - g[a, r2] + g[a, b])
 
 
 def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight_memory", *,
@@ -249,7 +258,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   weight_method: str = "sqnr", target: str | None = None, cost_file=None,
                   budgets: dict | None = None, reuse_factor: int | None = None,
                   acc_saturate: int | None = None, client=None,
-                  margin_se: float = 0.0) -> BitAllocation:
+                  margin_se: float = 0.0, bias_guard: int | str | None = "auto"
+                  ) -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db`` (module docstring).
 
     Parameters
@@ -279,6 +289,12 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         Check each optimum with the pairwise interaction terms (:mod:`fxp.opt.interactions`);
         ``"milp"``: put them in the MILP's noise row (the exact optimum of the second-order
         prediction; see the module docstring).
+    bias_guard : int, None or "auto"
+        Bias fraction bits below each layer's output LSB
+        (:func:`fxp.opt.model.plan_for_widths`); ``"auto"`` (default):
+        :data:`~fxp.opt.model.BIAS_GUARD_BITS`, or None (biases at the products' LSB)
+        with a hardware ``target``, ``budgets`` or a hardware cost, whose models count the
+        accumulators at that LSB.
     margin_se : float
         The second-order prediction must reach the target plus this many of its
         standard errors (the spread of the calibration-sample estimate,
@@ -295,9 +311,14 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     from fxp.opt.hardware import load_costs
     from fxp.opt.hardware_model import HardwareModel
     from fxp.opt.interactions import Interactions
-    from fxp.opt.model import plan_for_widths, predict_sqnr_db
+    from fxp.opt.model import BIAS_GUARD_BITS, plan_for_widths, predict_sqnr_db
     from fxp.opt.noise import measure_noise
-    from fxp.opt.solve import _budgets_exceeded, allocation_problem, saturate_accumulators
+    from fxp.opt.solve import (
+        HW_COSTS,
+        _budgets_exceeded,
+        allocation_problem,
+        saturate_accumulators,
+    )
     from fxp.opt.splits import split_data
     from fxp.sim.evaluate import simulate
 
@@ -361,8 +382,13 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     search = _Search(problem, problem.names, inter, correction_db, solver, noise_table,
                      float(margin_se))
 
+    if bias_guard == "auto":  # the hardware models count accumulators at F_x + F_w
+        hw_costs = target is not None or budgets or (isinstance(cost, str) and cost in HW_COSTS)
+        bias_guard = None if hw_costs else BIAS_GUARD_BITS
+
     def build(w):
-        plan = plan_for_widths(graph, cx, noise_table, w, name=f"opt-{cost_name}")
+        plan = plan_for_widths(graph, cx, noise_table, w, name=f"opt-{cost_name}",
+                               bias_guard=bias_guard)
         proven = {lp.name: lp.acc_bits for lp in plan.layers if not lp.float_layer}
         if acc_saturate is not None:
             plan = saturate_accumulators(plan, acc_saturate)

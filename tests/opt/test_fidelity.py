@@ -15,6 +15,7 @@ from fxp.opt import measure_noise, optimize_bits, predict_sqnr_db
 from fxp.opt.interactions import Interactions
 from fxp.opt.splits import split_data
 from tests.opt.fakes import FakeOptimizeResult
+from tests.opt.noise_oracle import dithered_by_walk, second_order_noise
 from tests.opt.test_end_to_end import tiny_graph
 
 cp = pytest.importorskip("cvxpy")
@@ -98,22 +99,40 @@ def test_nothing_held_out_is_never_a_success(setup):
 
 
 def test_interaction_terms_are_the_pairwise_dot_products(setup):
-    """Second-order noise = additive terms + 2<e_i, e_j>/|ref|^2, recomputed here from the
-    stored error vectors; a single tensor's term is exactly its table entry."""
-    table = setup[3]
+    """Second-order noise = additive terms + 2<e_i, e_j>/|ref|^2 over the pairs that are not
+    dithered, recomputed here from the stored error vectors with the pairs of a backward
+    graph walk; a single tensor's term is exactly its table entry."""
+    g, _, _, table = setup
     inter = Interactions(table)
-    ref = table.reference.astype(np.float64)
-    sig = ref @ ref
-    w = {n: b for n, b in zip(table.names, [6, 5, 7, 4, 8, 5, 6], strict=False)}
-    vec = {n: table.errors[table.index(n), table.widths.index(b)].astype(np.float64)
-           for n, b in w.items()}
-    add = sum(v @ v for v in vec.values()) / sig
-    names = list(w)
-    cross = sum(2 * vec[a] @ vec[b] for i, a in enumerate(names) for b in names[i + 1:]) / sig
-    assert inter.noise(w) == pytest.approx(add + cross, rel=1e-9)
-    assert -10 * math.log10(add) == pytest.approx(predict_sqnr_db(table, w), abs=1e-4)
+    dithered = dithered_by_walk(g, table.tensors)
+    assert dithered.any() and not dithered.all()
+    for w in ({n: b for n, b in zip(table.names, [6, 5, 7, 4, 8, 5, 6], strict=False)},
+              {n: b for n, b in zip(table.names, [16, 3, 16, 2, 16, 4, 16], strict=False)},
+              {n: b for n, b in zip(table.names, [4, 16, 3, 16, 5, 16, 4], strict=False)}):
+        assert inter.noise(w) == pytest.approx(second_order_noise(table, w, dithered),
+                                               rel=1e-9)
+        add = sum(table.noise(n, b) for n, b in w.items())
+        assert -10 * math.log10(add) == pytest.approx(predict_sqnr_db(table, w), abs=1e-4)
     for n, b in w.items():
         assert inter.sqnr_db({n: b}) == pytest.approx(predict_sqnr_db(table, {n: b}), abs=1e-4)
+
+
+@pytest.mark.parametrize("model", ["mnist_cnn", "lenet5", "resnet_small"])
+def test_dithered_pairs_are_those_of_a_backward_walk(model):
+    """:func:`dithered_pairs` (one forward pass of bit masks) equals the backward walk from
+    each activation, on chains and on resnet_small's residual branches (where an activation
+    of one branch does not dither the other branch's weights)."""
+    from fxp.opt.interactions import dithered_pairs
+    from fxp.opt.noise import quantizable_tensors
+
+    g = fw.load_model(model)
+    qts = quantizable_tensors(g)
+    d = dithered_pairs(g, qts)
+    assert (d == dithered_by_walk(g, qts)).all()
+    assert (d == d.T).all() and not d.diagonal().any()
+    if model == "resnet_small":  # some weight/activation pairs in parallel branches stay
+        acts = [k for k, t in enumerate(qts) if t.kind == "act"]
+        assert any(not d[i, j] for i in range(len(qts)) for j in acts if i < j)
 
 
 def test_second_order_prediction_matches_the_integer_engine_on_calibration(setup):
@@ -190,8 +209,9 @@ def test_accuracy_search_reports_the_total_time_of_all_tries(monkeypatch):
 @pytest.mark.parametrize("mode", [True, "milp"])
 @pytest.mark.parametrize("target", [14.0, 20.0, 26.0])
 def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, target, mode):
-    """Widths in {4, 6, 8}: enumerate all 3^7 plans, score each by |sum of error vectors|^2
-    (computed here), and compare the cheapest meeting the target with the optimizer's plan,
+    """Widths in {4, 6, 8}: enumerate all 3^7 plans, score each by the second-order noise
+    (the pairs of a backward graph walk, computed here), and compare the cheapest meeting
+    the target with the optimizer's plan,
     which meets it under the same prediction and costs at most 2% more (the default search),
     or exactly the same (``interactions="milp"``: that prediction is the MILP's noise row)."""
     import itertools
@@ -199,14 +219,21 @@ def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, ta
     g, x, y, table = setup
     res = optimize_bits(g, (x, y), target, calib=CALIB, noise_table=table, verify=False,
                         allowed=[4, 6, 8], interactions=mode)
-    ref = table.reference.astype(np.float64)
-    limit = 10 ** (-target / 10) * float(ref @ ref)
+    limit = 10 ** (-target / 10)
     sizes = [t.size if t.kind == "weight" else 0 for t in table.tensors]
     best = math.inf
-    for ws in itertools.product([4, 6, 8], repeat=len(table.names)):
-        e = sum(table.errors[i, table.widths.index(b)].astype(np.float64)
-                for i, b in enumerate(ws))
-        if e @ e <= limit:
+    # the oracle's noise from its own Gram blocks: <e_i(a), e_j(b)> for every pair and width
+    ref = table.reference.astype(np.float64)
+    ws3 = [4, 6, 8]
+    vec = np.stack([[table.errors[i, table.widths.index(b)].astype(np.float64) for b in ws3]
+                    for i in range(len(table.names))])  # [T, 3, D]
+    used = ~dithered_by_walk(g, table.tensors)
+    gram = np.einsum("iad,jbd->iajb", vec, vec) / float(ref @ ref)
+    t_idx = np.arange(len(table.names))
+    for ws in itertools.product(range(3), repeat=len(table.names)):
+        blk = gram[t_idx[:, None], np.array(ws)[:, None], t_idx[None, :], np.array(ws)[None, :]]
+        if max(float((blk * used).sum()), 0.0) <= limit:
+            ws = [ws3[k] for k in ws]
             best = min(best, sum(s * b for s, b in zip(sizes, ws, strict=True)))
     assert res.predicted_sqnr_db >= target
     assert res.cost <= best * (1.02 if mode is True else 1 + 1e-9), (res.cost, best, res.solves)
@@ -225,9 +252,8 @@ def test_margin_se_plan_clears_the_target_by_its_standard_errors(setup, mode):
                           allowed=[4, 6, 8], interactions=mode)
     res = optimize_bits(g, (x, y), 18.0, calib=CALIB, noise_table=table, verify=False,
                         allowed=[4, 6, 8], interactions=mode, margin_se=2.0)
-    e = inter.total_error(res.widths)
-    ref = table.reference.astype(np.float64)
-    pred = -10 * math.log10(float(e @ e) / float(ref @ ref))
+    pred = -10 * math.log10(second_order_noise(table, res.widths,
+                                               dithered_by_walk(g, table.tensors)))
     se = inter.total_standard_error_db(res.widths)
     assert math.isfinite(se) and se > 0
     assert pred >= 18.0 + 2.0 * se - 1e-9, (pred, se, res.solves)
@@ -236,3 +262,64 @@ def test_margin_se_plan_clears_the_target_by_its_standard_errors(setup, mode):
     with pytest.raises(PlanError, match="margin_se"):
         optimize_bits(g, (x, y), 18.0, calib=CALIB, noise_table=table, verify=False,
                       margin_se=-1.0)
+
+
+def test_local_search_noise_lookups_equal_the_prediction(setup):
+    """Every single and two-tensor move of the local search carries the noise of its
+    candidate: the Gram lookups' running deltas equal :meth:`Interactions.noise` recomputed
+    from the error vectors."""
+    from fxp.opt.optimize import _moves
+
+    _, _, _, table = setup
+    inter = Interactions(table)
+    names = table.names
+    widths = [[3, 4, 5, 6, 8, 10]] * len(names)
+    start, g = inter.gram(names, widths)
+    rng = np.random.default_rng(3)
+    choice = [int(rng.integers(0, 6)) for _ in names]
+    moves = list(_moves(choice, widths, start, g))
+    assert len(moves) > 100
+    for cand, noise in moves[::7]:
+        w = {n: widths[i][k] for i, (n, k) in enumerate(zip(names, cand, strict=True))}
+        assert noise == pytest.approx(inter.noise(w), rel=1e-9, abs=1e-15)
+
+
+def test_plan_for_widths_codes_biases_below_the_output_lsb(setup):
+    """With 3-bit weights and activations the products' LSB is coarse: with ``bias_guard``
+    the accumulator keeps ``F_out + BIAS_GUARD_BITS`` fraction bits and every bias code is
+    within half that LSB of the float bias (exact fractions); by default it keeps
+    ``F_x + F_w`` (the ptq_pow2 convention); optimize_bits guards unless a hardware
+    profile counts the accumulators."""
+    from fractions import Fraction
+
+    from fxp.opt import plan_for_widths
+    from fxp.opt.model import BIAS_GUARD_BITS
+    from fxp.sim.compile import compile_plan
+
+    g, x, _, table = setup
+    w = {n: 3 for n in table.names}
+    plan = plan_for_widths(g, x[:CALIB], table, w, bias_guard=BIAS_GUARD_BITS)
+    model = compile_plan(g, plan)
+    guarded = 0
+    for s in model.steps:
+        if s.b_codes is None or s.plan is None or s.plan.output is None:
+            continue
+        f_out = s.plan.output.fmt.frac_bits
+        f_acc = s.acc_fmt.frac_bits
+        assert f_acc >= f_out + BIAS_GUARD_BITS or s.plan.acc_frac_bits is None
+        bias = s.node.bias if s.node.bias is not None else np.zeros(len(s.b_codes))
+        for code, b in zip(s.b_codes, bias, strict=True):
+            err = abs(Fraction(int(code), 2 ** f_acc) - Fraction(float(b)))
+            assert err <= Fraction(1, 2 ** (f_acc + 1))
+        guarded += s.plan.acc_frac_bits is not None
+    assert guarded >= 1
+    plain = plan_for_widths(g, x[:CALIB], table, w)  # the default: ptq_pow2's convention
+    assert all(lp.acc_frac_bits is None for lp in plain.layers)
+    data = (x, np.zeros(N, np.int64))
+    res = optimize_bits(g, data, 12.0, calib=CALIB, noise_table=table, allowed=[3, 4, 5, 6])
+    for s in compile_plan(g, res.plan).steps:  # "auto": guarded
+        if s.b_codes is not None:
+            assert s.acc_fmt.frac_bits >= s.plan.output.fmt.frac_bits + BIAS_GUARD_BITS
+    assert any(lp.acc_frac_bits is not None for lp in res.plan.layers)
+    hw = optimize_bits(g, data, 12.0, calib=CALIB, noise_table=table, target="mcu")
+    assert all(lp.acc_frac_bits is None for lp in hw.plan.layers)

@@ -1,0 +1,48 @@
+"""Independent oracles for the second-order noise model (:mod:`fxp.opt.interactions`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def dithered_by_walk(graph, tensors) -> np.ndarray:
+    """``[T, T]`` bool: for each activation, walk the graph backwards from its producer
+    (node by node, a stack of tensors) and mark every quantizable tensor met on the way:
+    the weights of the layers visited and the activations read (not the activation
+    itself)."""
+    index = {t.name: k for k, t in enumerate(tensors)}
+    act_of = {t.tensor: t.name for t in tensors if t.kind == "act"}
+    weight_of = {t.layer: t.name for t in tensors if t.kind == "weight"}
+    producer = {n.output: n for n in graph.nodes}
+    d = np.zeros((len(tensors), len(tensors)), bool)
+    for t in tensors:
+        if t.kind != "act":
+            continue
+        seen, stack = set(), [t.tensor]
+        while stack:
+            node = producer.get(stack.pop())
+            if node is None or node.name in seen:
+                continue
+            seen.add(node.name)
+            if node.name in weight_of:
+                d[index[weight_of[node.name]], index[t.name]] = True
+            for u in node.inputs:
+                if u in act_of:
+                    d[index[act_of[u]], index[t.name]] = True
+                stack.append(u)
+    return d | d.T
+
+
+def second_order_noise(table, widths: dict, dithered: np.ndarray) -> float:
+    """``(sum_i |e_i|^2 + sum_{i<j, pair not dithered} 2 <e_i, e_j>) / |ref|^2`` in float64,
+    one pair at a time."""
+    ref = table.reference.astype(np.float64)
+    vec = {n: table.errors[table.index(n), table.widths.index(b)].astype(np.float64)
+           for n, b in widths.items()}
+    names = list(widths)
+    total = sum(float(v @ v) for v in vec.values())
+    for a, na in enumerate(names):
+        for nb in names[a + 1:]:
+            if not dithered[table.index(na), table.index(nb)]:
+                total += 2.0 * float(vec[na] @ vec[nb])
+    return max(total, 0.0) / float(ref @ ref)
