@@ -2,8 +2,10 @@
 
 For every integer layer: the weight codes (``int8_t``/``int16_t``/``int32_t``/``int64_t``
 by width, C order ``[Co][Ci/g][kh][kw]`` or ``[Out][In]``), the bias codes in the
-accumulator's format, and the requantization constants (power-of-two shift, or
-per-channel multipliers and exponents, or float32 scales as exact hex floats),
+accumulator's format (``NAME_ACC_FRAC_BITS``; where it differs from the products' LSB,
+``NAME_PRODUCT_LSHIFT`` / ``NAME_PRODUCT_RSHIFT`` say how each product reaches it), and
+the requantization constants (power-of-two shift, or per-channel multipliers and
+exponents, or float32 scales as exact hex floats),
 with ``#define``s for formats and zero points.  Codes are written as integers,
 never as decimal reals.
 
@@ -110,6 +112,14 @@ def c_header(graph: Graph, plan: Plan, guard: str = "FXP_MODEL_H") -> str:
         out.append(f"#define {n}_W_FRAC_BITS {wf.frac_bits}\n#define {n}_OUT_FRAC_BITS "
                    f"{of.frac_bits}\n#define {n}_ACC_BITS {lp.acc_bits}\n"
                    f"#define {n}_OUT_ZERO_POINT {lp.output.zero_point}")
+        out.append(f"#define {n}_ACC_FRAC_BITS {step.acc_fmt.frac_bits}")
+        if step.product_shift < 0:  # an accumulator finer than the products (a fine bias)
+            out.append(f"#define {n}_PRODUCT_LSHIFT {-step.product_shift}  /* acc += (x * w) "
+                       f"<< {n}_PRODUCT_LSHIFT (exact); bias codes at 2**-{n}_ACC_FRAC_BITS */")
+        elif step.product_shift > 0:
+            out.append(f"#define {n}_PRODUCT_RSHIFT {step.product_shift}  /* each product "
+                       f"rounded ({lp.acc_rounding.value}) to 2**-{n}_ACC_FRAC_BITS, then "
+                       "added */")
         out.append(f"#define {n}_W_SHAPE {{{', '.join(str(d) for d in step.w_codes.shape)}}}")
         if lp.weight.channel_formats is not None:
             out += _per_channel_weights(step, lp.weight, n, low)

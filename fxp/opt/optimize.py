@@ -468,4 +468,4 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         tensor_se_db=inter.standard_errors(w) if inter is not None else {},
         predicted_se_db=inter.total_standard_error_db(w) if inter is not None else None,
         interactions="off" if inter is None else ("milp" if interactions == "milp" else "check"),
-        margin_se=float(margin_se))
+        margin_se=float(margin_se), bias_guard_bits=bias_guard)

@@ -101,6 +101,7 @@ class BitAllocation:
     tries: list[dict] = field(default_factory=list)
     interactions: str = "check"  # "check", "milp" or "off": how the pair terms were used
     margin_se: float = 0.0  # standard errors the prediction must clear the target by
+    bias_guard_bits: int | None = None  # bias LSB this far below the output's (None: F_x+F_w)
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -126,7 +127,7 @@ class BitAllocation:
             "float_top1", "fixed_top1", "n_eval", "weight_memory_bits", "acc_bits", "iterations",
             "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate",
             "splits", "selection_sqnr_db", "selection_top1", "tolerance_db", "predicted_additive_db",
-            "predicted_se_db", "interactions", "margin_se")}
+            "predicted_se_db", "interactions", "margin_se", "bias_guard_bits")}
         d["held_out_sqnr_db"] = self.measured_sqnr_db
         d["n_solves"] = len(self.solves)
         d["internal_targets_db"] = [s["internal_target_db"] for s in self.solves]
@@ -201,6 +202,9 @@ def split_lines(res: BitAllocation) -> list[str]:
     lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}; "
                  f"pairwise interactions {mode.get(res.interactions, res.interactions)}"
                  + (f", margin {res.margin_se:g} standard errors" if res.margin_se else ""))
+    guard = res.bias_guard_bits
+    lines.append("biases: " + ("at the products' LSB (F_x + F_w)" if guard is None
+                               else f"at least {guard} bits below each output LSB"))
     sel = "not measured" if res.selection_sqnr_db is None else f"{res.selection_sqnr_db:.2f} dB"
     held = "not measured" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
     lines.append(f"measured SQNR (integer engine): selection {sel}, held-out {held}")

@@ -126,3 +126,31 @@ def test_exports_refuse_binary_layers():
         c_header(g, plan)
     with pytest.raises(UnsupportedOpError, match="layer 'c2' is binary"):
         hls4ml_config(g, plan)
+
+
+def test_c_header_gives_the_product_shift_of_a_fine_or_coarse_accumulator():
+    """A layer whose accumulator is finer than its products (a bias coded below the output
+    LSB, ``acc_frac_bits`` > F_x + F_w) gets ``NAME_PRODUCT_LSHIFT``, a coarser one
+    ``NAME_PRODUCT_RSHIFT``, each equal to the engine's product shift; a plan at the
+    products' LSB gets neither."""
+    import re
+
+    g = tiny_graph(5)
+    x = np.random.default_rng(5).normal(size=(16, 2, 6, 6)).astype(np.float32)
+    plain = ptq_pow2(g, x, weight_bits=4, act_bits=4)
+    assert "PRODUCT_" not in c_header(g, plain)
+    steps = [s for s in compile_plan(g, plain).steps if s.w_codes is not None]
+    fine = plain.replace_layer(steps[0].name, acc_frac_bits=steps[0].acc_fmt.frac_bits + 3)
+    fine = fine.replace_layer(steps[1].name, acc_frac_bits=steps[1].acc_fmt.frac_bits - 2)
+    text = c_header(g, fine)
+    shifts = {s.name: s.product_shift for s in compile_plan(g, fine).steps
+              if s.w_codes is not None}
+    assert shifts[steps[0].name] == -3 and shifts[steps[1].name] == 2
+    for name, k in shifts.items():
+        n = name.upper()
+        acc = re.search(rf"#define {n}_ACC_FRAC_BITS (-?\d+)", text)
+        assert acc is not None
+        lsh = re.search(rf"#define {n}_PRODUCT_LSHIFT (\d+)", text)
+        rsh = re.search(rf"#define {n}_PRODUCT_RSHIFT (\d+)", text)
+        assert (int(lsh.group(1)) if lsh else 0) == max(0, -k)
+        assert (int(rsh.group(1)) if rsh else 0) == max(0, k)
