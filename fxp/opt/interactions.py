@@ -22,20 +22,13 @@ the fake-quant pass of the whole plan within 0.03 dB above 25 dB, 0.5 dB at
 15 dB).  No extra forward pass is needed.
 
 Dithered pairs.  The inner product of two error vectors holds for the plan
-only where both errors stay what they were measured as.  An activation
-quantizer downstream of another error source rounds a *perturbed* signal in
-the mixed plan: its rounding error then decorrelates from the one measured on
-the clean signal (the upstream error dithers it), and the clean inner product
-predicts cancellations that do not happen (``fashion_cnn``, an activation-only
-plan at 5-6 bits: +1.8 dB too optimistic).  Such pairs
-(:func:`dithered_pairs`: one tensor is an activation the other's error
-reaches before it is quantized) are taken as uncorrelated, so their
-interaction term is 0; the pairs of weights, and of an activation with what
-lies downstream of it, keep theirs.  Measured on the 60 random plans per
-model of ``reports/optimizer_fidelity`` (the integer engine on held-out
-samples, biases coded finely, :func:`fxp.opt.model.plan_for_widths`): worst
-error 1.22 / 2.06 / 1.17 dB with every pair, 1.14 / 1.44 / 0.93 dB without the
-dithered ones (``mnist_cnn`` / ``fashion_cnn`` / ``lenet5``).
+only where both errors stay what they were measured as.  Where one tensor is an
+activation that the other's error reaches before it is quantized
+(:func:`dithered_pairs`), its quantizer rounds a perturbed signal in the mixed
+plan, and the clean inner product can be far off in either direction; for
+those pairs the term is measured with both tensors quantized
+(:mod:`fxp.opt.pair_noise`, :attr:`~fxp.opt.noise.NoiseTable.pair_noise`) and
+replaces the inner product wherever it was measured.
 
 The interaction terms are products of two tensors' one-hot choices, so the
 MILP keeps the additive, linear noise row (solved exactly, as before);
@@ -108,10 +101,8 @@ class Interactions:
         self.n_samples = int(table.n_samples)
         self._ref_rows = (ref * ref).reshape(self.n_samples, -1).sum(axis=1)
         self._index = {n: i for i, n in enumerate(table.names)}
-        t = len(table.names)
-        dithered = getattr(table, "dithered", None)
-        self.pair_used = np.ones((t, t)) if dithered is None else 1.0 - dithered
-        """``[T, T]`` 1 where a pair's inner product enters the prediction, else 0."""
+        self.pairs = getattr(table, "pair_noise", None) or {}
+        """``{(i, j): [W, W]}``: measured terms of the dithered pairs (NaN: not measured)."""
 
     @classmethod
     def of(cls, table) -> Interactions | None:
@@ -124,43 +115,56 @@ class Interactions:
         i = self._index[name]
         return self.table.errors[i, self.table.widths.index(int(bits))].astype(np.float64)
 
-    def _used(self, names) -> np.ndarray:
-        k = [self._index[n] for n in names]
-        return self.pair_used[np.ix_(k, k)]
+    def _override(self, g: np.ndarray, rows: list[tuple[int, int]]) -> np.ndarray:
+        """``g`` (``<e_r, e_s> / |ref|^2`` between ``rows``, each ``(tensor index, width
+        index)``) with each measured pair term (halved: ``g[r, s]`` and ``g[s, r]`` both
+        count) in place of the inner product."""
+        if not self.pairs:
+            return g
+        for r, (i, a) in enumerate(rows):
+            for c, (j, b) in enumerate(rows):
+                if i < j and (i, j) in self.pairs:
+                    v = self.pairs[(i, j)][a, b]
+                    if np.isfinite(v):
+                        g[r, c] = g[c, r] = v / 2.0
+        return g
+
+    def _rows(self, names, widths) -> list[tuple[int, int]]:
+        return [(self._index[n], self.table.widths.index(int(b)))
+                for n, ws in zip(names, widths, strict=True) for b in ws]
 
     def gram(self, names: list[str], widths: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
         """``(start, g)``: the noise of any choice as a sum of lookups.  Row ``start[i] + k``
-        of ``g`` is tensor ``names[i]`` at ``widths[i][k]``; ``g[r, s] = used * <e_r, e_s> /
-        |ref|^2`` (``used``: 1, or 0 for a dithered pair), so a plan's :meth:`noise` is
+        of ``g`` is tensor ``names[i]`` at ``widths[i][k]``; ``g[r, s] = <e_r, e_s> /
+        |ref|^2``, or half a measured pair term (:attr:`pairs`), so a plan's :meth:`noise` is
         ``g[rows][:, rows].sum()`` over its rows (one per tensor)."""
-        rows = [self._error(n, b) for n, ws in zip(names, widths, strict=True) for b in ws]
-        owner = np.repeat(np.arange(len(names)), [len(ws) for ws in widths])
-        g = np.stack(rows) @ np.stack(rows).T / self.signal
-        g *= self._used(names)[np.ix_(owner, owner)]
+        rows = self._rows(names, widths)
+        e = np.stack([self.table.errors[i, a].astype(np.float64) for i, a in rows])
+        g = self._override(e @ e.T / self.signal, rows)
         return np.concatenate([[0], np.cumsum([len(ws) for ws in widths])[:-1]]), g
 
     def milp_terms(self, names: list[str], widths: list[list[int]]) -> tuple[list, dict]:
         """``(unary, pairs)`` of the second-order noise for an allocation problem:
         ``unary[i][k] = |e_i(w_k)|^2 / |ref|^2`` and ``pairs[(i, j)][a, b] =
-        2 <e_i(w_a), e_j(w_b)> / |ref|^2`` (:class:`~fxp.opt.problem.AllocationProblem`'s
+        2 <e_i(w_a), e_j(w_b)> / |ref|^2`` or the measured term of a dithered pair
+        (:class:`~fxp.opt.problem.AllocationProblem`'s
         ``noise`` and ``noise_pairs``); their sum over a choice is :meth:`noise`."""
-        mats = [np.stack([self._error(n, b) for b in ws]) for n, ws in zip(names, widths,
-                                                                            strict=True)]
-        s = self.signal
-        used = self._used(names)
-        unary = [[float(v @ v) / s for v in m] for m in mats]
-        pairs = {(i, j): 2.0 * used[i, j] * (mats[i] @ mats[j].T) / s
-                 for i in range(len(mats)) for j in range(i + 1, len(mats))}
+        start, g = self.gram(names, widths)
+        stop = [k + len(ws) for k, ws in zip(start, widths, strict=True)]
+        unary = [[float(g[r, r]) for r in range(a, b)] for a, b in zip(start, stop, strict=True)]
+        pairs = {(i, j): 2.0 * g[start[i]:stop[i], start[j]:stop[j]]
+                 for i in range(len(names)) for j in range(i + 1, len(names))}
         return unary, pairs
 
     def noise(self, widths: dict[str, int]) -> float:
-        """Second-order noise-to-signal ratio: the additive terms plus the pairwise
-        interactions of the pairs that are not dithered (module docstring); at least 0."""
+        """Second-order noise-to-signal ratio: the additive terms plus one interaction term
+        per pair (the inner product, or the measured term of a dithered pair); at least 0."""
         if self.signal <= 0:
             return math.inf
-        names = list(widths)
-        e = np.stack([self._error(n, b) for n, b in widths.items()]) if names else np.zeros((0, 1))
-        return max(0.0, float((self._used(names) * (e @ e.T)).sum()) / self.signal)
+        if not widths:
+            return 0.0
+        _, g = self.gram(list(widths), [[b] for b in widths.values()])
+        return max(0.0, float(g.sum()))
 
     def sqnr_db(self, widths: dict[str, int], correction_db: float = 0.0) -> float:
         n = self.noise(widths)
@@ -173,11 +177,10 @@ class Interactions:
         return self.sqnr_db(widths) - predict_sqnr_db(self.table, widths)
 
     def _se_db(self, widths: dict[str, int]) -> float:
-        """Standard error (dB) of :meth:`noise` from :data:`N_BATCHES` per-batch estimates."""
-        names = list(widths)
-        e = np.stack([self._error(n, b) for n, b in widths.items()]).reshape(
-            len(names), self.n_samples, -1)
-        err_rows = np.einsum("ij,isl,jsl->s", self._used(names), e, e)
+        """Standard error (dB) of the plan's noise from :data:`N_BATCHES` per-batch estimates
+        (of the summed error vectors: the measured pair terms have no per-sample split)."""
+        e = sum(self._error(n, b) for n, b in widths.items())  # clean inner products
+        err_rows = (e * e).reshape(self.n_samples, -1).sum(axis=1)
         k = min(N_BATCHES, self.n_samples)
         total = err_rows.sum()
         if k < 2 or total <= 0:

@@ -71,8 +71,9 @@ def plan_for_widths(graph: Graph, calib_x: np.ndarray, table: NoiseTable,
     can happen; ``acc_bits`` forces one width instead).
 
     Biases: with ``bias_guard``, where the products' LSB (``F_x + F_w`` fraction bits)
-    is coarser than ``bias_guard`` bits below the output's LSB, the accumulator gets ``acc_frac_bits =
-    F_out + bias_guard`` (products shifted left, exact) so the bias is coded that finely.
+    is coarser than ``bias_guard`` bits below the output's LSB, the accumulator gets
+    ``acc_frac_bits = F_out + bias_guard`` (products shifted left, exact) so the bias is
+    coded that finely.
     The noise table measures each tensor with a float bias; a bias rounded to a coarse
     product LSB is a per-channel offset it does not see (``mnist_cnn`` with a 4-bit input
     and 3-bit ``conv1`` weights: LSB 2**-3 against the output's 2**-2, 2.4 dB off the
@@ -115,7 +116,8 @@ def _guard_biases(plan: Plan, model, guard: int) -> Plan:
     for s in model.steps:
         lp = s.plan
         if (lp is None or lp.float_layer or lp.requant is not RequantScheme.POW2
-                or lp.weight is None or lp.output is None or not lp.output.is_pow2 or lp.is_binary or lp.is_shift or s.acc_fmt is None
+                or lp.weight is None or lp.output is None or not lp.output.is_pow2
+                or lp.is_binary or lp.is_shift or s.acc_fmt is None
                 or lp.acc_frac_bits is not None):
             continue
         want = lp.output.fmt.frac_bits + guard

@@ -289,10 +289,13 @@ class NoiseTable:
     reference : array [n_samples * n_logits] float32 or None
         The float logits those errors are relative to (kept with ``errors``).
     dithered : array [n_tensors, n_tensors] bool or None
-        Kept with ``errors``: the pairs whose measured inner products the
-        second-order prediction does not use (one of the two is an activation
-        the other's error reaches before it is quantized;
-        :func:`fxp.opt.interactions.dithered_pairs`).
+        Kept with ``errors``: the pairs where one tensor is an activation the
+        other's error reaches before it is quantized
+        (:func:`fxp.opt.interactions.dithered_pairs`).
+    pair_noise : dict (i, j) -> array [n_widths, n_widths], or None
+        The measured interaction terms of the dithered pairs
+        (:func:`fxp.opt.pair_noise.measure_pair_noise`; filled by
+        :func:`fxp.opt.optimize_bits` on first use); None: not measured.
     """
 
     tensors: list[QTensor]
@@ -312,6 +315,7 @@ class NoiseTable:
     errors: np.ndarray | None = field(default=None, repr=False)
     reference: np.ndarray | None = field(default=None, repr=False)
     dithered: np.ndarray | None = field(default=None, repr=False)
+    pair_noise: dict | None = field(default=None, repr=False)
 
     @property
     def names(self) -> list[str]:

@@ -359,6 +359,11 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                                              progress=True)
     if interactions not in (True, False, "milp"):
         raise PlanError(f"interactions must be True, False or 'milp', got {interactions!r}")
+    if interactions and getattr(noise_table, "errors", None) is not None \
+            and getattr(noise_table, "pair_noise", 0) is None:
+        from fxp.opt.pair_noise import measure_pair_noise
+
+        noise_table.pair_noise = measure_pair_noise(graph, cx, noise_table)
     inter = Interactions.of(noise_table) if interactions else None
     hw = HardwareModel(graph, noise_table, cx, costs, reuse_factor=reuse_factor,
                        acc_saturate=acc_saturate)

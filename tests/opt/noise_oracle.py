@@ -34,15 +34,21 @@ def dithered_by_walk(graph, tensors) -> np.ndarray:
 
 
 def second_order_noise(table, widths: dict, dithered: np.ndarray) -> float:
-    """``(sum_i |e_i|^2 + sum_{i<j, pair not dithered} 2 <e_i, e_j>) / |ref|^2`` in float64,
-    one pair at a time."""
+    """``(sum_i |e_i|^2 + sum_{i<j} t_ij) / |ref|^2`` in float64, one pair at a time: ``t_ij``
+    is ``2 <e_i, e_j>``, or for a dithered pair the table's measured term where it has one."""
     ref = table.reference.astype(np.float64)
+    sig = float(ref @ ref)
     vec = {n: table.errors[table.index(n), table.widths.index(b)].astype(np.float64)
            for n, b in widths.items()}
-    names = list(widths)
+    names = sorted(widths, key=table.index)
     total = sum(float(v @ v) for v in vec.values())
+    pairs = table.pair_noise or {}
     for a, na in enumerate(names):
         for nb in names[a + 1:]:
-            if not dithered[table.index(na), table.index(nb)]:
-                total += 2.0 * float(vec[na] @ vec[nb])
-    return max(total, 0.0) / float(ref @ ref)
+            i, j = table.index(na), table.index(nb)
+            term = 2.0 * float(vec[na] @ vec[nb])
+            if dithered[i, j] and (i, j) in pairs:
+                m = pairs[(i, j)][table.widths.index(widths[na]), table.widths.index(widths[nb])]
+                term = m * sig if np.isfinite(m) else term
+            total += term
+    return max(total, 0.0) / sig

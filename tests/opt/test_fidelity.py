@@ -99,13 +99,18 @@ def test_nothing_held_out_is_never_a_success(setup):
 
 
 def test_interaction_terms_are_the_pairwise_dot_products(setup):
-    """Second-order noise = additive terms + 2<e_i, e_j>/|ref|^2 over the pairs that are not
-    dithered, recomputed here from the stored error vectors with the pairs of a backward
-    graph walk; a single tensor's term is exactly its table entry."""
-    g, _, _, table = setup
+    """Second-order noise = additive terms + 2<e_i, e_j>/|ref|^2, or a dithered pair's measured
+    term (the pairs of a backward graph walk), recomputed here pair by pair from the stored
+    error vectors; a single tensor's term is exactly its table entry."""
+    from fxp.opt.pair_noise import measure_pair_noise
+
+    g, x, _, table = setup
+    if table.pair_noise is None:
+        table.pair_noise = measure_pair_noise(g, x[:CALIB], table)
     inter = Interactions(table)
     dithered = dithered_by_walk(g, table.tensors)
     assert dithered.any() and not dithered.all()
+    assert set(table.pair_noise) == {(i, j) for i, j in zip(*np.nonzero(dithered)) if i < j}
     for w in ({n: b for n, b in zip(table.names, [6, 5, 7, 4, 8, 5, 6], strict=False)},
               {n: b for n, b in zip(table.names, [16, 3, 16, 2, 16, 4, 16], strict=False)},
               {n: b for n, b in zip(table.names, [4, 16, 3, 16, 5, 16, 4], strict=False)}):
@@ -227,12 +232,18 @@ def test_plan_is_near_the_exhaustive_optimum_of_the_second_order_model(setup, ta
     ws3 = [4, 6, 8]
     vec = np.stack([[table.errors[i, table.widths.index(b)].astype(np.float64) for b in ws3]
                     for i in range(len(table.names))])  # [T, 3, D]
-    used = ~dithered_by_walk(g, table.tensors)
     gram = np.einsum("iad,jbd->iajb", vec, vec) / float(ref @ ref)
+    cols = [table.widths.index(b) for b in ws3]
+    for (i, j), m in (table.pair_noise or {}).items():  # measured dithered pairs (halved)
+        if dithered_by_walk(g, table.tensors)[i, j]:
+            sub = m[np.ix_(cols, cols)]
+            ok = np.isfinite(sub)
+            gram[i, :, j, :][ok] = sub[ok] / 2
+            gram[j, :, i, :][ok.T] = sub.T[ok.T] / 2
     t_idx = np.arange(len(table.names))
     for ws in itertools.product(range(3), repeat=len(table.names)):
         blk = gram[t_idx[:, None], np.array(ws)[:, None], t_idx[None, :], np.array(ws)[None, :]]
-        if max(float((blk * used).sum()), 0.0) <= limit:
+        if max(float(blk.sum()), 0.0) <= limit:
             ws = [ws3[k] for k in ws]
             best = min(best, sum(s * b for s, b in zip(sizes, ws, strict=True)))
     assert res.predicted_sqnr_db >= target
@@ -323,3 +334,30 @@ def test_plan_for_widths_codes_biases_below_the_output_lsb(setup):
     assert any(lp.acc_frac_bits is not None for lp in res.plan.layers)
     hw = optimize_bits(g, data, 12.0, calib=CALIB, noise_table=table, target="mcu")
     assert all(lp.acc_frac_bits is None for lp in hw.plan.layers)
+
+
+def test_a_dithered_pair_alone_is_predicted_as_the_integer_engine_measures_it(setup):
+    """A plan quantizing only the input and ``h1`` (``c1``'s output, which the input's error
+    reaches) at low widths, every other tensor at 16 bits: the measured pair term makes the
+    prediction the joint noise, within 0.1 dB of the integer engine on the calibration
+    samples (the clean inner product misses by more on at least one of these plans)."""
+    from fxp.opt import plan_for_widths
+    from fxp.opt.model import BIAS_GUARD_BITS
+    from fxp.opt.pair_noise import measure_pair_noise
+    from fxp.sim.evaluate import simulate
+
+    g, x, y, table = setup
+    if table.pair_noise is None:
+        table.pair_noise = measure_pair_noise(g, x[:CALIB], table)
+    inter = Interactions(table)
+    clean = Interactions(table)
+    clean.pairs = {}
+    miss_clean = []
+    for bx, bh in ((3, 3), (4, 3), (5, 4), (3, 5)):
+        w = {"x": bx, "h1": bh}
+        full = {n: w.get(n, 16) for n in table.names}
+        plan = plan_for_widths(g, x[:CALIB], table, full, bias_guard=BIAS_GUARD_BITS)
+        m = simulate(g, plan, x[:CALIB], y[:CALIB]).output_sqnr_db
+        assert inter.sqnr_db(w) == pytest.approx(m, abs=0.1), (w, m, inter.sqnr_db(w))
+        miss_clean.append(abs(clean.sqnr_db(w) - m))
+    assert max(miss_clean) > 0.1, miss_clean
