@@ -14,7 +14,11 @@ per-channel weights).  Rows:
   that have it, else float32 GEMMs where exact);
 * fxp w5a7 acc20 saturate: 5-bit weights, 7-bit activations, 20-bit saturating
   accumulators (the proven path where the bound proves no saturation, else the loop);
-* both plans with the ordered integer loop forced (``method="loop"``).
+* both plans with the ordered integer loop forced (``method="loop"``);
+* at batch 256, also onnxruntime U8S8 QOperator and fxp w8a8 on one thread each
+  (``intra_op_num_threads=1``; serial kernels, no batch split), 128 images, their ratio
+  to that onnxruntime row: the engines' own speed, apart from how two threads scale on
+  the machine.
 
 ``--memory`` also streams a 10,000-image evaluation of resnet_small through
 ``fxp.workflow.run_simulation`` and prints the peak resident memory of the process.
@@ -100,6 +104,10 @@ def bench(name: str, rounds: int, loop_rounds: int) -> None:
                                 ("onnxruntime int8 S8S8 QOperator", "qop", "s8")):
             q = _ort_int8(path, data.x[:64], Path(tmp) / f"{fmt}{act}.onnx", fmt, act)
             sess[label] = ort.InferenceSession(str(q), so)
+            if label == "onnxruntime int8 U8S8 QOperator":
+                so1 = ort.SessionOptions()
+                so1.intra_op_num_threads = 1
+                sess1 = ort.InferenceSession(str(q), so1)
         iname = sess["onnxruntime float32"].get_inputs()[0].name
         plan8 = ptq_pow2(graph, data.x[:256], weight_bits=8, act_bits=8, acc_bits=32)
         plan5 = ptq_pow2(graph, data.x[:256], weight_bits=5, act_bits=7, acc_bits=20,
@@ -119,6 +127,24 @@ def bench(name: str, rounds: int, loop_rounds: int) -> None:
             base = rates["onnxruntime int8 U8S8 QOperator"]
             for label, r in rates.items():
                 print(f"{name:<13}{batch:>6}  {label:<42}{r:>11.1f}{r / base:>10.3f}", flush=True)
+            if batch > 1:  # one thread each: the engines' own speed, without the VM's scaling
+                one = _interleaved({"onnxruntime U8S8 QOperator, 1 thread":
+                                    lambda: sess1.run(None, {iname: xb[:128]}),
+                                    "fxp w8a8 acc32, 1 thread": lambda: _one_thread(m8, xb[:128])},
+                                   rounds, 128)
+                base1 = one["onnxruntime U8S8 QOperator, 1 thread"]
+                for label, r in one.items():
+                    print(f"{name:<13}{128:>6}  {label:<42}{r:>11.1f}{r / base1:>10.3f}",
+                          flush=True)
+
+
+def _one_thread(model, x):
+    """fxp on the calling thread alone: serial kernels, no batch split."""
+    from fxp.kernels._jit import serial_kernels
+    from fxp.sim.integer import _run_batch
+
+    with serial_kernels():
+        return _run_batch(model, x, {}, "auto")
 
 
 def memory(n: int = 10_000) -> None:

@@ -19,7 +19,7 @@ their sum, so its noise-to-signal ratio is::
 the additive terms plus one measured interaction term per pair of tensors
 and pair of widths (:meth:`Interactions.noise`; on ``mnist_cnn`` it matches
 the fake-quant pass of the whole plan within 0.03 dB above 25 dB, 0.5 dB at
-15 dB).  No extra forward pass is needed.
+15 dB).  These need no extra forward pass.
 
 Dithered pairs.  The inner product of two error vectors holds for the plan
 only where both errors stay what they were measured as.  Where one tensor is an
@@ -28,7 +28,8 @@ activation that the other's error reaches before it is quantized
 plan, and the clean inner product can be far off in either direction; for
 those pairs the term is measured with both tensors quantized
 (:mod:`fxp.opt.pair_noise`, :attr:`~fxp.opt.noise.NoiseTable.pair_noise`) and
-replaces the inner product wherever it was measured.
+replaces the inner product wherever it was measured (one extra pass per dithered
+pair and width pair).
 
 The interaction terms are products of two tensors' one-hot choices, so the
 MILP keeps the additive, linear noise row (solved exactly, as before);
