@@ -75,3 +75,14 @@ def test_plan_interactions_milp_is_recorded_and_meets_its_own_model(tmp_path, ca
         capsys.readouterr().out
     assert main(["plan", "mnist_cnn", "--data", data, "--interactions", "milp"]) == 2
     assert "--interactions" in capsys.readouterr().err
+
+
+def test_plan_interactions_off_keeps_the_additive_model(tmp_path, capsys):
+    """``--interactions off``: the JSON says "off", the prediction is the additive one and no
+    pair term was measured."""
+    data = _npz(tmp_path)
+    rc = main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "25", "--calib", "32",
+               "--max-bits", "12", "--interactions", "off", "--json"])
+    res = json.loads(capsys.readouterr().out)
+    assert rc == 0 and res["interactions"] == "off"
+    assert res["predicted_sqnr_db"] == pytest.approx(res["predicted_additive_db"], abs=1e-9)
