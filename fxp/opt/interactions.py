@@ -31,6 +31,17 @@ those pairs the term is measured with both tensors quantized
 replaces the inner product wherever it was measured (one extra pass per dithered
 pair and width pair).
 
+Absorbed noise is capped.  A negative measured term is the downstream quantizer
+absorbing part of the upstream tensor's error.  Each term is measured with only
+its two tensors quantized, so where several downstream quantizers each absorb
+the same upstream error the plain sum subtracts it once per quantizer and can
+reach zero noise for a plan that measures 6 dB (``fashion_cnn`` at 2-3 bits).
+No more than the upstream tensor's own noise can be absorbed: per upstream
+tensor ``u`` the negative terms of its measured pairs count down to ``-n_u(b_u)``
+and no further (:meth:`Interactions.absorption`, :func:`absorbed_excess`).  A
+maximum of linear terms, so the MILP holds it exactly with one continuous
+variable per upstream tensor (:func:`fxp.opt.problem.milp_problem`).
+
 The interaction terms are products of two tensors' one-hot choices, so the
 MILP keeps the additive, linear noise row (solved exactly, as before);
 :func:`fxp.opt.optimize.optimize_bits` checks each optimum against this
@@ -51,7 +62,7 @@ import math
 
 import numpy as np
 
-__all__ = ["N_BATCHES", "Interactions", "dithered_pairs"]
+__all__ = ["N_BATCHES", "Interactions", "absorbed_excess", "dithered_pairs"]
 
 N_BATCHES = 8
 """Per-batch estimates behind a standard error."""
@@ -60,10 +71,11 @@ _DB = 10.0 / math.log(10.0)
 
 def dithered_pairs(graph, tensors) -> np.ndarray:
     """``d [T, T]`` bool for the quantizable ``tensors`` of ``graph``
-    (:func:`fxp.opt.noise.quantizable_tensors`): ``d[i, j]`` where one of the two is an
-    activation whose value the other's error reaches before it is quantized (a weight of the
-    layer producing it or of any layer before it on a path from the input, or an activation
-    on such a path).  Symmetric, False on the diagonal."""
+    (:func:`fxp.opt.noise.quantizable_tensors`): ``d[i, j]`` where tensor ``j`` is an
+    activation whose value tensor ``i``'s error reaches before it is quantized (``i`` is a
+    weight of the layer producing it or of any layer before it on a path from the input, or
+    an activation on such a path).  Directed (``i`` upstream): a dithered pair is ``d[i, j]``
+    or ``d[j, i]``, never both; False on the diagonal."""
     acts = {t.tensor: k for k, t in enumerate(tensors) if t.kind == "act"}
     weights = {t.layer: k for k, t in enumerate(tensors) if t.kind == "weight"}
     reach = {x: 1 << acts[x] if x in acts else 0 for x in graph.inputs}  # bit masks
@@ -78,10 +90,20 @@ def dithered_pairs(graph, tensors) -> np.ndarray:
         if j is not None:
             for i in range(len(tensors)):
                 if m >> i & 1:
-                    d[i, j] = d[j, i] = True
+                    d[i, j] = True
             m |= 1 << j
         reach[node.output] = m
     return d
+
+
+def absorbed_excess(choice: list[int], unary: list[list[float]], caps: list) -> float:
+    """``sum_u max(0, -unary[u][choice[u]] - sum of u's negative terms at choice)``: what the
+    cap of :meth:`Interactions.absorption` adds back to the sum of a plan's terms."""
+    out = 0.0
+    for u, terms in caps:
+        absorbed = sum(float(neg[choice[p], choice[q]]) for p, q, neg in terms)
+        out += max(0.0, -unary[u][choice[u]] - absorbed)
+    return out
 
 
 class Interactions:
@@ -104,6 +126,11 @@ class Interactions:
         self._index = {n: i for i, n in enumerate(table.names)}
         self.pairs = getattr(table, "pair_noise", None) or {}
         """``{(i, j): [W, W]}``: measured terms of the dithered pairs (NaN: not measured)."""
+        d = getattr(table, "dithered", None)
+        self.upstream = {k: (k[0] if d[k] else k[1]) for k in self.pairs} \
+            if d is not None else {}
+        """``{(i, j): u}``: the tensor of each measured pair whose error reaches the other
+        (the one whose noise a negative term absorbs, :meth:`absorption`)."""
 
     @classmethod
     def of(cls, table) -> Interactions | None:
@@ -138,34 +165,66 @@ class Interactions:
         """``(start, g)``: the noise of any choice as a sum of lookups.  Row ``start[i] + k``
         of ``g`` is tensor ``names[i]`` at ``widths[i][k]``; ``g[r, s] = <e_r, e_s> /
         |ref|^2``, or half a measured pair term (:attr:`pairs`), so a plan's :meth:`noise` is
-        ``g[rows][:, rows].sum()`` over its rows (one per tensor)."""
+        ``g[rows][:, rows].sum()`` over its rows (one per tensor) plus
+        :func:`absorbed_excess` of :meth:`absorption`."""
         rows = self._rows(names, widths)
         e = np.stack([self.table.errors[i, a].astype(np.float64) for i, a in rows])
         g = self._override(e @ e.T / self.signal, rows)
         return np.concatenate([[0], np.cumsum([len(ws) for ws in widths])[:-1]]), g
 
-    def milp_terms(self, names: list[str], widths: list[list[int]]) -> tuple[list, dict]:
-        """``(unary, pairs)`` of the second-order noise for an allocation problem:
-        ``unary[i][k] = |e_i(w_k)|^2 / |ref|^2`` and ``pairs[(i, j)][a, b] =
-        2 <e_i(w_a), e_j(w_b)> / |ref|^2`` or the measured term of a dithered pair
-        (:class:`~fxp.opt.problem.AllocationProblem`'s
-        ``noise`` and ``noise_pairs``); their sum over a choice is :meth:`noise`."""
+    def milp_terms(self, names: list[str], widths: list[list[int]]) -> tuple[list, dict, list]:
+        """``(unary, pairs, caps)`` of the second-order noise for an allocation problem:
+        ``unary[i][k] = |e_i(w_k)|^2 / |ref|^2``, ``pairs[(i, j)][a, b] =
+        2 <e_i(w_a), e_j(w_b)> / |ref|^2`` or the measured term of a dithered pair, and
+        ``caps`` (:meth:`absorption`) (:class:`~fxp.opt.problem.AllocationProblem`'s
+        ``noise``, ``noise_pairs`` and ``absorption``); the problem's noise of a choice is
+        :meth:`noise`."""
         start, g = self.gram(names, widths)
         stop = [k + len(ws) for k, ws in zip(start, widths, strict=True)]
         unary = [[float(g[r, r]) for r in range(a, b)] for a, b in zip(start, stop, strict=True)]
         pairs = {(i, j): 2.0 * g[start[i]:stop[i], start[j]:stop[j]]
                  for i in range(len(names)) for j in range(i + 1, len(names))}
-        return unary, pairs
+        return unary, pairs, self.absorption(names, widths)
+
+    def absorption(self, names: list[str], widths: list[list[int]]) -> list[tuple[int, list]]:
+        """The caps on absorbed noise for tensors ``names`` at ``widths`` (positions into
+        ``names``): ``[(u, [(p, q, neg), ...]), ...]``, one entry per upstream tensor ``u``
+        of measured pairs, each pair ``p < q`` with ``neg[a, b] = min(0, measured term)`` at
+        ``widths[p][a], widths[q][b]`` (0 where not measured).
+
+        A negative measured term is the downstream quantizer absorbing part of the upstream
+        error; measured two tensors at a time, two downstream quantizers would each absorb
+        the same upstream error.  No more than the upstream tensor's own noise ``n_u`` can
+        be absorbed, so the plan's noise is the sum of its terms plus, per ``u``,
+        ``max(0, -n_u - sum of its negative terms)`` (:func:`absorbed_excess`)."""
+        pos = {self._index[n]: k for k, n in enumerate(names)}
+        cols = [[self.table.widths.index(int(b)) for b in ws] for ws in widths]
+        caps: dict[int, list] = {}
+        for (i, j), m in self.pairs.items():
+            if i not in pos or j not in pos or (i, j) not in self.upstream:
+                continue
+            p, q = pos[i], pos[j]
+            sub = np.asarray(m, np.float64)[np.ix_(cols[p], cols[q])]
+            neg = np.where(np.isfinite(sub), np.minimum(sub, 0.0), 0.0)
+            if neg.any():
+                if p > q:
+                    p, q, neg = q, p, neg.T
+                caps.setdefault(pos[self.upstream[(i, j)]], []).append((p, q, neg))
+        return sorted(caps.items())
 
     def noise(self, widths: dict[str, int]) -> float:
         """Second-order noise-to-signal ratio: the additive terms plus one interaction term
-        per pair (the inner product, or the measured term of a dithered pair); at least 0."""
+        per pair (the inner product, or the measured term of a dithered pair), with no
+        tensor's noise absorbed more than once (:meth:`absorption`); at least 0."""
         if self.signal <= 0:
             return math.inf
         if not widths:
             return 0.0
-        _, g = self.gram(list(widths), [[b] for b in widths.values()])
-        return max(0.0, float(g.sum()))
+        names, ws = list(widths), [[b] for b in widths.values()]
+        _, g = self.gram(names, ws)
+        unary = [[float(g[k, k])] for k in range(len(names))]
+        excess = absorbed_excess([0] * len(names), unary, self.absorption(names, ws))
+        return max(0.0, float(g.sum()) + excess)
 
     def sqnr_db(self, widths: dict[str, int], correction_db: float = 0.0) -> float:
         n = self.noise(widths)

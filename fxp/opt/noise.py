@@ -289,9 +289,9 @@ class NoiseTable:
     reference : array [n_samples * n_logits] float32 or None
         The float logits those errors are relative to (kept with ``errors``).
     dithered : array [n_tensors, n_tensors] bool or None
-        Kept with ``errors``: the pairs where one tensor is an activation the
-        other's error reaches before it is quantized
-        (:func:`fxp.opt.interactions.dithered_pairs`).
+        Kept with ``errors``: ``dithered[i, j]`` where tensor ``j`` is an activation
+        that tensor ``i``'s error reaches before it is quantized (directed,
+        :func:`fxp.opt.interactions.dithered_pairs`).
     pair_noise : dict (i, j) -> array [n_widths, n_widths], or None
         The measured interaction terms of the dithered pairs
         (:func:`fxp.opt.pair_noise.measure_pair_noise`; filled by

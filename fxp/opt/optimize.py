@@ -184,11 +184,12 @@ class _Search:
             choice = list(res.choice)
             cost = p.evaluate(choice)[0]
             start, g = inter.gram(p.names, p.widths)
+            caps = inter.absorption(p.names, p.widths)
             limit = 10 ** (-(goal - self.correction_db) / 10)
             moved = False
             for _ in range(POLISH_ROUNDS):
                 best = None
-                for cand, noise in _moves(choice, p.widths, start, g):
+                for cand, noise in _moves(choice, p.widths, start, g, caps):
                     if noise > limit or not p.feasible(cand):
                         continue
                     c = p.evaluate(cand)[0]
@@ -212,13 +213,22 @@ class _Search:
         return new, w, pred, len(self.solves) - 1
 
 
-def _moves(choice, widths, start, g):
+def _moves(choice, widths, start, g, caps=()):
     """Single and pairwise width changes of ``choice`` (each at most :data:`POLISH_STEP`
     widths away) with the noise of each, from the lookups of
     :meth:`~fxp.opt.interactions.Interactions.gram`: changing tensor ``i`` from row ``a``
     to row ``k`` adds ``g[k, k] - g[a, a] + 2 * sum_{j != i} (g[k, r_j] - g[a, r_j])``; a
     second change ``j: b -> m`` adds its own and ``2 (g[k, m] - g[k, b] - g[a, m] +
-    g[a, b])``."""
+    g[a, b])``.  With ``caps`` (:meth:`~fxp.opt.interactions.Interactions.absorption`)
+    each candidate's :func:`~fxp.opt.interactions.absorbed_excess` is added."""
+    if caps:
+        from fxp.opt.interactions import absorbed_excess
+
+        unary = [[float(g[a + k, a + k]) for k in range(len(ws))]
+                 for a, ws in zip(start, widths, strict=True)]
+        for cand, noise in _moves(choice, widths, start, g):
+            yield cand, noise + absorbed_excess(cand, unary, caps)
+        return
     n = len(choice)
     rows = np.array([start[i] + choice[i] for i in range(n)])
     noise = float(g[np.ix_(rows, rows)].sum())
@@ -379,7 +389,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                                  correction_db=correction_db, hardware=hw, budgets=budgets,
                                  target=target)
     if inter is not None and problem.target_db is not None and interactions == "milp":
-        problem.noise, problem.noise_pairs = inter.milp_terms(problem.names, problem.widths)
+        problem.noise, problem.noise_pairs, problem.absorption = inter.milp_terms(
+            problem.names, problem.widths)
     cost_name = cost if isinstance(cost, str) else "table"
     if isinstance(margin_se, bool) or not isinstance(margin_se, (int, float)) \
             or not math.isfinite(margin_se) or margin_se < 0:

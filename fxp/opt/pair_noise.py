@@ -80,7 +80,7 @@ def measure_pair_noise(graph, calib_x: np.ndarray, table, max_db: float = PAIR_M
     out = {}
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
-            if not table.dithered[i, j] or not low[i] or not low[j]:
+            if not (table.dithered[i, j] or table.dithered[j, i]) or not low[i] or not low[j]:
                 continue
             m = np.full((len(table.widths), len(table.widths)), np.nan)
             for a in low[i]:

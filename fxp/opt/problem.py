@@ -144,6 +144,13 @@ class AllocationProblem:
         noise of a choice: the second-order model ``|sum_i e_i|^2 / |ref|^2`` of
         :mod:`fxp.opt.interactions`.  The MILP keeps them exact through the
         linearised outer products of the one-hot vectors.
+    absorption : list of (u, [(i, j, neg), ...])
+        Caps on absorbed noise (:meth:`fxp.opt.interactions.Interactions.absorption`):
+        tensor ``u``'s negative pair terms ``neg [len(widths[i]), len(widths[j])]``
+        (<= 0, ``i < j``, already counted in ``noise_pairs``) are absorbed down to
+        ``-noise[u]`` and no further: a choice's noise adds
+        ``max(0, -noise[u][k_u] - sum neg[k_i, k_j])`` per entry.  The MILP holds it
+        with one continuous variable per entry.
     """
 
     names: list[str]
@@ -158,6 +165,7 @@ class AllocationProblem:
     budgets: list[Budget] = field(default_factory=list)
     forbid: list[tuple[int, int, int, int]] = field(default_factory=list)
     noise_pairs: dict = field(default_factory=dict)
+    absorption: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
         n = len(self.names)
@@ -174,6 +182,17 @@ class AllocationProblem:
                 raise PlanError(f"pairwise noise ({i}, {j}) is invalid (shape {m.shape})")
             if not np.all(np.isfinite(m)):
                 raise PlanError(f"pairwise noise ({i}, {j}) must be finite")
+        self.absorption = [(int(u), [(int(i), int(j), np.asarray(m, float)) for i, j, m in t])
+                           for u, t in self.absorption]
+        for u, terms in self.absorption:
+            for i, j, m in terms:
+                if not (0 <= u < n and 0 <= i < j < n) or \
+                        m.shape != (len(self.widths[i]), len(self.widths[j])):
+                    raise PlanError(f"absorption cap of tensor {u}: pair ({i}, {j}) is invalid "
+                                    f"(shape {m.shape})")
+                if not np.all(np.isfinite(m)) or np.any(m > 0):
+                    raise PlanError(f"absorption cap of tensor {u}: the terms of pair ({i}, {j})"
+                                    " must be finite and <= 0")
         for i, name in enumerate(self.names):
             w = [int(b) for b in self.widths[i]]
             if not w:
@@ -188,6 +207,9 @@ class AllocationProblem:
                     self.noise_pairs[(a, b)] = np.asarray(m, float)[order, :]
                 if b == i:
                     self.noise_pairs[(a, b)] = np.asarray(self.noise_pairs[(a, b)], float)[:, order]
+            for _, terms in self.absorption:
+                for k, (a, b, m) in enumerate(terms):
+                    terms[k] = (a, b, m[order, :] if a == i else m[:, order] if b == i else m)
             nz = [_finite(f"noise of {name!r}", self.noise[i][k]) for k in order]
             if any(v < 0 for v in nz):
                 raise PlanError(f"tensor {name!r}: noise values must be >= 0")
@@ -255,6 +277,9 @@ class AllocationProblem:
             c.append(self.objective.value(self.widths_of(choice)))
         noise = [self.noise[i][k] for i, k in enumerate(choice)]
         noise += [float(m[choice[i], choice[j]]) for (i, j), m in self.noise_pairs.items()]
+        for u, terms in self.absorption:
+            absorbed = math.fsum(float(m[choice[i], choice[j]]) for i, j, m in terms)
+            noise.append(max(0.0, -self.noise[u][choice[u]] - absorbed))
         return math.fsum(c), math.fsum(noise)
 
     def widths_of(self, choice: list[int]) -> list[int]:
@@ -412,6 +437,7 @@ def milp_problem(p: AllocationProblem, cuts=()):
             sub = np.asarray(m, float)[np.ix_(keep[i], keep[j])] / nb
             if np.any(sub != 0):
                 rows.append(cp.sum(cp.multiply(sub, y_of(i, j))))
+        rows += _absorption_excess(p, keep, xs, y_of, cons, nb)
         rhs = 1.0 - DROP_BELOW * dropped - RHS_MARGIN
         info["dropped"] = dropped
         if rows:
@@ -428,10 +454,28 @@ def milp_problem(p: AllocationProblem, cuts=()):
         noise_parts += [cp.sum(cp.multiply(np.asarray(m, float)[np.ix_(keep[i], keep[j])]
                                            / nscale, y_of(i, j)))
                         for (i, j), m in p.noise_pairs.items()]
+        noise_parts += _absorption_excess(p, keep, xs, y_of, cons, nscale)
         noise_expr = cp.sum(cp.hstack(noise_parts))
         info["noise_scale"] = nscale
         prob = cp.Problem(cp.Minimize(noise_expr), cons)
     return prob, xs, keep, info
+
+
+def _absorption_excess(p: AllocationProblem, keep, xs, y_of, cons, scale: float) -> list:
+    """One variable ``z_u >= 0`` per :attr:`AllocationProblem.absorption` entry with
+    ``z_u >= -noise_u(x_u) - sum neg (.) y``, all divided by ``scale``: the noise row (or
+    objective) minimises it, so at an optimum ``z_u = max(0, ...)``, the exact excess of
+    :meth:`AllocationProblem.evaluate` (any larger ``z_u`` only over-counts noise)."""
+    cp = import_cvxpy()
+    out = []
+    for u, terms in p.absorption:
+        z = cp.Variable(nonneg=True)
+        parts = [np.array([p.noise[u][k] for k in keep[u]]) / scale @ xs[u]]
+        parts += [cp.sum(cp.multiply(m[np.ix_(keep[i], keep[j])] / scale, y_of(i, j)))
+                  for i, j, m in terms]
+        cons.append(z >= -cp.sum(cp.hstack(parts)))
+        out.append(z)
+    return out
 
 
 def _fix_over_budget(row: Terms, rhs: float, kw, fset, xs, y_of, cons) -> None:

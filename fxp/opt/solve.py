@@ -94,7 +94,8 @@ def _best_with_ties(p: AllocationProblem, solver: str) -> float:
         return p.best_noise()
     q = AllocationProblem(list(p.names), [list(w) for w in p.widths], [list(v) for v in p.noise],
                           [[0.0] * len(w) for w in p.widths], budget=0.0, ties=list(p.ties),
-                          forbid=list(p.forbid), noise_pairs=dict(p.noise_pairs))
+                          forbid=list(p.forbid), noise_pairs=dict(p.noise_pairs),
+                          absorption=list(p.absorption))
     return solve_milp(q, solver=solver).noise
 
 

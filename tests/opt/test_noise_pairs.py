@@ -81,3 +81,79 @@ def test_bad_pairwise_noise_is_refused():
         AllocationProblem(["a", "b"], [[2, 4], [2, 4]], [[1, 0.1], [1, 0.1]],
                           [[2, 4], [2, 4]], target_db=10,
                           noise_pairs={(0, 1): np.full((2, 2), np.nan)})
+
+
+def _absorbing(seed: int, n: int, widths: list[int]):
+    """Tensor 0 upstream of tensors 1..n-1 (a chain of quantizers after it): each pair
+    ``(0, j)`` absorbs a random share (0..1) of tensor 0's noise, so together they can
+    claim more than all of it; other pairs get small terms of either sign."""
+    rng = np.random.default_rng(seed)
+    scale = rng.uniform(0.5, 2.0, n)
+    unary = [[float(scale[i] * 4.0 ** -b) for b in widths] for i in range(n)]
+    pairs, caps = {}, []
+    for i, j in itertools.combinations(range(n), 2):
+        if i == 0:
+            m = -rng.uniform(0, 1, (len(widths), len(widths))) * np.array(unary[0])[:, None]
+            caps.append((0, j, m))
+        else:
+            m = rng.normal(0, 0.1, (len(widths), len(widths))) * np.sqrt(
+                np.outer(unary[i], unary[j]))
+        pairs[(i, j)] = m
+    return unary, pairs, [(0, caps)]
+
+
+def _capped(unary, pairs, choice) -> float:
+    """The reference: every term, then tensor 0's absorbed noise limited to its own."""
+    total = sum(unary[i][k] for i, k in enumerate(choice))
+    absorbed = 0.0
+    for (i, j), m in pairs.items():
+        total += m[choice[i], choice[j]]
+        if i == 0:
+            absorbed += m[choice[i], choice[j]]
+    return total + max(0.0, -unary[0][choice[0]] - absorbed)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(2, 4), target=st.floats(10, 40),
+       budget_mode=st.booleans())
+def test_milp_with_absorption_caps_equals_enumeration(seed, n, target, budget_mode):
+    """The cap on absorbed noise (:attr:`AllocationProblem.absorption`, a maximum of linear
+    terms held by one MILP variable): the MILP's optimum equals an enumeration of every
+    choice scored by the reference formula, in target and in budget mode, with the widths
+    given unsorted."""
+    widths = [5, 2, 8, 3, 6]
+    unary, pairs, caps = _absorbing(seed, n, widths)
+    cost = [[float(b * (i + 1)) for b in widths] for i in range(n)]
+    kw = dict(budget=float(sum(cost[i][2] for i in range(n))) * 0.6) if budget_mode \
+        else dict(target_db=target)
+    p = AllocationProblem([f"t{i}" for i in range(n)], [list(widths) for _ in range(n)],
+                          [list(u) for u in unary], cost, noise_pairs=dict(pairs),
+                          absorption=[(u, list(t)) for u, t in caps], **kw)
+    order = np.argsort(widths)
+    binds = False
+    for choice in itertools.product(range(len(widths)), repeat=n):
+        ref = _capped(unary, pairs, [int(order[k]) for k in choice])  # p's widths are sorted
+        assert math.isclose(p.evaluate(list(choice))[1], ref, rel_tol=1e-9, abs_tol=1e-15)
+        binds |= ref > sum(unary[i][order[k]] for i, k in enumerate(choice)) + sum(
+            m[order[choice[i]], order[choice[j]]] for (i, j), m in pairs.items()) + 1e-15
+    assert binds or n == 2  # with two or more downstream partners the cap comes into play
+    bf = brute_force(p)
+    if bf is None:
+        with pytest.raises(Exception):
+            solve_milp(p)
+        return
+    res = solve_milp(p)
+    assert p.feasible(res.choice)
+    if budget_mode:
+        assert math.isclose(res.noise, bf.noise, rel_tol=1e-6, abs_tol=1e-12)
+    else:
+        assert math.isclose(res.cost, bf.cost, rel_tol=1e-9)
+
+
+def test_bad_absorption_caps_are_refused():
+    base = dict(names=["a", "b"], widths=[[2, 4], [2, 4]], noise=[[1, 0.1], [1, 0.1]],
+                cost=[[2, 4], [2, 4]], target_db=10)
+    with pytest.raises(PlanError, match="absorption cap of tensor 0: pair"):
+        AllocationProblem(**base, absorption=[(0, [(1, 0, np.zeros((2, 2)))])])
+    with pytest.raises(PlanError, match="<= 0"):
+        AllocationProblem(**base, absorption=[(0, [(0, 1, np.full((2, 2), 0.5))])])
