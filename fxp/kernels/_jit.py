@@ -6,12 +6,17 @@ least ``PARALLEL_MIN_ELEMENTS`` elements, where threads pay for their start-up.
 Integer results do not depend on which build ran or on the thread count.
 Inside :func:`serial_kernels` (the executor's batch-splitting workers,
 :mod:`fxp.sim.threads`) every kernel runs its serial build: the parallelism
-is across sub-batches there, and numba's workqueue layer must not be entered
-from two threads at once.
+is across sub-batches there.
 
-The threading layer defaults to numba's ``workqueue`` (OpenMP spin-waits badly
-on loaded 2-core machines); set ``NUMBA_THREADING_LAYER`` to choose another.
-Set ``NUMBA_DISABLE_JIT=1`` to run the kernels as plain Python (coverage).
+The threading layer defaults to numba's OpenMP layer where it loads, else its
+``workqueue`` layer (:data:`LAYER`); set ``NUMBA_THREADING_LAYER`` to choose
+another.  Under OpenMP a big batch runs whole through the parallel kernels;
+under ``workqueue`` (which must not be entered from two threads at once, and
+whose threads sleep between launches) it is split over worker threads
+(:func:`fxp.sim.threads.workers_for`).  Measured on 2 shared cores
+(``benchmarks/bench_engine.py``, README): the whole batch on OpenMP ran
+1.1-1.7x faster than the split on ``workqueue``.  Set
+``NUMBA_DISABLE_JIT=1`` to run the kernels as plain Python (coverage).
 """
 
 from __future__ import annotations
@@ -23,11 +28,23 @@ import types
 
 import numba
 
-__all__ = ["PARALLEL_MIN_ELEMENTS", "Kernel", "jit", "jit_inline", "kernel", "prange",
+__all__ = ["LAYER", "PARALLEL_MIN_ELEMENTS", "Kernel", "jit", "jit_inline", "kernel", "prange",
            "serial_kernels"]
 
+
+
+def _omp_loads() -> bool:
+    try:
+        from numba.np.ufunc import omppool  # noqa: F401  (loads the OpenMP runtime)
+    except ImportError:
+        return False
+    return True
+
+
 if "NUMBA_THREADING_LAYER" not in os.environ:
-    numba.config.THREADING_LAYER = "workqueue"
+    numba.config.THREADING_LAYER = "omp" if _omp_loads() else "workqueue"
+LAYER = numba.config.THREADING_LAYER
+"""The threading layer numba was told to use (``NUMBA_THREADING_LAYER`` where set)."""
 
 prange = numba.prange
 PARALLEL_MIN_ELEMENTS = 1 << 16
@@ -76,11 +93,15 @@ class Kernel:
         self.__doc__ = fn.__doc__
         self.__name__ = fn.__name__
 
-    def __call__(self, n: int, *args):
-        impl = self.parallel if n >= PARALLEL_MIN_ELEMENTS and not getattr(_LOCAL, "serial",
+    def build(self, n: int):
+        """The build that runs work size ``n``: parallel from :data:`PARALLEL_MIN_ELEMENTS`
+        on, outside :func:`serial_kernels`; else serial."""
+        return self.parallel if n >= PARALLEL_MIN_ELEMENTS and not getattr(_LOCAL, "serial",
                                                                            False) \
             else self.serial
-        return impl(*args)
+
+    def __call__(self, n: int, *args):
+        return self.build(n)(*args)
 
 
 def kernel(fn) -> Kernel:

@@ -30,7 +30,7 @@ import numpy as np
 from fxp.kernels.vnni_conv import conv_rows_vnni, conv_taps_vnni, narrow_ok
 from fxp.kernels.vnni_runs import SLACK, conv_runs_vnni, run_weights
 
-__all__ = ["VnniLayer", "packed_for", "run_vnni", "stored_codes", "vnni_plan"]
+__all__ = ["VnniLayer", "bind_vnni", "packed_for", "run_vnni", "stored_codes", "vnni_plan"]
 
 I32_LIMIT = 1 << 31
 
@@ -51,7 +51,7 @@ class VnniLayer:
     bias: np.ndarray  # int64 [Co]: bias - offset * sum_k w
     narrow: bool = False  # requantize on int32 lanes (fxp.kernels.vnni_conv.narrow_ok)
     packed: dict = field(default_factory=dict)
-    pad: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint8))  # C bytes of offset
+    bound: dict = field(default_factory=dict)  # (shape, dtype, geometry) -> bind_vnni(...)
 
 
 def vnni_plan(fl, in_fmt, top: int) -> VnniLayer | None:
@@ -107,31 +107,62 @@ def run_vnni(fl, vl: VnniLayer, x: np.ndarray, geo: tuple, y: np.ndarray) -> int
     Co]``; returns the number the output overflow changed.  A convolution runs
     :func:`fxp.kernels.vnni_conv.conv_taps_vnni` for ``C % 4 == 0`` input channels, else
     :func:`~fxp.kernels.vnni_runs.conv_runs_vnni` on a padded copy where ``dw == 1``, else
-    :func:`~fxp.kernels.vnni_conv.conv_rows_vnni` (also every Dense)."""
+    :func:`~fxp.kernels.vnni_conv.conv_rows_vnni` (also every Dense).  The call is bound once
+    per input shape and layout (:func:`bind_vnni`, kept in ``vl.bound``)."""
+    key = (x.shape[1:], x.dtype, geo)
+    run = vl.bound.get(key)
+    if run is None:
+        run = vl.bound[key] = bind_vnni(fl, vl, x.shape[1:], geo)
+    return run(x, y)
+
+
+def bind_vnni(fl, vl: VnniLayer, shape: tuple, geo: tuple):
+    """``run(x, y) -> int``: :func:`run_vnni` for inputs of per-image ``shape``, its kernel's
+    constant arguments gathered once (the per-call Python work at batch 1 is most of a
+    small layer's time); the serial or parallel build is picked per call by the work size
+    (:meth:`fxp.kernels._jit.Kernel.build`)."""
     ho, wo, _, _, _, chw = geo
+    tail = (*fl.requant_args, vl.narrow, _workers())
+    off, bias = vl.offset, vl.bias
     if fl.conv is None:
-        x, conv = x.reshape(x.shape[0], 1, 1, -1), (1, 1, 1, 1, 0, 0, 1, 1)
-    else:
-        kh, kw, sh, sw, t, left, bottom, right, dh, dw = fl.conv
-        conv = (kh, kw, sh, sw, t, left, dh, dw)
-    n, h, w, c = x.shape
-    work = y.size
-    if fl.conv is not None and c % 4 == 0:
-        xs = np.ascontiguousarray(stored_codes(x, vl.offset)).reshape(-1)
-        if vl.pad.shape[0] != c:
-            vl.pad = np.full(c, vl.offset, np.uint8)
-        return conv_taps_vnni(work, xs, vl.pad, h, w, packed_for(fl, vl, chw), vl.bias, y,
-                              *conv, ho, wo, *fl.requant_args, vl.narrow, _workers())
-    if fl.conv is not None and dw == 1:
+        c = shape[0]
+        packed = packed_for(fl, vl, chw)
+        rest = (1, 1, 1, 1, 0, 0, 1, 1, ho, wo, *tail)
+        build = conv_rows_vnni.build
+
+        def run_dense(x, y):
+            x = np.ascontiguousarray(x)
+            return build(y.size)(x.reshape(x.shape[0], c), 1, c, packed, bias, y, off, *rest)
+        return run_dense
+    kh, kw, sh, sw, t, left, bottom, right, dh, dw = fl.conv
+    h, w, c = shape
+    if c % 4 == 0:
+        packed, pad = packed_for(fl, vl, chw), np.full(c, off, np.uint8)
+        rest = (kh, kw, sh, sw, t, left, dh, dw, ho, wo, *tail)
+        build = conv_taps_vnni.build
+
+        def run_taps(x, y):
+            xs = np.ascontiguousarray(stored_codes(x, off)).reshape(-1)
+            return build(y.size)(xs, pad, h, w, packed, bias, y, *rest)
+        return run_taps
+    if dw == 1:
         hp, wp = h + t + bottom, w + left + right
-        xp = np.empty(n * hp * wp * c + SLACK, np.uint8)
-        return conv_runs_vnni(work, x, xp, _NO_PAD, vl.offset, hp, wp, t, left,
-                              packed_for(fl, vl, "runs"), vl.bias, y, kh, sh, sw, dh, ho, wo,
-                              *fl.requant_args, vl.narrow, _workers())
-    x = np.ascontiguousarray(x)
-    return conv_rows_vnni(work, x.reshape(n * h, w * c), h, c, packed_for(fl, vl, chw),
-                          vl.bias, y, vl.offset, *conv, ho, wo, *fl.requant_args, vl.narrow,
-                          _workers())
+        packed, per_image = packed_for(fl, vl, "runs"), hp * wp * c
+        rest = (kh, sh, sw, dh, ho, wo, *tail)
+        build = conv_runs_vnni.build
+
+        def run_runs(x, y):
+            xp = np.empty(x.shape[0] * per_image + SLACK, np.uint8)
+            return build(y.size)(x, xp, _NO_PAD, off, hp, wp, t, left, packed, bias, y, *rest)
+        return run_runs
+    packed = packed_for(fl, vl, chw)
+    rest = (off, kh, kw, sh, sw, t, left, dh, dw, ho, wo, *tail)
+    build = conv_rows_vnni.build
+
+    def run_rows(x, y):
+        x = np.ascontiguousarray(x)
+        return build(y.size)(x.reshape(x.shape[0] * h, w * c), h, c, packed, bias, y, *rest)
+    return run_rows
 
 
 def _workers() -> int:

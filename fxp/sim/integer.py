@@ -144,7 +144,8 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
     node, lp = step.node, step.plan
     spec = step.in_specs[0]
     cl = isinstance(v, ChannelsLast)
-    if cl and (method != "auto" or _fast_plan(step) is None):
+    fl = _fast_plan(step) if method == "auto" else None
+    if cl and fl is None:
         v, cl = v.to_int(), False
     if isinstance(v, FloatValue) or (v.spec is not spec and v.spec != spec):
         if not isinstance(v, FloatValue) and v.spec.is_pow2 and spec.is_pow2:  # elementwise
@@ -155,15 +156,13 @@ def _weighted(step: LayerStep, v: IntValue | FloatValue, counters: LayerCounters
             codes, n = quantize_spec(to_float(v, node.name), spec, node.name)
             v = IntValue(codes, spec)
         counters.output_saturations += n
-    if method == "auto":  # the proven float32 path (fxp.sim.fast), when the layer qualifies
-        fl = _fast_plan(step)
-        if fl is not None:
-            out, n = run_fast(step, fl, v)
-            counters.blas_batches += 1  # no accumulator event: the proof (fxp.sim.fast)
-            if counters.acc_overflow_per_channel is None:
-                counters.acc_overflow_per_channel = np.zeros(step.w_codes.shape[0], np.int64)
-            counters.output_saturations += n
-            return out
+    if fl is not None:  # method "auto": the proven path (fxp.sim.fast), the layer qualifies
+        out, n = run_fast(step, fl, v)
+        counters.blas_batches += 1  # no accumulator event: the proof (fxp.sim.fast)
+        if counters.acc_overflow_per_channel is None:
+            counters.acc_overflow_per_channel = np.zeros(step.w_codes.shape[0], np.int64)
+        counters.output_saturations += n
+        return out
     codes = v.codes
     common = dict(x_zero_point=spec.zero_point, acc_bits=lp.acc_bits, acc_overflow=lp.acc_overflow,
                   x_range=(spec.fmt.min_code, spec.fmt.max_code))
@@ -361,10 +360,10 @@ def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
     g = model.graph
     live = dict(vals)
     watch = keep or on_value is not None
-    for step, inputs, output, frees in _schedule(model, last_use):
-        c = counters.get(step.name)
+    for step, name, inputs, output, frees in _schedule(model, last_use):
+        c = counters.get(name)
         if c is None:
-            c = counters[step.name] = LayerCounters()
+            c = counters[name] = LayerCounters()
         out = live[output] = _run_step(step, [live[t] for t in inputs], c, method)
         if watch:  # what callers see holds int64 codes
             seen = _wide(out)
@@ -380,13 +379,13 @@ def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
 
 
 def _schedule(model, last_use) -> list[tuple]:
-    """``(step, input tensors, output tensor, tensors to free after it)`` per step, found once
-    per model: a tensor is freed after its last use unless it is a graph output."""
+    """``(step, its name, input tensors, output tensor, tensors to free after it)`` per step,
+    found once per model: a tensor is freed after its last use unless it is a graph output."""
     known = model.__dict__.get("_schedule")
     if known is None:
         outputs = set(model.graph.outputs)
         known = model.__dict__["_schedule"] = [
-            (step, tuple(step.node.inputs), step.node.output,
+            (step, step.name, tuple(step.node.inputs), step.node.output,
              tuple(t for t in dict.fromkeys(step.node.inputs)
                    if last_use[t] == i and t not in outputs))
             for i, step in enumerate(model.steps)]

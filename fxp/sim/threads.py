@@ -4,7 +4,9 @@ The engine's integers are per sample (no operation mixes samples and plans
 refuse stochastic rounding), so running images ``[a, b)`` of a batch on their
 own gives exactly their rows of the whole batch's result.  For batches of at
 least ``MIN_PER_WORKER`` images per worker, :func:`fxp.sim.integer.run_integer`
-splits the batch over ``numba.get_num_threads()`` workers (set it with
+splits the batch, when numba runs its ``workqueue`` threading layer
+(:mod:`fxp.kernels._jit`; under OpenMP the batch runs whole through the
+parallel kernels, faster), over ``numba.get_num_threads()`` workers (set it with
 ``NUMBA_NUM_THREADS`` or ``numba.set_num_threads``); each worker runs its
 sub-batch through every layer with serial kernels
 (:func:`fxp.kernels._jit.serial_kernels`) and single-threaded BLAS, so the
@@ -34,9 +36,15 @@ _POOL_LOCK = threading.Lock()
 
 
 def workers_for(n_images: int) -> int:
-    """How many workers a batch of ``n_images`` is split over (1: not split)."""
+    """How many workers a batch of ``n_images`` is split over (1: not split).  Only under
+    numba's ``workqueue`` layer (:data:`fxp.kernels._jit.LAYER`): under OpenMP or TBB the
+    batch runs whole through the parallel kernels."""
     import numba
 
+    from fxp.kernels._jit import LAYER
+
+    if LAYER != "workqueue":
+        return 1
     return max(1, min(numba.get_num_threads(), n_images // MIN_PER_WORKER))
 
 

@@ -164,3 +164,34 @@ def test_same_integers_for_any_threads_and_batch(case: str) -> None:
     assert one.keys() == many.keys() and len(one) >= 3
     diff = {k: int(np.count_nonzero(one[k] != many[k])) for k in one}
     assert diff == dict.fromkeys(diff, 0)
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_batch_split_gives_the_unsplit_integers_and_counters(case: str, monkeypatch) -> None:
+    """The batch split (:mod:`fxp.sim.threads`, taken under numba's workqueue layer; forced
+    here whatever the layer) gives the outputs and the integer counters of the run on one
+    thread, one image at a time."""
+    import fxp.kernels._jit as jit
+    from fxp.sim.threads import workers_for
+
+    if numba.get_num_threads() < 2:
+        pytest.skip("one numba thread: nothing to split over")
+    graph, plan, x = CASES[case]()
+    model = compile_plan(graph, plan)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        c_one: dict = {}
+        one = np.concatenate([run_integer(model, x[i:i + 1], c_one).output
+                              for i in range(len(x))])
+    finally:
+        numba.set_num_threads(saved)
+    monkeypatch.setattr(jit, "LAYER", "workqueue")
+    assert workers_for(len(x)) == min(numba.get_num_threads(), len(x) // 8) > 1
+    c_split: dict = {}
+    split = run_integer(model, x, c_split).output
+    assert np.array_equal(one, split)
+    for name, c in c_one.items():
+        s = c_split[name]
+        assert (c.acc_overflows, c.output_saturations) == (s.acc_overflows,
+                                                           s.output_saturations), name
