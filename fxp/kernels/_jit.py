@@ -14,8 +14,9 @@ another.  Under OpenMP a big batch runs whole through the parallel kernels;
 under ``workqueue`` (which must not be entered from two threads at once, and
 whose threads sleep between launches) it is split over worker threads
 (:func:`fxp.sim.threads.workers_for`).  Measured on 2 shared cores
-(``benchmarks/bench_engine.py``, README): the whole batch on OpenMP ran
-1.1-1.7x faster than the split on ``workqueue``.  Set
+(``benchmarks/bench_threading.py``, ``reports/engine_speed/threading_ab.log``):
+the whole batch on OpenMP ran 1.14-1.22x the split on ``workqueue`` on
+``mnist_cnn``, 1.41-1.65x on ``resnet_small`` and 0.98-1.02x on ``vgg7``.  Set
 ``NUMBA_DISABLE_JIT=1`` to run the kernels as plain Python (coverage).
 """
 
