@@ -18,11 +18,13 @@ on three disjoint splits of the data (:mod:`fxp.opt.splits`).
    MILP's noise row instead (each pair's terms multiply the linearised outer
    product of two tensors' one-hot vectors,
    :class:`~fxp.opt.problem.AllocationProblem` ``noise_pairs``), so the plan
-   is the proven cheapest under that prediction.  Measured
-   (``benchmarks/bench_fidelity.py``): that plan is within 2% of the
-   exhaustive optimum at every target but meets fewer targets on held-out data
-   (it uses the calibration samples' error cancellations to the last dB), so
-   the check-and-search is the default.
+   is the proven cheapest under that prediction (each tensor's absorbed noise
+   capped, :meth:`~fxp.opt.interactions.Interactions.absorption`: one more
+   variable per tensor).  Measured (``benchmarks/bench_fidelity.py``, 48
+   targets on three nets): its first plan was within 2% of the exhaustive
+   optimum at 47 and met 43 on held-out data, the check-and-search's at 43 and
+   46 (the exact optimum spends no margin), so the check-and-search is the
+   default.
 3. **Selection split**: the integer engine measures that plan.  Below the
    target, the goal of step 2 is raised by the shortfall and step 2 repeats
    (``max_refine`` times at most).  These measurements drive the search, so
