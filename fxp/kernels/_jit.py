@@ -16,7 +16,9 @@ whose threads sleep between launches) it is split over worker threads
 (:func:`fxp.sim.threads.workers_for`).  Measured on 2 shared cores
 (``benchmarks/bench_threading.py``, ``reports/engine_speed/threading_ab.log``):
 the whole batch on OpenMP ran 1.14-1.22x the split on ``workqueue`` on
-``mnist_cnn``, 1.41-1.65x on ``resnet_small`` and 0.98-1.02x on ``vgg7``.  Set
+``mnist_cnn``, 1.41-1.65x on ``resnet_small`` and 0.98-1.02x on ``vgg7``.  GNU
+OpenMP is not fork-safe: a child forked after a parallel kernel ran must not
+run one (start processes with ``spawn``, or choose ``workqueue``).  Set
 ``NUMBA_DISABLE_JIT=1`` to run the kernels as plain Python (coverage).
 """
 
