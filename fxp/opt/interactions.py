@@ -38,7 +38,7 @@ the same upstream error the plain sum subtracts it once per quantizer and can
 reach zero noise for a plan that measures 6 dB (``fashion_cnn`` at 2-3 bits).
 No more than the upstream tensor's own noise can be absorbed: per upstream
 tensor ``u`` the negative terms of its measured pairs count down to ``-n_u(b_u)``
-and no further (:meth:`Interactions.absorption`, :func:`absorbed_excess`).  A
+and no further (:meth:`Interactions.absorption`, :func:`fxp.opt.problem.absorbed_excess`).  A
 maximum of linear terms, so the MILP holds it exactly with one continuous
 variable per upstream tensor (:func:`fxp.opt.problem.milp_problem`).
 
@@ -62,7 +62,9 @@ import math
 
 import numpy as np
 
-__all__ = ["N_BATCHES", "Interactions", "absorbed_excess", "dithered_pairs"]
+from fxp.opt.problem import absorbed_excess
+
+__all__ = ["N_BATCHES", "Interactions", "dithered_pairs"]
 
 N_BATCHES = 8
 """Per-batch estimates behind a standard error."""
@@ -94,16 +96,6 @@ def dithered_pairs(graph, tensors) -> np.ndarray:
             m |= 1 << j
         reach[node.output] = m
     return d
-
-
-def absorbed_excess(choice: list[int], unary: list[list[float]], caps: list) -> float:
-    """``sum_u max(0, -unary[u][choice[u]] - sum of u's negative terms at choice)``: what the
-    cap of :meth:`Interactions.absorption` adds back to the sum of a plan's terms."""
-    out = 0.0
-    for u, terms in caps:
-        absorbed = sum(float(neg[choice[p], choice[q]]) for p, q, neg in terms)
-        out += max(0.0, -unary[u][choice[u]] - absorbed)
-    return out
 
 
 class Interactions:
@@ -166,7 +158,7 @@ class Interactions:
         of ``g`` is tensor ``names[i]`` at ``widths[i][k]``; ``g[r, s] = <e_r, e_s> /
         |ref|^2``, or half a measured pair term (:attr:`pairs`), so a plan's :meth:`noise` is
         ``g[rows][:, rows].sum()`` over its rows (one per tensor) plus
-        :func:`absorbed_excess` of :meth:`absorption`."""
+        :func:`~fxp.opt.problem.absorbed_excess` of :meth:`absorption`."""
         rows = self._rows(names, widths)
         e = np.stack([self.table.errors[i, a].astype(np.float64) for i, a in rows])
         g = self._override(e @ e.T / self.signal, rows)
@@ -196,7 +188,7 @@ class Interactions:
         error; measured two tensors at a time, two downstream quantizers would each absorb
         the same upstream error.  No more than the upstream tensor's own noise ``n_u`` can
         be absorbed, so the plan's noise is the sum of its terms plus, per ``u``,
-        ``max(0, -n_u - sum of its negative terms)`` (:func:`absorbed_excess`)."""
+        ``max(0, -n_u - sum of its negative terms)`` (:func:`~fxp.opt.problem.absorbed_excess`)."""
         pos = {self._index[n]: k for k, n in enumerate(names)}
         cols = [[self.table.widths.index(int(b)) for b in ws] for ws in widths]
         caps: dict[int, list] = {}

@@ -222,9 +222,9 @@ def _moves(choice, widths, start, g, caps=()):
     to row ``k`` adds ``g[k, k] - g[a, a] + 2 * sum_{j != i} (g[k, r_j] - g[a, r_j])``; a
     second change ``j: b -> m`` adds its own and ``2 (g[k, m] - g[k, b] - g[a, m] +
     g[a, b])``.  With ``caps`` (:meth:`~fxp.opt.interactions.Interactions.absorption`)
-    each candidate's :func:`~fxp.opt.interactions.absorbed_excess` is added."""
+    each candidate's :func:`~fxp.opt.problem.absorbed_excess` is added."""
     if caps:
-        from fxp.opt.interactions import absorbed_excess
+        from fxp.opt.problem import absorbed_excess
 
         unary = [[float(g[a + k, a + k]) for k in range(len(ws))]
                  for a, ws in zip(start, widths, strict=True)]

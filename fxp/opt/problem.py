@@ -53,8 +53,8 @@ import numpy as np
 from fxp.errors import MissingDependencyError, PlanError
 from fxp.opt.hardware_budgets import Budget, Terms
 
-__all__ = ["AllocationProblem", "ContinuousProblem", "continuous_problem", "import_cvxpy",
-           "milp_problem", "require_solver"]
+__all__ = ["AllocationProblem", "ContinuousProblem", "absorbed_excess", "continuous_problem",
+           "import_cvxpy", "milp_problem", "require_solver"]
 
 RHS_MARGIN = 2e-6
 """Relative tightening of the MILP noise row: covers HiGHS's feasibility tolerance (1e-6)."""
@@ -277,9 +277,7 @@ class AllocationProblem:
             c.append(self.objective.value(self.widths_of(choice)))
         noise = [self.noise[i][k] for i, k in enumerate(choice)]
         noise += [float(m[choice[i], choice[j]]) for (i, j), m in self.noise_pairs.items()]
-        for u, terms in self.absorption:
-            absorbed = math.fsum(float(m[choice[i], choice[j]]) for i, j, m in terms)
-            noise.append(max(0.0, -self.noise[u][choice[u]] - absorbed))
+        noise.append(absorbed_excess(choice, self.noise, self.absorption))
         return math.fsum(c), math.fsum(noise)
 
     def widths_of(self, choice: list[int]) -> list[int]:
@@ -459,6 +457,18 @@ def milp_problem(p: AllocationProblem, cuts=()):
         info["noise_scale"] = nscale
         prob = cp.Problem(cp.Minimize(noise_expr), cons)
     return prob, xs, keep, info
+
+
+def absorbed_excess(choice: list[int], unary: list[list[float]], caps: list) -> float:
+    """``sum_u max(0, -unary[u][choice[u]] - sum of u's negative terms at choice)`` (fsum):
+    what the caps on absorbed noise (:attr:`AllocationProblem.absorption`,
+    :meth:`fxp.opt.interactions.Interactions.absorption`) add to the sum of a choice's
+    noise terms."""
+    out = []
+    for u, terms in caps:
+        absorbed = math.fsum(float(m[choice[i], choice[j]]) for i, j, m in terms)
+        out.append(max(0.0, -unary[u][choice[u]] - absorbed))
+    return math.fsum(out)
 
 
 def _absorption_excess(p: AllocationProblem, keep, xs, y_of, cons, scale: float) -> list:

@@ -124,16 +124,8 @@ def bind_vnni(fl, vl: VnniLayer, shape: tuple, geo: tuple):
     ho, wo, _, _, _, chw = geo
     tail = (*fl.requant_args, vl.narrow, _workers())
     off, bias = vl.offset, vl.bias
-    if fl.conv is None:
-        c = shape[0]
-        packed = packed_for(fl, vl, chw)
-        rest = (1, 1, 1, 1, 0, 0, 1, 1, ho, wo, *tail)
-        build = conv_rows_vnni.build
-
-        def run_dense(x, y):
-            x = np.ascontiguousarray(x)
-            return build(y.size)(x.reshape(x.shape[0], c), 1, c, packed, bias, y, off, *rest)
-        return run_dense
+    if fl.conv is None:  # a Dense: one 1x1 "image" of F channels
+        return _bind_rows(fl, vl, 1, 1, shape[0], (1, 1, 1, 1, 0, 0, 1, 1), geo, tail)
     kh, kw, sh, sw, t, left, bottom, right, dh, dw = fl.conv
     h, w, c = shape
     if c % 4 == 0:
@@ -155,8 +147,15 @@ def bind_vnni(fl, vl: VnniLayer, shape: tuple, geo: tuple):
             xp = np.empty(x.shape[0] * per_image + SLACK, np.uint8)
             return build(y.size)(x, xp, _NO_PAD, off, hp, wp, t, left, packed, bias, y, *rest)
         return run_runs
-    packed = packed_for(fl, vl, chw)
-    rest = (off, kh, kw, sh, sw, t, left, dh, dw, ho, wo, *tail)
+    return _bind_rows(fl, vl, h, w, c, (kh, kw, sh, sw, t, left, dh, dw), geo, tail)
+
+
+def _bind_rows(fl, vl: VnniLayer, h: int, w: int, c: int, conv: tuple, geo: tuple, tail: tuple):
+    """:func:`bind_vnni`'s closure on im2col rows (:func:`~fxp.kernels.vnni_conv.conv_rows_vnni`;
+    ``conv`` is ``(kh, kw, sh, sw, top, left, dh, dw)``)."""
+    ho, wo, _, _, _, chw = geo
+    packed, bias = packed_for(fl, vl, chw), vl.bias
+    rest = (vl.offset, *conv, ho, wo, *tail)
     build = conv_rows_vnni.build
 
     def run_rows(x, y):
