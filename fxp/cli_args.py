@@ -214,6 +214,10 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin-se", type=finite_float(0, 10), default=None, metavar="Z",
                    help="the plan's second-order prediction must reach the target plus Z of "
                         "its standard errors (calibration-sample spread; default 0)")
+    p.add_argument("--calibration-check", default=None, choices=["on", "off"],
+                   help="measure each searched plan with the integer engine on the "
+                        "calibration split and keep the cheapest that meets the target there "
+                        "(on, the default; see fxp/opt/measured_goal.py)")
     p.add_argument("--per-channel-weights", action="store_true",
                    help="one weight width per output channel (exact MILP over channels x "
                         "widths, cost weight memory; needs --target-sqnr); see "
@@ -234,6 +238,8 @@ def hardware_options(args: argparse.Namespace) -> dict:
         kw["interactions"] = {"milp": "milp", "off": False}.get(args.interactions, True)
     if getattr(args, "margin_se", None) is not None:
         kw["margin_se"] = args.margin_se
+    if getattr(args, "calibration_check", None) is not None:
+        kw["calibration_check"] = args.calibration_check == "on"
     return kw
 
 
@@ -246,7 +252,9 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                 ("--reuse-factor", args.reuse_factor),
                                 ("--acc-saturate", args.acc_saturate),
                                 ("--interactions", getattr(args, "interactions", None)),
-                                ("--margin-se", getattr(args, "margin_se", None)))
+                                ("--margin-se", getattr(args, "margin_se", None)),
+                                ("--calibration-check",
+                                 getattr(args, "calibration_check", None)))
              if v is not None]
     given += [opt for opt, v in (("--scheduler", getattr(args, "scheduler", None)),
                                  ("--workers", getattr(args, "workers", None))) if v is not None]
@@ -261,6 +269,8 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                     ("--acc-saturate", args.acc_saturate),
                                     ("--interactions", getattr(args, "interactions", None)),
                                     ("--margin-se", getattr(args, "margin_se", None)),
+                                    ("--calibration-check",
+                                     getattr(args, "calibration_check", None)),
                                     ("--max-accuracy-drop",
                                      getattr(args, "max_accuracy_drop", None)),
                                     *((f"--max-{n}", getattr(args, f"max_{n}"))

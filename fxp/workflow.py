@@ -378,7 +378,8 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                   weight_method: str = "sqnr", noise_table=None, target: str | None = None,
                   cost_file=None, budgets: dict | None = None, reuse_factor: int | None = None,
                   acc_saturate: int | None = None, client=None,
-                  interactions: bool | str = True, margin_se: float = 0.0):
+                  interactions: bool | str = True, margin_se: float = 0.0,
+                  calibration_check: bool = True):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
     ``data`` is cut into three disjoint splits (:mod:`fxp.opt.splits`): the
@@ -400,7 +401,10 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
     ``interactions``: True checks each optimum against the pairwise interaction
     terms (the default), ``"milp"`` solves with them in the MILP (see
     :func:`fxp.opt.optimize_bits`); ``margin_se``: the plan's second-order
-    prediction must clear the target by that many of its standard errors.
+    prediction (and its measured SQNR on the calibration split) must clear the target by
+    that many of the prediction's standard errors; ``calibration_check``: measure each
+    searched plan on the calibration split with the integer engine and keep the cheapest
+    that meets the goal there (:mod:`fxp.opt.measured_goal`).
     """
     from fxp.opt import optimize_bits
 
@@ -417,7 +421,7 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                          weight_method=weight_method, noise_table=noise_table, target=target,
                          cost_file=cost_file, budgets=budgets, reuse_factor=reuse_factor,
                          acc_saturate=acc_saturate, client=client, interactions=interactions,
-                         margin_se=margin_se)
+                         margin_se=margin_se, calibration_check=bool(calibration_check))
 
 
 def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"

@@ -70,8 +70,8 @@ from fxp.ops.fixed import dequantize, quantize
 from fxp.opt.f32_kernels import conv_f32, dense_f32, maxpool_f32
 from fxp.sim.float_ref import run_node
 
-__all__ = ["FIT_MAX_DB", "FIT_MIN_DB", "SQNR_CLIP_STEPS", "WEIGHT_METHODS", "NoiseTable", "QTensor", "fit_lin_law", "logits_of",
-           "measure_noise", "quantizable_tensors"]
+__all__ = ["FIT_MAX_DB", "FIT_MIN_DB", "SQNR_CLIP_STEPS", "WEIGHT_METHODS", "NoiseTable",
+           "QTensor", "fit_lin_law", "logits_of", "measure_noise", "quantizable_tensors"]
 
 FIT_MIN_DB = 10.0
 FIT_MAX_DB = 130.0
@@ -183,14 +183,17 @@ class _FakeQuant:
         return run_node(node, *ins)
 
     def run(self, acts: dict[str, tuple[QFormat, str]], weights: dict[str, np.ndarray],
-            x: np.ndarray | None) -> dict[str, np.ndarray]:
+            x: np.ndarray | None, base: dict[str, np.ndarray] | None = None
+            ) -> dict[str, np.ndarray]:
         """``acts``: tensor -> (format, rounding) to quantize; ``weights``: layer -> new weights.
 
         With ``x`` None only the nodes downstream of a change are recomputed from
-        the cached float pass.
+        the cached float pass, or from ``base`` (an earlier pass's values: its changes
+        kept, so they must lie upstream of ``acts`` and ``weights``).
         """
         g = self.graph
-        env = {g.inputs[0]: x} if x is not None else dict(self.base)
+        base = self.base if base is None else base
+        env = {g.inputs[0]: x} if x is not None else dict(base)
         fmt_of: dict[str, tuple[QFormat, str]] = {}
         dirty = set(env) if x is not None else set()
         t0 = g.inputs[0]
@@ -205,7 +208,7 @@ class _FakeQuant:
             if changed:
                 y = self._node(node, [env[t] for t in node.inputs], weights)
             else:
-                y = self.base[node.output]  # unchanged float value, quantized below
+                y = base[node.output]  # unchanged value, quantized below
             src = fmt_of.get(node.inputs[0])
             if node.output in acts:
                 fmt_of[node.output] = acts[node.output]

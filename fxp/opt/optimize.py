@@ -25,6 +25,11 @@ on three disjoint splits of the data (:mod:`fxp.opt.splits`).
    optimum at 47 and met 43 on held-out data, the check-and-search's at 43 and
    46 (the exact optimum spends no margin), so the check-and-search is the
    default.
+   **Calibration check** (``calibration_check=True``, the default): each plan this
+   search returns is measured by the integer engine on the calibration samples and the
+   internal target moved by what it measures until the cheapest plan measured at or
+   above the goal is found (:mod:`fxp.opt.measured_goal`; ``calibration_sqnr_db`` on
+   each measured solve).  Still nothing of the selection or held-out split.
 3. **Selection split**: the integer engine measures that plan.  Below the
    target, the goal of step 2 is raised by the shortfall and step 2 repeats
    (``max_refine`` times at most).  These measurements drive the search, so
@@ -270,8 +275,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   weight_method: str = "sqnr", target: str | None = None, cost_file=None,
                   budgets: dict | None = None, reuse_factor: int | None = None,
                   acc_saturate: int | None = None, client=None,
-                  margin_se: float = 0.0, bias_guard: int | str | None = "auto"
-                  ) -> BitAllocation:
+                  margin_se: float = 0.0, bias_guard: int | str | None = "auto",
+                  calibration_check: bool = True) -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db`` (module docstring).
 
     Parameters
@@ -308,10 +313,15 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         with a hardware ``target``, ``budgets`` or a hardware cost, whose models count the
         accumulators at that LSB.
     margin_se : float
-        The second-order prediction must reach the target plus this many of its
-        standard errors (the spread of the calibration-sample estimate,
+        The second-order prediction (and with ``calibration_check`` the plan's measured
+        SQNR on the calibration split) must reach the target plus this many of the
+        prediction's standard errors (the spread of the calibration-sample estimate,
         :meth:`fxp.opt.interactions.Interactions.total_standard_error_db`); 0 (the
         default): the target itself.
+    calibration_check : bool
+        Measure each searched plan with the integer engine on the calibration split and
+        move the internal target until the cheapest plan measured there meets the goal
+        (:mod:`fxp.opt.measured_goal`; default True).
     method, weight_method, rounding, noise_table
         Range estimation, rounding, and a table measured before on the same
         calibration samples (skips the measurement).
@@ -323,6 +333,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     from fxp.opt.hardware import load_costs
     from fxp.opt.hardware_model import HardwareModel
     from fxp.opt.interactions import Interactions
+    from fxp.opt.measured_goal import for_measured_goal
     from fxp.opt.model import BIAS_GUARD_BITS, plan_for_widths, predict_sqnr_db
     from fxp.opt.noise import measure_noise
     from fxp.opt.solve import (
@@ -412,13 +423,30 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
             plan = saturate_accumulators(plan, acc_saturate)
         return plan, proven
 
+    cal_db: dict[tuple, float] = {}
+
+    def measure_calibration(w):  # integer engine, calibration split
+        key = tuple(int(w[n]) for n in problem.names)
+        if key not in cal_db:
+            cal_db[key] = simulate(graph, build(w)[0], cx, y[c0:c1]).output_sqnr_db
+        return cal_db[key]
+
+    def margin_db(w):
+        se = inter.total_standard_error_db(w) if inter is not None else math.nan
+        return margin_se * se if margin_se and math.isfinite(se) else 0.0
+
+    def for_goal(goal, reason):
+        if not calibration_check:
+            return search.for_goal(goal, reason)
+        return for_measured_goal(search, goal, reason, measure_calibration, margin_db)
+
     sel_db, sel_rep = None, None
     if target_sqnr_db is None:
         res, w, _, _ = search.solve(None, "maximise SQNR under the budgets")
     else:
         tgt = float(target_sqnr_db)
         goal = tgt
-        res, w, _, ci = search.for_goal(goal, "first solve (additive model, target as given)")
+        res, w, _, ci = for_goal(goal, "first solve (additive model, target as given)")
         for k in range(max_refine + 1):
             if not verify or len(sx) == 0:
                 break
@@ -432,7 +460,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
             if problem.best_noise() > 10 ** (-(goal - correction_db) / 10):
                 break  # the raised goal is out of reach: keep the last plan
             try:
-                r2 = search.for_goal(goal, "selection split below the target: goal raised")
+                r2 = for_goal(goal, "selection split below the target: goal raised")
             except InfeasibleTargetError:
                 break
             res, w, _, ci = r2
@@ -486,4 +514,5 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         tensor_se_db=inter.standard_errors(w) if inter is not None else {},
         predicted_se_db=inter.total_standard_error_db(w) if inter is not None else None,
         interactions="off" if inter is None else ("milp" if interactions == "milp" else "check"),
-        margin_se=float(margin_se), bias_guard_bits=bias_guard)
+        margin_se=float(margin_se), bias_guard_bits=bias_guard,
+        calibration_sqnr_db=cal_db.get(tuple(int(w[n]) for n in problem.names)))

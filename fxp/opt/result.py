@@ -39,6 +39,9 @@ class BitAllocation:
         selection-split SQNR where the plan was measured there.
     selection_sqnr_db : float or None
         The final plan's SQNR on the selection split (not held out).
+    calibration_sqnr_db : float or None
+        The final plan's SQNR on the calibration split (integer engine; what the
+        calibration check, :mod:`fxp.opt.measured_goal`, measured), None without it.
     selection_top1 : (float, float) or None
         Float and fixed top-1 on the selection split.
     tolerance_db : float
@@ -102,6 +105,7 @@ class BitAllocation:
     interactions: str = "check"  # "check", "milp" or "off": how the pair terms were used
     margin_se: float = 0.0  # standard errors the prediction must clear the target by
     bias_guard_bits: int | None = None  # bias LSB this far below the output's (None: F_x+F_w)
+    calibration_sqnr_db: float | None = None
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -126,8 +130,9 @@ class BitAllocation:
             "cost", "cost_name", "solver", "target_sqnr_db", "solve_time_s", "total_time_s",
             "float_top1", "fixed_top1", "n_eval", "weight_memory_bits", "acc_bits", "iterations",
             "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate",
-            "splits", "selection_sqnr_db", "selection_top1", "tolerance_db", "predicted_additive_db",
-            "predicted_se_db", "interactions", "margin_se", "bias_guard_bits")}
+            "splits", "selection_sqnr_db", "selection_top1", "tolerance_db",
+            "predicted_additive_db", "predicted_se_db", "interactions", "margin_se",
+            "bias_guard_bits", "calibration_sqnr_db")}
         d["held_out_sqnr_db"] = self.measured_sqnr_db
         d["n_solves"] = len(self.solves)
         d["internal_targets_db"] = [s["internal_target_db"] for s in self.solves]
@@ -207,5 +212,7 @@ def split_lines(res: BitAllocation) -> list[str]:
                                else f"at least {guard} bits below each output LSB"))
     sel = "not measured" if res.selection_sqnr_db is None else f"{res.selection_sqnr_db:.2f} dB"
     held = "not measured" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
-    lines.append(f"measured SQNR (integer engine): selection {sel}, held-out {held}")
+    cal = ("" if res.calibration_sqnr_db is None
+           else f"calibration {res.calibration_sqnr_db:.2f} dB, ")
+    lines.append(f"measured SQNR (integer engine): {cal}selection {sel}, held-out {held}")
     return lines

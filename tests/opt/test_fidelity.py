@@ -360,3 +360,73 @@ def test_a_dithered_pair_alone_is_predicted_as_the_integer_engine_measures_it(se
         assert inter.sqnr_db(w) == pytest.approx(m, abs=0.1), (w, m, inter.sqnr_db(w))
         miss_clean.append(abs(clean.sqnr_db(w) - m))
     assert max(miss_clean) > 0.1, miss_clean
+
+
+def test_guarded_biases_give_the_float_bias_noise():
+    """``mnist_cnn`` with a 6-bit input, 3-bit ``conv1`` weights and a 4-bit ``relu1`` on real
+    digits: with :data:`~fxp.opt.model.BIAS_GUARD_BITS` the integer engine measures what a
+    fake-quant pass of the same formats with float biases measures (what the noise model
+    predicts); with 4 guard bits a bias rounded onto a tie moves a channel's whole background
+    by one LSB and the two differ by more than 0.5 dB."""
+    from fxp.opt import plan_for_widths
+    from fxp.opt.model import BIAS_GUARD_BITS
+    from fxp.opt.noise import _FakeQuant
+    from fxp.opt.pair_noise import _change
+    from fxp.sim.evaluate import simulate
+
+    g = fw.load_model("mnist_cnn")
+    d = fw.load_data("mnist5k", g)
+    x, y = d.x[:300], d.y[:300]
+    table = measure_noise(g, x, widths=[3, 4, 6, 16])
+    w = {"input": 6, "conv1.weight": 3, "relu1": 4}
+    fq = _FakeQuant(g, x, table.rounding)
+    nodes = {n.name: n for n in g.nodes}
+    acts, weights = {}, {}
+    for name, b in w.items():
+        _change(table, nodes, name, b, acts, weights)
+    ref = fq.base[fq.logits].astype(np.float64)
+    err = fq.run(acts, weights, None)[fq.logits].astype(np.float64) - ref
+    float_bias_db = 10 * math.log10(float(np.sum(ref * ref)) / float(np.sum(err * err)))
+    full = {n: w.get(n, 16) for n in table.names}
+
+    def engine(guard):
+        plan = plan_for_widths(g, x, table, full, bias_guard=guard)
+        return simulate(g, plan, x, y).output_sqnr_db
+
+    assert engine(BIAS_GUARD_BITS) == pytest.approx(float_bias_db, abs=0.02)
+    assert abs(engine(4) - float_bias_db) > 0.5
+
+
+def test_measured_pair_terms_are_direct_two_tensor_passes(setup):
+    """Every measured term equals a whole fake-quant pass with both tensors quantized (no
+    cached upstream pass) minus the two single noises, and the terms are measured exactly
+    where the noisier tensor alone is at most ``PAIR_MAX_DB`` and the other at most
+    ``PAIR_PARTNER_MAX_DB``."""
+    from fxp.opt.noise import _FakeQuant
+    from fxp.opt.pair_noise import PAIR_MAX_DB, PAIR_PARTNER_MAX_DB, _change, measure_pair_noise
+
+    g, x, _, table = setup
+    pairs = measure_pair_noise(g, x[:CALIB], table)
+    fq = _FakeQuant(g, x[:CALIB], table.rounding)
+    nodes = {n.name: n for n in g.nodes}
+    ref = fq.base[fq.logits].astype(np.float64).ravel()
+    sig = float(ref @ ref)
+    sq = np.where(np.isfinite(table.sqnr_db), table.sqnr_db, np.inf)
+    checked = 0
+    for (i, j), m in pairs.items():
+        assert table.dithered[i, j] or table.dithered[j, i]
+        for a, bi in enumerate(table.widths):
+            for b, bj in enumerate(table.widths):
+                lo, hi = sorted((sq[i, a], sq[j, b]))
+                assert np.isfinite(m[a, b]) == (lo <= PAIR_MAX_DB and hi <= PAIR_PARTNER_MAX_DB)
+                if not np.isfinite(m[a, b]) or (a + b) % 3:
+                    continue
+                acts, weights = {}, {}
+                _change(table, nodes, table.names[i], bi, acts, weights)
+                _change(table, nodes, table.names[j], bj, acts, weights)
+                e = fq.run(acts, weights, None)[fq.logits].astype(np.float64).ravel() - ref
+                ei, ej = (table.errors[k, c].astype(np.float64) for k, c in ((i, a), (j, b)))
+                want = (float(e @ e) - float(ei @ ei) - float(ej @ ej)) / sig
+                assert m[a, b] == pytest.approx(want, rel=1e-9, abs=1e-15)
+                checked += 1
+    assert checked > 20

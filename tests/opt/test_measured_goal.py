@@ -1,0 +1,112 @@
+"""The calibration check (:mod:`fxp.opt.measured_goal`): a search over internal targets
+driven by integer-engine measurements on the calibration split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fxp.errors import InfeasibleTargetError
+from fxp.opt.measured_goal import MAX_MEASURED_SOLVES, for_measured_goal
+from fxp.opt.solve import MilpResult
+
+
+class StaircaseSearch:
+    """A stand-in for :class:`fxp.opt.optimize._Search`: internal target ``t`` gives plan
+    ``k = ceil((t - t0) / step)`` (clipped to the plans), cost ``k``; every call listed in
+    ``solves`` as the real search lists its solves."""
+
+    def __init__(self, n_plans, t0, step):
+        self.n, self.t0, self.step = n_plans, t0, step
+        self.solves: list[dict] = []
+        self.asked: list[float] = []
+
+    def for_goal(self, internal, reason):
+        self.asked.append(internal)
+        k = int(np.ceil((internal - self.t0) / self.step))
+        if k >= self.n:
+            raise InfeasibleTargetError(f"target {internal} out of reach")
+        k = max(k, 0)
+        res = MilpResult([k], [k], float(k), 0.0, "optimal", "fake")
+        self.solves.append({"internal_target_db": internal, "reason": reason, "cost": float(k),
+                            "widths": [k], "chosen": True})
+        return res, {"t": k}, 0.0, len(self.solves) - 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(0, 40, allow_nan=False), min_size=2, max_size=12),
+       st.floats(0, 40), st.floats(0.1, 3), st.floats(-5, 5))
+def test_the_kept_plan_is_the_cheapest_measured_one_that_meets_the_goal(db, goal, step, t0):
+    """Whatever the measurements (not monotone in cost): the kept plan is the cheapest of the
+    measured plans that meet the goal, or the best measured where none does; exactly one
+    solve is ``chosen``, each plan is measured once, and the searches stay within
+    :data:`MAX_MEASURED_SOLVES`."""
+    search = StaircaseSearch(len(db), t0, step)
+    calls = []
+
+    def measure(w):
+        calls.append(w["t"])
+        return db[w["t"]]
+
+    try:
+        res, w, _, i = for_measured_goal(search, goal, "first", measure)
+    except InfeasibleTargetError:
+        assert not calls  # only where the very first search finds nothing
+        return
+    assert len(search.asked) <= MAX_MEASURED_SOLVES
+    assert len(calls) == len(set(calls))
+    meeting = [k for k in calls if db[k] >= goal]
+    if meeting:
+        assert w["t"] == min(meeting)
+    else:
+        assert db[w["t"]] == max(db[k] for k in calls)
+    assert [s.get("chosen", False) for s in search.solves].count(True) == 1
+    assert search.solves[i]["chosen"] and search.solves[i]["widths"] == [w["t"]]
+    for s in search.solves:
+        if s["widths"][0] in calls and "calibration_sqnr_db" in s:
+            assert s["calibration_sqnr_db"] == db[s["widths"][0]]
+
+
+def test_monotone_measurements_find_the_cheapest_plan_that_meets_the_goal():
+    """Plans measuring 10, 11, ..., 29 dB at costs 0..19, a model that predicts each 1.3 dB
+    too high or 1.4 dB too low (the last plans then out of its reach): the internal target
+    moves up from a plan that is short and down from one with room to spare until the
+    cheapest plan meeting the goal is kept."""
+    for offset in (1.3, -1.4):
+        for goal in (10.0, 13.5, 17.0, 24.2, 27.5 if offset < 0 else 29.0):
+            search = StaircaseSearch(20, 10.0 + offset, 1.0)
+
+            def measure(w):
+                return 10.0 + w["t"]
+
+            _, w, _, _ = for_measured_goal(search, goal, "first", measure)
+            assert w["t"] == int(np.ceil(goal - 10.0)), (offset, goal, search.asked)
+            assert 10.0 + w["t"] >= goal
+
+
+def test_optimize_bits_reports_the_calibration_measurement():
+    """On ``mnist_cnn`` and real digits the final plan's ``calibration_sqnr_db`` is the
+    integer engine's SQNR of that plan on the calibration split, recomputed here, and it
+    meets the target (the search keeps only a plan measured at or above it when one is
+    found); without the check nothing is measured there."""
+    pytest.importorskip("cvxpy")
+    from fxp import workflow as fw
+    from fxp.opt import measure_noise, optimize_bits
+    from fxp.sim.evaluate import simulate
+
+    g = fw.load_model("mnist_cnn")
+    d = fw.load_data("mnist5k", g)
+    x, y = d.x[:600], d.y[:600]
+    table = measure_noise(g, x[:200], widths=range(2, 13))
+    res = optimize_bits(g, (x, y), 24.0, calib=200, noise_table=table, interactions=False)
+    again = simulate(g, res.plan, x[:200], y[:200]).output_sqnr_db
+    assert res.calibration_sqnr_db == pytest.approx(again, abs=1e-9)
+    assert res.calibration_sqnr_db >= 24.0
+    chosen = [s for s in res.solves if s.get("chosen")]
+    assert chosen and all("calibration_sqnr_db" in s for s in chosen)
+    off = optimize_bits(g, (x, y), 24.0, calib=200, noise_table=table, interactions=False,
+                        calibration_check=False)
+    assert off.calibration_sqnr_db is None
+    assert all("calibration_sqnr_db" not in s for s in off.solves)
