@@ -20,11 +20,10 @@ on three disjoint splits of the data (:mod:`fxp.opt.splits`).
    :class:`~fxp.opt.problem.AllocationProblem` ``noise_pairs``), so the plan
    is the proven cheapest under that prediction (each tensor's absorbed noise
    capped, :meth:`~fxp.opt.interactions.Interactions.absorption`: one more
-   variable per tensor).  Measured (``benchmarks/bench_fidelity.py``, 48
-   targets on three nets): its first plan was within 2% of the exhaustive
-   optimum at 47 and met 43 on held-out data, the check-and-search's at 43 and
-   46 (the exact optimum spends no margin), so the check-and-search is the
-   default.
+   variable per tensor).  Measured before the calibration check
+   (``benchmarks/bench_fidelity.py``, 48 targets on three nets): its first plan
+   was within 2% of the exhaustive optimum at 47 and met 43 on held-out data,
+   the check-and-search's at 43 and 46, so the check-and-search is the default.
    **Calibration check** (``calibration_check=True``, the default): each plan this
    search returns is measured by the integer engine on the calibration samples and the
    internal target moved by what it measures until the cheapest plan measured at or
