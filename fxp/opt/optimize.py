@@ -407,6 +407,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     if isinstance(margin_se, bool) or not isinstance(margin_se, (int, float)) \
             or not math.isfinite(margin_se) or margin_se < 0:
         raise PlanError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
+    if not isinstance(calibration_check, (bool, np.bool_)):
+        raise PlanError(f"calibration_check must be True or False, got {calibration_check!r}")
     search = _Search(problem, problem.names, inter, correction_db, solver, noise_table,
                      float(margin_se))
 

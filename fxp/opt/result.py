@@ -35,8 +35,10 @@ class BitAllocation:
         The calibration, selection and held-out splits (sizes, index ranges,
         roles): :mod:`fxp.opt.splits`.
     solves : list of dict
-        Every MILP solve: internal target, why, prediction, cost, and the
-        selection-split SQNR where the plan was measured there.
+        Every MILP solve: internal target, why, prediction, cost, the
+        calibration-split SQNR where the calibration check measured the plan, the
+        selection-split SQNR where the plan was measured there, and ``chosen`` on the
+        plan each goal kept.
     selection_sqnr_db : float or None
         The final plan's SQNR on the selection split (not held out).
     calibration_sqnr_db : float or None

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fxp.errors import InfeasibleTargetError
+from fxp.errors import InfeasibleTargetError, PlanError
 from fxp.opt.measured_goal import MAX_MEASURED_SOLVES, for_measured_goal
 from fxp.opt.solve import MilpResult
 
@@ -110,3 +110,5 @@ def test_optimize_bits_reports_the_calibration_measurement():
                         calibration_check=False)
     assert off.calibration_sqnr_db is None
     assert all("calibration_sqnr_db" not in s for s in off.solves)
+    with pytest.raises(PlanError, match="calibration_check"):
+        optimize_bits(g, (x, y), 24.0, calib=200, noise_table=table, calibration_check="no")
