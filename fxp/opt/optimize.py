@@ -432,14 +432,11 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
             cal_db[key] = simulate(graph, build(w)[0], cx, y[c0:c1]).output_sqnr_db
         return cal_db[key]
 
-    def margin_db(w):
-        se = inter.total_standard_error_db(w) if inter is not None else math.nan
-        return margin_se * se if margin_se and math.isfinite(se) else 0.0
-
     def for_goal(goal, reason):
         if not calibration_check:
             return search.for_goal(goal, reason)
-        return for_measured_goal(search, goal, reason, measure_calibration, margin_db)
+        return for_measured_goal(search, goal, reason, measure_calibration,
+                                 lambda w: search.need(0.0, w))  # the same margin
 
     sel_db, sel_rep = None, None
     if target_sqnr_db is None:
