@@ -12,6 +12,8 @@ says, raised when the plan falls short, lowered when it clears the goal by more 
 refit of the model's offset on measured plans, one plan at a time, and the MILP behind each
 step is still solved exactly.  The cheapest plan measured at or above the goal is kept
 (:data:`MAX_MEASURED_SOLVES` searches at most); where none is, the best one measured.
+From the kept plan, :func:`fxp.opt.neighbour_search.measured_neighbour_search` measures
+cheaper neighbours that the MILP never proposed and moves to any that meets the goal.
 
 Each search's plan is marked ``chosen`` in :attr:`fxp.opt.result.BitAllocation.solves`
 only if it is kept; the measurements are its ``calibration_sqnr_db``.
@@ -22,6 +24,7 @@ from __future__ import annotations
 import math
 
 from fxp.errors import InfeasibleTargetError
+from fxp.opt.neighbour_search import measured_neighbour_search
 
 __all__ = ["MAX_MEASURED_SOLVES", "SPARE_DB", "for_measured_goal"]
 
@@ -92,6 +95,13 @@ def for_measured_goal(search, goal: float, reason: str, measure, margin_db=None)
         if top - lo < _STEP_DB:
             break
         internal = nxt
+    if best is not None and getattr(search, "inter", None) is not None:
+        def need_of(w):
+            return goal + (margin_db(w) if margin_db is not None else 0.0)
+
+        key = tuple(int(b) for b in best[0].widths)
+        best = measured_neighbour_search(search, best, measured[key], need_of, measure,
+                                         measured)
     out = best if best is not None else fallback[0]
     for s in search.solves[first:]:
         s.pop("chosen", None)
