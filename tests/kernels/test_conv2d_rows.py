@@ -30,7 +30,7 @@ from fxp.kernels import conv2d_rows as rows
 from fxp.ops import layers
 from tests.strategies import DETERMINISTIC, OVERFLOW, window_geometry
 
-N_EXAMPLES = 300
+N_EXAMPLES = 150
 I32, I64 = (1 << 31) - 1, (1 << 63) - 1
 TALLY = {"examples": 0, "events": 0, "int32": 0, "wrap32": 0, "wrap32_events": 0, "int64": 0,
          "scalar": 0}

@@ -91,7 +91,7 @@ def test_im2col_rows_equals_its_numpy_statement(seed, k, s, d, pads, groups, dty
                     assert cols[(b * ho + oy) * wo + ox, col] == v
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), shift=st.integers(-3, 20), mode=st.sampled_from(MODES),
        ovf=st.sampled_from(OVERFLOWS), bits=st.integers(2, 17), signed=st.booleans(),
        relu=st.booleans(), groups=st.sampled_from([1, 3]), f64=st.booleans(),
@@ -217,7 +217,7 @@ def test_round_div_small_equals_the_fraction_oracle(s, count, mode):
     assert round_div_small(s, count, code) == want == round_div(s, count, code)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), fa=st.integers(0, 6), fb=st.integers(0, 6),
        fo=st.integers(-2, 9), bits=st.integers(2, 12), signed=st.booleans(),
        mode=st.sampled_from(MODES), ovf=st.sampled_from(OVERFLOWS),

@@ -231,7 +231,7 @@ def test_storage_dtype_holds_every_code(fmt, dt):
     assert storage_dtype(fmt) == np.dtype(dt)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), bits=st.integers(2, 16), frac=st.integers(-4, 12),
        signed=st.booleans(), bits2=st.integers(2, 16), frac2=st.integers(-4, 14),
        signed2=st.booleans(), mode=st.sampled_from(MODES))
