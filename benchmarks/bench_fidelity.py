@@ -144,8 +144,9 @@ def verified_optimum(cost_grid, noise_grid, target_db, measure_idx, upper=np.inf
     Candidates: the grid's plans cheaper than ``upper`` (the cost of a plan already measured
     meeting it) whose held-out second-order SQNR is at least ``target_db -``
     :data:`VERIFY_WINDOW_DB`, measured in order of cost (ties: the higher prediction first)
-    until one meets it.  Returns ``(cost, measured_db, n_measured, complete)``: the first
-    that meets it (None, None where none does: then the optimum costs ``upper``), and
+    until one meets it.  Returns ``(cost, measured_db, n_measured, complete, index)``: the
+    first that meets it and its grid index (None, None, ..., None where none does: then the
+    optimum costs ``upper``), and
     whether every candidate up to it was measured (False when :data:`VERIFY_MAX` ran out).
     Cheaper plans outside the window are taken as failing."""
     pred = -10 * np.log10(np.maximum(noise_grid, 1e-300))
@@ -156,12 +157,13 @@ def verified_optimum(cost_grid, noise_grid, target_db, measure_idx, upper=np.inf
         idx = np.unravel_index(flat, cost_grid.shape)
         m = measure_idx(idx)
         if m >= target_db:
-            return float(cost_grid[idx]), m, n, True
-    return None, None, min(len(order), VERIFY_MAX), len(order) <= VERIFY_MAX
+            return float(cost_grid[idx]), m, n, True, idx
+    return None, None, min(len(order), VERIFY_MAX), len(order) <= VERIFY_MAX, None
 
 
 def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
-              margin_se: float = 0.0, calibration_check: bool = True) -> dict:
+              margin_se: float = 0.0, calibration_check: bool = True,
+              windows: bool = False) -> dict:
     from fxp import workflow as fw
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths, predict_sqnr_db
     from fxp.opt.interactions import Interactions
@@ -204,6 +206,15 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
             plan = plan_for_widths(g, cx, nt, w, bias_guard=BIAS_GUARD_BITS)
             memo[key] = simulate(g, plan, x, y).output_sqnr_db
         return memo[key]
+
+    def on_windows(w):  # the plan on each 1000-sample window of the held-out split, and on all
+        plan = plan_for_widths(g, cx, nt, w, bias_guard=BIAS_GUARD_BITS)
+        lo, hi = sp.held_out
+        edges = list(range(lo, hi, 1000)) + [hi]
+        out = {f"{a}..{b - 1}": simulate(g, plan, d.x[a:b], d.y[a:b]).output_sqnr_db
+               for a, b in zip(edges[:-1], edges[1:], strict=True)}
+        out[f"{lo}..{hi - 1}"] = simulate(g, plan, d.x[lo:hi], d.y[lo:hi]).output_sqnr_db
+        return out
 
     rng = np.random.default_rng(SEED)
     rows, k = [], 0
@@ -264,19 +275,21 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
                               (row.get("exhaustive_cost"), row.get("exhaustive_measured_db")))
                if c is not None and m >= t]
         upper = min(met, default=np.inf)
-        vc, vm, vn, complete = verified_optimum(cost_grid, noise_grid, t,
-                                                lambda i: measure(grid_widths(i)), upper)
+        vc, vm, vn, complete, vi = verified_optimum(cost_grid, noise_grid, t,
+                                                    lambda i: measure(grid_widths(i)), upper)
         vc = vc if vc is not None else (upper if np.isfinite(upper) else None)
         row["verified_measured_plans"], row["verified_complete"] = vn, complete
         if vc is not None:
             row["verified_cost"], row["verified_measured_db"] = vc, vm
+            if vi is not None:
+                row["verified_widths"] = grid_widths(vi)
             row["verified_gap_pct"] = 100 * (r.cost / vc - 1)
             row["first_verified_gap_pct"] = 100 * (first["cost"] / vc - 1)
         # the same search on the calibration split: the best a plan chosen from the
         # optimizer's own data could do (the first plan is measured there, so it bounds it)
         cal_first = row["first_calibration_db"]
         cal_upper = first["cost"] if cal_first is not None and cal_first >= t else np.inf
-        cc, cm, cn, ccomp = verified_optimum(
+        cc, cm, cn, ccomp, ci = verified_optimum(
             cost_grid, cal_noise_grid, t, lambda i: measure(grid_widths(i), "calibration"),
             cal_upper)
         cc = cc if cc is not None else (cal_upper if np.isfinite(cal_upper) else None)
@@ -284,9 +297,20 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
         row["calibration_verified_complete"] = ccomp
         if cc is not None:
             row["calibration_verified_cost"] = cc
+            if ci is not None:
+                row["calibration_verified_widths"] = grid_widths(ci)
             row["first_calibration_verified_gap_pct"] = 100 * (first["cost"] / cc - 1)
             if vc is not None:
                 row["calibration_vs_held_out_optimum_pct"] = 100 * (cc / vc - 1)
+        row["first_widths"] = wf
+        if windows:  # is the held-out optimum a property of the window it was searched on?
+            row["first_windows_db"] = on_windows(wf)
+            for k in ("verified", "calibration_verified"):
+                if f"{k}_widths" in row:
+                    row[f"{k}_windows_db"] = on_windows(row[f"{k}_widths"])
+            print(f"  target {t:g} on held-out windows: first {row['first_windows_db']}; "
+                  f"verified {row.get('verified_windows_db')}; calibration-verified "
+                  f"{row.get('calibration_verified_windows_db')}", flush=True)
         res_rows.append(row)
         print(f"  target {t:g}: first {first_db:.2f} ({'met' if first_db >= t else 'MISSED'}; "
               f"calibration {row['first_calibration_db'] or math.nan:.2f}), "
@@ -341,12 +365,15 @@ def main(argv=None) -> None:
                          "its standard errors (optimize_bits(margin_se=Z))")
     ap.add_argument("--calibration-check", choices=["on", "off"], default="on",
                     help="the optimizer's integer-engine check on the calibration split")
+    ap.add_argument("--windows", action="store_true",
+                    help="also measure the first plan and both verified optima on each "
+                         "1000-sample window of the held-out split and on all of it")
     a = ap.parse_args(argv)
     lo, hi, st = (float(v) for v in a.targets.split(":"))
     targets = [float(t) for t in np.arange(lo, hi + st / 2, st)]
     mode = True if a.interactions == "check" else "milp"
     results = [run_model(m, a.plans, a.n_eval, targets, mode, a.margin_se,
-                         a.calibration_check == "on")
+                         a.calibration_check == "on", a.windows)
                for m in a.models.split(",")]
     if a.json:
         from fxp.fileio import write_text
