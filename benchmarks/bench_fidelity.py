@@ -271,18 +271,20 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
             row["exhaustive_measured_db"] = measure(grid_widths(idx))
             row["gap_pct"] = 100 * (r.cost / row["exhaustive_cost"] - 1)
             row["first_gap_pct"] = 100 * (first["cost"] / row["exhaustive_cost"] - 1)
-        met = [c for c, m in ((r.cost, r.measured_sqnr_db), (first["cost"], first_db),
-                              (row.get("exhaustive_cost"), row.get("exhaustive_measured_db")))
+        ex_w = grid_widths(idx) if ok.any() else None
+        met = [(c, w) for c, m, w in ((r.cost, r.measured_sqnr_db, r.widths),
+                                      (first["cost"], first_db, wf),
+                                      (row.get("exhaustive_cost"),
+                                       row.get("exhaustive_measured_db"), ex_w))
                if c is not None and m >= t]
-        upper = min(met, default=np.inf)
+        upper, upper_w = min(met, key=lambda cw: cw[0], default=(np.inf, None))
         vc, vm, vn, complete, vi = verified_optimum(cost_grid, noise_grid, t,
                                                     lambda i: measure(grid_widths(i)), upper)
         vc = vc if vc is not None else (upper if np.isfinite(upper) else None)
         row["verified_measured_plans"], row["verified_complete"] = vn, complete
         if vc is not None:
             row["verified_cost"], row["verified_measured_db"] = vc, vm
-            if vi is not None:
-                row["verified_widths"] = grid_widths(vi)
+            row["verified_widths"] = grid_widths(vi) if vi is not None else upper_w
             row["verified_gap_pct"] = 100 * (r.cost / vc - 1)
             row["first_verified_gap_pct"] = 100 * (first["cost"] / vc - 1)
         # the same search on the calibration split: the best a plan chosen from the
@@ -297,8 +299,7 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
         row["calibration_verified_complete"] = ccomp
         if cc is not None:
             row["calibration_verified_cost"] = cc
-            if ci is not None:
-                row["calibration_verified_widths"] = grid_widths(ci)
+            row["calibration_verified_widths"] = grid_widths(ci) if ci is not None else wf
             row["first_calibration_verified_gap_pct"] = 100 * (first["cost"] / cc - 1)
             if vc is not None:
                 row["calibration_vs_held_out_optimum_pct"] = 100 * (cc / vc - 1)
@@ -307,7 +308,9 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
             row["first_windows_db"] = on_windows(wf)
             for k in ("verified", "calibration_verified"):
                 if f"{k}_widths" in row:
-                    row[f"{k}_windows_db"] = on_windows(row[f"{k}_widths"])
+                    row[f"{k}_windows_db"] = (row["first_windows_db"]
+                                              if row[f"{k}_widths"] == wf
+                                              else on_windows(row[f"{k}_widths"]))
             print(f"  target {t:g} on held-out windows: first {row['first_windows_db']}; "
                   f"verified {row.get('verified_windows_db')}; calibration-verified "
                   f"{row.get('calibration_verified_windows_db')}", flush=True)

@@ -34,9 +34,9 @@ BIAS_GUARD_BITS = 8
 
 Four were not enough.  The likely cause (not isolated): where most inputs are 0 (MNIST's
 background) a layer's output is its bias alone, and a bias rounded onto a tie of the output's
-rounding moves the whole channel's background by one output LSB, coherently.  ``mnist_cnn`` with a 6-bit input,
-3-bit ``conv1`` weights and a 4-bit ``relu1`` measured 20.22 dB with 4 guard bits and
-19.09 dB with 8 or 12, the fake-quant pass with float biases (which the noise model
+rounding moves the whole channel's background by one output LSB, coherently.  ``mnist_cnn``
+with a 6-bit input, 3-bit ``conv1`` weights and a 4-bit ``relu1`` measured 20.22 dB with 4
+guard bits and 19.09 dB with 8 or 12, the fake-quant pass with float biases (which the noise model
 predicts) 19.09 dB (a throwaway analysis of ``bench_fidelity.py``'s worst plan; the test
 ``test_guarded_biases_give_the_float_bias_noise`` checks the agreement)."""
 

@@ -61,8 +61,6 @@ __all__ = ["MAX_MODEL_SOLVES", "optimize_bits"]
 
 MAX_MODEL_SOLVES = 6
 """Most MILP solves per goal while checking optima against the second-order prediction."""
-POLISH_STEP = 3
-"""The local search changes a tensor's width by at most this many allowed widths."""
 POLISH_ROUNDS = 20
 """Most improving moves of the local search."""
 SPARE_DB = 0.1
@@ -114,6 +112,7 @@ class _Search:
         self.correction_db, self.solver, self.margin_se = correction_db, solver, margin_se
         self.solves: list[dict] = []
         self.solve_time = 0.0
+        self._terms = None
 
     def predicted(self, widths: dict) -> float:
         from fxp.opt.model import predict_sqnr_db
@@ -183,37 +182,39 @@ class _Search:
         self.solves[out[3]]["chosen"] = True
         return out
 
+    @property
+    def terms(self):
+        """The second-order noise's lookups for the problem
+        (:func:`~fxp.opt.neighbour_search.neighbour_terms`), computed on first use."""
+        from fxp.opt.neighbour_search import neighbour_terms
+
+        if self._terms is None:
+            self._terms = neighbour_terms(self.problem, self.inter)
+        return self._terms
+
     def polish(self, found, goal: float):
         """Cheaper plans next to ``found`` that still meet ``goal`` under the second-order
-        prediction: the best single- or two-tensor width change (each at most
-        :data:`POLISH_STEP` widths away) that lowers the exact cost, every constraint checked
-        by :meth:`~fxp.opt.problem.AllocationProblem.feasible`, repeated while one helps."""
+        prediction: the cheapest of the one- and two-tensor width changes of
+        :func:`~fxp.opt.neighbour_search.cheaper_neighbours` (each tensor up to
+        :data:`~fxp.opt.neighbour_search.STEP` widths away) that lowers the exact cost,
+        every constraint checked by :meth:`~fxp.opt.problem.AllocationProblem.feasible`,
+        repeated while one helps
+        (:data:`POLISH_ROUNDS` at most)."""
+        from fxp.opt.neighbour_search import cheaper_neighbours
         from fxp.opt.solve import MilpResult
 
         res, w, pred, i0 = found
-        p, inter = self.problem, self.inter
-        saved, p.target_db = p.target_db, None  # every constraint but the noise row
-        try:
-            choice = list(res.choice)
-            cost = p.evaluate(choice)[0]
-            start, g = inter.gram(p.names, p.widths)
-            caps = inter.absorption(p.names, p.widths)
-            limit = 10 ** (-(goal - self.correction_db) / 10)
-            moved = False
-            for _ in range(POLISH_ROUNDS):
-                best = None
-                for cand, noise in _moves(choice, p.widths, start, g, caps):
-                    if noise > limit or not p.feasible(cand):
-                        continue
-                    c = p.evaluate(cand)[0]
-                    if c < cost and (best is None or c < best[0]):
-                        best = (c, cand)
-                if best is None:
-                    break
-                cost, choice = best
-                moved = True
-        finally:
-            p.target_db = saved
+        p = self.problem
+        choice, cost = list(res.choice), p.evaluate(list(res.choice))[0]
+        limit = 10 ** (-(goal - self.correction_db) / 10)
+        moved = False
+        for _ in range(POLISH_ROUNDS):
+            better = cheaper_neighbours(p, self.inter, choice, cost, terms=self.terms,
+                                        max_noise=limit, triples=False)
+            if not better:
+                break
+            choice, cost, _ = min(better, key=lambda t: t[1])
+            moved = True
         if not moved:
             return found
         widths = p.widths_of(choice)
@@ -224,49 +225,6 @@ class _Search:
                             f"{i0 + 1} under the second-order prediction (calibration)",
                             "predicted_sqnr_db": pred, "cost": cost, "widths": widths})
         return new, w, pred, len(self.solves) - 1
-
-
-def _moves(choice, widths, start, g, caps=()):
-    """Single and pairwise width changes of ``choice`` (each at most :data:`POLISH_STEP`
-    widths away) with the noise of each, from the lookups of
-    :meth:`~fxp.opt.interactions.Interactions.gram`: changing tensor ``i`` from row ``a``
-    to row ``k`` adds ``g[k, k] - g[a, a] + 2 * sum_{j != i} (g[k, r_j] - g[a, r_j])``; a
-    second change ``j: b -> m`` adds its own and ``2 (g[k, m] - g[k, b] - g[a, m] +
-    g[a, b])``.  With ``caps`` (:meth:`~fxp.opt.interactions.Interactions.absorption`)
-    each candidate's :func:`~fxp.opt.problem.absorbed_excess` is added."""
-    if caps:
-        from fxp.opt.problem import absorbed_excess
-
-        unary = [[float(g[a + k, a + k]) for k in range(len(ws))]
-                 for a, ws in zip(start, widths, strict=True)]
-        for cand, noise in _moves(choice, widths, start, g):
-            yield cand, noise + absorbed_excess(cand, unary, caps)
-        return
-    n = len(choice)
-    rows = np.array([start[i] + choice[i] for i in range(n)])
-    noise = float(g[np.ix_(rows, rows)].sum())
-    cross = g[:, rows].sum(axis=1)  # sum over the chosen rows, per row of g
-    singles = []
-    for i in range(n):
-        k0 = choice[i]
-        a = rows[i]
-        for k in range(max(0, k0 - POLISH_STEP), min(len(widths[i]), k0 + POLISH_STEP + 1)):
-            if k != k0:
-                r = start[i] + k
-                d = g[r, r] - g[a, a] + 2 * ((cross[r] - g[r, a]) - (cross[a] - g[a, a]))
-                singles.append((i, k, r, a, float(d)))
-    for i, k, _, _, d in singles:
-        cand = list(choice)
-        cand[i] = k
-        yield cand, noise + d
-    for x in range(len(singles)):
-        i, k, r, a, d = singles[x]
-        for y in range(x + 1, len(singles)):
-            j, m, r2, b, d2 = singles[y]
-            if j != i:
-                cand = list(choice)
-                cand[i], cand[j] = k, m
-                yield cand, noise + d + d2 + 2 * (g[r, r2] - g[r, b] - g[a, r2] + g[a, b])
 
 
 def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight_memory", *,

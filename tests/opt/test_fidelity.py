@@ -263,12 +263,13 @@ def test_margin_se_plan_clears_the_target_by_its_standard_errors(setup, mode):
                       margin_se=-1.0)
 
 
-def test_local_search_noise_lookups_equal_the_prediction(setup):
-    """Every single and two-tensor move of the local search carries the noise of its
-    candidate: the Gram lookups' running deltas plus the absorption caps equal the
+def test_neighbour_noise_lookups_equal_the_prediction(setup):
+    """Every width change of the local and the measured neighbour search carries the noise
+    of its candidate: the Gram lookups' running deltas plus the absorption caps equal the
     pair-by-pair oracle recomputed from the error vectors and measured pair terms."""
-    from fxp.opt.optimize import _moves
+    from fxp.opt.neighbour_search import cheaper_neighbours, neighbour_terms
     from fxp.opt.pair_noise import measure_pair_noise
+    from fxp.opt.problem import AllocationProblem
 
     g, x, _, table = setup
     if table.pair_noise is None:
@@ -277,20 +278,22 @@ def test_local_search_noise_lookups_equal_the_prediction(setup):
     dithered = dithered_by_walk(g, table.tensors)
     names = table.names
     widths = [[2, 3, 4, 5, 6, 8]] * len(names)
-    start, gram = inter.gram(names, widths)
-    caps = inter.absorption(names, widths)
-    assert caps
+    cost = [[float(b) for b in ws] for ws in widths]  # every narrowing saves
+    p = AllocationProblem(names, widths, [[0.0] * 6] * len(names), cost, target_db=10.0)
+    terms = neighbour_terms(p, inter)
+    assert terms[3]  # absorption caps
     rng = np.random.default_rng(3)
     choice = [int(rng.integers(0, 3)) for _ in names]
-    moves = list(_moves(choice, widths, start, gram, caps))
+    moves = cheaper_neighbours(p, inter, choice, math.inf, terms=terms)
     assert len(moves) > 100
+    plain = {tuple(c): nz for c, _, nz in
+             cheaper_neighbours(p, inter, choice, math.inf, terms=terms[:3] + ([],))}
     capped = 0
-    for cand, noise in moves[::5]:
+    for cand, _, noise in moves[::5]:
         w = {n: widths[i][k] for i, (n, k) in enumerate(zip(names, cand, strict=True))}
         assert noise == pytest.approx(second_order_noise(table, w, dithered), rel=1e-9,
                                       abs=1e-15)
-        plain = next(nz for c, nz in _moves(choice, widths, start, gram) if c == cand)
-        capped += noise > plain + 1e-12
+        capped += noise > plain[tuple(cand)] + 1e-12
     assert capped  # the cap binds on some of them (2-3-bit activations after 2-bit ones)
 
 

@@ -105,6 +105,32 @@ def test_cheaper_neighbours_are_every_cheaper_neighbour_with_its_noise(case):
     for cand, (cc, noise) in got.items():
         assert cc == p.evaluate(list(cand))[0]
         assert math.isclose(noise, inter.noise_of(cand), rel_tol=1e-9, abs_tol=1e-15)
+    if got:  # a noise bound keeps exactly the neighbours within it
+        bound = float(np.median([nz for _, nz in got.values()]))
+        kept = {tuple(c) for c, _, _ in cheaper_neighbours(p, inter, choice, cost,
+                                                           max_noise=bound)}
+        assert kept == {c for c, (_, nz) in got.items() if nz <= bound}
+
+
+def test_past_max_triples_only_one_and_two_tensor_changes_are_tried(monkeypatch):
+    """With more unit moves than MAX_TRIPLES allows, the three-tensor changes are left out
+    and the one- and two-tensor ones are all still there."""
+    import fxp.opt.neighbour_search as ns
+
+    rng = np.random.default_rng(5)
+    n, ws = 6, list(range(2, 9))
+    errors = [[2.0 ** -b * rng.normal(size=4) for b in ws] for _ in range(n)]
+    inter = VectorInteractions(errors, 1.0)
+    p = AllocationProblem([f"t{i}" for i in range(n)], [ws] * n, [[0.0] * len(ws)] * n,
+                          [[10.0 * b for b in ws]] * n, target_db=10.0)
+    choice = [3] * n
+    cost = p.evaluate(choice)[0]
+    full = {tuple(c) for c, _, _ in cheaper_neighbours(p, inter, choice, cost)}
+    monkeypatch.setattr(ns, "MAX_TRIPLES", 10)
+    capped = {tuple(c) for c, _, _ in cheaper_neighbours(p, inter, choice, cost)}
+    moved = {c: sum(a != b for a, b in zip(c, choice, strict=True)) for c in full}
+    assert capped == {c for c in full if moved[c] <= 2}
+    assert any(m == 3 for m in moved.values())
 
 
 @settings(max_examples=60, deadline=None)
