@@ -227,6 +227,16 @@ class _Search:
         return new, w, pred, len(self.solves) - 1
 
 
+def _pair_summary(table) -> dict:
+    """What :func:`~fxp.opt.pair_noise.measure_pair_noise` measured for ``table``."""
+    pn = getattr(table, "pair_noise", None)
+    if pn is None:
+        return {}
+    names = table.names
+    return {"measured": len(pn), "passes": getattr(pn, "passes", None),
+            "skipped": [[names[i], names[j]] for i, j in getattr(pn, "skipped", [])]}
+
+
 def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight_memory", *,
                   budget: float | None = None, widths=range(2, 17), min_bits=None,
                   max_bits=None, allowed=None, ties=(), tie_layers: bool = False,
@@ -485,4 +495,5 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         predicted_se_db=inter.total_standard_error_db(w) if inter is not None else None,
         interactions="off" if inter is None else ("milp" if interactions == "milp" else "check"),
         margin_se=float(margin_se), bias_guard_bits=bias_guard,
-        calibration_sqnr_db=cal_db.get(tuple(int(w[n]) for n in problem.names)))
+        calibration_sqnr_db=cal_db.get(tuple(int(w[n]) for n in problem.names)),
+        dithered_pairs=_pair_summary(noise_table) if inter is not None else {})

@@ -29,6 +29,13 @@ was 1.6 dB off through that one pair).  The passes run on the calibration sample
 table, with its formats and roundings: one pass per upstream tensor and width recomputes
 what lies downstream of it, and each downstream width then only what lies downstream of the
 activation (:meth:`fxp.opt.noise._FakeQuant.run` ``base``).
+
+The dithered pairs grow as the square of the tensors (every tensor upstream of an
+activation), each with up to one pass per width pair: ``lenet5`` needs 2,329 passes,
+``mobilenet_small`` many more.  At most :data:`MAX_PAIR_PASSES` passes are made: pairs are
+taken nearest first (fewest activations between the two, then in tensor order), whole
+pairs only, and those that do not fit keep the clean inner product; they are listed in
+:attr:`PairNoise.skipped`.
 """
 
 from __future__ import annotations
@@ -38,13 +45,32 @@ import numpy as np
 from fxp.core.format import QFormat
 from fxp.ops.fixed import dequantize, quantize
 
-__all__ = ["PAIR_MAX_DB", "PAIR_PARTNER_MAX_DB", "measure_pair_noise"]
+__all__ = ["MAX_PAIR_PASSES", "PAIR_MAX_DB", "PAIR_PARTNER_MAX_DB", "PairNoise",
+           "measure_pair_noise"]
 
 PAIR_MAX_DB = 50.0
 """A dithered pair's joint noise is measured at width pairs where the noisier tensor alone
 measures at most this output SQNR (dB) ..."""
 PAIR_PARTNER_MAX_DB = 65.0
 """... and the other at most this."""
+MAX_PAIR_PASSES = 4000
+"""Most fake-quant passes of :func:`measure_pair_noise` (module docstring)."""
+
+
+class PairNoise(dict):
+    """``{(i, j): m}`` of :func:`measure_pair_noise`, with the pairs it left unmeasured.
+
+    Attributes
+    ----------
+    skipped : list of (int, int)
+        Dithered pairs ``i < j`` past the pass budget (clean inner product kept).
+    passes : int
+        Fake-quant passes made.
+    """
+
+    def __init__(self, *args, skipped=(), passes: int = 0):
+        super().__init__(*args)
+        self.skipped, self.passes = list(skipped), passes
 
 
 def _change(table, nodes, name: str, bits: int, acts: dict, weights: dict) -> None:
@@ -59,12 +85,31 @@ def _change(table, nodes, name: str, bits: int, acts: dict, weights: dict) -> No
         acts[t.tensor] = (fmt, "half_even" if t.layer is None else table.rounding)
 
 
+def _work(table, max_db: float, partner_max_db: float) -> list[tuple]:
+    """The dithered pairs, nearest first: ``(hops, i, j, u, v, [(a, bs), ...])`` with ``u``
+    the upstream tensor, ``hops`` the activations between them, and per width index ``a``
+    of ``u`` the width indices ``bs`` of ``v`` to measure."""
+    d = table.dithered
+    hops = d.astype(np.int64) @ d.astype(np.int64)  # activations k with u -> k -> v
+    sq = np.where(np.isfinite(table.sqnr_db), table.sqnr_db, np.inf)
+    nw = len(table.widths)
+    out = []
+    for i, j in zip(*np.nonzero(np.triu(d | d.T, 1)), strict=True):
+        u, v = (i, j) if d[i, j] else (j, i)  # u's error reaches v
+        steps = [(a, [b for b in range(nw) if min(sq[u, a], sq[v, b]) <= max_db
+                      and max(sq[u, a], sq[v, b]) <= partner_max_db]) for a in range(nw)]
+        out.append((int(hops[u, v]), int(i), int(j), int(u), int(v),
+                    [(a, bs) for a, bs in steps if bs]))
+    return sorted(out, key=lambda w: w[:3])
+
+
 def measure_pair_noise(graph, calib_x: np.ndarray, table, max_db: float = PAIR_MAX_DB,
-                       partner_max_db: float = PAIR_PARTNER_MAX_DB
-                       ) -> dict[tuple[int, int], np.ndarray]:
-    """``{(i, j): m}`` for the dithered pairs ``i < j`` of ``table`` (tensor indices):
-    ``m[a, b]`` is the measured interaction term at widths ``table.widths[a], [b]``
-    (noise-to-signal ratio, linear), NaN where not measured (module docstring).
+                       partner_max_db: float = PAIR_PARTNER_MAX_DB,
+                       max_passes: int = MAX_PAIR_PASSES) -> PairNoise:
+    """:class:`PairNoise` ``{(i, j): m}`` for the dithered pairs ``i < j`` of ``table``
+    (tensor indices): ``m[a, b]`` is the measured interaction term at widths
+    ``table.widths[a], [b]`` (noise-to-signal ratio, linear), NaN where not measured
+    (module docstring); at most ``max_passes`` fake-quant passes, nearest pairs first.
 
     ``calib_x`` are the calibration samples the table was measured on (its first
     ``table.n_samples`` are used, as for its error vectors).
@@ -72,41 +117,37 @@ def measure_pair_noise(graph, calib_x: np.ndarray, table, max_db: float = PAIR_M
     from fxp.opt.noise import _FakeQuant
 
     if table.errors is None or table.reference is None or table.dithered is None:
-        return {}
+        return PairNoise()
     x = np.asarray(calib_x, np.float32)[:table.n_samples]
     fq = _FakeQuant(graph, x, table.rounding)
     ref = fq.base[fq.logits].astype(np.float64).ravel()
     signal = float(ref @ ref)
     if signal <= 0:
-        return {}
+        return PairNoise()
     nodes = {n.name: n for n in graph.nodes}
     names, widths = table.names, table.widths
-    sq = np.where(np.isfinite(table.sqnr_db), table.sqnr_db, np.inf)
     own = [[float(np.dot(e, e)) for e in table.errors[i].astype(np.float64)]
            for i in range(len(names))]
-    out = {}
-    for i in range(len(names)):
-        for j in range(i + 1, len(names)):
-            if not (table.dithered[i, j] or table.dithered[j, i]):
-                continue
-            u, v = (i, j) if table.dithered[i, j] else (j, i)  # u's error reaches v
-            m = np.full((len(widths), len(widths)), np.nan)
-            for a in range(len(widths)):  # u's width
-                bs = [b for b in range(len(widths))
-                      if min(sq[u, a], sq[v, b]) <= max_db
-                      and max(sq[u, a], sq[v, b]) <= partner_max_db]
-                if not bs:
-                    continue
-                acts, weights = {}, {}
-                _change(table, nodes, names[u], widths[a], acts, weights)
-                upstream = fq.run(acts, weights, None)
-                for b in bs:
-                    acts = {}
-                    _change(table, nodes, names[v], widths[b], acts, {})
-                    e = fq.run(acts, {}, None, base=upstream)[fq.logits]
-                    e = e.astype(np.float64).ravel() - ref
-                    term = (float(e @ e) - own[u][a] - own[v][b]) / signal
-                    m[(a, b) if u == i else (b, a)] = term
-            if np.isfinite(m).any():
-                out[(i, j)] = m
-    return out
+    out, skipped, passes = {}, [], 0
+    for _, i, j, u, v, steps in _work(table, max_db, partner_max_db):
+        need = sum(1 + len(bs) for _, bs in steps)
+        if not need:
+            continue
+        if passes + need > max_passes:
+            skipped.append((i, j))
+            continue
+        passes += need
+        m = np.full((len(widths), len(widths)), np.nan)
+        for a, bs in steps:
+            acts, weights = {}, {}
+            _change(table, nodes, names[u], widths[a], acts, weights)
+            upstream = fq.run(acts, weights, None)
+            for b in bs:
+                acts = {}
+                _change(table, nodes, names[v], widths[b], acts, {})
+                e = fq.run(acts, {}, None, base=upstream)[fq.logits]
+                e = e.astype(np.float64).ravel() - ref
+                term = (float(e @ e) - own[u][a] - own[v][b]) / signal
+                m[(a, b) if u == i else (b, a)] = term
+        out[(i, j)] = m
+    return PairNoise(out, skipped=skipped, passes=passes)

@@ -108,6 +108,7 @@ class BitAllocation:
     margin_se: float = 0.0  # standard errors the prediction must clear the target by
     bias_guard_bits: int | None = None  # bias LSB this far below the output's (None: F_x+F_w)
     calibration_sqnr_db: float | None = None
+    dithered_pairs: dict = field(default_factory=dict)  # measured, skipped (names), passes
 
     def __getitem__(self, key):
         return getattr(self, key)
@@ -134,7 +135,7 @@ class BitAllocation:
             "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate",
             "splits", "selection_sqnr_db", "selection_top1", "tolerance_db",
             "predicted_additive_db", "predicted_se_db", "interactions", "margin_se",
-            "bias_guard_bits", "calibration_sqnr_db")}
+            "bias_guard_bits", "calibration_sqnr_db", "dithered_pairs")}
         d["held_out_sqnr_db"] = self.measured_sqnr_db
         d["n_solves"] = len(self.solves)
         d["internal_targets_db"] = [s["internal_target_db"] for s in self.solves]
@@ -209,6 +210,14 @@ def split_lines(res: BitAllocation) -> list[str]:
     lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}; "
                  f"pairwise interactions {mode.get(res.interactions, res.interactions)}"
                  + (f", margin {res.margin_se:g} standard errors" if res.margin_se else ""))
+    dp = res.dithered_pairs
+    if dp:
+        passes = "" if dp.get("passes") is None else f" ({dp['passes']} fake-quant passes)"
+        skipped = dp.get("skipped") or []
+        left = "" if not skipped else (
+            f", {len(skipped)} past the pass budget kept the clean inner product: "
+            + ", ".join("/".join(ij) for ij in skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+        lines.append(f"dithered pairs: {dp['measured']} measured{passes}{left}")
     guard = res.bias_guard_bits
     lines.append("biases: " + ("at the products' LSB (F_x + F_w)" if guard is None
                                else f"at least {guard} bits below each output LSB"))

@@ -30,6 +30,7 @@ def test_plan_target_sqnr_table_and_plan_file(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "predicted SQNR" in text and "measured" in text and "conv2.weight" in text
+    assert "dithered pairs: " in text and "past the pass budget" not in text
     assert out.exists()
     assert main(["simulate", "mnist_cnn", "--plan", str(out), "--data", data, "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
@@ -44,6 +45,8 @@ def test_plan_target_sqnr_json(tmp_path, capsys):
     res = json.loads(capsys.readouterr().out)
     assert rc == 0 and res["success"] and res["tolerance_db"] == 0.5
     assert res["interactions"] == "check"  # the default: checked after each solve
+    dp = res["dithered_pairs"]  # mnist_cnn's pairs fit the pass budget
+    assert dp["measured"] > 0 and dp["skipped"] == [] and 0 < dp["passes"] <= 4000
     assert res["measured_sqnr_db"] >= 29.5
     assert set(res["widths"]) >= {"input", "conv1.weight", "fc1.weight"}
     assert res["plan"]["layers"]

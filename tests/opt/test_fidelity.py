@@ -435,6 +435,37 @@ def test_measured_pair_terms_are_direct_two_tensor_passes(setup):
     assert checked > 20
 
 
+def test_pair_pass_budget_measures_the_nearest_pairs_first(setup):
+    """With a quarter of the passes, the pairs measured carry the same terms as without a
+    budget, every pair with fewer activations between its tensors than the nearest one
+    left out is measured, and each pair left out would not have fitted."""
+    from fxp.opt.pair_noise import measure_pair_noise
+
+    g, x, _, table = setup
+    if table.pair_noise is None:
+        table.pair_noise = measure_pair_noise(g, x[:CALIB], table)
+    full = table.pair_noise
+    need = {}  # passes per pair, counted here from the measured entries
+    for (i, j), m in full.items():
+        up = m if table.dithered[i, j] else m.T  # rows: the upstream tensor's widths
+        need[(i, j)] = int(np.isfinite(up).any(axis=1).sum() + np.isfinite(up).sum())
+    assert full.passes == sum(need.values()) and not full.skipped
+    cut = measure_pair_noise(g, x[:CALIB], table, max_passes=full.passes // 4)
+    assert set(cut) | set(cut.skipped) == set(full) and not set(cut) & set(cut.skipped)
+    assert cut.skipped and cut.passes == sum(need[k] for k in cut) <= full.passes // 4
+    for k, m in cut.items():
+        np.testing.assert_array_equal(m, full[k])
+    d = table.dithered
+
+    def between(i, j):  # activations k on a path u -> k -> v
+        u, v = (i, j) if d[i, j] else (j, i)
+        return sum(bool(d[u, k] and d[k, v]) for k in range(len(d)))
+
+    nearest_left = min(between(*k) for k in cut.skipped)
+    assert all(k in cut for k in full if between(*k) < nearest_left)
+    assert all(cut.passes + need[k] > full.passes // 4 for k in cut.skipped)
+
+
 @pytest.mark.parametrize("pooled_drop", [-100.0, 3.0])
 def test_a_plan_short_on_selection_is_re_solved_only_where_both_splits_fall_short(
         setup, monkeypatch, pooled_drop):
