@@ -1,7 +1,7 @@
 """Optimizer fidelity on data the optimizer never touched (issue 23).
 
 Run: ``python benchmarks/bench_fidelity.py [--models mnist_cnn,lenet5,fashion_cnn]
-[--plans 60] [--n-eval 1000] [--json FILE]``
+[--plans 60] [--n-eval 1000] [--json FILE] [--windows]``
 
 Per model, with the splits ``fxp plan`` uses (:mod:`fxp.opt.splits`; 5,000
 samples: calibration 0..999, selection 1000..1999, held-out 2000..4999), the
@@ -36,6 +36,10 @@ figure from the integer engine on the first ``--n-eval`` held-out samples:
    second-order noise, and no dearer than the first plan where that plan meets the target
    there): how far the first plan is from the best that data allows, and how far that best
    is from the held-out optimum.
+
+``--windows`` also measures, per target, the first plan and both verified optima on each
+1,000-sample window of the held-out split and on all of it: whether an optimum searched on
+one window holds on the rest.
 
 ``--calibration-check off`` runs the optimizer without its integer-engine check on the
 calibration split (:mod:`fxp.opt.measured_goal`).
