@@ -6,7 +6,11 @@ Run: ``python benchmarks/bench_opt.py [--report] [--model mnist_cnn] [--data mni
    and bit-operation costs: solve time (HiGHS through cvxpy, re-verification included).
 2. ``fxp plan MODEL --data DATA --target-sqnr 30`` through :func:`fxp.cli.main`,
    measurement on the held-out images included (goal: < 60 s on 2 cores for mnist_cnn).
-3. ``--report``: for targets 20, 30, 40 dB, the optimized widths, predicted vs
+3. ``--fake-quant``: the fake-quant passes' grouped convolutions
+   (:func:`fxp.opt.f32_kernels.conv_f32`) of ``mobilenet_small`` on 200 images, the
+   per-offset grouped kernel against the per-group im2col matmuls it replaced
+   (``GROUPED_MAX_CHANNELS = 0``), same process, best of 3; and the whole noise table.
+4. ``--report``: for targets 20, 30, 40 dB, the optimized widths, predicted vs
    measured SQNR, accuracy and weight memory, next to uniform plans (every tensor
    at b bits) measured the same way, and the additive model's error on random
    mixed plans.  The first 1000 images calibrate, the rest are held out.
@@ -125,13 +129,59 @@ def report(model: str, data: str, targets=(20.0, 30.0, 40.0), uniform=range(4, 1
     return out
 
 
+def bench_fake_quant(model: str = "mobilenet_small", n: int = 200) -> None:
+    import fxp.opt.f32_kernels as fk
+    from fxp import workflow as fw
+    from fxp.ir.nodes import Conv2D
+    from fxp.opt import measure_noise
+    from fxp.sim.float_ref import run_float
+
+    g = fw.load_model(model)
+    d = fw.load_data("mnist5k", g, limit=n)
+    env = run_float(g, d.x, taps=True)
+    grouped = [nd for nd in g.nodes if isinstance(nd, Conv2D) and nd.groups > 1]
+    default = fk.GROUPED_MAX_CHANNELS
+
+    def timed(limit, fn):
+        fk.GROUPED_MAX_CHANNELS = limit
+        try:
+            best = math.inf
+            for _ in range(3):
+                t = time.perf_counter()
+                fn()
+                best = min(best, time.perf_counter() - t)
+            return best
+        finally:
+            fk.GROUPED_MAX_CHANNELS = default
+
+    inputs = {nd.name: env[nd.inputs[0]] for nd in grouped}  # each one's real input
+
+    def convs():
+        for nd in grouped:
+            fk.conv_f32(nd, inputs[nd.name], nd.weight)
+
+    old, new = timed(0, convs), timed(default, convs)
+    print(f"fake-quant grouped convs of {model} ({len(grouped)} layers, {n} images): "
+          f"per-group im2col {old:.3f} s, per-offset {new:.3f} s, ratio {old / new:.1f}x")
+    t_old = timed(0, lambda: measure_noise(g, d.x, weight_method="sqnr", n_measure=None))
+    t_new = timed(default, lambda: measure_noise(g, d.x, weight_method="sqnr",
+                                                 n_measure=None))
+    print(f"noise table of {model} on {n} images: {t_old:.1f} s before, {t_new:.1f} s now, "
+          f"ratio {t_old / t_new:.1f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="mnist_cnn")
     ap.add_argument("--data", default="mnist5k")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--fake-quant", action="store_true",
+                    help="only the fake-quant grouped-convolution benchmark (3.)")
     ap.add_argument("--json", default=None, help="write the report here")
     a = ap.parse_args()
+    if a.fake_quant:
+        bench_fake_quant()
+        return
     bench_milp()
     bench_cli(a.model, a.data)
     if a.report:

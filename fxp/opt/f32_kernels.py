@@ -11,8 +11,14 @@ from fxp.sim.float_ref import _pad, apply_activation
 __all__ = ["conv_f32", "dense_f32", "maxpool_f32"]
 
 
+GROUPED_MAX_CHANNELS = 4
+"""Grouped convolutions with at most this many input channels per group (depthwise: 1) run
+as one multiply-add per kernel offset over every group at once (:func:`_grouped_f32`)."""
+
+
 def conv_f32(node: Conv2D, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Float32 convolution: NHWC im2col built by kernel offsets, one matmul per group."""
+    """Float32 convolution: NHWC im2col built by kernel offsets, one matmul per group; grouped
+    convolutions with few channels per group by :func:`_grouped_f32`."""
     n = x.shape[0]
     g = node.groups
     cout, cg, kh, kw = weight.shape
@@ -20,7 +26,11 @@ def conv_f32(node: Conv2D, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
     xt = np.ascontiguousarray(_pad(x, node.pads, 0.0).transpose(0, 2, 3, 1), np.float32)
     oh = (xt.shape[1] - (kh - 1) * dh - 1) // sh + 1
     ow = (xt.shape[2] - (kw - 1) * dw - 1) // sw + 1
-    out = np.empty((n, oh, ow, cout), np.float32)
+    if g > 1 and cg <= GROUPED_MAX_CHANNELS:
+        out = _grouped_f32(node, xt, weight, oh, ow)
+        g = 0  # done
+    else:
+        out = np.empty((n, oh, ow, cout), np.float32)
     step = max(1, (1 << 24) // max(1, oh * ow * kh * kw * cg))
     for gi in range(g):
         wg = weight[gi * (cout // g):(gi + 1) * (cout // g)].astype(np.float32)
@@ -39,6 +49,33 @@ def conv_f32(node: Conv2D, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
         out += node.bias.astype(np.float32)
     y = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
     return apply_activation(y, node.fused_activation)
+
+
+def _grouped_f32(node: Conv2D, xt: np.ndarray, weight: np.ndarray, oh: int, ow: int
+                 ) -> np.ndarray:
+    """``[N, oh, ow, Cout]`` float32 of a grouped convolution on padded NHWC ``xt``: per
+    kernel offset ``(i, j)``, ``out[..., g, o] += sum_c x[..., g, c] * w[g, o, c, i, j]`` for
+    every group at once (a depthwise layer's im2col would make one small matmul per
+    channel)."""
+    n = xt.shape[0]
+    g = node.groups
+    cout, cg, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = node.strides, node.dilations
+    w = weight.astype(np.float32).reshape(g, cout // g, cg, kh, kw)
+    out = np.zeros((n, oh, ow, g, cout // g), np.float32)
+    step = max(1, (1 << 24) // max(1, oh * ow * cout * max(1, cg)))
+    for s0 in range(0, n, step):
+        xs = xt[s0:s0 + step].reshape(-1, xt.shape[1], xt.shape[2], g, cg)
+        acc = out[s0:s0 + step]
+        for i in range(kh):
+            for j in range(kw):
+                v = xs[:, i * dh:i * dh + sh * (oh - 1) + 1:sh,
+                       j * dw:j * dw + sw * (ow - 1) + 1:sw]  # [m, oh, ow, g, cg]
+                if cg == 1:
+                    acc += v * w[:, :, 0, i, j]
+                else:
+                    acc += np.einsum("nhwgc,goc->nhwgo", v, w[:, :, :, i, j])
+    return out.reshape(n, oh, ow, cout)
 
 
 def maxpool_f32(node: MaxPool2D, x: np.ndarray) -> np.ndarray:
