@@ -10,7 +10,10 @@ Run: ``python benchmarks/bench_opt.py [--report] [--model mnist_cnn] [--data mni
    (:func:`fxp.opt.f32_kernels.conv_f32`) of ``mobilenet_small`` on 200 images, the
    per-offset grouped kernel against the per-group im2col matmuls it replaced
    (``GROUPED_MAX_CHANNELS = 0``), same process, best of 3; and the whole noise table.
-4. ``--report``: for targets 20, 30, 40 dB, the optimized widths, predicted vs
+4. ``--pair-budget [--max-pair-passes N]``: ``optimize_bits`` on ``mobilenet_small`` at
+   30 dB (500 calibration images) with the dithered pairs under the pass budget: the
+   pairs measured and skipped, the passes and the seconds of each stage.
+5. ``--report``: for targets 20, 30, 40 dB, the optimized widths, predicted vs
    measured SQNR, accuracy and weight memory, next to uniform plans (every tensor
    at b bits) measured the same way, and the additive model's error on random
    mixed plans.  The first 1000 images calibrate, the rest are held out.
@@ -170,6 +173,30 @@ def bench_fake_quant(model: str = "mobilenet_small", n: int = 200) -> None:
           f"ratio {t_old / t_new:.1f}x")
 
 
+def bench_pair_budget(model: str = "mobilenet_small", max_passes: int | None = None) -> None:
+    """``optimize_bits`` at 30 dB on 1,500 images (500 calibration, 500 selection) with the
+    dithered pairs measured under ``max_passes`` (default: ``MAX_PAIR_PASSES``): pairs,
+    passes, seconds."""
+    from fxp import workflow as fw
+    from fxp.opt import measure_noise, optimize_bits
+    from fxp.opt.pair_noise import MAX_PAIR_PASSES, measure_pair_noise
+
+    g = fw.load_model(model)
+    d = fw.load_data("mnist5k", g, limit=1500)
+    t0 = time.perf_counter()
+    nt = measure_noise(g, d.x[:500], weight_method="sqnr", n_measure=None)
+    t1 = time.perf_counter()
+    nt.pair_noise = measure_pair_noise(g, d.x[:500], nt, max_passes=max_passes or
+                                       MAX_PAIR_PASSES)
+    t2 = time.perf_counter()
+    r = optimize_bits(g, d, 30.0, noise_table=nt, calib=500, selection=500)
+    t3 = time.perf_counter()
+    pn = nt.pair_noise
+    print(f"{model}: noise table {t1 - t0:.0f} s; dithered pairs {len(pn)} measured, "
+          f"{len(pn.skipped)} skipped, {pn.passes} passes, {t2 - t1:.0f} s; search and checks "
+          f"{t3 - t2:.0f} s; total {t3 - t0:.0f} s; held-out {r.measured_sqnr_db:.2f} dB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="mnist_cnn")
@@ -177,8 +204,14 @@ def main() -> None:
     ap.add_argument("--report", action="store_true")
     ap.add_argument("--fake-quant", action="store_true",
                     help="only the fake-quant grouped-convolution benchmark (3.)")
+    ap.add_argument("--pair-budget", action="store_true",
+                    help="only optimize_bits on mobilenet_small under the pair pass budget (4.)")
+    ap.add_argument("--max-pair-passes", type=int, default=None)
     ap.add_argument("--json", default=None, help="write the report here")
     a = ap.parse_args()
+    if a.pair_budget:
+        bench_pair_budget(max_passes=a.max_pair_passes)
+        return
     if a.fake_quant:
         bench_fake_quant()
         return

@@ -17,20 +17,30 @@ as one multiply-add per kernel offset over every group at once (:func:`_grouped_
 
 
 def conv_f32(node: Conv2D, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    """Float32 convolution: NHWC im2col built by kernel offsets, one matmul per group; grouped
-    convolutions with few channels per group by :func:`_grouped_f32`."""
-    n = x.shape[0]
-    g = node.groups
-    cout, cg, kh, kw = weight.shape
+    """Float32 convolution on NHWC: one matmul per group over an im2col built by kernel
+    offsets (:func:`_im2col_f32`), or, for grouped convolutions with few channels per group,
+    one multiply-add per kernel offset (:func:`_grouped_f32`); then bias and activation."""
+    kh, kw = weight.shape[2:]
     (sh, sw), (dh, dw) = node.strides, node.dilations
     xt = np.ascontiguousarray(_pad(x, node.pads, 0.0).transpose(0, 2, 3, 1), np.float32)
     oh = (xt.shape[1] - (kh - 1) * dh - 1) // sh + 1
     ow = (xt.shape[2] - (kw - 1) * dw - 1) // sw + 1
-    if g > 1 and cg <= GROUPED_MAX_CHANNELS:
-        out = _grouped_f32(node, xt, weight, oh, ow)
-        g = 0  # done
-    else:
-        out = np.empty((n, oh, ow, cout), np.float32)
+    grouped = node.groups > 1 and weight.shape[1] <= GROUPED_MAX_CHANNELS
+    out = (_grouped_f32 if grouped else _im2col_f32)(node, xt, weight, oh, ow)
+    if node.bias is not None:
+        out += node.bias.astype(np.float32)
+    y = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    return apply_activation(y, node.fused_activation)
+
+
+def _im2col_f32(node: Conv2D, xt: np.ndarray, weight: np.ndarray, oh: int, ow: int
+                ) -> np.ndarray:
+    """``[N, oh, ow, Cout]`` float32 on padded NHWC ``xt``: per group, the im2col columns
+    (built by kernel offsets, in sample chunks) times the group's weight matrix."""
+    n, g = xt.shape[0], node.groups
+    cout, cg, kh, kw = weight.shape
+    (sh, sw), (dh, dw) = node.strides, node.dilations
+    out = np.empty((n, oh, ow, cout), np.float32)
     step = max(1, (1 << 24) // max(1, oh * ow * kh * kw * cg))
     for gi in range(g):
         wg = weight[gi * (cout // g):(gi + 1) * (cout // g)].astype(np.float32)
@@ -45,10 +55,7 @@ def conv_f32(node: Conv2D, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
                                                 j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
             out[s0:s0 + m, :, :, gi * (cout // g):(gi + 1) * (cout // g)] = (
                 cols.reshape(m * oh * ow, -1) @ wm).reshape(m, oh, ow, -1)
-    if node.bias is not None:
-        out += node.bias.astype(np.float32)
-    y = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
-    return apply_activation(y, node.fused_activation)
+    return out
 
 
 def _grouped_f32(node: Conv2D, xt: np.ndarray, weight: np.ndarray, oh: int, ow: int

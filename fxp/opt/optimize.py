@@ -198,8 +198,7 @@ class _Search:
         :func:`~fxp.opt.neighbour_search.cheaper_neighbours` (each tensor up to
         :data:`~fxp.opt.neighbour_search.STEP` widths away) that lowers the exact cost,
         every constraint checked by :meth:`~fxp.opt.problem.AllocationProblem.feasible`,
-        repeated while one helps
-        (:data:`POLISH_ROUNDS` at most)."""
+        repeated while one helps (:data:`POLISH_ROUNDS` at most)."""
         from fxp.opt.neighbour_search import cheaper_neighbours
         from fxp.opt.solve import MilpResult
 
