@@ -263,24 +263,19 @@ def requant_rows(a, bias, out, shift, t_pos, t_neg, even, lo, hi, out_lo, out_hi
         for t in range(tile):
             bias_tile[t] = bias[t % c_out]
     flat_out = out.reshape(-1)
-    if n_g == 1:
-        flat_a = a.reshape(-1)
-        for k in prange(n_tiles):
-            s = k * tile
-            e = min(m * c_out, s + tile)
-            counts[k] = _requant_run(flat_a[s:e], bias_tile, flat_out[s:e], shift, t_pos, dt,
-                                     even, lo, hi, out_lo, out_hi, mask, omode)
-        return counts.sum()
-    for k in prange(n_tiles):  # groups: gather each row's channels, then one run per tile
+    for k in prange(n_tiles):  # one run per tile of whole rows (groups: gathered first)
         r0 = k * rows
         r1 = min(m, r0 + rows)
-        gathered = np.empty((r1 - r0) * c_out, a.dtype)
-        for i in range(r0, r1):
-            for g in range(n_g):
-                for j in range(cog):
-                    gathered[(i - r0) * c_out + g * cog + j] = a[g, i, j]
-        counts[k] = _requant_run(gathered, bias_tile, flat_out[r0 * c_out:r1 * c_out], shift,
-                                 t_pos, dt, even, lo, hi, out_lo, out_hi, mask, omode)
+        if n_g == 1:
+            src = a.reshape(-1)[r0 * c_out:r1 * c_out]
+        else:
+            src = np.empty((r1 - r0) * c_out, a.dtype)
+            for i in range(r0, r1):
+                for g in range(n_g):
+                    for j in range(cog):
+                        src[(i - r0) * c_out + g * cog + j] = a[g, i, j]
+        counts[k] = _requant_run(src, bias_tile, flat_out[r0 * c_out:r1 * c_out], shift, t_pos,
+                                 dt, even, lo, hi, out_lo, out_hi, mask, omode)
     return counts.sum()
 
 
