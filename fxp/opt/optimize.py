@@ -73,7 +73,9 @@ def _xy(data):
     return np.asarray(getattr(data, "x", data), np.float32), getattr(data, "y", None)
 
 
-def _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db):
+def _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db,
+           interactions, margin_se, calibration_check):
+    """Every argument check that needs no data, before anything is measured."""
     from fxp.opt.hardware_model import BUDGETS
     from fxp.opt.solve import COSTS, HW_COSTS
 
@@ -102,6 +104,13 @@ def _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, toleranc
     if isinstance(tolerance_db, bool) or not isinstance(tolerance_db, (int, float)) \
             or not math.isfinite(tolerance_db) or tolerance_db < 0:
         raise PlanError(f"tolerance_db must be a finite number of dB >= 0, got {tolerance_db!r}")
+    if interactions not in (True, False, "milp"):
+        raise PlanError(f"interactions must be True, False or 'milp', got {interactions!r}")
+    if isinstance(margin_se, bool) or not isinstance(margin_se, (int, float)) \
+            or not math.isfinite(margin_se) or margin_se < 0:
+        raise PlanError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
+    if not isinstance(calibration_check, (bool, np.bool_)):
+        raise PlanError(f"calibration_check must be True or False, got {calibration_check!r}")
 
 
 class _Search:
@@ -320,7 +329,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
 
     t_start = time.perf_counter()
     budgets = {k: v for k, v in (budgets or {}).items() if v is not None}
-    _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db)
+    _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db,
+           interactions, margin_se, calibration_check)
     costs = load_costs(cost_file)
     x, y = _xy(data)
     if x.ndim < 2 or x.shape[0] == 0:
@@ -353,8 +363,6 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                                              n_measure=n_measure, method=method,
                                              rounding=rounding, weight_method=weight_method,
                                              progress=True)
-    if interactions not in (True, False, "milp"):
-        raise PlanError(f"interactions must be True, False or 'milp', got {interactions!r}")
     if interactions and getattr(noise_table, "errors", None) is not None \
             and getattr(noise_table, "pair_noise", 0) is None:
         from fxp.opt.pair_noise import measure_pair_noise
@@ -378,11 +386,6 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         problem.noise, problem.noise_pairs, problem.absorption = inter.milp_terms(
             problem.names, problem.widths)
     cost_name = cost if isinstance(cost, str) else "table"
-    if isinstance(margin_se, bool) or not isinstance(margin_se, (int, float)) \
-            or not math.isfinite(margin_se) or margin_se < 0:
-        raise PlanError(f"margin_se must be a finite number >= 0, got {margin_se!r}")
-    if not isinstance(calibration_check, (bool, np.bool_)):
-        raise PlanError(f"calibration_check must be True or False, got {calibration_check!r}")
     search = _Search(problem, problem.names, inter, correction_db, solver, noise_table,
                      float(margin_se))
 

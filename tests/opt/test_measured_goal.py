@@ -86,7 +86,7 @@ def test_monotone_measurements_find_the_cheapest_plan_that_meets_the_goal():
             assert 10.0 + w["t"] >= goal
 
 
-def test_optimize_bits_reports_the_calibration_measurement():
+def test_optimize_bits_reports_the_calibration_measurement(monkeypatch):
     """On ``mnist_cnn`` and real digits the final plan's ``calibration_sqnr_db`` is the
     integer engine's SQNR of that plan on the calibration split, recomputed here, and it
     meets the target (the search keeps only a plan measured at or above it when one is
@@ -110,5 +110,17 @@ def test_optimize_bits_reports_the_calibration_measurement():
                         calibration_check=False)
     assert off.calibration_sqnr_db is None
     assert all("calibration_sqnr_db" not in s for s in off.solves)
-    with pytest.raises(PlanError, match="calibration_check"):
-        optimize_bits(g, (x, y), 24.0, calib=200, noise_table=table, calibration_check="no")
+    import fxp.opt.noise
+    import fxp.opt.pair_noise
+
+    def measured(*args, **kwargs):
+        raise AssertionError("a bad argument must be rejected before anything is measured")
+
+    monkeypatch.setattr(fxp.opt.pair_noise, "measure_pair_noise", measured)
+    monkeypatch.setattr(fxp.opt.noise, "measure_noise", measured)
+    for bad, match in (({"calibration_check": "no"}, "calibration_check"),
+                       ({"margin_se": -1.0}, "margin_se"),
+                       ({"interactions": "yes"}, "interactions")):
+        for tab in (table, None):
+            with pytest.raises(PlanError, match=match):
+                optimize_bits(g, (x, y), 24.0, calib=200, noise_table=tab, **bad)
