@@ -77,7 +77,7 @@ def ap_outputs(tmp_path_factory):
         src = root / f"ap_{int(signed)}.cpp"
         src.write_text(_program(signed))
         exe = root / f"ap_{int(signed)}"
-        procs[signed] = (subprocess.Popen([gxx, "-O1", "-std=c++14", "-w", f"-I{inc}", "-o",
+        procs[signed] = (subprocess.Popen([gxx, "-O0", "-std=c++14", "-w", f"-I{inc}", "-o",
                                            str(exe), str(src)], stderr=subprocess.PIPE), exe)
     for signed, (proc, exe) in procs.items():
         _, err = proc.communicate()
