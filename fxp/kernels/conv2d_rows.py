@@ -336,7 +336,7 @@ def conv2d_rows(x, w, bias, zx: int, zw, strides, pads, dilations, groups: int, 
     c_out, cg, kh, kw = w.shape
     taps = order_rows(cg, kh, kw, order)
     ws = ((w - zw[:, None, None, None]) << max(-pshift, 0)).reshape(c_out, -1)[:, taps]
-    ws = ws.astype(lane)
+    ws = np.ascontiguousarray(ws, dtype=lane)  # one layout: one compiled signature
     step = max(1, COLS_BYTES // (c * kh * kw * out_h * out_w * np.dtype(lane).itemsize))
     run = variant(rows_acc, acc_args[4], order == 1, pshift > 0)
     args = _lane_args(acc_args, pshift, prmode, lane)
