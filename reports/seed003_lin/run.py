@@ -195,7 +195,7 @@ def main(argv=None) -> int:
     path = out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     for model in args.models:
-        kw = (dict(calib=150, limit=350, n_plans=1, uniform_bits=(4,), target_dbs=(20.0,),
+        kw = (dict(calib=100, limit=300, n_plans=1, uniform_bits=(4,), target_dbs=(20.0,),
                    search=(15.0, 30.0)) if args.quick
               else dict(calib=1000, limit=None, n_plans=12, uniform_bits=(2, 3, 4, 5, 6, 8)))
         results[model] = run_model(model, MODELS[model], **kw)
