@@ -115,7 +115,7 @@ def _conv2d(node: Conv2D, x: np.ndarray) -> np.ndarray:
         m = part.shape[0]
         # im2col: [G, M*OH*OW, Cg*kh*kw], accumulated in float64 by one batched matmul
         cols = part.reshape(m, g, cg, oh, ow, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
-        cols = cols.astype(np.float64).reshape(g, m * oh * ow, cg * kh * kw)
+        cols = cols.astype(np.float64, order="C").reshape(g, m * oh * ow, cg * kh * kw)
         acc = np.matmul(cols, w).reshape(g, m, oh, ow, cout // g)
         acc = acc.transpose(1, 0, 4, 2, 3).reshape(m, cout, oh, ow)
         if node.bias is not None:
@@ -133,7 +133,12 @@ def _dense(node: Dense, x: np.ndarray) -> np.ndarray:
 
 def _maxpool(node: MaxPool2D, x: np.ndarray) -> np.ndarray:
     win = _windows(_pad(x, node.pads, -np.inf), node.kernel, node.strides, (1, 1))
-    return win.max(axis=(4, 5))
+    out = win[..., 0, 0].copy()  # one elementwise maximum per kernel offset (max is exact)
+    for ky in range(win.shape[4]):
+        for kx in range(win.shape[5]):
+            if ky or kx:
+                np.maximum(out, win[..., ky, kx], out=out)
+    return out
 
 
 def _avgpool(node: AvgPool2D, x: np.ndarray) -> np.ndarray:

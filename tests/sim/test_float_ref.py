@@ -6,6 +6,8 @@ import itertools
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fxp.errors import DataError, GraphError
 from fxp.ir import Graph
@@ -85,6 +87,30 @@ def test_pools_match_naive_loops(op: str) -> None:
                             strides=strides, pads=pads, count_include_pad=op == "avg_include")
     want = naive_pool(x, kernel, strides, pads, op[:3], op == "avg_include")
     np.testing.assert_allclose(run_node(node, x), want, rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), kernel=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       strides=st.tuples(st.integers(1, 3), st.integers(1, 3)),
+       pads=st.tuples(*[st.integers(0, 2)] * 4), nan=st.booleans())
+def test_maxpool_is_the_exact_window_maximum(seed, kernel, strides, pads, nan) -> None:
+    """Every output is exactly the largest value of its window (padding never wins), and a
+    window holding a NaN gives NaN, as ``np.max`` over the window does."""
+    pads = tuple(min(p, k - 1) for p, k in zip(pads, kernel * 2, strict=True))
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(2, 3, 6, 7)).astype(np.float32)
+    if nan:
+        x[rng.random(x.shape) < 0.05] = np.nan
+    node = ir.MaxPool2D(name="p", inputs=("x",), outputs=("y",), kernel=kernel, strides=strides,
+                        pads=pads)
+    got = run_node(node, x)
+    want = np.full(got.shape, np.nan)
+    for i, c, r, q in itertools.product(*map(range, got.shape)):
+        r0, q0 = r * strides[0] - pads[0], q * strides[1] - pads[1]
+        win = x[i, c, max(r0, 0):r0 + kernel[0], max(q0, 0):q0 + kernel[1]]
+        want[i, c, r, q] = np.nan if np.isnan(win).any() else max(win.ravel().tolist())
+    assert got.dtype == np.float32
+    assert np.array_equal(got, want.astype(np.float32), equal_nan=True)
 
 
 def test_elementwise_kernels() -> None:
