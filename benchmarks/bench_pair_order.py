@@ -33,7 +33,6 @@ import json
 import time
 
 import numpy as np
-
 from bench_fidelity import _draw, _stats
 
 BIG = 0.25
