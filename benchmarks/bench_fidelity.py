@@ -142,7 +142,8 @@ VERIFY_MAX = 120
 """Most integer-engine measurements per target for the verified optimum."""
 
 
-def verified_optimum(cost_grid, noise_grid, target_db, measure_idx, upper=np.inf):
+def verified_optimum(cost_grid, noise_grid, target_db, measure_idx, upper=np.inf,
+                     limit=VERIFY_MAX):
     """The cheapest weight widths whose **integer-engine** held-out SQNR meets the target.
 
     Candidates: the grid's plans cheaper than ``upper`` (the cost of a plan already measured
@@ -151,23 +152,72 @@ def verified_optimum(cost_grid, noise_grid, target_db, measure_idx, upper=np.inf
     until one meets it.  Returns ``(cost, measured_db, n_measured, complete, index)``: the
     first that meets it and its grid index (None, None, ..., None where none does: then the
     optimum costs ``upper``), and
-    whether every candidate up to it was measured (False when :data:`VERIFY_MAX` ran out).
+    whether every candidate up to it was measured (False when ``limit`` ran out).
     Cheaper plans outside the window are taken as failing."""
     pred = -10 * np.log10(np.maximum(noise_grid, 1e-300))
     ok = np.flatnonzero((pred.ravel() >= target_db - VERIFY_WINDOW_DB)
                         & (cost_grid.ravel() < upper))
     order = ok[np.lexsort((-pred.ravel()[ok], cost_grid.ravel()[ok]))]
-    for n, flat in enumerate(order[:VERIFY_MAX], 1):
+    for n, flat in enumerate(order[:limit], 1):
         idx = np.unravel_index(flat, cost_grid.shape)
         m = measure_idx(idx)
         if m >= target_db:
             return float(cost_grid[idx]), m, n, True, idx
-    return None, None, min(len(order), VERIFY_MAX), len(order) <= VERIFY_MAX, None
+    return None, None, min(len(order), limit), len(order) <= limit, None
+
+
+def maximal_under(cost_grid, below):
+    """Grid plans costing less than ``below`` that no single-width step up keeps below it.
+
+    Boolean mask over the grid.  If the output SQNR never falls when a width grows (checked
+    by :func:`cheaper_meeting`'s callers, not assumed silently), every plan under the budget
+    is dominated by one of these, so they alone decide whether any plan under it meets a
+    target."""
+    under = cost_grid < below
+    maximal = under.copy()
+    for a in range(cost_grid.ndim):
+        up = np.zeros_like(under)
+        inner = [slice(None)] * cost_grid.ndim
+        inner[a] = slice(0, -1)
+        up[tuple(inner)] = np.take(cost_grid, range(1, cost_grid.shape[a]), axis=a) < below
+        maximal &= ~up
+    return maximal
+
+
+def cheaper_meeting(cost_grid, noise_grid, target_db, below, measure_idx):
+    """Does any grid plan cheaper than ``below`` meet the target on the integer engine?
+
+    The direct test of the 2% goal (``below`` = the first plan's cost / 1.02), with no
+    prediction window: every *maximal* plan under the budget (:func:`maximal_under`) is a
+    candidate, measured in order of the held-out second-order prediction, highest first,
+    until one meets the target.  Returns ``(index, measured_db, n_measured, n_candidates,
+    best_failing)``: ``index`` None where no candidate meets it, and ``best_failing`` the
+    (index, measured dB) of the highest-measured candidate that fails (for the monotonicity
+    check), or None."""
+    pred = -10 * np.log10(np.maximum(noise_grid, 1e-300)).ravel()
+    ok = np.flatnonzero(maximal_under(cost_grid, below).ravel())
+    order = ok[np.lexsort((cost_grid.ravel()[ok], -pred[ok]))]
+    best = None
+    for n, flat in enumerate(order, 1):
+        idx = np.unravel_index(flat, cost_grid.shape)
+        m = measure_idx(idx)
+        if m >= target_db:
+            return idx, m, n, len(order), best
+        if best is None or m > best[1]:
+            best = (idx, m)
+    return None, None, len(order), len(order), best
+
+
+def steps_down(idx):
+    """The grid indices one width step below ``idx`` in each dimension."""
+    for a, i in enumerate(idx):
+        if i > 0:
+            yield tuple(i - 1 if k == a else j for k, j in enumerate(idx))
 
 
 def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
               margin_se: float = 0.0, calibration_check: bool = True,
-              windows: bool = False) -> dict:
+              windows: bool = False, verify_max: int = VERIFY_MAX) -> dict:
     from fxp import workflow as fw
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths, predict_sqnr_db
     from fxp.opt.interactions import Interactions
@@ -282,32 +332,59 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
                                        row.get("exhaustive_measured_db"), ex_w))
                if c is not None and m >= t]
         upper, upper_w = min(met, key=lambda cw: cw[0], default=(np.inf, None))
-        vc, vm, vn, complete, vi = verified_optimum(cost_grid, noise_grid, t,
-                                                    lambda i: measure(grid_widths(i)), upper)
-        vc = vc if vc is not None else (upper if np.isfinite(upper) else None)
-        row["verified_measured_plans"], row["verified_complete"] = vn, complete
-        if vc is not None:
-            row["verified_cost"], row["verified_measured_db"] = vc, vm
-            row["verified_widths"] = grid_widths(vi) if vi is not None else upper_w
-            row["verified_gap_pct"] = 100 * (r.cost / vc - 1)
-            row["first_verified_gap_pct"] = 100 * (first["cost"] / vc - 1)
-        # the same search on the calibration split: the best a plan chosen from the
-        # optimizer's own data could do (the first plan is measured there, so it bounds it)
-        cal_first = row["first_calibration_db"]
-        cal_upper = first["cost"] if cal_first is not None and cal_first >= t else np.inf
-        cc, cm, cn, ccomp, ci = verified_optimum(
-            cost_grid, cal_noise_grid, t, lambda i: measure(grid_widths(i), "calibration"),
-            cal_upper)
-        cc = cc if cc is not None else (cal_upper if np.isfinite(cal_upper) else None)
-        row["calibration_verified_measured_plans"] = cn
-        row["calibration_verified_complete"] = ccomp
-        if cc is not None:
-            row["calibration_verified_cost"] = cc
-            row["calibration_verified_widths"] = grid_widths(ci) if ci is not None else wf
-            row["first_calibration_verified_gap_pct"] = 100 * (first["cost"] / cc - 1)
+        vn = cn = 0
+        if verify_max > 0:  # the cost-ascending searches (capped)
+            vc, vm, vn, complete, vi = verified_optimum(cost_grid, noise_grid, t,
+                                                        lambda i: measure(grid_widths(i)), upper,
+                                                        verify_max)
+            vc = vc if vc is not None else (upper if np.isfinite(upper) else None)
+            row["verified_measured_plans"], row["verified_complete"] = vn, complete
             if vc is not None:
-                row["calibration_vs_held_out_optimum_pct"] = 100 * (cc / vc - 1)
+                row["verified_cost"], row["verified_measured_db"] = vc, vm
+                row["verified_widths"] = grid_widths(vi) if vi is not None else upper_w
+                row["verified_gap_pct"] = 100 * (r.cost / vc - 1)
+                row["first_verified_gap_pct"] = 100 * (first["cost"] / vc - 1)
+            # the same search on the calibration split: the best a plan chosen from the
+            # optimizer's own data could do (the first plan is measured there, so it bounds it)
+            cal_first = row["first_calibration_db"]
+            cal_upper = first["cost"] if cal_first is not None and cal_first >= t else np.inf
+            cc, cm, cn, ccomp, ci = verified_optimum(
+                cost_grid, cal_noise_grid, t, lambda i: measure(grid_widths(i), "calibration"),
+                cal_upper, verify_max)
+            cc = cc if cc is not None else (cal_upper if np.isfinite(cal_upper) else None)
+            row["calibration_verified_measured_plans"] = cn
+            row["calibration_verified_complete"] = ccomp
+            if cc is not None:
+                row["calibration_verified_cost"] = cc
+                row["calibration_verified_widths"] = grid_widths(ci) if ci is not None else wf
+                row["first_calibration_verified_gap_pct"] = 100 * (first["cost"] / cc - 1)
+                if vc is not None:
+                    row["calibration_vs_held_out_optimum_pct"] = 100 * (cc / vc - 1)
         row["first_widths"] = wf
+        gi, gm, gn, gc, fail = cheaper_meeting(cost_grid, noise_grid, t, first["cost"] / 1.02,
+                                               lambda i: measure(grid_widths(i)))
+        row["cheaper_by_2pct"] = {"candidates": gc, "measured": gn, "found": gi is not None}
+        if fail is not None:  # monotonicity: does a plan below the best failing one meet it?
+            down = {str(grid_widths(i)): measure(grid_widths(i)) for i in steps_down(fail[0])}
+            row["cheaper_by_2pct"].update(
+                best_failing={"widths": grid_widths(fail[0]), "measured_db": fail[1]},
+                one_step_below_db=down,
+                one_step_below_meeting=sum(v >= t for v in down.values()))
+        # the final plan (after the selection split): the first plan is a witness where it
+        # meets the target 2% cheaper; otherwise the same test
+        if r.cost <= first["cost"]:
+            row["final_within_2pct"] = not row["cheaper_by_2pct"]["found"]
+        elif first_db >= t and first["cost"] < r.cost / 1.02:
+            row["final_within_2pct"] = False
+        else:
+            found = cheaper_meeting(cost_grid, noise_grid, t, r.cost / 1.02,
+                                    lambda i: measure(grid_widths(i)))[0]
+            row["final_within_2pct"] = found is None
+        if gi is not None:
+            row["cheaper_by_2pct"].update(widths=grid_widths(gi), measured_db=gm,
+                                          cost=float(cost_grid[gi]),
+                                          calibration_db=measure(grid_widths(gi),
+                                                                 "calibration"))
         if windows:  # is the held-out optimum a property of the window it was searched on?
             row["first_windows_db"] = on_windows(wf)
             for k in ("verified", "calibration_verified"):
@@ -331,6 +408,16 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
               "which is "
               f"{row.get('calibration_vs_held_out_optimum_pct', math.nan):+.1f}% from the "
               "held-out one", flush=True)
+        cb = row["cheaper_by_2pct"]
+        print(f"  target {t:g}: maximal plans 2% cheaper than the first: "
+              f"{cb['candidates']}, {cb['measured']} measured; "
+              + (f"one meets it ({cb['measured_db']:.2f} dB held-out, "
+                 f"{cb['calibration_db']:.2f} dB calibration)" if cb["found"] else
+                 "none meets it") + (f"; best failing {cb['best_failing']['measured_db']:.2f} "
+                                     f"dB, {cb['one_step_below_meeting']} of "
+                                     f"{len(cb['one_step_below_db'])} plans one step below it "
+                                     "meet the target" if "best_failing" in cb else ""),
+              flush=True)
     n = len(res_rows)
     out["targets"] = res_rows
     out["summary"] = {
@@ -352,7 +439,18 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
             f"/{n}",
         "first_met_and_within_2pct_verified":
             f"{sum(r['first_met'] and r.get('first_verified_gap_pct', 99) <= 2 for r in res_rows)}"
-            f"/{n}"}
+            f"/{n}",
+        "first_within_2pct_of_maximal_plans":
+            f"{sum(not r['cheaper_by_2pct']['found'] for r in res_rows)}/{n}",
+        "final_within_2pct_of_maximal_plans":
+            f"{sum(r['final_within_2pct'] for r in res_rows)}/{n}",
+        "monotonicity_violations": sum(r["cheaper_by_2pct"].get("one_step_below_meeting", 0)
+                                       for r in res_rows)}
+    if verify_max == 0:  # no cost-ascending searches ran
+        for k in ("first_within_2pct_verified", "first_within_2pct_calibration_verified",
+                  "calibration_optimum_within_2pct_of_held_out",
+                  "first_met_and_within_2pct_verified"):
+            del out["summary"][k]
     print(f"  summary: {out['summary']}", flush=True)
     return out
 
@@ -375,12 +473,15 @@ def main(argv=None) -> None:
     ap.add_argument("--windows", action="store_true",
                     help="also measure the first plan and both verified optima on each "
                          "1000-sample window of the held-out split and on all of it")
+    ap.add_argument("--verify-max", type=int, default=VERIFY_MAX,
+                    help="most integer-engine measurements per target of each verified "
+                         "optimum's search (0: skip both; the maximal-plan test still runs)")
     a = ap.parse_args(argv)
     lo, hi, st = (float(v) for v in a.targets.split(":"))
     targets = [float(t) for t in np.arange(lo, hi + st / 2, st)]
     mode = True if a.interactions == "check" else "milp"
     results = [run_model(m, a.plans, a.n_eval, targets, mode, a.margin_se,
-                         a.calibration_check == "on", a.windows)
+                         a.calibration_check == "on", a.windows, a.verify_max)
                for m in a.models.split(",")]
     if a.json:
         from fxp.fileio import write_text

@@ -1,0 +1,59 @@
+"""The 2% test of ``benchmarks/bench_fidelity.py`` looks only at the maximal plans under a
+budget; checked here against brute-force enumeration of small grids."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+from pathlib import Path
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fidelity.py"
+_SPEC = importlib.util.spec_from_file_location("bench_fidelity", _PATH)
+bench = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(bench)
+
+
+@st.composite
+def grids(draw):
+    """A weight-memory cost grid: dims tensors of random sizes, widths 2..2+n-1."""
+    dims = draw(st.integers(1, 3))
+    n = draw(st.integers(1, 5))
+    sizes = draw(st.lists(st.integers(1, 50), min_size=dims, max_size=dims))
+    widths = np.arange(2, 2 + n, dtype=float)
+    cost = np.zeros((n,) * dims)
+    for a, size in enumerate(sizes):
+        shape = [1] * dims
+        shape[a] = n
+        cost = cost + (size * widths).reshape(shape)
+    below = draw(st.floats(float(cost.min()) - 5, float(cost.max()) + 5))
+    return cost, below
+
+
+def _dominates(hi, lo):
+    return all(h >= low for h, low in zip(hi, lo, strict=True))
+
+
+@settings(max_examples=200, deadline=None)
+@given(grids())
+def test_every_plan_under_the_budget_is_dominated_by_a_maximal_one(grid):
+    cost, below = grid
+    maximal = bench.maximal_under(cost, below)
+    points = list(itertools.product(*(range(k) for k in cost.shape)))
+    under = [p for p in points if cost[p] < below]
+    tops = [p for p in points if maximal[p]]
+    assert all(cost[p] < below for p in tops)
+    for p in under:  # some maximal plan has every width >= p's
+        assert any(_dominates(m, p) for m in tops), p
+    for m in tops:  # and none can take a single step up and stay under the budget
+        for a in range(cost.ndim):
+            if m[a] + 1 < cost.shape[a]:
+                up = tuple(i + (k == a) for k, i in enumerate(m))
+                assert cost[up] >= below
+
+
+def test_steps_down_lowers_one_width_at_a_time():
+    assert sorted(bench.steps_down((2, 0, 1))) == [(1, 0, 1), (2, 0, 0)]
