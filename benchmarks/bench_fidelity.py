@@ -37,6 +37,12 @@ figure from the integer engine on the first ``--n-eval`` held-out samples:
    there): how far the first plan is from the best that data allows, and how far that best
    is from the held-out optimum.
 
+4. **The 2% test** (:func:`cheaper_meeting`): every *maximal* plan under the first plan's
+   cost / 1.02 is measured with the integer engine, no prediction window, no cap, until one
+   meets the target.  Exact if the SQNR never falls as a width grows; that is spot-checked one
+   bit below the best failing maximal plan, and is not always true (report section 9).
+   ``--n-eval 3000 --verify-max 0`` asks it on the whole held-out split alone.
+
 ``--windows`` also measures, per target, the first plan and both verified optima on each
 1,000-sample window of the held-out split and on all of it: whether an optimum searched on
 one window holds on the rest.
