@@ -6,21 +6,11 @@ Run: ``python benchmarks/bench_float_ref.py``.  Also checks the two bitwise equa
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
+from fxp.bench import best_of
 from fxp.ir.nodes import MaxPool2D
 from fxp.sim.float_ref import _maxpool, _windows
-
-
-def best(fn, repeat: int = 5) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
 
 
 def main() -> None:
@@ -28,8 +18,8 @@ def main() -> None:
     node = MaxPool2D(name="p", inputs=("x",), outputs=("y",), kernel=(2, 2), strides=(2, 2))
     old = _windows(x, (2, 2), (2, 2), (1, 1)).max(axis=(4, 5))
     assert np.array_equal(_maxpool(node, x).view(np.uint32), old.view(np.uint32))
-    t_old = best(lambda: _windows(x, (2, 2), (2, 2), (1, 1)).max(axis=(4, 5)))
-    t_new = best(lambda: _maxpool(node, x))
+    t_old = best_of(lambda: _windows(x, (2, 2), (2, 2), (1, 1)).max(axis=(4, 5)))
+    t_new = best_of(lambda: _maxpool(node, x))
     print(f"MaxPool 2x2 on 500x32x26x26: window max {t_old * 1e3:.1f} ms, per-offset maximum "
           f"{t_new * 1e3:.1f} ms, ratio {t_old / t_new:.1f}x")
 
