@@ -223,7 +223,9 @@ def steps_down(idx):
 
 def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
               margin_se: float = 0.0, calibration_check: bool = True,
-              windows: bool = False, verify_max: int = VERIFY_MAX) -> dict:
+              windows: bool = False, verify_max: int = VERIFY_MAX, checkpoint=None) -> dict:
+    """Every number of one model; ``checkpoint(out)``, when given, sees the partial result
+    after each target (a stopped run keeps the targets it finished)."""
     from fxp import workflow as fw
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths, predict_sqnr_db
     from fxp.opt.interactions import Interactions
@@ -402,6 +404,8 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
                   f"verified {row.get('verified_windows_db')}; calibration-verified "
                   f"{row.get('calibration_verified_windows_db')}", flush=True)
         res_rows.append(row)
+        if checkpoint is not None:
+            checkpoint({**out, "targets": res_rows, "partial": True})
         print(f"  target {t:g}: first {first_db:.2f} ({'met' if first_db >= t else 'MISSED'}; "
               f"calibration {row['first_calibration_db'] or math.nan:.2f}), "
               f"final {r.measured_sqnr_db:.2f} after {len(r.solves)} solves; old first "
@@ -486,13 +490,20 @@ def main(argv=None) -> None:
     lo, hi, st = (float(v) for v in a.targets.split(":"))
     targets = [float(t) for t in np.arange(lo, hi + st / 2, st)]
     mode = True if a.interactions == "check" else "milp"
-    results = [run_model(m, a.plans, a.n_eval, targets, mode, a.margin_se,
-                         a.calibration_check == "on", a.windows, a.verify_max)
-               for m in a.models.split(",")]
-    if a.json:
-        from fxp.fileio import write_text
+    from fxp.fileio import write_text
 
-        write_text(a.json, json.dumps(results, indent=1, default=float))
+    results = []
+
+    def save(partial=None):  # after each target, so a stopped run keeps what it measured
+        if a.json:
+            done = results + ([partial] if partial is not None else [])
+            write_text(a.json, json.dumps(done, indent=1, default=float))
+
+    for m in a.models.split(","):
+        results.append(run_model(m, a.plans, a.n_eval, targets, mode, a.margin_se,
+                                 a.calibration_check == "on", a.windows, a.verify_max,
+                                 checkpoint=save))
+        save()
 
 
 if __name__ == "__main__":
