@@ -7,30 +7,14 @@ import importlib.util
 import itertools
 from pathlib import Path
 
-import numpy as np
 from hypothesis import given, settings
-from hypothesis import strategies as st
+
+from tests.benchmarks.strategies import grids
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_fidelity.py"
 _SPEC = importlib.util.spec_from_file_location("bench_fidelity", _PATH)
 bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
-
-
-@st.composite
-def grids(draw):
-    """A weight-memory cost grid: dims tensors of random sizes, widths 2..2+n-1."""
-    dims = draw(st.integers(1, 3))
-    n = draw(st.integers(1, 5))
-    sizes = draw(st.lists(st.integers(1, 50), min_size=dims, max_size=dims))
-    widths = np.arange(2, 2 + n, dtype=float)
-    cost = np.zeros((n,) * dims)
-    for a, size in enumerate(sizes):
-        shape = [1] * dims
-        shape[a] = n
-        cost = cost + (size * widths).reshape(shape)
-    below = draw(st.floats(float(cost.min()) - 5, float(cost.max()) + 5))
-    return cost, below
 
 
 def _dominates(hi, lo):

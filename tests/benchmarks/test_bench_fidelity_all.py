@@ -1,0 +1,91 @@
+"""``benchmarks/bench_fidelity_all.py``: every plan under the budget, in the order its prefix
+cache needs, the reversal count, and the prefix-cached engine against ``simulate``."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.benchmarks.strategies import grids
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import bench_fidelity_all as bench  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(grids())
+def test_plans_under_is_every_plan_cheaper_than_the_budget_in_lexicographic_order(grid):
+    cost, below = grid
+    brute = [p for p in itertools.product(*(range(k) for k in cost.shape)) if cost[p] < below]
+    assert bench.plans_under(cost, below) == brute  # product() is lexicographic
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 3).flatmap(lambda dims: st.dictionaries(
+    st.tuples(*[st.integers(0, 3)] * dims), st.floats(0, 40, allow_nan=False), max_size=40)))
+def test_reversals_are_the_unit_steps_up_that_measure_lower(measured):
+    pairs = [(p, q) for p in measured for q in measured
+             if sum(b - a for a, b in zip(p, q, strict=True)) == 1
+             and all(b >= a for a, b in zip(p, q, strict=True))]
+    drops = [measured[p] - measured[q] for p, q in pairs if measured[q] < measured[p]]
+    r = bench.reversals(measured)
+    assert r["pairs"] == len(pairs)
+    assert r["reversals"] == len(drops)
+    assert r["over_0.1_db"] == sum(d > 0.1 for d in drops)
+    assert r["largest_db"] == max(drops, default=0.0)
+    if drops:
+        p, q = (tuple(v) for v in r["largest_at"])
+        assert measured[p] - measured[q] == r["largest_db"]
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from fxp import workflow as fw
+    from fxp.opt import measure_noise
+
+    g = fw.load_model("mnist_cnn")
+    d = fw.load_data("mnist5k", g, limit=160)
+    nt = measure_noise(g, d.x[:64], weight_method="sqnr", n_measure=None)
+    return g, d, nt
+
+
+def test_the_prefix_cached_engine_gives_the_integers_simulate_gives(mnist):
+    """Plans sharing one, two or no weight widths with the one before, and a return to an
+    evicted prefix: the logits equal the integer engine's, the SQNR simulate's, to the bit."""
+    from fxp.opt import plan_for_widths
+    from fxp.opt.model import BIAS_GUARD_BITS
+    from fxp.sim.compile import compile_plan
+    from fxp.sim.evaluate import simulate, sqnr_db
+    from fxp.sim.float_ref import run_float
+    from fxp.sim.integer import run_integer
+    from fxp.sim.values import to_float
+
+    g, d, nt = mnist
+    x, y = d.x[64:], d.y[64:]
+    weights = [t for t in nt.tensors if t.kind == "weight"]
+    engine = bench.PrefixCachedEngine(g, x, [t.layer for t in weights])
+    seq = [(3, 2, 4), (3, 2, 5), (3, 4, 2), (8, 6, 6), (8, 6, 7), (3, 2, 4)]
+    runs = []
+    for widths in seq:
+        w = dict.fromkeys(nt.names, max(nt.widths))
+        w.update({t.name: b for t, b in zip(weights, widths, strict=True)})
+        model = compile_plan(g, plan_for_widths(g, x, nt, w, bias_guard=BIAS_GUARD_BITS))
+        lt = bench.bf_logits(model)
+        before = engine.steps_run
+        q = engine.logits(model, widths)
+        runs.append(engine.steps_run - before)
+        want = to_float(run_integer(model, x, keep=True).values[lt]).astype(np.float64)
+        np.testing.assert_array_equal(q, want)
+        ref = run_float(g, x, tensors=[lt])[lt].astype(np.float64)
+        got_db = sqnr_db(float(np.sum(ref * ref)), float(np.sum((q - ref) ** 2)))
+        assert got_db == pytest.approx(simulate(g, model, x, y).output_sqnr_db, abs=1e-9)
+    n = len(g.nodes)
+    # the cache was used: only the steps after the changed width ran
+    assert runs[0] == runs[3] == runs[5] == n
+    assert runs[1] < runs[2] < n and runs[4] == runs[1]
