@@ -81,7 +81,7 @@ class PrefixCachedEngine:
                 break
         if live is None:
             live = {g.inputs[0]: self._input(model)}
-        lt = bf_logits(model)
+        lt = logits_name(model)
         counters: dict = {}  # per layer, discarded
         with blas_threads(len(self.x)) if uses_blas(model) else contextlib.nullcontext():
             for i in range(start + 1, len(sched)):
@@ -119,7 +119,8 @@ def _freeze(value) -> None:
         arr.flags.writeable = False
 
 
-def bf_logits(model) -> str:
+def logits_name(model) -> str:
+    """The tensor SQNR is measured on (as ``simulate``)."""
     from fxp.sim.integer import logits_tensor
 
     return logits_tensor(model)
@@ -197,7 +198,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
         model_ = compile_plan(g, plan_for_widths(g, cx, nt, widths(idx),
                                                  bias_guard=BIAS_GUARD_BITS))
         if ref is None:
-            lt = bf_logits(model_)
+            lt = logits_name(model_)
             ref = run_float(g, hx, tensors=[lt])[lt].astype(np.float64).reshape(len(hx), -1)
         q = engine.logits(model_, tuple(nt.widths[i] for i in idx)).reshape(len(hx), -1)
         measured[idx] = sqnr_db(float(np.sum(ref * ref)), float(np.sum((q - ref) ** 2)))

@@ -76,7 +76,7 @@ def test_the_prefix_cached_engine_gives_the_integers_simulate_gives(mnist):
         w = dict.fromkeys(nt.names, max(nt.widths))
         w.update({t.name: b for t, b in zip(weights, widths, strict=True)})
         model = compile_plan(g, plan_for_widths(g, x, nt, w, bias_guard=BIAS_GUARD_BITS))
-        lt = bench.bf_logits(model)
+        lt = bench.logits_name(model)
         before = engine.steps_run
         q = engine.logits(model, widths)
         runs.append(engine.steps_run - before)
