@@ -214,6 +214,15 @@ def cheaper_meeting(cost_grid, noise_grid, target_db, below, measure_idx):
     return None, None, len(order), len(order), best
 
 
+def grid_widths(table, weight_index, idx) -> dict[str, int]:
+    """The widths of grid point ``idx`` (one index per weight tensor of ``weight_index``, as
+    :func:`exhaustive` returns it): those weights' widths, every other tensor at the widest."""
+    w = dict.fromkeys(table.names, max(table.widths))
+    for a, i in enumerate(weight_index):
+        w[table.names[i]] = table.widths[idx[a]]
+    return w
+
+
 def steps_down(idx):
     """The grid indices one width step below ``idx`` in each dimension."""
     for a, i in enumerate(idx):
@@ -302,11 +311,8 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
     cost_grid, noise_grid, wi = exhaustive(nt, errs, sig)
     cal_noise_grid = exhaustive(nt, *held_out_errors(g, nt, cx))[1]
 
-    def grid_widths(idx):  # a grid point: weight widths, activations at the widest
-        best = dict(zip(nt.names, [max(nt.widths)] * len(nt.names), strict=True))
-        for a, i in enumerate(wi):
-            best[nt.names[i]] = nt.widths[idx[a]]
-        return best
+    def widths_at(idx):  # a grid point: weight widths, activations at the widest
+        return grid_widths(nt, wi, idx)
 
     res_rows = []
     for t in targets:
@@ -330,10 +336,10 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
         if ok.any():
             idx = np.unravel_index(np.argmin(np.where(ok, cost_grid, np.inf)), cost_grid.shape)
             row["exhaustive_cost"] = float(cost_grid[idx])
-            row["exhaustive_measured_db"] = measure(grid_widths(idx))
+            row["exhaustive_measured_db"] = measure(widths_at(idx))
             row["gap_pct"] = 100 * (r.cost / row["exhaustive_cost"] - 1)
             row["first_gap_pct"] = 100 * (first["cost"] / row["exhaustive_cost"] - 1)
-        ex_w = grid_widths(idx) if ok.any() else None
+        ex_w = widths_at(idx) if ok.any() else None
         met = [(c, w) for c, m, w in ((r.cost, r.measured_sqnr_db, r.widths),
                                       (first["cost"], first_db, wf),
                                       (row.get("exhaustive_cost"),
@@ -343,13 +349,13 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
         vn = cn = 0
         if verify_max > 0:  # the cost-ascending searches (capped)
             vc, vm, vn, complete, vi = verified_optimum(cost_grid, noise_grid, t,
-                                                        lambda i: measure(grid_widths(i)), upper,
+                                                        lambda i: measure(widths_at(i)), upper,
                                                         verify_max)
             vc = vc if vc is not None else (upper if np.isfinite(upper) else None)
             row["verified_measured_plans"], row["verified_complete"] = vn, complete
             if vc is not None:
                 row["verified_cost"], row["verified_measured_db"] = vc, vm
-                row["verified_widths"] = grid_widths(vi) if vi is not None else upper_w
+                row["verified_widths"] = widths_at(vi) if vi is not None else upper_w
                 row["verified_gap_pct"] = 100 * (r.cost / vc - 1)
                 row["first_verified_gap_pct"] = 100 * (first["cost"] / vc - 1)
             # the same search on the calibration split: the best a plan chosen from the
@@ -357,25 +363,25 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
             cal_first = row["first_calibration_db"]
             cal_upper = first["cost"] if cal_first is not None and cal_first >= t else np.inf
             cc, cm, cn, ccomp, ci = verified_optimum(
-                cost_grid, cal_noise_grid, t, lambda i: measure(grid_widths(i), "calibration"),
+                cost_grid, cal_noise_grid, t, lambda i: measure(widths_at(i), "calibration"),
                 cal_upper, verify_max)
             cc = cc if cc is not None else (cal_upper if np.isfinite(cal_upper) else None)
             row["calibration_verified_measured_plans"] = cn
             row["calibration_verified_complete"] = ccomp
             if cc is not None:
                 row["calibration_verified_cost"] = cc
-                row["calibration_verified_widths"] = grid_widths(ci) if ci is not None else wf
+                row["calibration_verified_widths"] = widths_at(ci) if ci is not None else wf
                 row["first_calibration_verified_gap_pct"] = 100 * (first["cost"] / cc - 1)
                 if vc is not None:
                     row["calibration_vs_held_out_optimum_pct"] = 100 * (cc / vc - 1)
         row["first_widths"] = wf
         gi, gm, gn, gc, fail = cheaper_meeting(cost_grid, noise_grid, t, first["cost"] / 1.02,
-                                               lambda i: measure(grid_widths(i)))
+                                               lambda i: measure(widths_at(i)))
         row["cheaper_by_2pct"] = {"candidates": gc, "measured": gn, "found": gi is not None}
         if fail is not None:  # monotonicity: does a plan below the best failing one meet it?
-            down = {str(grid_widths(i)): measure(grid_widths(i)) for i in steps_down(fail[0])}
+            down = {str(widths_at(i)): measure(widths_at(i)) for i in steps_down(fail[0])}
             row["cheaper_by_2pct"].update(
-                best_failing={"widths": grid_widths(fail[0]), "measured_db": fail[1]},
+                best_failing={"widths": widths_at(fail[0]), "measured_db": fail[1]},
                 one_step_below_db=down,
                 one_step_below_meeting=sum(v >= t for v in down.values()))
         # the final plan (after the selection split): the first plan is a witness where it
@@ -386,12 +392,12 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
             row["final_within_2pct"] = False
         else:
             found = cheaper_meeting(cost_grid, noise_grid, t, r.cost / 1.02,
-                                    lambda i: measure(grid_widths(i)))[0]
+                                    lambda i: measure(widths_at(i)))[0]
             row["final_within_2pct"] = found is None
         if gi is not None:
-            row["cheaper_by_2pct"].update(widths=grid_widths(gi), measured_db=gm,
+            row["cheaper_by_2pct"].update(widths=widths_at(gi), measured_db=gm,
                                           cost=float(cost_grid[gi]),
-                                          calibration_db=measure(grid_widths(gi),
+                                          calibration_db=measure(widths_at(gi),
                                                                  "calibration"))
         if windows:  # is the held-out optimum a property of the window it was searched on?
             row["first_windows_db"] = on_windows(wf)

@@ -65,8 +65,7 @@ class PrefixCachedEngine:
         from fxp.sim.values import to_float
 
         g = model.graph
-        last_use = {t: i for i, st in enumerate(model.steps) for t in st.node.inputs}
-        sched = fi._schedule(model, last_use)
+        sched = fi.step_schedule(model)
         pos = {name: k for k, name in enumerate(self.weight_layers)}
         keys, seen = [], []
         for step, name, *_ in sched:  # the weights at or before each step
@@ -80,8 +79,8 @@ class PrefixCachedEngine:
                 start, live = i, dict(hit[1])
                 break
         if live is None:
-            live = {g.inputs[0]: self._input(model)}
-        lt = logits_name(model)
+            live = {g.inputs[0]: fi.quantize_input(model, self.x)[0]}
+        lt = fi.logits_tensor(model)
         counters: dict = {}  # per layer, discarded
         with blas_threads(len(self.x)) if uses_blas(model) else contextlib.nullcontext():
             for i in range(start + 1, len(sched)):
@@ -98,32 +97,12 @@ class PrefixCachedEngine:
                 self.cache[i] = (keys[i], dict(live))
         return to_float(fi._wide(live[lt])).astype(np.float64)
 
-    def _input(self, model):
-        from fxp.sim import integer as fi
-        from fxp.sim.values import IntValue, quantize_spec
-
-        plan = model.plan
-        if plan.input.is_pow2:
-            codes, _ = fi.quantize_pow2_input(model, np.asarray(self.x, np.float32))
-        else:
-            codes, _ = quantize_spec(np.asarray(self.x, np.float32), plan.input, "input",
-                                     plan.input_rounding.value,
-                                     arithmetic=getattr(model, "input_arithmetic", "float64"))
-        return IntValue(codes, plan.input)
-
 
 def _freeze(value) -> None:
     arr = getattr(value, "codes", None)
     arr = getattr(value, "data", None) if arr is None else arr
     if isinstance(arr, np.ndarray):
         arr.flags.writeable = False
-
-
-def logits_name(model) -> str:
-    """The tensor SQNR is measured on (as ``simulate``)."""
-    from fxp.sim.integer import logits_tensor
-
-    return logits_tensor(model)
 
 
 def first_plans(model: str, src: Path) -> list[dict]:
@@ -170,6 +149,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     from fxp.sim.compile import compile_plan
     from fxp.sim.evaluate import simulate, sqnr_db
     from fxp.sim.float_ref import run_float
+    from fxp.sim.integer import logits_tensor
 
     rows = first_plans(model, src)
     if not rows:
@@ -186,10 +166,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     checks: list[float] = []
 
     def widths(idx):
-        w = dict.fromkeys(nt.names, max(nt.widths))
-        for a, i in enumerate(wi):
-            w[nt.names[i]] = nt.widths[idx[a]]
-        return w
+        return bf.grid_widths(nt, wi, idx)
 
     def measure(idx):
         nonlocal ref
@@ -198,7 +175,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
         model_ = compile_plan(g, plan_for_widths(g, cx, nt, widths(idx),
                                                  bias_guard=BIAS_GUARD_BITS))
         if ref is None:
-            lt = logits_name(model_)
+            lt = logits_tensor(model_)
             ref = run_float(g, hx, tensors=[lt])[lt].astype(np.float64).reshape(len(hx), -1)
         q = engine.logits(model_, tuple(nt.widths[i] for i in idx)).reshape(len(hx), -1)
         measured[idx] = sqnr_db(float(np.sum(ref * ref)), float(np.sum((q - ref) ** 2)))

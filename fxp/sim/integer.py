@@ -324,9 +324,10 @@ def run_integer(model: CompiledModel, x: np.ndarray, counters: dict[str, LayerCo
     return result
 
 
-def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=None):
-    """``(graph output arrays, values)`` of one batch on this thread (see :func:`run_integer`)."""
-    g = model.graph
+def quantize_input(model: CompiledModel, x: np.ndarray) -> tuple[IntValue, int]:
+    """The plan's conversion of float inputs ``x`` to the graph input's integer codes.
+
+    Returns the value and the number of input samples' elements that saturated."""
     plan = model.plan
     if plan.input.is_pow2:  # the plan's input conversion (hls4ml: the input type's modes)
         codes, n = quantize_pow2_input(model, np.asarray(x, np.float32))
@@ -334,23 +335,36 @@ def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=N
         codes, n = quantize_spec(np.asarray(x, np.float32), plan.input, "input",
                                  plan.input_rounding.value,
                                  arithmetic=getattr(model, "input_arithmetic", "float64"))
-    counters.setdefault(INPUT_COUNTER, LayerCounters()).output_saturations += n
-    vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: IntValue(codes, model.plan.input)}
-    if on_value is not None:
-        on_value(g.inputs[0], vals[g.inputs[0]])
+    return IntValue(codes, plan.input), n
+
+
+def step_schedule(model: CompiledModel) -> list[tuple]:
+    """``(step, its name, input tensors, output tensor, tensors to free after it)`` per step,
+    in execution order (found once per model)."""
     last_use = model.__dict__.get("_last_use")
     if last_use is None:  # computed once per model
         last_use = model.__dict__["_last_use"] = {t: i for i, step in enumerate(model.steps)
                                                   for t in step.node.inputs}
+    return _schedule(model, last_use)
+
+
+def _run_batch(model: CompiledModel, x, counters, method, keep=False, on_value=None):
+    """``(graph output arrays, values)`` of one batch on this thread (see :func:`run_integer`)."""
+    g = model.graph
+    value, n = quantize_input(model, x)
+    counters.setdefault(INPUT_COUNTER, LayerCounters()).output_saturations += n
+    vals: dict[str, IntValue | FloatValue] = {g.inputs[0]: value}
+    if on_value is not None:
+        on_value(g.inputs[0], vals[g.inputs[0]])
     from fxp.sim.fast import blas_threads
 
-    with blas_threads(len(codes)) if method != "auto" or uses_blas(model) \
+    with blas_threads(len(value.codes)) if method != "auto" or uses_blas(model) \
             else contextlib.nullcontext():
-        _run_steps(model, vals, counters, method, keep, on_value, last_use)
+        _run_steps(model, vals, counters, method, keep, on_value)
     return [to_float(vals[t], t) for t in g.outputs], vals
 
 
-def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
+def _run_steps(model, vals, counters, method, keep, on_value) -> None:
     """Every step in order, freeing each tensor after its last use unless ``keep``.
 
     The steps read and write ``live`` (narrow, possibly channels-last codes);
@@ -360,7 +374,7 @@ def _run_steps(model, vals, counters, method, keep, on_value, last_use) -> None:
     g = model.graph
     live = dict(vals)
     watch = keep or on_value is not None
-    for step, name, inputs, output, frees in _schedule(model, last_use):
+    for step, name, inputs, output, frees in step_schedule(model):
         c = counters.get(name)
         if c is None:
             c = counters[name] = LayerCounters()

@@ -63,7 +63,7 @@ def test_the_prefix_cached_engine_gives_the_integers_simulate_gives(mnist):
     from fxp.sim.compile import compile_plan
     from fxp.sim.evaluate import simulate, sqnr_db
     from fxp.sim.float_ref import run_float
-    from fxp.sim.integer import run_integer
+    from fxp.sim.integer import logits_tensor, run_integer
     from fxp.sim.values import to_float
 
     g, d, nt = mnist
@@ -76,7 +76,7 @@ def test_the_prefix_cached_engine_gives_the_integers_simulate_gives(mnist):
         w = dict.fromkeys(nt.names, max(nt.widths))
         w.update({t.name: b for t, b in zip(weights, widths, strict=True)})
         model = compile_plan(g, plan_for_widths(g, x, nt, w, bias_guard=BIAS_GUARD_BITS))
-        lt = bench.logits_name(model)
+        lt = logits_tensor(model)
         before = engine.steps_run
         q = engine.logits(model, widths)
         runs.append(engine.steps_run - before)
