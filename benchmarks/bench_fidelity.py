@@ -4,7 +4,9 @@ Run: ``python benchmarks/bench_fidelity.py [--models mnist_cnn,lenet5,fashion_cn
 [--plans 60] [--n-eval 1000] [--json FILE] [--windows]``
 
 Per model, with the splits ``fxp plan`` uses (:mod:`fxp.opt.splits`; 5,000
-samples: calibration 0..999, selection 1000..1999, held-out 2000..4999), the
+samples in the order shuffled with ``--split-seed`` (0; ``none``: the data's order, as
+report sections 1-11 ran): calibration positions 0..999, selection 1000..1999, held-out
+2000..4999), the
 noise table and the dithered pairs' joint terms (:mod:`fxp.opt.pair_noise`) measured on
 every sample of the calibration split only (as ``fxp plan``), the plans built as ``fxp plan``
 builds them (biases guarded), and every "measured"
@@ -232,7 +234,8 @@ def steps_down(idx):
 
 def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
               margin_se: float = 0.0, calibration_check: bool = True,
-              windows: bool = False, verify_max: int = VERIFY_MAX, checkpoint=None) -> dict:
+              windows: bool = False, verify_max: int = VERIFY_MAX, checkpoint=None,
+              confidence: float = 0.95, split_seed: int | None = 0) -> dict:
     """Every number of one model; ``checkpoint(out)``, when given, sees the partial result
     after each target (a stopped run keeps the targets it finished)."""
     from fxp import workflow as fw
@@ -246,10 +249,12 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
     spec, limit = DATA[model]
     g = fw.load_model(model)
     d = fw.load_data(spec, g, limit=limit)
-    sp = split_data(len(d.x), 1000)
-    cx = d.x[:1000]
+    sp = split_data(len(d.x), 1000, seed=split_seed)
+    ci = sp.indices("calibration")
+    cx, cy = d.x[ci], d.y[ci]
     h0 = sp.held_out[0]
-    hx, hy = d.x[h0:h0 + n_eval], d.y[h0:h0 + n_eval]
+    hi = np.sort(sp.order[h0:h0 + n_eval])  # the first n_eval held-out positions
+    hx, hy = d.x[hi], d.y[hi]
     t0 = time.perf_counter()
     nt = measure_noise(g, cx, weight_method="sqnr", n_measure=None)  # as fxp plan: every sample
     t_noise = time.perf_counter() - t0
@@ -262,9 +267,10 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
            "pair_seconds": round(t_pairs, 1),
            "pair_passes": sum(int(np.isfinite(m).sum()) for m in nt.pair_noise.values()),
            "settings": {"interactions": interactions, "margin_se": margin_se,
-                        "calibration_check": calibration_check}}
+                        "calibration_check": calibration_check, "confidence": confidence,
+                        "split_seed": split_seed}}
     print(f"== {model} on {spec}: {sp.describe()}; noise table {t_noise:.0f} s, dithered pairs "
-          f"{t_pairs:.0f} s; integer-engine checks on held-out samples {h0}..{h0 + len(hx) - 1}",
+          f"{t_pairs:.0f} s; integer-engine checks on held-out positions {h0}..{h0 + len(hx) - 1}",
           flush=True)
 
     measured, measured_cal = {}, {}
@@ -272,19 +278,23 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
     def measure(w, split="held-out"):  # the plan fxp plan builds (biases guarded)
         key = tuple(int(w[n]) for n in nt.names)
         memo, (x, y) = ((measured, (hx, hy)) if split == "held-out"
-                        else (measured_cal, (cx, d.y[:1000])))
+                        else (measured_cal, (cx, cy)))
         if key not in memo:
             plan = plan_for_widths(g, cx, nt, w, bias_guard=BIAS_GUARD_BITS)
             memo[key] = simulate(g, plan, x, y).output_sqnr_db
         return memo[key]
 
-    def on_windows(w):  # the plan on each 1000-sample window of the held-out split, and on all
+    def on_windows(w):  # the plan on each 1000-position window of the held-out split, and on all
         plan = plan_for_widths(g, cx, nt, w, bias_guard=BIAS_GUARD_BITS)
-        lo, hi = sp.held_out
-        edges = list(range(lo, hi, 1000)) + [hi]
-        out = {f"{a}..{b - 1}": simulate(g, plan, d.x[a:b], d.y[a:b]).output_sqnr_db
-               for a, b in zip(edges[:-1], edges[1:], strict=True)}
-        out[f"{lo}..{hi - 1}"] = simulate(g, plan, d.x[lo:hi], d.y[lo:hi]).output_sqnr_db
+        lo, top = sp.held_out
+        edges = list(range(lo, top, 1000)) + [top]
+
+        def at(a, b):
+            idx = np.sort(sp.order[a:b])
+            return simulate(g, plan, d.x[idx], d.y[idx]).output_sqnr_db
+
+        out = {f"{a}..{b - 1}": at(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)}
+        out[f"{lo}..{top - 1}"] = at(lo, top)
         return out
 
     rng = np.random.default_rng(SEED)
@@ -317,12 +327,13 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
     res_rows = []
     for t in targets:
         r = optimize_bits(g, d, t, noise_table=nt, n_eval=n_eval, interactions=interactions,
-                          margin_se=margin_se, calibration_check=calibration_check)
+                          margin_se=margin_se, calibration_check=calibration_check,
+                          confidence=confidence, split_seed=split_seed)
         first = next(s for s in r.solves if s.get("chosen"))
         wf = dict(zip(nt.names, first["widths"], strict=True))
         first_db = r.measured_sqnr_db if wf == r.widths else measure(wf)
         old = optimize_bits(g, d, t, noise_table=nt, interactions=False, verify=False,
-                            calibration_check=False)
+                            calibration_check=False, split_seed=split_seed)
         old_db = measure(old.widths)
         ok = noise_grid <= 10 ** (-t / 10)
         row = {"target_db": t, "first_held_out_db": first_db, "first_met": first_db >= t,
@@ -486,6 +497,11 @@ def main(argv=None) -> None:
                          "its standard errors (optimize_bits(margin_se=Z))")
     ap.add_argument("--calibration-check", choices=["on", "off"], default="on",
                     help="the optimizer's integer-engine check on the calibration split")
+    ap.add_argument("--confidence", type=float, default=0.95,
+                    help="the optimizer's held-out margin (optimize_bits(confidence=P); 0: "
+                         "none)")
+    ap.add_argument("--split-seed", default="0",
+                    help="seed of the splits' random order, or 'none' for the data's order")
     ap.add_argument("--windows", action="store_true",
                     help="also measure the first plan and both verified optima on each "
                          "1000-sample window of the held-out split and on all of it")
@@ -508,7 +524,9 @@ def main(argv=None) -> None:
     for m in a.models.split(","):
         results.append(run_model(m, a.plans, a.n_eval, targets, mode, a.margin_se,
                                  a.calibration_check == "on", a.windows, a.verify_max,
-                                 checkpoint=save))
+                                 checkpoint=save, confidence=a.confidence,
+                                 split_seed=None if a.split_seed == "none"
+                                 else int(a.split_seed)))
         save()
 
 

@@ -8,13 +8,13 @@ Run: ``python benchmarks/bench_fidelity_all.py --models mnist_cnn,fashion_cnn
 found that it can.  This script drops the assumption.  It reads each target's first and final
 plan costs from a ``bench_fidelity.py --n-eval 3000`` JSON (the first plans come from the
 calibration split alone, so they need not be solved again) and measures with the integer
-engine, on the whole held-out split (samples 2000..4999), **every** weight-width grid plan
-(widths 2..16, activations at the widest, biases guarded as ``fxp plan`` builds them) that
-costs less than the budget.  Where none meets the target, the first plan is within 2% of the
-grid's measured optimum with nothing assumed.  The plans are measured in lexicographic order
-of their widths by :class:`PrefixCachedEngine`, which runs each step once per distinct set of
-weights before it; every :data:`CHECK_EVERY` plans its result is checked against
-``simulate`` (the measurement ``bench_fidelity.py`` makes).
+engine, on the whole held-out split (positions 2000..4999 of the splits' order), **every**
+weight-width grid plan (widths 2..16, activations at the widest, biases guarded as
+``fxp plan`` builds them) that costs less than the budget.  Where none meets the target, the
+first plan is within 2% of the grid's measured optimum with nothing assumed.  The plans are
+measured in lexicographic order of their widths by :class:`PrefixCachedEngine`, which runs
+each step once per distinct set of weights before it; every :data:`CHECK_EVERY` plans its
+result is checked against ``simulate`` (the measurement ``bench_fidelity.py`` makes).
 
 Every budget's plans lie under the largest budget, so the plans under it are measured once
 and each target is answered from them.  Over those plans the script also counts the
@@ -105,16 +105,21 @@ def _freeze(value) -> None:
         arr.flags.writeable = False
 
 
-def first_plans(model: str, src: Path) -> list[dict]:
+def first_plans(model: str, src: Path) -> tuple[list[dict], int | None]:
     """Each target's row (target, first and final costs, first widths) from every
-    ``MODEL*.json`` under ``src`` written by ``bench_fidelity.py``; sorted by target."""
-    rows = {}
+    ``MODEL*.json`` under ``src`` written by ``bench_fidelity.py`` on the whole held-out split,
+    sorted by target, and the seed of their splits' order (None: the data's order, as the
+    runs before ``--split-seed`` existed); the files must agree on it."""
+    rows, seeds = {}, set()
     for p in sorted(src.glob(f"{model}*.json")):
         for res in json.loads(p.read_text()):
             if res["model"] == model and res["held_out_evaluated"] == [2000, 5000]:
+                seeds.add(res.get("settings", {}).get("split_seed"))
                 for r in res["targets"]:
                     rows[r["target_db"]] = r
-    return [rows[t] for t in sorted(rows)]
+    if len(seeds) > 1:
+        raise SystemExit(f"{model}: results under {src} mix split seeds {sorted(seeds, key=str)}")
+    return [rows[t] for t in sorted(rows)], next(iter(seeds), None)
 
 
 def plans_under(cost_grid, below) -> list[tuple]:
@@ -146,18 +151,21 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     from fxp import workflow as fw
     from fxp.opt import measure_noise, plan_for_widths
     from fxp.opt.model import BIAS_GUARD_BITS
+    from fxp.opt.splits import split_data
     from fxp.sim.compile import compile_plan
     from fxp.sim.evaluate import simulate, sqnr_db
     from fxp.sim.float_ref import run_float
     from fxp.sim.integer import logits_tensor
 
-    rows = first_plans(model, src)
+    rows, seed = first_plans(model, src)
     if not rows:
         raise SystemExit(f"no bench_fidelity --n-eval 3000 results for {model} under {src}")
     spec, limit = bf.DATA[model]
     g = fw.load_model(model)
     d = fw.load_data(spec, g, limit=limit)
-    cx, hx, hy = d.x[:1000], d.x[2000:5000], d.y[2000:5000]
+    sp = split_data(len(d.x), 1000, seed=seed)
+    ci, hi = sp.indices("calibration"), sp.indices("held_out")
+    cx, hx, hy = d.x[ci], d.x[hi], d.y[hi]
     nt = measure_noise(g, cx, weight_method="sqnr", n_measure=None)  # as fxp plan
     cost_grid, _, wi = bf.exhaustive(nt, *bf.held_out_errors(g, nt, hx))
     engine = PrefixCachedEngine(g, hx, [nt.tensors[i].layer for i in wi])
@@ -185,7 +193,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
                 raise SystemExit(f"prefix-cached measurement of {widths(idx)} differs from "
                                  f"simulate by {checks[-1]:.3g} dB")
 
-    out = {"model": model, "weights": [nt.names[i] for i in wi],
+    out = {"model": model, "split_seed": seed, "weights": [nt.names[i] for i in wi],
            "widths": [int(b) for b in nt.widths], "targets": []}
     # every budget's plans lie under the largest one: measure those once, in lexicographic
     # order (each prefix of weights computed once), then answer each target from them

@@ -146,7 +146,9 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     if args.plan is None:
         _print_runtime(graph)
     print(f"  float top-1 {rep.float_top1:.4f}  fixed top-1 {rep.fixed_top1:.4f}  "
-          f"top-1 agreement {rep.agreement:.4f}  output SQNR {rep.output_sqnr_db:.2f} dB")
+          f"top-1 agreement {rep.agreement:.4f}  output SQNR {rep.output_sqnr_db:.2f} dB"
+          + ("" if rep.output_sqnr_se_db != rep.output_sqnr_se_db  # nan: one sample
+             else f" (standard error {rep.output_sqnr_se_db:.2f} dB)"))
     print(f"  float top-5 {rep.float_top5:.4f}  fixed top-5 {rep.fixed_top5:.4f}")
     from dataclasses import asdict
 

@@ -80,6 +80,22 @@ def finite_float(lo: float | None = None, hi: float | None = None, *, lo_open: b
     return parse
 
 
+def _confidence(text: str) -> float:
+    """argparse type of ``--confidence``: 0, or a probability in [0.5, 1)."""
+    v = finite_float(0, 1, hi_open=True)(text)
+    if v != 0 and v < 0.5:
+        raise argparse.ArgumentTypeError(f"must be 0 (no margin) or in [0.5, 1), got "
+                                         f"{text[:40]!r}")
+    return v
+
+
+def _split_seed(text: str) -> int | str:
+    """argparse type of ``--split-seed``: an integer >= 0, or ``none``."""
+    if text.strip().lower() == "none":
+        return "none"
+    return int_range(0, 2**63 - 1)(text)
+
+
 def width_list(text: str) -> str:
     """argparse type of ``sweep --bits``: ``"2-16"`` or ``"2,4,8"``, widths in 1..32."""
     t = text.strip()
@@ -218,6 +234,13 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
                    help="measure each searched plan with the integer engine on the "
                         "calibration split and keep the cheapest that meets the target there "
                         "(on, the default; see fxp/opt/measured_goal.py)")
+    p.add_argument("--confidence", type=_confidence, default=None, metavar="P",
+                   help="the calibration measurement must clear the target by the one-sided "
+                        "P bound on what the held-out split measures (from its standard "
+                        "error; default 0.95, 0: no margin)")
+    p.add_argument("--split-seed", type=_split_seed, default=None, metavar="N|none",
+                   help="seed of the random order --data is split in (default 0); none: "
+                        "the data's own order (see fxp/opt/splits.py)")
     p.add_argument("--per-channel-weights", action="store_true",
                    help="one weight width per output channel (exact MILP over channels x "
                         "widths, cost weight memory; needs --target-sqnr); see "
@@ -240,6 +263,10 @@ def hardware_options(args: argparse.Namespace) -> dict:
         kw["margin_se"] = args.margin_se
     if getattr(args, "calibration_check", None) is not None:
         kw["calibration_check"] = args.calibration_check == "on"
+    if getattr(args, "confidence", None) is not None:
+        kw["confidence"] = args.confidence
+    if getattr(args, "split_seed", None) is not None:
+        kw["split_seed"] = None if args.split_seed == "none" else args.split_seed
     return kw
 
 
@@ -254,7 +281,9 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                 ("--interactions", getattr(args, "interactions", None)),
                                 ("--margin-se", getattr(args, "margin_se", None)),
                                 ("--calibration-check",
-                                 getattr(args, "calibration_check", None)))
+                                 getattr(args, "calibration_check", None)),
+                                ("--confidence", getattr(args, "confidence", None)),
+                                ("--split-seed", getattr(args, "split_seed", None)))
              if v is not None]
     given += [opt for opt, v in (("--scheduler", getattr(args, "scheduler", None)),
                                  ("--workers", getattr(args, "workers", None))) if v is not None]
@@ -271,6 +300,8 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                     ("--margin-se", getattr(args, "margin_se", None)),
                                     ("--calibration-check",
                                      getattr(args, "calibration_check", None)),
+                                    ("--confidence", getattr(args, "confidence", None)),
+                                    ("--split-seed", getattr(args, "split_seed", None)),
                                     ("--max-accuracy-drop",
                                      getattr(args, "max_accuracy_drop", None)),
                                     *((f"--max-{n}", getattr(args, f"max_{n}"))

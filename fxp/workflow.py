@@ -379,15 +379,20 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                   cost_file=None, budgets: dict | None = None, reuse_factor: int | None = None,
                   acc_saturate: int | None = None, client=None,
                   interactions: bool | str = True, margin_se: float = 0.0,
-                  calibration_check: bool = True):
+                  calibration_check: bool = True, confidence: float | None = None,
+                  split_seed: int | None = 0):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
-    ``data`` is cut into three disjoint splits (:mod:`fxp.opt.splits`): the
-    first ``calib`` samples calibrate and measure the per-tensor noise (all of
+    ``data`` is put in a random order (``split_seed``, default 0; None: the data's own
+    order) and cut into three disjoint splits (:mod:`fxp.opt.splits`): the first
+    ``calib`` samples of that order calibrate and measure the per-tensor noise (all of
     them unless ``n_measure``); the next ``selection`` (default ``min(1000,
     rest // 2)``) check each plan with the integer engine and may trigger
     re-solves; the rest are held out for the final check, which ``success``
     reports (held-out SQNR >= target - ``tolerance_db``, 0 dB by default).
+    ``confidence`` (default 0.95; 0: none): the calibration measurement must clear the
+    target by the one-sided bound on the held-out measurement
+    (:func:`fxp.opt.measured_goal.held_out_margin_db`).
     Returns a :class:`fxp.opt.BitAllocation` (``.plan`` is a Plan).
     ``weight_method="sqnr"`` (default) gives each weight, at each width, the
     clip (integer bits) with the best measured output SQNR; ``"minmax"`` never
@@ -421,7 +426,9 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                          weight_method=weight_method, noise_table=noise_table, target=target,
                          cost_file=cost_file, budgets=budgets, reuse_factor=reuse_factor,
                          acc_saturate=acc_saturate, client=client, interactions=interactions,
-                         margin_se=margin_se, calibration_check=bool(calibration_check))
+                         margin_se=margin_se, calibration_check=bool(calibration_check),
+                         split_seed=split_seed,
+                         **({} if confidence is None else {"confidence": confidence}))
 
 
 def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"

@@ -15,6 +15,14 @@ step is still solved exactly.  The cheapest plan measured at or above the goal i
 From the kept plan, :func:`fxp.opt.neighbour_search.measured_neighbour_search` measures
 cheaper neighbours that the MILP never proposed and moves to any that meets the goal.
 
+The held-out margin.  A measurement on ``N`` calibration samples is itself a sample:
+the held-out split measures the same plan a few tenths of a dB higher or lower.  With
+``confidence`` ``p`` the goal is raised by :func:`held_out_margin_db`, the one-sided
+``p`` bound on the difference between the two measurements (both splits samples of
+one shuffled data set, :mod:`fxp.opt.splits`), so a plan measured at the raised goal on
+calibration measures at least the goal on the held-out split with probability about
+``p``.
+
 Each search's plan is marked ``chosen`` in :attr:`fxp.opt.result.BitAllocation.solves`
 only if it is kept; the measurements are its ``calibration_sqnr_db``.
 """
@@ -22,11 +30,17 @@ only if it is kept; the measurements are its ``calibration_sqnr_db``.
 from __future__ import annotations
 
 import math
+import statistics
 
-from fxp.errors import InfeasibleTargetError
+from fxp.errors import InfeasibleTargetError, PlanError
 from fxp.opt.neighbour_search import measured_neighbour_search
 
-__all__ = ["MAX_MEASURED_SOLVES", "SPARE_DB", "for_measured_goal"]
+__all__ = ["DEFAULT_CONFIDENCE", "MAX_MEASURED_SOLVES", "SPARE_DB", "check_confidence",
+           "for_measured_goal", "held_out_margin_db"]
+
+DEFAULT_CONFIDENCE = 0.95
+"""Default chance that a plan measured at the raised goal on calibration meets the goal
+on the held-out split (:func:`held_out_margin_db`)."""
 
 MAX_MEASURED_SOLVES = 8
 """Most searches per goal, each ending in an integer-engine measurement (or a plan
@@ -35,6 +49,31 @@ SPARE_DB = 0.15
 """A plan measured this far above the goal (dB) is tried with a lower internal target."""
 _STEP_DB = 0.02
 """Added to each raise, so that a plan short by a rounding error is not found again."""
+
+
+def check_confidence(confidence) -> None:
+    """``confidence`` must be 0 (no margin) or a probability in [0.5, 1)."""
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) \
+            or not (confidence == 0 or 0.5 <= confidence < 1):
+        raise PlanError(f"confidence must be 0 (no margin) or in [0.5, 1), got {confidence!r}")
+
+
+def held_out_margin_db(se_db: float, n_calibration: int, n_held_out: int,
+                       confidence: float) -> float:
+    """Margin (dB) over the goal for a plan measured on calibration with standard error
+    ``se_db`` (:attr:`fxp.sim.evaluate.SimulationReport.output_sqnr_se_db`).
+
+    The held-out measurement of ``n_held_out`` samples has standard error about
+    ``se_db * sqrt(n_calibration / n_held_out)``, independent of the calibration one, so
+    their difference has standard error ``se_db * sqrt(1 + n_calibration / n_held_out)``;
+    the margin is ``z(confidence)`` of those (``z`` the standard normal quantile).
+    0 for ``confidence`` 0 and for a nan ``se_db`` (one sample); with no held-out samples
+    only the calibration term counts."""
+    if confidence == 0 or not math.isfinite(se_db):
+        return 0.0
+    z = statistics.NormalDist().inv_cdf(confidence)
+    ratio = n_calibration / n_held_out if n_held_out > 0 else 0.0
+    return z * se_db * math.sqrt(1.0 + ratio)
 
 
 def for_measured_goal(search, goal: float, reason: str, measure, margin_db=None):

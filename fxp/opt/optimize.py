@@ -55,6 +55,7 @@ import time
 import numpy as np
 
 from fxp.errors import InfeasibleTargetError, PlanError
+from fxp.opt.measured_goal import DEFAULT_CONFIDENCE, check_confidence, held_out_margin_db
 from fxp.opt.result import BitAllocation, weight_memory_bits
 
 __all__ = ["MAX_MODEL_SOLVES", "optimize_bits"]
@@ -258,7 +259,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   budgets: dict | None = None, reuse_factor: int | None = None,
                   acc_saturate: int | None = None, client=None,
                   margin_se: float = 0.0, bias_guard: int | str | None = "auto",
-                  calibration_check: bool = True) -> BitAllocation:
+                  calibration_check: bool = True, confidence: float = DEFAULT_CONFIDENCE,
+                  split_seed: int | None = 0) -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db`` (module docstring).
 
     Parameters
@@ -266,9 +268,10 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     graph : Graph
         Canonical graph (:func:`fxp.workflow.load_model`).
     data : fxp.workflow.Data, ``(x, y)`` or array x [N, ...]
-        Cut into calibration ``[0, calib)``, selection (``selection`` samples,
-        default ``min(1000, rest // 2)``) and held-out (the rest, or
-        ``eval_data``, a Data or ``(x, y)``): :mod:`fxp.opt.splits`.
+        Put in a random order (``split_seed``; None: the order given) and cut into
+        calibration (``calib`` samples), selection (``selection`` samples, default
+        ``min(1000, rest // 2)``) and held-out (the rest, or ``eval_data``, a Data or
+        ``(x, y)``): :mod:`fxp.opt.splits`.
     target_sqnr_db : float
         Output (logits) SQNR target in dB; or give ``budget`` (max SQNR under
         a cost budget) or ``budgets`` (max SQNR under hardware budgets) instead.
@@ -304,9 +307,18 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         Measure each searched plan with the integer engine on the calibration split and
         move the internal target until the cheapest plan measured there meets the goal
         (:mod:`fxp.opt.measured_goal`; default True).
+    confidence : float
+        With ``calibration_check``: the plan's SQNR measured on the calibration split must
+        clear the goal by the one-sided ``confidence`` bound on what the held-out split
+        will measure (:func:`fxp.opt.measured_goal.held_out_margin_db`, from the
+        measurement's own standard error); 0: no margin.  Default 0.95.
+    split_seed : int or None
+        Seed of the random order the splits are cut from (default 0); None: the data's
+        own order (:mod:`fxp.opt.splits`).
     method, weight_method, rounding, noise_table
         Range estimation, rounding, and a table measured before on the same
-        calibration samples (skips the measurement).
+        calibration samples (``split_data(...).indices("calibration")``; skips the
+        measurement).
     client : distributed.Client, optional
         Measure the noise table on this Dask cluster
         (:func:`fxp.dist.noise.measure_noise_dist`, the same table bit for bit);
@@ -324,13 +336,14 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         allocation_problem,
         saturate_accumulators,
     )
-    from fxp.opt.splits import split_data
+    from fxp.opt.splits import check_table_samples, split_data
     from fxp.sim.evaluate import simulate
 
     t_start = time.perf_counter()
     budgets = {k: v for k, v in (budgets or {}).items() if v is not None}
     _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db,
            interactions, margin_se, calibration_check)
+    check_confidence(confidence)
     costs = load_costs(cost_file)
     x, y = _xy(data)
     if x.ndim < 2 or x.shape[0] == 0:
@@ -340,18 +353,23 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     if eval_data is not None:
         ext = (eval_data.x, eval_data.y) if hasattr(eval_data, "x") else eval_data
         ext = (np.asarray(ext[0], np.float32), np.asarray(ext[1]))
-    splits = split_data(len(x), calib, selection, None if ext is None else len(ext[0]))
-    c0, c1 = splits.calibration
-    s0, s1 = splits.selection
-    cx = x[c0:c1]
-    sx, sy = x[s0:s1], y[s0:s1]
-    hx, hy = ext if ext is not None else (x[splits.held_out[0]:], y[splits.held_out[0]:])
-    if n_eval is not None:
-        hx, hy = hx[:n_eval], hy[:n_eval]
-        splits.held_out_size = len(hx)
+    splits = split_data(len(x), calib, selection, None if ext is None else len(ext[0]),
+                        seed=split_seed)
+    ci, si = splits.indices("calibration"), splits.indices("selection")
+    cx, cy = x[ci], y[ci]
+    sx, sy = x[si], y[si]
+    if n_eval is not None:  # the first n_eval held-out positions
+        splits.held_out_size = min(splits.held_out_size, int(n_eval))
         if splits.held_out is not None:
-            splits.held_out = (splits.held_out[0], splits.held_out[0] + len(hx))
-    if noise_table is None:
+            splits.held_out = (splits.held_out[0], splits.held_out[0] + splits.held_out_size)
+    if ext is not None:
+        hx, hy = ext[0][:splits.held_out_size], ext[1][:splits.held_out_size]
+    else:
+        hi = splits.indices("held_out")
+        hx, hy = x[hi], y[hi]
+    if noise_table is not None:
+        check_table_samples(graph, noise_table, cx)
+    else:
         if client is None:
             noise_table = measure_noise(graph, cx, widths=widths, n_measure=n_measure,
                                         method=method, rounding=rounding,
@@ -402,18 +420,26 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         return plan, proven
 
     cal_db: dict[tuple, float] = {}
+    cal_se: dict[tuple, float] = {}
+
+    def key_of(w):
+        return tuple(int(w[n]) for n in problem.names)
 
     def measure_calibration(w):  # integer engine, calibration split
-        key = tuple(int(w[n]) for n in problem.names)
+        key = key_of(w)
         if key not in cal_db:
-            cal_db[key] = simulate(graph, build(w)[0], cx, y[c0:c1]).output_sqnr_db
+            rep = simulate(graph, build(w)[0], cx, cy)
+            cal_db[key], cal_se[key] = rep.output_sqnr_db, rep.output_sqnr_se_db
         return cal_db[key]
+
+    def margin(w):  # after measure_calibration(w): the model's margin and the held-out bound
+        return search.need(0.0, w) + held_out_margin_db(cal_se[key_of(w)], len(cx),
+                                                        splits.held_out_size, confidence)
 
     def for_goal(goal, reason):
         if not calibration_check:
             return search.for_goal(goal, reason)
-        return for_measured_goal(search, goal, reason, measure_calibration,
-                                 lambda w: search.need(0.0, w))  # the same margin
+        return for_measured_goal(search, goal, reason, measure_calibration, margin)
 
     sel_db, sel_rep = None, None
     if target_sqnr_db is None:
@@ -433,7 +459,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                 break
             # short on the selection split: judge the plan on both splits together
             pooled = simulate(graph, plan, np.concatenate([cx, sx]),
-                              np.concatenate([y[c0:c1], sy])).output_sqnr_db
+                              np.concatenate([cy, sy])).output_sqnr_db
             search.solves[ci]["calibration_and_selection_sqnr_db"] = pooled
             if pooled >= tgt:
                 break
@@ -450,9 +476,12 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     rep, measured, where = None, None, "held-out"
     if verify:
         if len(hx) == 0:  # nothing held out: measure on calibration and say so
-            hx, hy, where = cx, y[c0:c1], "calibration (nothing held out)"
+            hx, hy, where = cx, cy, "calibration (nothing held out)"
         rep = simulate(graph, plan, hx, hy)
         measured = rep.output_sqnr_db
+    for sv in search.solves:  # each calibration measurement's standard error
+        if "calibration_sqnr_db" in sv:
+            sv["calibration_se_db"] = cal_se.get(tuple(sv["widths"]))
     predicted = search.predicted(w)
     additive = predict_sqnr_db(noise_table, w, correction_db=correction_db)
     hardware = hw.report(w, plan)
@@ -497,5 +526,6 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         predicted_se_db=inter.total_standard_error_db(w) if inter is not None else None,
         interactions="off" if inter is None else ("milp" if interactions == "milp" else "check"),
         margin_se=float(margin_se), bias_guard_bits=bias_guard,
-        calibration_sqnr_db=cal_db.get(tuple(int(w[n]) for n in problem.names)),
+        calibration_sqnr_db=cal_db.get(key_of(w)), calibration_se_db=cal_se.get(key_of(w)),
+        confidence=float(confidence) if calibration_check else 0.0,
         dithered_pairs=_pair_summary(noise_table) if inter is not None else {})

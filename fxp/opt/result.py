@@ -108,6 +108,8 @@ class BitAllocation:
     margin_se: float = 0.0  # standard errors the prediction must clear the target by
     bias_guard_bits: int | None = None  # bias LSB this far below the output's (None: F_x+F_w)
     calibration_sqnr_db: float | None = None
+    calibration_se_db: float | None = None  # its standard error (samples as independent draws)
+    confidence: float = 0.0  # held-out margin's confidence (0: none; fxp.opt.measured_goal)
     dithered_pairs: dict = field(default_factory=dict)  # measured, skipped (names), passes
 
     def __getitem__(self, key):
@@ -135,7 +137,8 @@ class BitAllocation:
             "correction_db", "target", "budgets", "hardware", "acc_proven_bits", "acc_saturate",
             "splits", "selection_sqnr_db", "selection_top1", "tolerance_db",
             "predicted_additive_db", "predicted_se_db", "interactions", "margin_se",
-            "bias_guard_bits", "calibration_sqnr_db", "dithered_pairs")}
+            "bias_guard_bits", "calibration_sqnr_db", "calibration_se_db", "confidence",
+            "dithered_pairs")}
         d["held_out_sqnr_db"] = self.measured_sqnr_db
         d["n_solves"] = len(self.solves)
         d["internal_targets_db"] = [s["internal_target_db"] for s in self.solves]
@@ -192,11 +195,14 @@ def split_lines(res: BitAllocation) -> list[str]:
             return f"{part['size']} samples of eval_data"
         if part["size"] == 0:
             return "none"
-        return f"samples {part['start']}..{part['stop'] - 1} ({part['size']})"
+        where = "positions" if sp.get("seed") is not None else "samples"
+        return f"{where} {part['start']}..{part['stop'] - 1} ({part['size']})"
 
     sp = res.splits
     lines = []
     if sp:
+        if sp.get("seed") is not None:
+            lines.append(f"data order: {sp['order']}")
         lines.append(f"data: calibration {rng(sp['calibration'])}; selection "
                      f"{rng(sp['selection'])}; held-out {rng(sp['held_out'])}")
     targets = [s["internal_target_db"] for s in res.solves if s["internal_target_db"] is not None]
@@ -210,6 +216,9 @@ def split_lines(res: BitAllocation) -> list[str]:
     lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}; "
                  f"pairwise interactions {mode.get(res.interactions, res.interactions)}"
                  + (f", margin {res.margin_se:g} standard errors" if res.margin_se else ""))
+    if res.confidence:
+        lines.append(f"held-out margin: each plan measured on calibration must clear the target "
+                     f"by the one-sided {res.confidence:g} bound on the held-out measurement")
     dp = res.dithered_pairs
     if dp:
         passes = "" if dp.get("passes") is None else f" ({dp['passes']} fake-quant passes)"
@@ -224,6 +233,8 @@ def split_lines(res: BitAllocation) -> list[str]:
     sel = "not measured" if res.selection_sqnr_db is None else f"{res.selection_sqnr_db:.2f} dB"
     held = "not measured" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
     cal = ("" if res.calibration_sqnr_db is None
-           else f"calibration {res.calibration_sqnr_db:.2f} dB, ")
+           else f"calibration {res.calibration_sqnr_db:.2f} dB"
+           + ("" if res.calibration_se_db is None or not math.isfinite(res.calibration_se_db)
+              else f" (standard error {res.calibration_se_db:.2f} dB)") + ", ")
     lines.append(f"measured SQNR (integer engine): {cal}selection {sel}, held-out {held}")
     return lines

@@ -38,6 +38,7 @@ from fxp.plan.plan import Plan
 from fxp.sim.compile import CompiledModel, compile_plan
 from fxp.sim.float_ref import _check_input, run_node
 from fxp.sim.integer import INPUT_COUNTER, LayerCounters, logits_tensor, run_integer
+from fxp.sim.sqnr_error import sample_powers, sqnr_standard_error_db
 from fxp.sim.values import to_float
 
 __all__ = ["INPUT_ROW", "LIVE_COPIES", "MEMORY_BUDGET_BYTES", "LayerRow", "SimulationReport",
@@ -94,6 +95,9 @@ class SimulationReport:
     agreement: float
     output_sqnr_db: float
     layers: list[LayerRow] = field(default_factory=list)
+    output_sqnr_se_db: float = math.nan
+    """Standard error (dB) of ``output_sqnr_db`` over these samples, as independent draws
+    (:func:`fxp.sim.sqnr_error.sqnr_standard_error_db`); nan below two samples."""
     input_saturations: int = 0
     """Input values the plan's input coding saturated (also the ``"(input)"`` row)."""
     total_acc_overflows: int = 0
@@ -254,6 +258,7 @@ def build_report(model: CompiledModel, y: np.ndarray, counters: dict[str, LayerC
     gin = model.graph.inputs[0]
     fs, qs = np.concatenate(f_scores), np.concatenate(q_scores)
     fp, qp = fs.argmax(axis=1), qs.argmax(axis=1)
+    se_db = sqnr_standard_error_db(*sample_powers(fs, qs))
     c_in = counters.get(INPUT_COUNTER, LayerCounters())
     rows = [LayerRow(name=INPUT_ROW, op="Input", weight=None, output=_fmt(model.plan.input),
                      acc_bits=None, acc_overflows=0, output_saturations=c_in.output_saturations,
@@ -283,7 +288,7 @@ def build_report(model: CompiledModel, y: np.ndarray, counters: dict[str, LayerC
         float_top1=float(np.mean(fp == y)), fixed_top1=float(np.mean(qp == y)),
         float_top5=float(np.mean(_topk(fs, y, 5))), fixed_top5=float(np.mean(_topk(qs, y, 5))),
         agreement=float(np.mean(fp == qp)), output_sqnr_db=sqnr_db(sig[logits], err[logits]),
-        layers=rows, input_saturations=c_in.output_saturations,
+        output_sqnr_se_db=se_db, layers=rows, input_saturations=c_in.output_saturations,
         total_acc_overflows=sum(r.acc_overflows for r in rows),
         total_output_saturations=sum(r.output_saturations for r in rows),
         fixed_predictions=qp if keep_predictions else None,

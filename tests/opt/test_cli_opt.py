@@ -112,3 +112,39 @@ def test_plan_calibration_check_is_measured_and_reported(tmp_path, capsys):
     assert not any("calibration_sqnr_db" in s for s in res["solves"])
     assert main(["plan", "mnist_cnn", "--data", data, "--calibration-check", "off"]) == 2
     assert "--calibration-check" in capsys.readouterr().err
+
+
+def test_plan_confidence_and_split_seed_options(tmp_path, capsys):
+    """``--split-seed none`` cuts the data's own order (the calibration split is samples
+    0..31, so the JSON's calibration SQNR is the engine's on exactly those), ``--confidence``
+    is recorded and its margin holds on the kept plan; bad values are usage errors, and both
+    options are refused on a plan that is not optimized."""
+    from fxp import workflow as fw
+    from fxp.opt.measured_goal import held_out_margin_db
+    from fxp.plan.io import load_plan
+    from fxp.sim.evaluate import simulate
+
+    data = _npz(tmp_path)
+    out = tmp_path / "p.json"
+    args = ["plan", "mnist_cnn", "--data", data, "--target-sqnr", "25", "--calib", "32",
+            "--max-bits", "12", "--tolerance-db", "3", "--json", "--out", str(out)]
+    assert main(args + ["--split-seed", "none", "--confidence", "0.9"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["splits"]["seed"] is None and res["confidence"] == 0.9
+    g = fw.load_model("mnist_cnn")
+    d = fw.load_data(data, g)  # preprocessed as fxp plan reads it
+    again = simulate(g, load_plan(out), d.x[:32], d.y[:32])
+    assert res["calibration_sqnr_db"] == pytest.approx(again.output_sqnr_db, abs=1e-9)
+    assert res["calibration_se_db"] == pytest.approx(again.output_sqnr_se_db, abs=1e-12)
+    if res["calibration_sqnr_db"] >= 25:  # a plan met the raised goal: the margin holds
+        margin = held_out_margin_db(res["calibration_se_db"], 32, res["n_eval"], 0.9)
+        assert res["calibration_sqnr_db"] >= 25 + margin
+    for bad in (["--confidence", "0.3"], ["--confidence", "1"], ["--split-seed", "-2"],
+                ["--split-seed", "x"]):
+        with pytest.raises(SystemExit) as e:
+            main(args + bad)
+        assert e.value.code == 2
+        capsys.readouterr()
+    for opt in (["--confidence", "0.9"], ["--split-seed", "3"]):
+        assert main(["plan", "mnist_cnn", "--data", data] + opt) == 2
+        assert opt[0] in capsys.readouterr().err

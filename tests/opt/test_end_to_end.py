@@ -20,11 +20,15 @@ from fxp.opt import (
     validate_model,
 )
 from fxp.opt.noise import fit_lin_law
+from fxp.opt.splits import split_data
 from fxp.plan.ptq import ptq_pow2
 from fxp.sim.evaluate import simulate
 
 cp = pytest.importorskip("cvxpy")
 pytestmark = pytest.mark.skipif("HIGHS" not in cp.installed_solvers(), reason="no HiGHS")
+
+
+CAL = split_data(600, 300).indices("calibration")  # optimize_bits' default split
 
 
 def tiny_graph(seed: int = 0) -> Graph:
@@ -52,7 +56,7 @@ def setup():
     rng = np.random.default_rng(1)
     x = rng.normal(0, 1, (600, 2, 6, 6)).astype(np.float32)
     y = rng.integers(0, 5, 600)
-    table = measure_noise(g, x[:300], n_measure=300)
+    table = measure_noise(g, x[CAL], n_measure=300)
     return g, x, y, table
 
 
@@ -74,8 +78,8 @@ def test_single_tensor_noise_matches_integer_engine(setup):
     for name in ("c1.weight", "h1", "x"):
         w = {t: 16 for t in table.names}
         w[name] = 6
-        plan = plan_for_widths(g, x[:300], table, w)
-        rep = simulate(g, plan, x[:300], y[:300])
+        plan = plan_for_widths(g, x[CAL], table, w)
+        rep = simulate(g, plan, x[CAL], y[CAL])
         assert rep.output_sqnr_db == pytest.approx(predict_sqnr_db(table, w), abs=0.3), name
 
 
@@ -88,7 +92,7 @@ def test_kappa_is_near_six_db_per_bit(setup):
 
 def test_additive_model_on_random_plans(setup):
     g, x, y, table = setup
-    v = validate_model(g, table, x[:300], x[300:], y[300:], n_plans=6, seed=3)
+    v = validate_model(g, table, x[CAL], x[300:], y[300:], n_plans=6, seed=3)
     assert len(v.widths) == 6
     assert v.mean_abs_error_db < 1.0, v.to_dict()
     assert v.corrected_mae_db <= v.mean_abs_error_db + 1e-12
@@ -173,10 +177,10 @@ def test_user_cost_table(setup):
 
 def test_ptq_pow2_new_options_keep_old_behaviour(setup):
     g, x, _, table = setup
-    a = ptq_pow2(g, x[:300], weight_bits=7, act_bits=9)
-    b = ptq_pow2(g, x[:300], weight_bits=7, act_bits=9, calib_ranges=table.ranges)
+    a = ptq_pow2(g, x[CAL], weight_bits=7, act_bits=9)
+    b = ptq_pow2(g, x[CAL], weight_bits=7, act_bits=9, calib_ranges=table.ranges)
     assert a == b
-    c = ptq_pow2(g, x[:300], weight_bits=7, act_bits=9, layer_acc_bits={"c2": 20})
+    c = ptq_pow2(g, x[CAL], weight_bits=7, act_bits=9, layer_acc_bits={"c2": 20})
     assert c.layer("c2").acc_bits == 20 and c.layer("c1").acc_bits == 32
 
 
@@ -184,8 +188,8 @@ def test_noise_ranges_equal_ptq_calibration(setup):
     """The fast float32 min/max ranges give the formats ptq_pow2 chooses from its own pass."""
     g, x, _, table = setup
     for b in (4, 8, 12):
-        a = ptq_pow2(g, x[:300], weight_bits=b, act_bits=b)
-        c = ptq_pow2(g, x[:300], weight_bits=b, act_bits=b, calib_ranges=table.ranges)
+        a = ptq_pow2(g, x[CAL], weight_bits=b, act_bits=b)
+        c = ptq_pow2(g, x[CAL], weight_bits=b, act_bits=b, calib_ranges=table.ranges)
         assert a == c
 
 
@@ -211,7 +215,7 @@ def test_sqnr_weight_formats_are_measured_and_used(setup):
     from fxp.opt.noise import SQNR_CLIP_STEPS
 
     g, x, y, minmax = setup
-    table = measure_noise(g, x[:300], n_measure=300, widths=range(2, 9), weight_method="sqnr")
+    table = measure_noise(g, x[CAL], n_measure=300, widths=range(2, 9), weight_method="sqnr")
     assert table.weight_method == "sqnr"
     clipped = 0
     for i, t in enumerate(table.tensors):
@@ -228,10 +232,10 @@ def test_sqnr_weight_formats_are_measured_and_used(setup):
     for name in ("c1.weight", "d1.weight"):
         w = {n: 8 for n in table.names}
         w[name] = 2
-        plan = plan_for_widths(g, x[:300], table, w)
+        plan = plan_for_widths(g, x[CAL], table, w)
         layer = name.split(".")[0]
         assert str(plan.layer(layer).weight.fmt) == table.formats[name][2]
-        rep = simulate(g, plan, x[:300], y[:300])
+        rep = simulate(g, plan, x[CAL], y[CAL])
         assert rep.output_sqnr_db == pytest.approx(predict_sqnr_db(table, w), abs=1.0), name
 
 

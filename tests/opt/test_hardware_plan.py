@@ -25,7 +25,9 @@ def setup():
     rng = np.random.default_rng(0)
     x = rng.integers(0, 256, (N, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, N)
-    nt = measure_noise(g, x[:CALIB], n_measure=CALIB)
+    from fxp.opt.splits import split_data
+
+    nt = measure_noise(g, x[split_data(N, CALIB).indices("calibration")], n_measure=CALIB)
     return g, x, y, nt
 
 

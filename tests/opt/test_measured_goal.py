@@ -3,14 +3,17 @@ driven by integer-engine measurements on the calibration split."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fxp.errors import InfeasibleTargetError, PlanError
-from fxp.opt.measured_goal import MAX_MEASURED_SOLVES, for_measured_goal
+from fxp.opt.measured_goal import MAX_MEASURED_SOLVES, for_measured_goal, held_out_margin_db
 from fxp.opt.solve import MilpResult
+from fxp.opt.splits import split_data
 
 
 class StaircaseSearch:
@@ -99,11 +102,16 @@ def test_optimize_bits_reports_the_calibration_measurement(monkeypatch):
     g = fw.load_model("mnist_cnn")
     d = fw.load_data("mnist5k", g)
     x, y = d.x[:600], d.y[:600]
-    table = measure_noise(g, x[:200], widths=range(2, 13))
+    ci = split_data(600, 200).indices("calibration")
+    table = measure_noise(g, x[ci], widths=range(2, 13))
     res = optimize_bits(g, (x, y), 24.0, calib=200, noise_table=table, interactions=False)
-    again = simulate(g, res.plan, x[:200], y[:200]).output_sqnr_db
-    assert res.calibration_sqnr_db == pytest.approx(again, abs=1e-9)
-    assert res.calibration_sqnr_db >= 24.0
+    again = simulate(g, res.plan, x[ci], y[ci])
+    assert res.calibration_sqnr_db == pytest.approx(again.output_sqnr_db, abs=1e-9)
+    assert res.calibration_se_db == pytest.approx(again.output_sqnr_se_db, abs=1e-12)
+    # the held-out margin: 1.645 standard errors of a 200-vs-200-sample difference
+    margin = held_out_margin_db(res.calibration_se_db, 200, 200, 0.95)
+    assert margin == pytest.approx(1.6448536 * math.sqrt(2) * res.calibration_se_db, rel=1e-6)
+    assert res.confidence == 0.95 and res.calibration_sqnr_db >= 24.0 + margin
     chosen = [s for s in res.solves if s.get("chosen")]
     assert chosen and all("calibration_sqnr_db" in s for s in chosen)
     off = optimize_bits(g, (x, y), 24.0, calib=200, noise_table=table, interactions=False,
@@ -120,6 +128,9 @@ def test_optimize_bits_reports_the_calibration_measurement(monkeypatch):
     monkeypatch.setattr(fxp.opt.noise, "measure_noise", measured)
     for bad, match in (({"calibration_check": "no"}, "calibration_check"),
                        ({"margin_se": -1.0}, "margin_se"),
+                       ({"confidence": 1.0}, "confidence"),
+                       ({"confidence": 0.3}, "confidence"),
+                       ({"split_seed": -1}, "split seed"),
                        ({"interactions": "yes"}, "interactions")):
         for tab in (table, None):
             with pytest.raises(PlanError, match=match):
