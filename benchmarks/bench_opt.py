@@ -113,7 +113,8 @@ def report(model: str, data: str, targets=(20.0, 30.0, 40.0), uniform=range(4, 1
               f"(float {100 * rep.float_top1:.2f}%), weights {row['weight_bits'] / 8:,.0f} B")
     for target in targets:
         for cost in ("weight_memory", "bitops"):
-            r = optimize_bits(g, d, target, cost=cost, noise_table=table)
+            r = optimize_bits(g, d, target, cost=cost, noise_table=table,
+                              split_seed=None)  # the table is of samples 0..999
             same = [u for u in out["uniform"] if u["fixed_top1"] >= r.fixed_top1 - 0.002]
             best_u = min(same, key=lambda u: u["weight_bits"]) if same else None
             red = (1 - r.weight_memory_bits / best_u["weight_bits"]) if best_u else math.nan
@@ -189,7 +190,7 @@ def bench_pair_budget(model: str = "mobilenet_small", max_passes: int | None = N
     nt.pair_noise = measure_pair_noise(g, d.x[:500], nt, max_passes=max_passes or
                                        MAX_PAIR_PASSES)
     t2 = time.perf_counter()
-    r = optimize_bits(g, d, 30.0, noise_table=nt, calib=500, selection=500)
+    r = optimize_bits(g, d, 30.0, noise_table=nt, calib=500, selection=500, split_seed=None)
     t3 = time.perf_counter()
     pn = nt.pair_noise
     print(f"{model}: noise table {t1 - t0:.0f} s; dithered pairs {len(pn)} measured, "

@@ -89,3 +89,26 @@ def test_the_prefix_cached_engine_gives_the_integers_simulate_gives(mnist):
     # the cache was used: only the steps after the changed width ran
     assert runs[0] == runs[3] == runs[5] == n
     assert runs[1] < runs[2] < n and runs[4] == runs[1]
+
+
+def test_first_plans_take_the_whole_split_rows_and_refuse_mixed_split_orders(tmp_path):
+    """Rows come from whole-held-out-split runs only, sorted by target, with their split
+    seed (None for runs before the seed existed); files of two orders are refused."""
+    import json
+
+    def run(seed, targets, evaluated=(2000, 5000)):
+        res = {"model": "m", "held_out_evaluated": list(evaluated),
+               "targets": [{"target_db": t, "first_cost": t} for t in targets]}
+        if seed != "absent":
+            res["settings"] = {"split_seed": seed}
+        return [res]
+
+    (tmp_path / "m_a.json").write_text(json.dumps(run(0, [14.0, 10.0])))
+    (tmp_path / "m_b.json").write_text(json.dumps(run(0, [12.0], evaluated=(2000, 3000))))
+    rows, seed = bench.first_plans("m", tmp_path)
+    assert [r["target_db"] for r in rows] == [10.0, 14.0] and seed == 0
+    (tmp_path / "m_c.json").write_text(json.dumps(run("absent", [16.0])))
+    with pytest.raises(SystemExit, match="mix split seeds"):
+        bench.first_plans("m", tmp_path)
+    (tmp_path / "m_a.json").unlink()
+    assert bench.first_plans("m", tmp_path)[1] is None
