@@ -31,7 +31,12 @@ on three disjoint splits of the data (:mod:`fxp.opt.splits`).
    each measured solve).  From that plan a measured neighbour search
    (:mod:`fxp.opt.neighbour_search`, six measurements at most) tries the cheaper plans
    one to three width changes away, most promising first, and moves to any measured at
-   or above the goal.  Still nothing of the selection or held-out split.
+   or above the goal.  Still nothing of the selection or held-out split.  The goal is the
+   target plus a **held-out margin** (``confidence``, 0.95 by default): the one-sided
+   bound on how far the held-out split may measure below the calibration split, from the
+   calibration measurement's own standard error
+   (:func:`~fxp.opt.measured_goal.held_out_margin_db`); the splits are cut from a shuffled
+   order (:mod:`fxp.opt.splits`), so that bound holds for them.
 3. **Selection split**: the integer engine measures that plan.  Below the
    target, it measures the plan on the calibration and selection samples together
    (``calibration_and_selection_sqnr_db`` on the solve); below the target there too,

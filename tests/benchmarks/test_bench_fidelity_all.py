@@ -105,10 +105,10 @@ def test_first_plans_take_the_whole_split_rows_and_refuse_mixed_split_orders(tmp
 
     (tmp_path / "m_a.json").write_text(json.dumps(run(0, [14.0, 10.0])))
     (tmp_path / "m_b.json").write_text(json.dumps(run(0, [12.0], evaluated=(2000, 3000))))
-    rows, seed = bench.first_plans("m", tmp_path)
-    assert [r["target_db"] for r in rows] == [10.0, 14.0] and seed == 0
+    rows, seed, confidence = bench.first_plans("m", tmp_path)
+    assert [r["target_db"] for r in rows] == [10.0, 14.0] and seed == 0 and confidence == 0
     (tmp_path / "m_c.json").write_text(json.dumps(run("absent", [16.0])))
-    with pytest.raises(SystemExit, match="mix split seeds"):
+    with pytest.raises(SystemExit, match="mix split seeds or confidences"):
         bench.first_plans("m", tmp_path)
     (tmp_path / "m_a.json").unlink()
     assert bench.first_plans("m", tmp_path)[1] is None
