@@ -16,6 +16,13 @@ measured in lexicographic order of their widths by :class:`PrefixCachedEngine`, 
 each step once per distinct set of weights before it; every :data:`CHECK_EVERY` plans its
 result is checked against ``simulate`` (the measurement ``bench_fidelity.py`` makes).
 
+Each plan is also measured on the calibration split (a second prefix-cached engine), with
+its standard error: the **optimizer's own criterion** is a calibration SQNR of at least the
+target plus the held-out margin of the run's ``confidence``
+(:func:`fxp.opt.measured_goal.held_out_margin_db`).  Where no plan 2% cheaper than the first
+meets it, the first plan is within 2% of the exhaustive optimum of the information the
+optimizer has (the held-out optimum above peeks at the held-out split).
+
 Every budget's plans lie under the largest budget, so the plans under it are measured once
 and each target is answered from them.  Over those plans the script also counts the
 **reversals**: pairs one width step apart, both measured, in which the plan with the extra
