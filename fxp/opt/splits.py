@@ -18,14 +18,14 @@ samples and the held-out split the rest.
 
 Why a random order.  Datasets are often stored in an order: by class, by source,
 by writer.  A contiguous range is then a biased sample, and a plan's SQNR measured
-on one range does not predict another.  On ``mnist5k`` (``lenet5``, one plan) five
-consecutive 1,000-sample ranges measure 31.45-32.27 dB, a spread (0.34 dB standard
-deviation) three times what independent samples give (0.12 dB, the standard
-error of :attr:`fxp.sim.evaluate.SimulationReport.output_sqnr_se_db`); over 200
-random orders the calibration-to-held-out difference has 0.15 dB standard deviation
-(report section 12 of ``reports/optimizer_fidelity``).  A random order makes every
-split a sample of the same data, so the calibration measurement's standard error
-says how far the held-out one may fall.
+on one range predicts another worse than its standard error says.  On the reference
+data (``benchmarks/bench_split_order.py``, one uniform plan per model) five consecutive
+1,000-sample ranges spread 1.2-1.9 times the standard error
+(:attr:`fxp.sim.evaluate.SimulationReport.output_sqnr_se_db`); over 200 random orders the
+calibration-to-held-out difference spreads as the standard errors predict (0.08-0.19 dB
+against 0.08-0.21 dB; section 12 of ``reports/optimizer_fidelity``).  A random order
+makes every split a sample of the same data, so the calibration measurement's standard
+error says how far the held-out one may fall (:func:`fxp.opt.measured_goal.held_out_margin_db`).
 """
 
 from __future__ import annotations
