@@ -39,9 +39,10 @@ def run(model: str, weight_bits: int, orders: int) -> dict:
     from fxp.opt.model import BIAS_GUARD_BITS
     from fxp.opt.splits import split_data
     from fxp.sim.compile import compile_plan
-    from fxp.sim.evaluate import _run_batch
-    from fxp.sim.integer import logits_tensor
+    from fxp.sim.float_ref import run_float
+    from fxp.sim.integer import logits_tensor, run_integer
     from fxp.sim.sqnr_error import sample_powers, sqnr_standard_error_db
+    from fxp.sim.values import to_float
 
     spec, limit = bf.DATA[model]
     g = fw.load_model(model)
@@ -52,12 +53,10 @@ def run(model: str, weight_bits: int, orders: int) -> dict:
     cm = compile_plan(g, plan_for_widths(g, x[:1000], nt, w, bias_guard=BIAS_GUARD_BITS))
     logits = logits_tensor(cm)
     fs, qs = [], []
-    for a in range(0, len(x), 250):
-        names = [g.inputs[0]] + [s.node.output for s in cm.steps if s.out_spec is not None]
-        sig, err = dict.fromkeys(names + [logits], 0.0), dict.fromkeys(names + [logits], 0.0)
-        f, q = _run_batch(cm, x[a:a + 250], {}, "auto", sig, err, logits)
-        fs.append(f)
-        qs.append(q)
+    for a in range(0, len(x), 250):  # float reference and integer engine, batch by batch
+        xb = x[a:a + 250]
+        fs.append(run_float(g, xb, tensors=[logits])[logits])
+        qs.append(to_float(run_integer(cm, xb, keep=True).values[logits]))
     s, n = sample_powers(np.concatenate(fs), np.concatenate(qs))
     ranges = [(a, a + 1000) for a in range(0, len(x), 1000)]
     range_db = [sqnr_of(s[a:b], n[a:b]) for a, b in ranges]

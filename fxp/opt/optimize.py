@@ -533,4 +533,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         margin_se=float(margin_se), bias_guard_bits=bias_guard,
         calibration_sqnr_db=cal_db.get(key_of(w)), calibration_se_db=cal_se.get(key_of(w)),
         confidence=float(confidence) if calibration_check else 0.0,
+        margin_db=(held_out_margin_db(cal_se[key_of(w)], len(cx), splits.held_out_size,
+                                      confidence)
+                   if calibration_check and key_of(w) in cal_se else 0.0),
         dithered_pairs=_pair_summary(noise_table) if inter is not None else {})

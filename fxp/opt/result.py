@@ -32,8 +32,8 @@ class BitAllocation:
         Standard errors (dB) of the prediction and of each tensor's noise at
         its width, from per-batch estimates on the calibration split.
     splits : dict
-        The calibration, selection and held-out splits (sizes, index ranges,
-        roles): :mod:`fxp.opt.splits`.
+        The calibration, selection and held-out splits (sizes, position ranges in the
+        order, the order's seed, roles): :mod:`fxp.opt.splits`.
     solves : list of dict
         Every MILP solve: internal target, why, prediction, cost, the
         calibration-split SQNR where the calibration check measured the plan, the
@@ -44,6 +44,12 @@ class BitAllocation:
     calibration_sqnr_db : float or None
         The final plan's SQNR on the calibration split (integer engine; what the
         calibration check, :mod:`fxp.opt.measured_goal`, measured), None without it.
+    calibration_se_db : float or None
+        Its standard error (dB; the samples as independent draws,
+        :func:`fxp.sim.sqnr_error.sqnr_standard_error_db`).
+    confidence, margin_db : float
+        The held-out margin's confidence (0: none) and the margin (dB) it asked of the final
+        plan's calibration measurement (:func:`fxp.opt.measured_goal.held_out_margin_db`).
     selection_top1 : (float, float) or None
         Float and fixed top-1 on the selection split.
     tolerance_db : float
@@ -110,6 +116,7 @@ class BitAllocation:
     calibration_sqnr_db: float | None = None
     calibration_se_db: float | None = None  # its standard error (samples as independent draws)
     confidence: float = 0.0  # held-out margin's confidence (0: none; fxp.opt.measured_goal)
+    margin_db: float = 0.0  # the held-out margin of the final plan (dB)
     dithered_pairs: dict = field(default_factory=dict)  # measured, skipped (names), passes
 
     def __getitem__(self, key):
@@ -138,6 +145,7 @@ class BitAllocation:
             "splits", "selection_sqnr_db", "selection_top1", "tolerance_db",
             "predicted_additive_db", "predicted_se_db", "interactions", "margin_se",
             "bias_guard_bits", "calibration_sqnr_db", "calibration_se_db", "confidence",
+            "margin_db",
             "dithered_pairs")}
         d["held_out_sqnr_db"] = self.measured_sqnr_db
         d["n_solves"] = len(self.solves)
@@ -218,7 +226,8 @@ def split_lines(res: BitAllocation) -> list[str]:
                  + (f", margin {res.margin_se:g} standard errors" if res.margin_se else ""))
     if res.confidence:
         lines.append(f"held-out margin: each plan measured on calibration must clear the target "
-                     f"by the one-sided {res.confidence:g} bound on the held-out measurement")
+                     f"by the one-sided {res.confidence:g} bound on the held-out measurement "
+                     f"({res.margin_db:.2f} dB for this plan)")
     dp = res.dithered_pairs
     if dp:
         passes = "" if dp.get("passes") is None else f" ({dp['passes']} fake-quant passes)"

@@ -102,12 +102,13 @@ def run_model(model: str, spec: str, *, calib: int, select: int, test: int, reus
                   **_measure(graph, plan8, held)})
     for name, prof in PROFILES.items():
         r30 = fw.optimize_plan(graph, opt_data, TARGET_DB, calib=calib, noise_table=table,
-                               reuse_factor=reuse, **prof)
+                               reuse_factor=reuse, split_seed=None, **prof)  # table: cx
         plans.append({"profile": name, **_entry(graph, r30, held, f"{TARGET_DB:g} dB")})
         log(f"{model}/{name}: 30 dB plan ({time.perf_counter() - t0:.0f} s)")
         try:
             ra = fw.optimize_for_accuracy(graph, opt_data, DROP, calib=calib,
-                                          noise_table=table, reuse_factor=reuse, **prof)
+                                          noise_table=table, reuse_factor=reuse,
+                                          split_seed=None, **prof)
         except Exception as exc:  # noqa: BLE001 -- an unreachable drop is a result, recorded
             plans.append({"profile": name, "kind": f"drop <= {DROP:g}", "error": str(exc)})
         else:

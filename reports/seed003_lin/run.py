@@ -61,12 +61,14 @@ def run_model(model: str, data_spec: str, *, calib: int, limit: int | None, n_pl
                         "fixed_top1": rep.fixed_top1, "weight_bytes": n_weights * b // 8})
     targets = []
     for target in target_dbs:
-        res = fw.optimize_plan(graph, data, target, calib=calib, noise_table=table)
+        res = fw.optimize_plan(graph, data, target, calib=calib, noise_table=table,
+                               split_seed=None)  # the table is of the first calib samples
         targets.append({"target_db": target, "widths": res.widths,
                         "predicted_db": res.predicted_sqnr_db, "measured_db": res.measured_sqnr_db,
                         "fixed_top1": res.fixed_top1, "float_top1": res.float_top1,
                         "weight_bytes": res.weight_memory_bits // 8, "success": res.success})
     acc = fw.optimize_for_accuracy(graph, data, DROP, calib=calib, noise_table=table,
+                                   split_seed=None,
                                    **({} if search is None else {"targets_db": search}))
     best_uniform = next((u for u in uniform
                          if 100 * (u["float_top1"] - u["fixed_top1"]) <= DROP + 1e-9), None)

@@ -112,6 +112,7 @@ def test_optimize_bits_reports_the_calibration_measurement(monkeypatch):
     margin = held_out_margin_db(res.calibration_se_db, 200, 200, 0.95)
     assert margin == pytest.approx(1.6448536 * math.sqrt(2) * res.calibration_se_db, rel=1e-6)
     assert res.confidence == 0.95 and res.calibration_sqnr_db >= 24.0 + margin
+    assert res.margin_db == pytest.approx(margin, rel=1e-12)
     chosen = [s for s in res.solves if s.get("chosen")]
     assert chosen and all("calibration_sqnr_db" in s for s in chosen)
     off = optimize_bits(g, (x, y), 24.0, calib=200, noise_table=table, interactions=False,
