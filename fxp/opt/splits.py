@@ -20,7 +20,7 @@ Why a random order.  Datasets are often stored in an order: by class, by source,
 by writer.  A contiguous range is then a biased sample, and a plan's SQNR measured
 on one range predicts another worse than its standard error says.  On the reference
 data (``benchmarks/bench_split_order.py``, one uniform plan per model) five consecutive
-1,000-sample ranges spread 1.2-1.9 times the standard error
+1,000-sample ranges spread 1.2-1.8 times the standard error
 (:attr:`fxp.sim.evaluate.SimulationReport.output_sqnr_se_db`); over 200 random orders the
 calibration-to-held-out difference spreads as the standard errors predict (0.08-0.19 dB
 against 0.08-0.21 dB; section 12 of ``reports/optimizer_fidelity``).  A random order
