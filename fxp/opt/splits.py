@@ -131,8 +131,8 @@ def check_table_samples(graph, table, calibration_x: np.ndarray) -> None:
     (:attr:`~fxp.opt.noise.NoiseTable.reference`) must be the float model's logits of
     those samples (relative difference <= 1e-4).  A table without kept logits (too large
     to keep) is not checked."""
-    from fxp.sim.float_ref import run_float
     from fxp.opt.noise import logits_of
+    from fxp.sim.float_ref import run_float
 
     ref = getattr(table, "reference", None)
     if ref is None:
