@@ -216,6 +216,22 @@ def cheaper_meeting(cost_grid, noise_grid, target_db, below, measure_idx):
     return None, None, len(order), len(order), best
 
 
+def model_splits(model: str, split_seed: int | None, n_eval: int | None = None):
+    """``(graph, data, splits, calibration indices, held-out indices)`` of ``model`` on its
+    :data:`DATA`, cut as ``fxp plan`` cuts it (1,000 calibration samples, ``split_seed``);
+    the held-out indices are those of the first ``n_eval`` held-out positions (all: None)."""
+    from fxp import workflow as fw
+    from fxp.opt.splits import split_data
+
+    spec, limit = DATA[model]
+    g = fw.load_model(model)
+    d = fw.load_data(spec, g, limit=limit)
+    sp = split_data(len(d.x), 1000, seed=split_seed)
+    h0, h1 = sp.held_out
+    h1 = h1 if n_eval is None else min(h1, h0 + n_eval)
+    return g, d, sp, sp.indices("calibration"), np.sort(sp.order[h0:h1])
+
+
 def grid_widths(table, weight_index, idx) -> dict[str, int]:
     """The widths of grid point ``idx`` (one index per weight tensor of ``weight_index``, as
     :func:`exhaustive` returns it): those weights' widths, every other tensor at the widest."""
@@ -239,22 +255,16 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
               maximal_test: bool = True) -> dict:
     """Every number of one model; ``checkpoint(out)``, when given, sees the partial result
     after each target (a stopped run keeps the targets it finished)."""
-    from fxp import workflow as fw
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths, predict_sqnr_db
     from fxp.opt.interactions import Interactions
     from fxp.opt.model import BIAS_GUARD_BITS
     from fxp.opt.pair_noise import measure_pair_noise
-    from fxp.opt.splits import split_data
     from fxp.sim.evaluate import simulate
 
-    spec, limit = DATA[model]
-    g = fw.load_model(model)
-    d = fw.load_data(spec, g, limit=limit)
-    sp = split_data(len(d.x), 1000, seed=split_seed)
-    ci = sp.indices("calibration")
+    spec = DATA[model][0]
+    g, d, sp, ci, hi = model_splits(model, split_seed, n_eval)
     cx, cy = d.x[ci], d.y[ci]
     h0 = sp.held_out[0]
-    hi = np.sort(sp.order[h0:h0 + n_eval])  # the first n_eval held-out positions
     hx, hy = d.x[hi], d.y[hi]
     t0 = time.perf_counter()
     nt = measure_noise(g, cx, weight_method="sqnr", n_measure=None)  # as fxp plan: every sample

@@ -159,11 +159,9 @@ def reversals(measured: dict[tuple, float]) -> dict:
 
 
 def run_model(model: str, src: Path, count_only: bool = False) -> dict:
-    from fxp import workflow as fw
     from fxp.opt import measure_noise, plan_for_widths
     from fxp.opt.measured_goal import held_out_margin_db
     from fxp.opt.model import BIAS_GUARD_BITS
-    from fxp.opt.splits import split_data
     from fxp.sim.compile import compile_plan
     from fxp.sim.evaluate import simulate, sqnr_db
     from fxp.sim.float_ref import run_float
@@ -173,11 +171,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     rows, seed, confidence = first_plans(model, src)
     if not rows:
         raise SystemExit(f"no bench_fidelity --n-eval 3000 results for {model} under {src}")
-    spec, limit = bf.DATA[model]
-    g = fw.load_model(model)
-    d = fw.load_data(spec, g, limit=limit)
-    sp = split_data(len(d.x), 1000, seed=seed)
-    ci, hi = sp.indices("calibration"), sp.indices("held_out")
+    g, d, _, ci, hi = bf.model_splits(model, seed)
     cx, hx, hy = d.x[ci], d.x[hi], d.y[hi]
     nt = measure_noise(g, cx, weight_method="sqnr", n_measure=None)  # as fxp plan
     cost_grid, _, wi = bf.exhaustive(nt, *bf.held_out_errors(g, nt, hx))

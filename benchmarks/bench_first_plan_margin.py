@@ -31,18 +31,12 @@ def run(model: str, targets: list[float], settings: list[tuple[float, float]],
         split_seed: int | None = 0) -> dict:
     """Rows of (target, margin_se, confidence): the first plan's cost, widths, calibration
     SQNR and standard error, and held-out SQNR."""
-    from fxp import workflow as fw
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths
     from fxp.opt.model import BIAS_GUARD_BITS
     from fxp.opt.pair_noise import measure_pair_noise
-    from fxp.opt.splits import split_data
     from fxp.sim.evaluate import simulate
 
-    spec, limit = bf.DATA[model]
-    g = fw.load_model(model)
-    d = fw.load_data(spec, g, limit=limit)
-    sp = split_data(len(d.x), 1000, seed=split_seed)
-    ci, hi = sp.indices("calibration"), sp.indices("held_out")
+    g, d, sp, ci, hi = bf.model_splits(model, split_seed)
     cx, hx, hy = d.x[ci], d.x[hi], d.y[hi]
     nt = measure_noise(g, cx, weight_method="sqnr", n_measure=None)
     nt.pair_noise = measure_pair_noise(g, cx, nt)

@@ -437,9 +437,11 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
             cal_db[key], cal_se[key] = rep.output_sqnr_db, rep.output_sqnr_se_db
         return cal_db[key]
 
-    def margin(w):  # after measure_calibration(w): the model's margin and the held-out bound
-        return search.need(0.0, w) + held_out_margin_db(cal_se[key_of(w)], len(cx),
-                                                        splits.held_out_size, confidence)
+    def held_margin(w):  # after measure_calibration(w): the held-out bound (dB)
+        return held_out_margin_db(cal_se[key_of(w)], len(cx), splits.held_out_size, confidence)
+
+    def margin(w):  # the model's margin and the held-out bound
+        return search.need(0.0, w) + held_margin(w)
 
     def for_goal(goal, reason):
         if not calibration_check:
@@ -533,7 +535,5 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         margin_se=float(margin_se), bias_guard_bits=bias_guard,
         calibration_sqnr_db=cal_db.get(key_of(w)), calibration_se_db=cal_se.get(key_of(w)),
         confidence=float(confidence) if calibration_check else 0.0,
-        margin_db=(held_out_margin_db(cal_se[key_of(w)], len(cx), splits.held_out_size,
-                                      confidence)
-                   if calibration_check and key_of(w) in cal_se else 0.0),
+        margin_db=held_margin(w) if calibration_check and key_of(w) in cal_se else 0.0,
         dithered_pairs=_pair_summary(noise_table) if inter is not None else {})

@@ -41,3 +41,20 @@ def test_every_plan_under_the_budget_is_dominated_by_a_maximal_one(grid):
 
 def test_steps_down_lowers_one_width_at_a_time():
     assert sorted(bench.steps_down((2, 0, 1))) == [(1, 0, 1), (2, 0, 0)]
+
+
+def test_model_splits_are_the_optimizers_splits():
+    """The benchmarks' calibration and held-out samples are those ``optimize_bits`` cuts
+    (the same seed, 1,000 calibration samples); ``n_eval`` keeps the first held-out
+    positions of the shuffled order."""
+    import numpy as np
+
+    from fxp.opt.splits import split_data
+
+    g, d, sp, ci, hi = bench.model_splits("mnist_cnn", 0, n_eval=100)
+    ref = split_data(len(d.x), 1000, seed=0)
+    assert np.array_equal(ci, ref.indices("calibration"))
+    order = np.random.default_rng(0).permutation(len(d.x))
+    assert sorted(hi.tolist()) == sorted(order[ref.held_out[0]:ref.held_out[0] + 100].tolist())
+    assert not set(hi.tolist()) & set(ci.tolist())
+    assert np.array_equal(bench.model_splits("mnist_cnn", 0)[4], ref.indices("held_out"))
