@@ -243,8 +243,9 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
                         "the data's own order (see fxp/opt/splits.py)")
     p.add_argument("--per-channel-weights", action="store_true",
                    help="one weight width per output channel (exact MILP over channels x "
-                        "widths, cost weight memory; needs --target-sqnr); see "
-                        "fxp/opt/channel_widths.py")
+                        "widths, cost weight memory; needs --target-sqnr; the same splits, "
+                        "--calibration-check, --confidence and --split-seed); see "
+                        "fxp/opt/channel_optimize.py")
     p.add_argument("--channel-groups", type=positive_int, default=None, metavar="G",
                    help="with --per-channel-weights: G groups of channels per layer share a "
                         "width (channels sorted by sensitivity)")
@@ -298,10 +299,6 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                     ("--acc-saturate", args.acc_saturate),
                                     ("--interactions", getattr(args, "interactions", None)),
                                     ("--margin-se", getattr(args, "margin_se", None)),
-                                    ("--calibration-check",
-                                     getattr(args, "calibration_check", None)),
-                                    ("--confidence", getattr(args, "confidence", None)),
-                                    ("--split-seed", getattr(args, "split_seed", None)),
                                     ("--max-accuracy-drop",
                                      getattr(args, "max_accuracy_drop", None)),
                                     *((f"--max-{n}", getattr(args, f"max_{n}"))

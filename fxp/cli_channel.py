@@ -1,8 +1,10 @@
 """``fxp plan MODEL --data D --target-sqnr T --per-channel-weights [--channel-groups G]``.
 
 Parses nothing itself: :func:`fxp.cli._plan_optimized` hands over the parsed
-arguments; this calls :func:`fxp.opt.channel_widths.optimize_channel_widths`,
-writes the plan and prints (or returns as JSON) the result.
+arguments; this calls :func:`fxp.opt.channel_optimize.optimize_channel_widths` (the three
+splits of :mod:`fxp.opt.splits`, the calibration check and its held-out margin), writes
+the plan and prints (or returns as JSON) the result: the splits, every solve and the
+SQNR measured on each split.
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ __all__ = ["plan_channel_widths"]
 
 
 def plan_channel_widths(args: argparse.Namespace, graph, data) -> int:
-    """Exit code 0 when the plan meets the target (measured on held-out data), else 1."""
-    from fxp.opt.channel_widths import optimize_channel_widths
+    """Exit code 0 when the plan meets the target on the held-out split, else 1."""
+    from fxp.cli_args import hardware_options
+    from fxp.opt.channel_optimize import optimize_channel_widths
     from fxp.plan.io import plan_to_dict, save_plan
 
     calib = 1000 if args.calib is None else args.calib
+    opts = {k: v for k, v in hardware_options(args).items()
+            if k in ("calibration_check", "confidence", "split_seed")}
     res = optimize_channel_widths(graph, data, args.target_sqnr, calib=calib,
+                                  selection=args.selection, tolerance_db=args.tolerance_db,
                                   channel_groups=args.channel_groups, rounding=args.rounding,
-                                  method=args.method)
+                                  method=args.method, **opts)
     if res.plan is not None and args.out is not None:
         save_plan(res.plan, args.out)
     if args.json:
@@ -42,11 +48,40 @@ def plan_channel_widths(args: argparse.Namespace, graph, data) -> int:
         counts = np.bincount(bits)
         hist = ", ".join(f"{b} bits: {int(n)}" for b, n in enumerate(counts) if n)
         print(f"  {name}: {len(bits)} channels ({hist})")
-    meas = "n/a" if res.measured_sqnr_db is None else f"{res.measured_sqnr_db:.2f} dB"
-    print(f"predicted SQNR {res.predicted_sqnr_db:.2f} dB, measured {meas} ({res.message})")
+    for line in _split_lines(res):
+        print(line)
+    print(res.message)
     if res.fixed_top1 is not None:
         print(f"top-1 float {100 * res.float_top1:.2f}%, fixed {100 * res.fixed_top1:.2f}%; "
               f"weight memory {res.weight_memory_bits / 8:,.0f} bytes")
     if args.out is not None:
         print(f"wrote {args.out}")
     return 0 if res.success else 1
+
+
+def _split_lines(res) -> list[str]:
+    """The splits, the solves, the held-out margin and the SQNR on each split."""
+    def db(v):
+        return "not measured" if v is None else f"{v:.2f} dB"
+
+    sp, lines = res.splits, []
+    if sp.get("seed") is not None:
+        lines.append(f"data order: {sp['order']}")
+    parts = [f"{name} {sp[key]['size']}" for key, name in (
+        ("calibration", "calibration"), ("selection", "selection"), ("held_out", "held-out"))]
+    lines.append("data (samples): " + ", ".join(parts))
+    targets = [s["internal_target_db"] for s in res.solves
+               if s["internal_target_db"] is not None]
+    lines.append(f"solves: {len(res.solves)}" + (
+        f", internal targets {', '.join(f'{t:.2f}' for t in targets)} dB" if targets else ""))
+    if res.confidence:
+        lines.append(f"held-out margin: each plan measured on calibration must clear the "
+                     f"target by the one-sided {res.confidence:g} bound on the held-out "
+                     f"measurement ({res.margin_db:.2f} dB for this plan)")
+    cal = db(res.calibration_sqnr_db) + (
+        "" if res.calibration_se_db is None else f" (standard error {res.calibration_se_db:.2f}"
+                                                 " dB)")
+    lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f} dB; measured (integer engine): "
+                 f"calibration {cal}, selection {db(res.selection_sqnr_db)}, held-out "
+                 f"{db(res.measured_sqnr_db)}")
+    return lines

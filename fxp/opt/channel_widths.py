@@ -27,13 +27,15 @@ The plan.  Each weighted layer gets a per-channel weight spec
 ``fixed<b_c, I_c>``, the engine computing in the container LSB), activations
 the formats of :func:`fxp.opt.model.plan_for_widths`, accumulators the
 narrowest width that provably cannot overflow.
+
+The search that turns a target into a plan (calibration check, selection and held-out
+splits) is :func:`fxp.opt.channel_optimize.optimize_channel_widths`.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,8 +43,7 @@ import numpy as np
 from fxp.errors import PlanError
 from fxp.opt.channel_noise import ChannelNoise
 
-__all__ = ["ChannelAllocation", "ChannelProblem", "brute_force_channels",
-           "build_channel_problem", "channel_plan", "optimize_channel_widths",
+__all__ = ["ChannelProblem", "brute_force_channels", "build_channel_problem", "channel_plan",
            "solve_channel_milp", "weight_memory_bits"]
 
 
@@ -222,176 +223,3 @@ def channel_plan(graph, calib_x, act_table, noises: dict[str, ChannelNoise],
                                 f"{s.worst_case_bits}-bit accumulator (more than 64)")
             plan = plan.replace_layer(s.name, acc_bits=max(2, s.worst_case_bits))
     return plan, bits
-
-
-@dataclass
-class ChannelAllocation:
-    """Result of :func:`optimize_channel_widths` (scipy ``OptimizeResult`` shape).
-
-    Attributes
-    ----------
-    success : bool
-        A plan was found and (when verified) its measured SQNR is at least the target
-        minus 0.5 dB; with a memory budget, the plan fits it.
-    message : str
-    plan : Plan or None
-    target_sqnr_db, max_weight_bits : float or None
-        The goal: an SQNR target, or a weight-memory budget (bits).
-    predicted_sqnr_db, measured_sqnr_db : float
-        Model prediction; integer-engine measurement on the held-out samples (None unverified).
-    float_top1, fixed_top1 : float or None
-        Held-out top-1 of the float model and of the plan.
-    weight_memory_bits : int
-        ``sum_c size_c * b_c`` over every weighted layer.
-    channel_bits : dict layer -> int array [C]
-    act_bits : dict tensor -> int
-    n_variables : int
-        Binaries of the MILP after removing dominated widths.
-    solve_time_s, total_time_s : float
-        MILP solve time (all refinements) and the whole call.
-    """
-
-    success: bool
-    message: str
-    plan: object
-    target_sqnr_db: float | None
-    max_weight_bits: float | None
-    predicted_sqnr_db: float
-    measured_sqnr_db: float | None
-    float_top1: float | None
-    fixed_top1: float | None
-    weight_memory_bits: int
-    channel_bits: dict
-    act_bits: dict
-    n_variables: int
-    solve_time_s: float
-    total_time_s: float
-
-    def to_dict(self) -> dict:
-        return {"success": self.success, "message": self.message,
-                "target_sqnr_db": self.target_sqnr_db, "max_weight_bits": self.max_weight_bits,
-                "predicted_sqnr_db": self.predicted_sqnr_db,
-                "measured_sqnr_db": self.measured_sqnr_db, "float_top1": self.float_top1,
-                "fixed_top1": self.fixed_top1, "weight_memory_bits": self.weight_memory_bits,
-                "channel_bits": {k: [int(b) for b in v] for k, v in self.channel_bits.items()},
-                "act_bits": dict(self.act_bits), "n_variables": self.n_variables,
-                "solve_time_s": self.solve_time_s, "total_time_s": self.total_time_s}
-
-
-def _xy(data):
-    if hasattr(data, "x"):
-        return np.asarray(data.x), np.asarray(data.y)
-    if isinstance(data, tuple):
-        return np.asarray(data[0]), np.asarray(data[1])
-    return np.asarray(data), None
-
-
-def optimize_channel_widths(graph, data, target_sqnr_db: float | None = None, *,
-                            max_weight_bits: float | None = None, widths=range(2, 11),
-                            act_widths=range(2, 17), channel_groups: int | None = None,
-                            calib: int = 1000, eval_data=None, n_measure: int = 256,
-                            n_channel: int = 64, noises: dict | None = None, act_table=None,
-                            method: str = "minmax", rounding: str = "half_up",
-                            verify: bool = True, tolerance_db: float = 0.25,
-                            max_refine: int = 3, time_limit_s: float = 60.0
-                            ) -> ChannelAllocation:
-    """Cheapest per-channel weight widths (and per-tensor activation widths) for a target.
-
-    Parameters
-    ----------
-    graph : Graph
-        Canonical graph (:func:`fxp.workflow.load_model`).
-    data : fxp.workflow.Data, ``(x, y)`` or array x
-        The first ``calib`` samples calibrate and measure the noise; the rest (or
-        ``eval_data``) is held out for the integer engine's measurement.
-    target_sqnr_db : float, optional
-        Output (logits) SQNR target (dB); or ``max_weight_bits``: the best SQNR
-        whose weight memory is at most that many bits.
-    widths, act_widths : iterables of int
-        Candidate weight and activation widths.
-    channel_groups : int, optional
-        ``G`` groups of channels per layer share one width (default: every
-        channel its own).
-    n_measure, n_channel : int
-        Samples of the activation noise table and of the per-channel measurement.
-    noises, act_table : optional
-        :func:`~fxp.opt.channel_noise.measure_channel_noise` output and an
-        activation :class:`~fxp.opt.noise.NoiseTable` measured before (same ``calib``).
-    verify, tolerance_db, max_refine :
-        As :func:`fxp.opt.solve.optimize_bits`: a measured SQNR more than
-        ``tolerance_db`` below the target raises the internal target by the
-        shortfall and re-solves (at most ``max_refine`` times).
-
-    Raises
-    ------
-    PlanError
-        Neither or both of ``target_sqnr_db`` and ``max_weight_bits``.
-    """
-    from fxp.opt.channel_noise import measure_channel_noise
-    from fxp.opt.noise import measure_noise, quantizable_tensors
-    from fxp.sim.evaluate import simulate
-
-    t_start = time.perf_counter()
-    if (target_sqnr_db is None) == (max_weight_bits is None):
-        raise PlanError("give exactly one of target_sqnr_db and max_weight_bits")
-    x, y = _xy(data)
-    cx = x[:calib]
-    if eval_data is not None:
-        ex, ey = _xy(eval_data)
-    else:
-        ex, ey = (x[calib:], None if y is None else y[calib:]) if x.shape[0] > calib \
-            else (cx, None if y is None else y[:calib])
-    if act_table is None:
-        acts = [t.name for t in quantizable_tensors(graph) if t.kind == "act"]
-        act_table = measure_noise(graph, cx, widths=act_widths, n_measure=n_measure,
-                                  method=method, rounding=rounding, tensors=acts)
-    if noises is None:
-        noises = measure_channel_noise(graph, cx, widths=widths, n_measure=n_channel,
-                                       rounding=rounding)
-    act_noise = {t.name: {b: act_table.noise(t.name, b) for b in act_table.widths}
-                 for t in act_table.tensors if t.kind == "act"}
-    goal, solve_s, res = target_sqnr_db, 0.0, None
-    for _ in range(max_refine + 1):
-        p = build_channel_problem(noises, act_noise, target_db=goal, max_cost=max_weight_bits,
-                                  channel_groups=channel_groups)
-        t0 = time.perf_counter()
-        choice = solve_channel_milp(p, time_limit_s=time_limit_s)
-        solve_s += time.perf_counter() - t0
-        nvar = sum(len(_pareto(w, n, c)) for w, n, c in zip(p.widths, p.noise, p.cost,
-                                                              strict=True))
-        if choice is None:
-            best = -10 * math.log10(max(math.fsum(min(n) for n in p.noise), 1e-300))
-            msg = (f"no widths meet {goal:g} dB (best predicted {best:.2f} dB)"
-                   if max_weight_bits is None else
-                   f"no widths fit {max_weight_bits:g} weight bits (least "
-                   f"{math.fsum(min(c) for c in p.cost):g})")
-            return ChannelAllocation(False, msg, None, target_sqnr_db, max_weight_bits, math.nan,
-                                     None, None, None, 0, {}, {}, nvar, solve_s,
-                                     time.perf_counter() - t_start)
-        cost, noise = p.evaluate(choice)
-        pred = math.inf if noise == 0 else -10 * math.log10(noise)
-        plan, bits = channel_plan(graph, cx, act_table, noises, p, choice,
-                                  name=f"channel-widths-{goal if goal else 'budget'}")
-        acts = {n: w[j] for (n, ch), w, j in zip(p.items, p.widths, choice, strict=True)
-                if ch is None}
-        rep = None
-        if verify:
-            labels = ey if ey is not None else np.zeros(ex.shape[0], np.int64)
-            rep = simulate(graph, plan, ex, labels, batch_size=500)
-        res = (plan, bits, acts, pred, rep, cost)
-        if rep is None or target_sqnr_db is None or \
-                rep.output_sqnr_db >= target_sqnr_db - tolerance_db:
-            break
-        goal += target_sqnr_db - rep.output_sqnr_db
-    plan, bits, acts, pred, rep, cost = res
-    measured = None if rep is None else float(rep.output_sqnr_db)
-    ok = measured is None or target_sqnr_db is None or measured >= target_sqnr_db - 0.5
-    msg = ("unverified" if rep is None else
-           f"measured {measured:.2f} dB on {ex.shape[0]} held-out samples") + \
-        ("" if ok else f", below the target {target_sqnr_db:g} dB by more than 0.5 dB")
-    has_y = rep is not None and ey is not None
-    return ChannelAllocation(ok, msg, plan, target_sqnr_db, max_weight_bits, pred, measured,
-                             float(rep.float_top1) if has_y else None,
-                             float(rep.fixed_top1) if has_y else None,
-                             weight_memory_bits(graph, plan), bits, acts, nvar, solve_s,
-                             time.perf_counter() - t_start)

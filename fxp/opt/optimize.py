@@ -335,6 +335,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     from fxp.opt.measured_goal import for_measured_goal
     from fxp.opt.model import BIAS_GUARD_BITS, plan_for_widths, predict_sqnr_db
     from fxp.opt.noise import measure_noise
+    from fxp.opt.selection_check import refine_on_selection
     from fxp.opt.solve import (
         HW_COSTS,
         _budgets_exceeded,
@@ -448,37 +449,18 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
             return search.for_goal(goal, reason)
         return for_measured_goal(search, goal, reason, measure_calibration, margin)
 
-    sel_db, sel_rep = None, None
+    sel_rep = None
     if target_sqnr_db is None:
         res, w, _, _ = search.solve(None, "maximise SQNR under the budgets")
     else:
-        tgt = float(target_sqnr_db)
-        goal = tgt
-        res, w, _, ci = for_goal(goal, "first solve (additive model, target as given)")
-        for k in range(max_refine + 1):
-            if not verify or len(sx) == 0:
-                break
-            plan, _ = build(w)
-            sel_rep = simulate(graph, plan, sx, sy)
-            sel_db = sel_rep.output_sqnr_db
-            search.solves[ci]["selection_sqnr_db"] = sel_db
-            if sel_db >= tgt or k == max_refine:
-                break
-            # short on the selection split: judge the plan on both splits together
-            pooled = simulate(graph, plan, np.concatenate([cx, sx]),
-                              np.concatenate([cy, sy])).output_sqnr_db
-            search.solves[ci]["calibration_and_selection_sqnr_db"] = pooled
-            if pooled >= tgt:
-                break
-            goal += tgt - pooled + 0.02
-            if problem.best_noise() > 10 ** (-(goal - correction_db) / 10):
-                break  # the raised goal is out of reach: keep the last plan
-            try:
-                r2 = for_goal(goal, "calibration and selection splits together below the target: "
-                                   "goal raised")
-            except InfeasibleTargetError:
-                break
-            res, w, _, ci = r2
+        found = for_goal(float(target_sqnr_db), "first solve (additive model, target as given)")
+        if verify:  # step 3 (fxp/opt/selection_check.py)
+            found, sel_rep = refine_on_selection(
+                graph, found, float(target_sqnr_db), for_goal, lambda w_: build(w_)[0],
+                search.solves, (cx, cy), (sx, sy), max_refine=max_refine,
+                reachable=lambda g: problem.best_noise() <= 10 ** (-(g - correction_db) / 10))
+        res, w = found[0], found[1]
+    sel_db = None if sel_rep is None else sel_rep.output_sqnr_db
     plan, proven = build(w)
     rep, measured, where = None, None, "held-out"
     if verify:
