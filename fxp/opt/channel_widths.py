@@ -131,6 +131,8 @@ def solve_channel_milp(p: ChannelProblem, *, time_limit_s: float = 60.0) -> list
     from scipy.optimize import Bounds, LinearConstraint, milp
     from scipy.sparse import csr_matrix
 
+    from fxp.opt.solve import _quiet_stdout
+
     keeps = [_pareto(w, n, c) for w, n, c in zip(p.widths, p.noise, p.cost, strict=True)]
     cols = [(i, j) for i, kj in enumerate(keeps) for j in kj]
     nvar = len(cols)
@@ -150,10 +152,12 @@ def solve_channel_milp(p: ChannelProblem, *, time_limit_s: float = 60.0) -> list
         scale, objective, row = 1.0 / max(cap, 1.0), noise / max(noise.max(), 1e-300), cost
     rhs = cap
     for _ in range(5):
-        res = milp(objective, integrality=np.ones(nvar), bounds=Bounds(0, 1),
-                   constraints=[LinearConstraint(onehot, 1, 1),
-                                LinearConstraint(row[None, :] * scale, -np.inf, rhs * scale)],
-                   options={"mip_rel_gap": 0.0, "time_limit": time_limit_s})
+        with _quiet_stdout(True):  # HiGHS prints a stray line from C, even when silent
+            res = milp(objective, integrality=np.ones(nvar), bounds=Bounds(0, 1),
+                       constraints=[LinearConstraint(onehot, 1, 1),
+                                    LinearConstraint(row[None, :] * scale, -np.inf,
+                                                     rhs * scale)],
+                       options={"mip_rel_gap": 0.0, "time_limit": time_limit_s})
         if res.x is None:
             return None
         x = np.round(res.x).astype(int)
