@@ -143,6 +143,30 @@ def exhaustive(table, errs, signal):
     return cost, total / signal, wi
 
 
+def restrict_grid(table, weight_index, cost_grid, noise_grid, weight_widths):
+    """The grids with every point outside ``weight_widths`` (``(lo, hi)`` bits for every weight;
+    None: no restriction) at infinite cost and noise: no search, count or test sees it."""
+    if weight_widths is None:
+        return cost_grid, noise_grid
+    lo, hi = weight_widths
+    bad = np.array([not lo <= b <= hi for b in table.widths])
+    out = np.zeros(cost_grid.shape, bool)
+    for a in range(len(weight_index)):
+        sh = [1] * len(weight_index)
+        sh[a] = len(table.widths)
+        out = out | bad.reshape(sh)
+    return np.where(out, np.inf, cost_grid), np.where(out, np.inf, noise_grid)
+
+
+def allowed_widths(table, weight_widths) -> dict | None:
+    """``optimize_bits(allowed=...)`` of ``weight_widths`` (weights only; None: all)."""
+    if weight_widths is None:
+        return None
+    lo, hi = weight_widths
+    return {t.name: [b for b in table.widths if lo <= b <= hi] for t in table.tensors
+            if t.kind == "weight"}
+
+
 VERIFY_WINDOW_DB = 2.0
 """Grid plans whose held-out second-order SQNR is at least the target minus this are the
 candidates of the verified exhaustive optimum."""
@@ -252,7 +276,7 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
               margin_se: float = 0.0, calibration_check: bool = True,
               windows: bool = False, verify_max: int = VERIFY_MAX, checkpoint=None,
               confidence: float = 0.95, split_seed: int | None = 0,
-              maximal_test: bool = True) -> dict:
+              maximal_test: bool = True, weight_widths: tuple[int, int] | None = None) -> dict:
     """Every number of one model; ``checkpoint(out)``, when given, sees the partial result
     after each target (a stopped run keeps the targets it finished)."""
     from fxp.opt import measure_noise, optimize_bits, plan_for_widths, predict_sqnr_db
@@ -279,7 +303,8 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
            "pair_passes": sum(int(np.isfinite(m).sum()) for m in nt.pair_noise.values()),
            "settings": {"interactions": interactions, "margin_se": margin_se,
                         "calibration_check": calibration_check, "confidence": confidence,
-                        "split_seed": split_seed}}
+                        "split_seed": split_seed,
+                        "weight_widths": None if weight_widths is None else list(weight_widths)}}
     print(f"== {model} on {spec}: {sp.describe()}; noise table {t_noise:.0f} s, dithered pairs "
           f"{t_pairs:.0f} s; integer-engine checks on held-out positions {h0}..{h0 + len(hx) - 1}",
           flush=True)
@@ -331,6 +356,9 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
     errs, sig = held_out_errors(g, nt, hx)
     cost_grid, noise_grid, wi = exhaustive(nt, errs, sig)
     cal_noise_grid = exhaustive(nt, *held_out_errors(g, nt, cx))[1]
+    cost_grid, noise_grid = restrict_grid(nt, wi, cost_grid, noise_grid, weight_widths)
+    cal_noise_grid = restrict_grid(nt, wi, cost_grid, cal_noise_grid, weight_widths)[1]
+    allowed = allowed_widths(nt, weight_widths)
 
     def widths_at(idx):  # a grid point: weight widths, activations at the widest
         return grid_widths(nt, wi, idx)
@@ -339,12 +367,12 @@ def run_model(model: str, n_plans: int, n_eval: int, targets, interactions=True,
     for t in targets:
         r = optimize_bits(g, d, t, noise_table=nt, n_eval=n_eval, interactions=interactions,
                           margin_se=margin_se, calibration_check=calibration_check,
-                          confidence=confidence, split_seed=split_seed)
+                          confidence=confidence, split_seed=split_seed, allowed=allowed)
         first = next(s for s in r.solves if s.get("chosen"))
         wf = dict(zip(nt.names, first["widths"], strict=True))
         first_db = r.measured_sqnr_db if wf == r.widths else measure(wf)
         old = optimize_bits(g, d, t, noise_table=nt, interactions=False, verify=False,
-                            calibration_check=False, split_seed=split_seed)
+                            calibration_check=False, split_seed=split_seed, allowed=allowed)
         old_db = measure(old.widths)
         ok = noise_grid <= 10 ** (-t / 10)
         row = {"target_db": t, "first_held_out_db": first_db, "first_met": first_db >= t,
@@ -528,7 +556,11 @@ def main(argv=None) -> None:
     ap.add_argument("--verify-max", type=int, default=VERIFY_MAX,
                     help="most integer-engine measurements per target of each verified "
                          "optimum's search (0: skip both; the maximal-plan test still runs)")
+    ap.add_argument("--weight-widths", default=None, metavar="LO:HI",
+                    help="a small search space: every weight's width in LO..HI bits, for the "
+                         "optimizer (allowed=) and every exhaustive search alike")
     a = ap.parse_args(argv)
+    ww = None if a.weight_widths is None else tuple(int(v) for v in a.weight_widths.split(":"))
     lo, hi, st = (float(v) for v in a.targets.split(":"))
     targets = [float(t) for t in np.arange(lo, hi + st / 2, st)]
     mode = True if a.interactions == "check" else "milp"
@@ -547,7 +579,7 @@ def main(argv=None) -> None:
                                  checkpoint=save, confidence=a.confidence,
                                  split_seed=None if a.split_seed == "none"
                                  else int(a.split_seed),
-                                 maximal_test=a.maximal_test == "on"))
+                                 maximal_test=a.maximal_test == "on", weight_widths=ww))
         save()
 
 

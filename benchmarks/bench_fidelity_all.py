@@ -112,25 +112,29 @@ def _freeze(value) -> None:
         arr.flags.writeable = False
 
 
-def first_plans(model: str, src: Path) -> tuple[list[dict], int | None, float]:
+def first_plans(model: str, src: Path) -> tuple[list[dict], int | None, float,
+                                               tuple[int, int] | None]:
     """Each target's row (target, first and final costs, first widths) from every
     ``MODEL*.json`` under ``src`` written by ``bench_fidelity.py`` on the whole held-out split,
     sorted by target; the seed of their splits' order (None: the data's order, as the runs
-    before ``--split-seed`` existed) and the optimizer's ``confidence`` (0 before it existed).
-    The files must agree on both."""
+    before ``--split-seed`` existed), the optimizer's ``confidence`` (0 before it existed) and
+    the search space's weight widths (``--weight-widths``; None: all).  The files must agree
+    on all three."""
     rows, runs = {}, set()
     for p in sorted(src.glob(f"{model}*.json")):
         for res in json.loads(p.read_text()):
             if res["model"] == model and res["held_out_evaluated"] == [2000, 5000]:
                 st = res.get("settings", {})
-                runs.add((st.get("split_seed"), float(st.get("confidence", 0.0))))
+                ww = st.get("weight_widths")
+                runs.add((st.get("split_seed"), float(st.get("confidence", 0.0)),
+                          None if ww is None else tuple(ww)))
                 for r in res["targets"]:
                     rows[r["target_db"]] = r
     if len(runs) > 1:
-        raise SystemExit(f"{model}: results under {src} mix split seeds or confidences "
-                         f"{sorted(runs, key=str)}")
-    seed, confidence = next(iter(runs), (None, 0.0))
-    return [rows[t] for t in sorted(rows)], seed, confidence
+        raise SystemExit(f"{model}: results under {src} mix split seeds, confidences or "
+                         f"weight widths {sorted(runs, key=str)}")
+    seed, confidence, weight_widths = next(iter(runs), (None, 0.0, None))
+    return [rows[t] for t in sorted(rows)], seed, confidence, weight_widths
 
 
 def plans_under(cost_grid, below) -> list[tuple]:
@@ -168,13 +172,14 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     from fxp.sim.integer import logits_tensor
     from fxp.sim.sqnr_error import sample_powers, sqnr_standard_error_db
 
-    rows, seed, confidence = first_plans(model, src)
+    rows, seed, confidence, weight_widths = first_plans(model, src)
     if not rows:
         raise SystemExit(f"no bench_fidelity --n-eval 3000 results for {model} under {src}")
     g, d, _, ci, hi = bf.model_splits(model, seed)
     cx, hx, hy = d.x[ci], d.x[hi], d.y[hi]
     nt = measure_noise(g, cx, weight_method="sqnr", n_measure=None)  # as fxp plan
-    cost_grid, _, wi = bf.exhaustive(nt, *bf.held_out_errors(g, nt, hx))
+    cost_grid, noise_grid, wi = bf.exhaustive(nt, *bf.held_out_errors(g, nt, hx))
+    cost_grid = bf.restrict_grid(nt, wi, cost_grid, noise_grid, weight_widths)[0]
     engine = PrefixCachedEngine(g, hx, [nt.tensors[i].layer for i in wi])
     engine_cal = PrefixCachedEngine(g, cx, [nt.tensors[i].layer for i in wi])
     ref = ref_cal = None
@@ -212,6 +217,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
                                      f"from simulate by {checks[-1]:.3g} dB")
 
     out = {"model": model, "split_seed": seed, "confidence": confidence,
+           "weight_widths": None if weight_widths is None else list(weight_widths),
            "weights": [nt.names[i] for i in wi],
            "widths": [int(b) for b in nt.widths], "targets": []}
     # every budget's plans lie under the largest one: measure those once, in lexicographic

@@ -58,3 +58,26 @@ def test_model_splits_are_the_optimizers_splits():
     assert sorted(hi.tolist()) == sorted(order[ref.held_out[0]:ref.held_out[0] + 100].tolist())
     assert not set(hi.tolist()) & set(ci.tolist())
     assert np.array_equal(bench.model_splits("mnist_cnn", 0)[4], ref.indices("held_out"))
+
+
+def test_restrict_grid_keeps_exactly_the_plans_inside_the_widths():
+    """Every grid point with a weight width outside LO..HI gets infinite cost and noise, every
+    other keeps its values; ``allowed_widths`` lists LO..HI for weights only."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    table = SimpleNamespace(widths=(2, 3, 4, 5, 6),
+                            tensors=[SimpleNamespace(name="w0", kind="weight"),
+                                     SimpleNamespace(name="a", kind="act"),
+                                     SimpleNamespace(name="w1", kind="weight")])
+    rng = np.random.default_rng(0)
+    cost, noise = rng.uniform(1, 9, (5, 5)), rng.uniform(0, 1, (5, 5))
+    c2, n2 = bench.restrict_grid(table, [0, 2], cost, noise, (3, 5))
+    for i, j in itertools.product(range(5), range(5)):
+        inside = 3 <= table.widths[i] <= 5 and 3 <= table.widths[j] <= 5
+        assert (c2[i, j], n2[i, j]) == ((cost[i, j], noise[i, j]) if inside
+                                        else (np.inf, np.inf))
+    assert bench.restrict_grid(table, [0, 2], cost, noise, None)[0] is cost
+    assert bench.allowed_widths(table, (3, 5)) == {"w0": [3, 4, 5], "w1": [3, 4, 5]}
+    assert bench.allowed_widths(table, None) is None

@@ -105,10 +105,15 @@ def test_first_plans_take_the_whole_split_rows_and_refuse_mixed_split_orders(tmp
 
     (tmp_path / "m_a.json").write_text(json.dumps(run(0, [14.0, 10.0])))
     (tmp_path / "m_b.json").write_text(json.dumps(run(0, [12.0], evaluated=(2000, 3000))))
-    rows, seed, confidence = bench.first_plans("m", tmp_path)
+    rows, seed, confidence, ww = bench.first_plans("m", tmp_path)
     assert [r["target_db"] for r in rows] == [10.0, 14.0] and seed == 0 and confidence == 0
+    assert ww is None
     (tmp_path / "m_c.json").write_text(json.dumps(run("absent", [16.0])))
-    with pytest.raises(SystemExit, match="mix split seeds or confidences"):
+    with pytest.raises(SystemExit, match="mix split seeds, confidences or weight widths"):
         bench.first_plans("m", tmp_path)
     (tmp_path / "m_a.json").unlink()
     assert bench.first_plans("m", tmp_path)[1] is None
+    small = run(0, [18.0])
+    small[0]["settings"]["weight_widths"] = [2, 10]
+    (tmp_path / "m_c.json").write_text(json.dumps(small))
+    assert bench.first_plans("m", tmp_path)[3] == (2, 10)
