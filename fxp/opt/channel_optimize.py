@@ -70,8 +70,9 @@ class ChannelAllocation:
     splits : dict
         :meth:`fxp.opt.splits.DataSplits.to_dict`.
     solves : list of dict
-        Every MILP solve: internal target, why, prediction, weight bits, and the
-        calibration / selection measurements of its plan; ``chosen`` on the kept one.
+        Every MILP solve: internal target, why, prediction, weight bits, ``width_indices``
+        (per MILP item, the index of its width in the candidate widths), and the calibration
+        / selection measurements of its plan; ``chosen`` on the plan each goal kept.
     calibration_sqnr_db, calibration_se_db, selection_sqnr_db : float or None
         The final plan on the calibration split (with its standard error) and on the
         selection split (dB).
@@ -164,7 +165,7 @@ class _ChannelSearch:
         pred = math.inf if noise == 0 else -10 * math.log10(noise)
         self.solves.append({"internal_target_db": target_db, "reason": reason,
                             "predicted_sqnr_db": pred, "weight_bits": cost,
-                            "widths": [int(j) for j in choice]})
+                            "width_indices": [int(j) for j in choice]})
         return _Solved(choice, cost), list(choice), pred, len(self.solves) - 1
 
     def for_goal(self, goal: float, reason: str):
@@ -341,7 +342,7 @@ def optimize_channel_widths(graph, data, target_sqnr_db: float | None = None, *,
                                               choice, strict=True) if ch is None}
     for s in search.solves:  # each calibration measurement's standard error
         if "calibration_sqnr_db" in s:
-            s["calibration_se_db"] = cal_se.get(tuple(s["widths"]))
+            s["calibration_se_db"] = cal_se.get(tuple(s["width_indices"]))
     rep, where = None, "held-out"
     if verify:
         if len(hx) == 0:  # nothing held out: measure on calibration and say so
