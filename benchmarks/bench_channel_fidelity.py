@@ -31,9 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import bench_fidelity as bf
 
-SELECTION_RAISE = "calibration and selection splits together below the target"
-"""The reason :func:`fxp.opt.selection_check.refine_on_selection` gives a re-solve."""
-
 
 def _targets(text: str) -> list[float]:
     if ":" in text:
@@ -45,6 +42,7 @@ def _targets(text: str) -> list[float]:
 def run_target(g, d, target, noises, table, setting):
     """One row: the first and final plans of ``setting`` at ``target``."""
     from fxp.opt.channel_optimize import optimize_channel_widths
+    from fxp.opt.selection_check import RAISE_REASON
 
     kw = dict(noises=noises, act_table=table)
     if setting == "unchecked":
@@ -55,7 +53,7 @@ def run_target(g, d, target, noises, table, setting):
     final = optimize_channel_widths(g, d, target, **kw)
     seconds = time.perf_counter() - t0
     first = final
-    if any(s["reason"].startswith(SELECTION_RAISE) for s in final.solves):
+    if any(s["reason"] == RAISE_REASON for s in final.solves):
         first = optimize_channel_widths(g, d, target, **{**kw, "max_refine": 0})
     row = {"target_db": target, "setting": setting, "status": final.status,
            "seconds": round(seconds, 1)}

@@ -16,7 +16,10 @@ import numpy as np
 
 from fxp.errors import InfeasibleTargetError
 
-__all__ = ["refine_on_selection"]
+__all__ = ["RAISE_REASON", "refine_on_selection"]
+
+RAISE_REASON = "calibration and selection splits together below the target: goal raised"
+"""The ``reason`` of every search this check asks for (in the solve log)."""
 
 RAISE_STEP_DB = 0.02
 """Added to each raise of the goal, so that a plan short by a rounding error is not found
@@ -75,8 +78,7 @@ def refine_on_selection(graph, found, target_db: float, search_for_goal, plan_of
         if not reachable(goal):
             break  # the raised goal is out of reach: keep the last plan
         try:
-            found = search_for_goal(goal, "calibration and selection splits together below "
-                                          "the target: goal raised")
+            found = search_for_goal(goal, RAISE_REASON)
         except InfeasibleTargetError:
             break
     return found, rep
