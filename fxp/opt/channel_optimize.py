@@ -36,6 +36,8 @@ from fxp.opt.channel_widths import (
     weight_memory_bits,
 )
 from fxp.opt.measured_goal import DEFAULT_CONFIDENCE, check_confidence, held_out_margin_db
+from fxp.opt.optimize import _xy
+from fxp.opt.result import held_out_verdict
 
 __all__ = ["ChannelAllocation", "optimize_channel_widths"]
 
@@ -180,14 +182,6 @@ class _ChannelSearch:
                                                             strict=True))
 
 
-def _xy(data):
-    if hasattr(data, "x"):
-        return np.asarray(data.x), None if data.y is None else np.asarray(data.y)
-    if isinstance(data, tuple):
-        return np.asarray(data[0]), None if data[1] is None else np.asarray(data[1])
-    return np.asarray(data), None
-
-
 def optimize_channel_widths(graph, data, target_sqnr_db: float | None = None, *,
                             max_weight_bits: float | None = None, widths=range(2, 11),
                             act_widths=range(2, 17), channel_groups: int | None = None,
@@ -261,7 +255,7 @@ def optimize_channel_widths(graph, data, target_sqnr_db: float | None = None, *,
     if x.ndim < 2 or x.shape[0] == 0:
         raise PlanError("optimize_channel_widths needs a non-empty batch of samples")
     has_y = y is not None
-    y = np.zeros(len(x), np.int64) if y is None else y
+    y = np.zeros(len(x), np.int64) if y is None else np.asarray(y)
     ext = None if eval_data is None else _xy(eval_data)
     splits = split_data(len(x), calib, selection, None if ext is None else len(ext[0]),
                         seed=split_seed)
@@ -269,7 +263,7 @@ def optimize_channel_widths(graph, data, target_sqnr_db: float | None = None, *,
     cx, cy, sx, sy = x[ci], y[ci], x[si], y[si]
     if ext is not None:
         hx = ext[0]
-        hy = np.zeros(len(hx), np.int64) if ext[1] is None else ext[1]
+        hy = np.zeros(len(hx), np.int64) if ext[1] is None else np.asarray(ext[1])
     else:
         hi = splits.indices("held_out")
         hx, hy = x[hi], y[hi]
@@ -349,24 +343,8 @@ def optimize_channel_widths(graph, data, target_sqnr_db: float | None = None, *,
             hx, hy, where = cx, cy, "calibration (nothing held out)"
         rep = simulate(graph, plan, hx, hy, batch_size=500)
     measured = None if rep is None else float(rep.output_sqnr_db)
-    n = len(search.solves)
-    if rep is None:
-        status, msg = "not_verified", "solved (not measured: verify=False)"
-    elif where != "held-out":
-        status, msg = "not_held_out", f"measured {measured:.2f} dB on the {len(hx)} samples " \
-                                      f"of the {where}"
-    elif target_sqnr_db is None:
-        status, msg = "optimal", f"measured {measured:.2f} dB on {len(hx)} held-out samples"
-    elif measured >= target_sqnr_db - tolerance_db:
-        status = "optimal"
-        msg = (f"target met on the held-out split: {measured:.2f} dB >= {target_sqnr_db:g} dB"
-               f"{f' - tolerance {tolerance_db:g} dB' if tolerance_db else ''} on {len(hx)} "
-               f"samples ({n} solve{'s' * (n > 1)})")
-    else:
-        status = "target_not_met"
-        msg = (f"target NOT met on the held-out split: {measured:.2f} dB < {target_sqnr_db:g} "
-               f"dB{f' - tolerance {tolerance_db:g} dB' if tolerance_db else ''} on {len(hx)} "
-               f"samples after {n} solves")
+    status, msg = held_out_verdict(measured, target_sqnr_db, tolerance_db, len(hx), where,
+                                   len(search.solves))
     labelled = rep is not None and where == "held-out" and (
         has_y if ext is None else ext[1] is not None)
     return ChannelAllocation(

@@ -61,7 +61,7 @@ import numpy as np
 
 from fxp.errors import InfeasibleTargetError, PlanError
 from fxp.opt.measured_goal import DEFAULT_CONFIDENCE, check_confidence, held_out_margin_db
-from fxp.opt.result import BitAllocation, weight_memory_bits
+from fxp.opt.result import BitAllocation, held_out_verdict, weight_memory_bits
 
 __all__ = ["MAX_MODEL_SOLVES", "optimize_bits"]
 
@@ -478,22 +478,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     n_solves = len(search.solves)
     met = (measured is None or target_sqnr_db is None
            or measured >= float(target_sqnr_db) - tolerance_db)
-    tol = f" - tolerance {tolerance_db:g} dB" if tolerance_db else ""
-    if measured is None:
-        msg, status = "solved (not measured: verify=False)", "not_verified"
-    elif where != "held-out":
-        msg = f"measured {measured:.2f} dB on the {len(hx)} samples of the {where}"
-        status = "not_held_out"
-    elif target_sqnr_db is None:
-        msg, status = f"measured {measured:.2f} dB on {len(hx)} held-out samples", "optimal"
-    elif met:
-        msg = (f"target met on the held-out split: {measured:.2f} dB >= {target_sqnr_db:g} dB"
-               f"{tol} on {len(hx)} samples ({n_solves} solve{'s' * (n_solves > 1)})")
-        status = "optimal"
-    else:
-        msg = (f"target NOT met on the held-out split: {measured:.2f} dB < {target_sqnr_db:g} dB"
-               f"{tol} on {len(hx)} samples after {n_solves} solves")
-        status = "target_not_met"
+    status, msg = held_out_verdict(measured, target_sqnr_db, tolerance_db, len(hx), where,
+                                   n_solves)
     if over:
         msg += f"; the plan exceeds {', '.join(over)}"
         status = "budget_exceeded"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["BitAllocation", "hardware_lines", "split_lines", "weight_memory_bits"]
+__all__ = ["BitAllocation", "hardware_lines", "held_out_verdict", "split_lines",
+           "weight_memory_bits"]
 
 
 @dataclass
@@ -164,6 +165,32 @@ def _num(v, digits: int):
     if isinstance(v, float):
         return round(v, digits) if math.isfinite(v) else str(v)
     return v
+
+
+def held_out_verdict(measured: float | None, target_db: float | None, tolerance_db: float,
+                     n_samples: int, where: str, n_solves: int) -> tuple[str, str]:
+    """``(status, message)`` of a plan's final measurement (dB) on ``n_samples`` samples of
+    ``where`` ("held-out", or the split measured when nothing was held out).
+
+    ``optimal``: met (held-out SQNR >= target - ``tolerance_db``) or no target;
+    ``target_not_met``; ``not_held_out`` (never a success); ``not_verified`` (no measurement).
+    Shared by :func:`fxp.opt.optimize.optimize_bits` and
+    :func:`fxp.opt.channel_optimize.optimize_channel_widths`."""
+    tol = f" - tolerance {tolerance_db:g} dB" if tolerance_db else ""
+    if measured is None:
+        return "not_verified", "solved (not measured: verify=False)"
+    if where != "held-out":
+        return "not_held_out", f"measured {measured:.2f} dB on the {n_samples} samples of the " \
+                               f"{where}"
+    if target_db is None:
+        return "optimal", f"measured {measured:.2f} dB on {n_samples} held-out samples"
+    if measured >= float(target_db) - tolerance_db:
+        return "optimal", (f"target met on the held-out split: {measured:.2f} dB >= "
+                           f"{target_db:g} dB{tol} on {n_samples} samples ({n_solves} "
+                           f"solve{'s' * (n_solves > 1)})")
+    return "target_not_met", (f"target NOT met on the held-out split: {measured:.2f} dB < "
+                              f"{target_db:g} dB{tol} on {n_samples} samples after {n_solves} "
+                              "solves")
 
 
 def weight_memory_bits(table, widths: dict[str, int]) -> int:
