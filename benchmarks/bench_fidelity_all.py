@@ -23,6 +23,10 @@ target plus the held-out margin of the run's ``confidence``
 meets it, the first plan is within 2% of the exhaustive optimum of the information the
 optimizer has (the held-out optimum above peeks at the held-out split).
 
+``--measured-from FILE`` reads the plans an earlier run (``--json``) measured on the same
+splits, seed, confidence and weight widths, and measures only the plans it lacks: after a
+change to the optimizer, its new first plans are tested without measuring the grid again.
+
 Every budget's plans lie under the largest budget, so the plans under it are measured once
 and each target is answered from them.  Over those plans the script also counts the
 **reversals**: pairs one width step apart, both measured, in which the plan with the extra
@@ -162,7 +166,34 @@ def reversals(measured: dict[tuple, float]) -> dict:
             "largest_at": [list(map(int, worst[1])), list(map(int, worst[2]))] if worst else None}
 
 
-def run_model(model: str, src: Path, count_only: bool = False) -> dict:
+def stored_measurements(path: Path | None, model: str, seed, confidence: float,
+                        weight_widths) -> dict[tuple, tuple[float, float, float]]:
+    """``{grid index: (held-out dB, calibration dB, calibration standard error dB)}`` from an
+    earlier run's JSON (``--json``, gzipped or not) for ``model`` on the same split seed,
+    confidence and weight widths; {} without ``path``.  A run with other settings is refused:
+    its measurements were made on other samples or another grid."""
+    import gzip
+
+    if path is None:
+        return {}
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as f:
+        runs = [r for r in json.load(f) if r["model"] == model]
+    if not runs:
+        raise SystemExit(f"{path}: no measurements of {model}")
+    run = runs[0]
+    ww = run.get("weight_widths")
+    if (run["split_seed"], float(run["confidence"]), None if ww is None else tuple(ww)) != \
+            (seed, float(confidence), weight_widths):
+        raise SystemExit(f"{path}: {model} was measured with split seed {run['split_seed']}, "
+                         f"confidence {run['confidence']}, weight widths {ww}; this run has "
+                         f"{seed}, {confidence}, {weight_widths}")
+    return {tuple(m["index"]): (m["db"], m["calibration_db"], m["calibration_se_db"])
+            for m in run.get("measured", [])}
+
+
+def run_model(model: str, src: Path, count_only: bool = False,
+              measured_from: Path | None = None) -> dict:
     from fxp.opt import measure_noise, plan_for_widths
     from fxp.opt.measured_goal import held_out_margin_db
     from fxp.opt.model import BIAS_GUARD_BITS
@@ -186,6 +217,7 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     measured: dict[tuple, float] = {}
     calibration: dict[tuple, tuple[float, float]] = {}  # (dB, standard error dB)
     checks: list[float] = []
+    stored = stored_measurements(measured_from, model, seed, confidence, weight_widths)
 
     def widths(idx):
         return bf.grid_widths(nt, wi, idx)
@@ -193,6 +225,10 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     def measure(idx):
         nonlocal ref, ref_cal
         if idx in measured:
+            return
+        if idx in stored:  # an earlier run's measurement of the same plan on the same split
+            measured[idx] = stored[idx][0]
+            calibration[idx] = stored[idx][1:]
             return
         model_ = compile_plan(g, plan_for_widths(g, cx, nt, widths(idx),
                                                  bias_guard=BIAS_GUARD_BITS))
@@ -276,8 +312,11 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
     if not count_only:
         n = len(rows)
         out.update(plans_measured=len(measured), steps_run=engine.steps_run,
+                   plans_from_earlier_run=sum(i in stored for i in measured),
+                   measured_from=None if measured_from is None else str(measured_from),
                    seconds=round(time.perf_counter() - t0, 1),
-                   simulate_checks={"n": len(checks), "max_abs_diff_db": max(checks)},
+                   simulate_checks={"n": len(checks),
+                                    "max_abs_diff_db": max(checks, default=0.0)},
                    reversals=reversals(measured),
                    measured=[{"index": list(k), "db": v, "calibration_db": calibration[k][0],
                               "calibration_se_db": calibration[k][1]}
@@ -290,7 +329,9 @@ def run_model(model: str, src: Path, count_only: bool = False) -> dict:
             "reversals": {k: v for k, v in out["reversals"].items() if k != "largest_at"}}
         print(f"  {model}: {out['summary']}; largest reversal at "
               f"{out['reversals']['largest_at']}; {len(checks)} checks against simulate, "
-              f"largest difference {max(checks):.2g} dB", flush=True)
+              f"largest difference {max(checks, default=0.0):.2g} dB"
+              + (f"; {out['plans_from_earlier_run']} plans read from {measured_from}"
+                 if measured_from else ""), flush=True)
     return out
 
 
@@ -302,12 +343,15 @@ def main(argv=None) -> None:
     ap.add_argument("--json", default=None, help="write every number here")
     ap.add_argument("--count-only", action="store_true",
                     help="only count the plans under each budget")
+    ap.add_argument("--measured-from", type=Path, default=None,
+                    help="an earlier run's --json (same split seed, confidence and weight "
+                         "widths): its plans are not measured again")
     a = ap.parse_args(argv)
     from fxp.fileio import write_text
 
     results = []
     for m in a.models.split(","):
-        results.append(run_model(m, a.src, a.count_only))
+        results.append(run_model(m, a.src, a.count_only, a.measured_from))
         if a.json:
             write_text(a.json, json.dumps(results, indent=1, default=float))
 

@@ -13,7 +13,10 @@ refit of the model's offset on measured plans, one plan at a time, and the MILP 
 step is still solved exactly.  The cheapest plan measured at or above the goal is kept
 (:data:`MAX_MEASURED_SOLVES` searches at most); where none is, the best one measured.
 From the kept plan, :func:`fxp.opt.neighbour_search.measured_neighbour_search` measures
-cheaper neighbours that the MILP never proposed and moves to any that meets the goal.
+cheaper neighbours that the MILP never proposed and moves to any that meets the goal;
+then :func:`fxp.opt.prediction_jump.prediction_jump` measures the plans the exact
+second-order MILP predicts best among those at least 2% cheaper (further than the
+neighbours), and where one meets the goal its neighbours are searched in turn.
 
 The held-out margin.  A measurement on ``N`` calibration samples is itself a sample:
 the held-out split measures the same plan a few tenths of a dB higher or lower.  With
@@ -34,6 +37,7 @@ import statistics
 
 from fxp.errors import InfeasibleTargetError, PlanError
 from fxp.opt.neighbour_search import measured_neighbour_search
+from fxp.opt.prediction_jump import prediction_jump
 
 __all__ = ["DEFAULT_CONFIDENCE", "MAX_MEASURED_SOLVES", "SPARE_DB", "check_confidence",
            "for_measured_goal", "held_out_margin_db"]
@@ -138,9 +142,16 @@ def for_measured_goal(search, goal: float, reason: str, measure, margin_db=None)
         def need_of(w):
             return goal + (margin_db(w) if margin_db is not None else 0.0)
 
-        key = tuple(int(b) for b in best[0].widths)
-        best = measured_neighbour_search(search, best, measured[key], need_of, measure,
+        def measured_db(found):
+            return measured[tuple(int(b) for b in found[0].widths)]
+
+        best = measured_neighbour_search(search, best, measured_db(best), need_of, measure,
                                          measured)
+        jumped = prediction_jump(search, best, measured_db(best), need_of, measure, measured)
+        if jumped[3] != best[3]:  # a jump moved: its neighbours too
+            jumped = measured_neighbour_search(search, jumped, measured_db(jumped), need_of,
+                                               measure, measured)
+        best = jumped
     out = best if best is not None else fallback[0]
     for s in search.solves[first:]:
         s.pop("chosen", None)

@@ -31,7 +31,10 @@ on three disjoint splits of the data (:mod:`fxp.opt.splits`).
    each measured solve).  From that plan a measured neighbour search
    (:mod:`fxp.opt.neighbour_search`, six measurements at most) tries the cheaper plans
    one to three width changes away, most promising first, and moves to any measured at
-   or above the goal.  Still nothing of the selection or held-out split.  The goal is the
+   or above the goal; then a prediction jump (:mod:`fxp.opt.prediction_jump`, four
+   measurements at most) measures the plans the exact second-order MILP predicts best
+   among those at least 2% cheaper, however many widths they change, and moves to any
+   measured at or above the goal.  Still nothing of the selection or held-out split.  The goal is the
    target plus a **held-out margin** (``confidence``, 0.95 by default): the one-sided
    bound on how far the held-out split may measure below the calibration split, from the
    calibration measurement's own standard error

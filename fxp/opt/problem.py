@@ -446,7 +446,7 @@ def milp_problem(p: AllocationProblem, cuts=()):
             cons.append(cost_expr <= p.budget / cscale)
         # scale by the least reachable noise: the optimum is O(1) and HiGHS's absolute
         # tolerances (1e-6 .. 1e-9) do not swallow differences between choices
-        nscale = p.best_noise() or 1.0
+        nscale = p.best_noise() or math.fsum(min(v) for v in p.noise) or 1.0
         noise_parts = [np.array([p.noise[i][j] for j in k]) / nscale @ xs[i]
                        for i, k in enumerate(keep)]
         noise_parts += [cp.sum(cp.multiply(np.asarray(m, float)[np.ix_(keep[i], keep[j])]

@@ -105,12 +105,15 @@ MAX_CUT_ROUNDS = 200
 
 def solve_milp(p: AllocationProblem, *, solver: str | None = None,
                time_limit_s: float | None = None, verbose: bool = False,
-               explain: bool = True) -> MilpResult:
+               explain: bool = True, cuts=()) -> MilpResult:
     """Exact one-hot MILP (HiGHS through cvxpy by default), re-verified.
 
     Budgets with an ``exact`` evaluator are checked on each optimum; a
     violation cuts off that combination of width classes and the MILP is
-    solved again (at most :data:`MAX_CUT_ROUNDS` times).
+    solved again (at most :data:`MAX_CUT_ROUNDS` times).  ``cuts`` are
+    combinations excluded from the start, in the form of
+    :meth:`~fxp.opt.hardware_budgets.Budget.cut` (``[(tensor, [widths])]`` each; one
+    width per tensor excludes one plan).
 
     Raises
     ------
@@ -128,7 +131,7 @@ def solve_milp(p: AllocationProblem, *, solver: str | None = None,
     if p.target_db is not None and p.best_noise() > p.noise_budget:
         raise _infeasible(p, p.best_noise())
     t0 = time.perf_counter()
-    cuts = []
+    cuts = [list(c) for c in cuts]
     for _ in range(MAX_CUT_ROUNDS + 1):
         res = _solve_once(p, name, cuts, time_limit_s, verbose, explain)
         bad = [b for b in p.budgets if b.exact is not None and b.value(res.widths) > b.limit]

@@ -117,3 +117,27 @@ def test_first_plans_take_the_whole_split_rows_and_refuse_mixed_split_orders(tmp
     small[0]["settings"]["weight_widths"] = [2, 10]
     (tmp_path / "m_c.json").write_text(json.dumps(small))
     assert bench.first_plans("m", tmp_path)[3] == (2, 10)
+
+
+def test_stored_measurements_are_read_only_from_a_run_with_the_same_settings(tmp_path):
+    """An earlier run's measurements come back keyed by grid index, from plain or gzipped
+    JSON; a run on another split seed, confidence or weight range is refused."""
+    import gzip
+    import json
+
+    run = [{"model": "m", "split_seed": 0, "confidence": 0.95, "weight_widths": [2, 10],
+            "measured": [{"index": [1, 2], "db": 20.5, "calibration_db": 20.7,
+                          "calibration_se_db": 0.1}]}]
+    plain, packed = tmp_path / "a.json", tmp_path / "a.json.gz"
+    plain.write_text(json.dumps(run))
+    with gzip.open(packed, "wt") as f:
+        json.dump(run, f)
+    for path in (plain, packed):
+        assert bench.stored_measurements(path, "m", 0, 0.95, (2, 10)) == {
+            (1, 2): (20.5, 20.7, 0.1)}
+    assert bench.stored_measurements(None, "m", 0, 0.95, (2, 10)) == {}
+    for other in ((1, 0.95, (2, 10)), (0, 0.0, (2, 10)), (0, 0.95, None)):
+        with pytest.raises(SystemExit, match="was measured with"):
+            bench.stored_measurements(plain, "m", *other)
+    with pytest.raises(SystemExit, match="no measurements of x"):
+        bench.stored_measurements(plain, "x", 0, 0.95, (2, 10))
