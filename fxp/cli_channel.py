@@ -61,23 +61,12 @@ def plan_channel_widths(args: argparse.Namespace, graph, data) -> int:
 
 def _split_lines(res) -> list[str]:
     """The splits, the solves, the held-out margin and the SQNR on each split."""
+    from fxp.opt.result import data_lines, search_lines
+
     def db(v):
         return "not measured" if v is None else f"{v:.2f} dB"
 
-    sp, lines = res.splits, []
-    if sp.get("seed") is not None:
-        lines.append(f"data order: {sp['order']}")
-    parts = [f"{name} {sp[key]['size']}" for key, name in (
-        ("calibration", "calibration"), ("selection", "selection"), ("held_out", "held-out"))]
-    lines.append("data (samples): " + ", ".join(parts))
-    targets = [s["internal_target_db"] for s in res.solves
-               if s["internal_target_db"] is not None]
-    lines.append(f"solves: {len(res.solves)}" + (
-        f", internal targets {', '.join(f'{t:.2f}' for t in targets)} dB" if targets else ""))
-    if res.confidence:
-        lines.append(f"held-out margin: each plan measured on calibration must clear the "
-                     f"target by the one-sided {res.confidence:g} bound on the held-out "
-                     f"measurement ({res.margin_db:.2f} dB for this plan)")
+    lines = data_lines(res.splits) + search_lines(res.solves, res.confidence, res.margin_db)
     cal = db(res.calibration_sqnr_db) + (
         "" if res.calibration_se_db is None else f" (standard error {res.calibration_se_db:.2f}"
                                                  " dB)")

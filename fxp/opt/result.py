@@ -223,8 +223,9 @@ def hardware_lines(res: BitAllocation) -> list[str]:
     return lines
 
 
-def split_lines(res: BitAllocation) -> list[str]:
-    """The three data splits, the solves and the SQNR on each split (optimized plans)."""
+def data_lines(sp: dict) -> list[str]:
+    """The three data splits (:meth:`fxp.opt.splits.Splits.to_dict`): the order they are cut
+    from and each one's positions and size."""
     def rng(part):
         if "start" not in part:
             return f"{part['size']} samples of eval_data"
@@ -233,17 +234,33 @@ def split_lines(res: BitAllocation) -> list[str]:
         where = "positions" if sp.get("seed") is not None else "samples"
         return f"{where} {part['start']}..{part['stop'] - 1} ({part['size']})"
 
-    sp = res.splits
+    if not sp:
+        return []
+    lines = [f"data order: {sp['order']}"] if sp.get("seed") is not None else []
+    lines.append(f"data: calibration {rng(sp['calibration'])}; selection "
+                 f"{rng(sp['selection'])}; held-out {rng(sp['held_out'])}")
+    return lines
+
+
+def search_lines(solves: list[dict], confidence: float, margin_db: float) -> list[str]:
+    """The number of solves and their internal targets, and the held-out margin
+    (``confidence`` 0: none) with its value for the chosen plan (dB)."""
     lines = []
-    if sp:
-        if sp.get("seed") is not None:
-            lines.append(f"data order: {sp['order']}")
-        lines.append(f"data: calibration {rng(sp['calibration'])}; selection "
-                     f"{rng(sp['selection'])}; held-out {rng(sp['held_out'])}")
-    targets = [s["internal_target_db"] for s in res.solves if s["internal_target_db"] is not None]
-    if res.solves:
-        lines.append(f"solves: {len(res.solves)}" + (
+    targets = [s["internal_target_db"] for s in solves if s["internal_target_db"] is not None]
+    if solves:
+        lines.append(f"solves: {len(solves)}" + (
             f", internal targets {', '.join(f'{t:.2f}' for t in targets)} dB" if targets else ""))
+    if confidence:
+        lines.append(f"held-out margin: each plan measured on calibration must clear the target "
+                     f"by the one-sided {confidence:g} bound on the held-out measurement "
+                     f"({margin_db:.2f} dB for this plan)")
+    return lines
+
+
+def split_lines(res: BitAllocation) -> list[str]:
+    """The three data splits, the solves and the SQNR on each split (optimized plans)."""
+    lines = data_lines(res.splits)
+    lines += search_lines(res.solves, 0.0, 0.0)
     se = "" if res.predicted_se_db is None else f" +- {res.predicted_se_db:.2f}"
     add = "" if res.predicted_additive_db is None else \
         f" (additive alone {res.predicted_additive_db:.2f} dB)"
@@ -251,10 +268,7 @@ def split_lines(res: BitAllocation) -> list[str]:
     lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}; "
                  f"pairwise interactions {mode.get(res.interactions, res.interactions)}"
                  + (f", margin {res.margin_se:g} standard errors" if res.margin_se else ""))
-    if res.confidence:
-        lines.append(f"held-out margin: each plan measured on calibration must clear the target "
-                     f"by the one-sided {res.confidence:g} bound on the held-out measurement "
-                     f"({res.margin_db:.2f} dB for this plan)")
+    lines += search_lines([], res.confidence, res.margin_db)
     dp = res.dithered_pairs
     if dp:
         passes = "" if dp.get("passes") is None else f" ({dp['passes']} fake-quant passes)"
