@@ -46,6 +46,9 @@ import numpy as np
 CHECK_EVERY = 100
 """Every this many plans (and the first two), the prefix-cached measurement is checked against
 :func:`fxp.sim.evaluate.simulate` (the number ``bench_fidelity.py`` reports)."""
+STORED_CHECK_EVERY = 1000
+"""Every this many plans read from an earlier run (and the first two), the stored numbers are
+checked against :func:`fxp.sim.evaluate.simulate` of the plan built now."""
 DEFAULT_FROM = Path(__file__).resolve().parents[1] / "reports" / "optimizer_fidelity" / \
     "whole_held_out"
 
@@ -222,6 +225,20 @@ def run_model(model: str, src: Path, count_only: bool = False,
     def widths(idx):
         return bf.grid_widths(nt, wi, idx)
 
+    def check(idx, model_):  # the stored or prefix-cached numbers against simulate
+        rep = simulate(g, model_, cx, d.y[ci])
+        for got, want in ((measured[idx], simulate(g, model_, hx, hy).output_sqnr_db),
+                          (calibration[idx][0], rep.output_sqnr_db),
+                          (calibration[idx][1], rep.output_sqnr_se_db)):
+            checks.append(abs(got - want))
+            if checks[-1] > 1e-4:
+                raise SystemExit(f"measurement of {widths(idx)} differs from simulate by "
+                                 f"{checks[-1]:.3g} dB")
+
+    def plan_of(idx):
+        return compile_plan(g, plan_for_widths(g, cx, nt, widths(idx),
+                                               bias_guard=BIAS_GUARD_BITS))
+
     def measure(idx):
         nonlocal ref, ref_cal
         if idx in measured:
@@ -229,9 +246,10 @@ def run_model(model: str, src: Path, count_only: bool = False,
         if idx in stored:  # an earlier run's measurement of the same plan on the same split
             measured[idx] = stored[idx][0]
             calibration[idx] = stored[idx][1:]
+            if len(measured) <= 2 or len(measured) % STORED_CHECK_EVERY == 0:
+                check(idx, plan_of(idx))
             return
-        model_ = compile_plan(g, plan_for_widths(g, cx, nt, widths(idx),
-                                                 bias_guard=BIAS_GUARD_BITS))
+        model_ = plan_of(idx)
         if ref is None:
             lt = logits_tensor(model_)
             ref = run_float(g, hx, tensors=[lt])[lt].astype(np.float64).reshape(len(hx), -1)
@@ -242,15 +260,8 @@ def run_model(model: str, src: Path, count_only: bool = False,
         s, n = sample_powers(ref_cal, engine_cal.logits(model_, key).reshape(len(cx), -1))
         calibration[idx] = (sqnr_db(float(s.sum()), float(n.sum())),
                             sqnr_standard_error_db(s, n))
-        if len(measured) <= 2 or len(measured) % CHECK_EVERY == 0:  # against simulate
-            rep = simulate(g, model_, cx, d.y[ci])
-            for got, want in ((measured[idx], simulate(g, model_, hx, hy).output_sqnr_db),
-                              (calibration[idx][0], rep.output_sqnr_db),
-                              (calibration[idx][1], rep.output_sqnr_se_db)):
-                checks.append(abs(got - want))
-                if checks[-1] > 1e-4:
-                    raise SystemExit(f"prefix-cached measurement of {widths(idx)} differs "
-                                     f"from simulate by {checks[-1]:.3g} dB")
+        if len(measured) <= 2 or len(measured) % CHECK_EVERY == 0:
+            check(idx, model_)
 
     out = {"model": model, "split_seed": seed, "confidence": confidence,
            "weight_widths": None if weight_widths is None else list(weight_widths),

@@ -17,7 +17,12 @@ computes that pick exactly for every target and confidence from the measured pla
 plan cheaper than it was measured, so it is the grid's optimum of that rule, no search
 involved), and counts at how many targets it meets the target held out and at how many it is
 within 2% of the held-out optimum.  If no confidence reaches both counts, no calibration-only
-rule of this form meets both goals on that grid, whatever its search.
+rule of this form that chooses among the grid's plans meets both goals, whatever its search.
+
+The grid is ``bench_fidelity_all.py``'s: every weight-width combination, every activation at
+the widest.  ``fxp plan`` also chooses activation widths (free under the weight-memory cost),
+and a plan with narrower activations measures differently, so the optimizer can land off
+the grid, cheaper than the grid's pick (``reports/optimizer_fidelity`` section 14).
 
 A target whose pick (or held-out optimum) costs more than every measured plan is reported as
 unknown and left out of the counts.
