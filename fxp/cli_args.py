@@ -238,6 +238,10 @@ def add_hardware_options(p: argparse.ArgumentParser) -> None:
                    help="the calibration measurement must clear the target by the one-sided "
                         "P bound on what the held-out split measures (from its standard "
                         "error; default 0.95, 0: no margin)")
+    p.add_argument("--jumps", type=int_range(0, 100), default=None, metavar="N",
+                   help="most calibration measurements of the prediction jump per goal "
+                        "(best-predicted plans at least 2%% cheaper, however far; default 4, "
+                        "0: skip it for a faster search; see fxp/opt/prediction_jump.py)")
     p.add_argument("--split-seed", type=_split_seed, default=None, metavar="N|none",
                    help="seed of the random order --data is split in (default 0); none: "
                         "the data's own order (see fxp/opt/splits.py)")
@@ -268,6 +272,8 @@ def hardware_options(args: argparse.Namespace) -> dict:
         kw["confidence"] = args.confidence
     if getattr(args, "split_seed", None) is not None:
         kw["split_seed"] = None if args.split_seed == "none" else args.split_seed
+    if getattr(args, "jumps", None) is not None:
+        kw["jumps"] = args.jumps
     return kw
 
 
@@ -284,6 +290,7 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                 ("--calibration-check",
                                  getattr(args, "calibration_check", None)),
                                 ("--confidence", getattr(args, "confidence", None)),
+                                ("--jumps", getattr(args, "jumps", None)),
                                 ("--split-seed", getattr(args, "split_seed", None)))
              if v is not None]
     given += [opt for opt, v in (("--scheduler", getattr(args, "scheduler", None)),
@@ -299,6 +306,7 @@ def check_hardware_options(args: argparse.Namespace, optimized: bool) -> None:
                                     ("--acc-saturate", args.acc_saturate),
                                     ("--interactions", getattr(args, "interactions", None)),
                                     ("--margin-se", getattr(args, "margin_se", None)),
+                                    ("--jumps", getattr(args, "jumps", None)),
                                     ("--max-accuracy-drop",
                                      getattr(args, "max_accuracy_drop", None)),
                                     *((f"--max-{n}", getattr(args, f"max_{n}"))

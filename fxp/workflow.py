@@ -380,7 +380,7 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                   acc_saturate: int | None = None, client=None,
                   interactions: bool | str = True, margin_se: float = 0.0,
                   calibration_check: bool = True, confidence: float | None = None,
-                  split_seed: int | None = 0):
+                  split_seed: int | None = 0, jumps: int | None = None):
     """Cheapest per-tensor widths meeting an output SQNR target (see :func:`fxp.opt.optimize_bits`).
 
     ``data`` is put in a random order (``split_seed``, default 0; None: the data's own
@@ -409,7 +409,8 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
     prediction (and its measured SQNR on the calibration split) must clear the target by
     that many of the prediction's standard errors; ``calibration_check``: measure each
     searched plan on the calibration split with the integer engine and keep the cheapest
-    that meets the goal there (:mod:`fxp.opt.measured_goal`).
+    that meets the goal there (:mod:`fxp.opt.measured_goal`); ``jumps``: most measurements
+    of its prediction jump per goal (:mod:`fxp.opt.prediction_jump`; default 4, 0: none).
     """
     from fxp.opt import optimize_bits
 
@@ -428,7 +429,8 @@ def optimize_plan(graph: Graph, data: Data, target_sqnr_db: float | None, *,
                          acc_saturate=acc_saturate, client=client, interactions=interactions,
                          margin_se=margin_se, calibration_check=bool(calibration_check),
                          split_seed=split_seed,
-                         **({} if confidence is None else {"confidence": confidence}))
+                         **({} if confidence is None else {"confidence": confidence}),
+                         **({} if jumps is None else {"jumps": jumps}))
 
 
 def sweep_quantizers(graph: Graph, data: Data, *, quantizers="midtread,midrise,deadzone:0.4,"

@@ -37,7 +37,7 @@ import statistics
 
 from fxp.errors import InfeasibleTargetError, PlanError
 from fxp.opt.neighbour_search import measured_neighbour_search
-from fxp.opt.prediction_jump import prediction_jump
+from fxp.opt.prediction_jump import MAX_JUMPS, prediction_jump
 
 __all__ = ["DEFAULT_CONFIDENCE", "MAX_MEASURED_SOLVES", "SPARE_DB", "check_confidence",
            "for_measured_goal", "held_out_margin_db"]
@@ -80,7 +80,8 @@ def held_out_margin_db(se_db: float, n_calibration: int, n_held_out: int,
     return z * se_db * math.sqrt(1.0 + ratio)
 
 
-def for_measured_goal(search, goal: float, reason: str, measure, margin_db=None):
+def for_measured_goal(search, goal: float, reason: str, measure, margin_db=None,
+                      jumps: int = MAX_JUMPS):
     """``(res, widths, predicted, solve index)`` of the cheapest plan whose ``measure``
     (integer-engine SQNR in dB on the calibration split) is at least ``goal`` plus
     ``margin_db(widths)`` (dB, default 0), by repeated :meth:`_Search.for_goal` calls
@@ -89,7 +90,8 @@ def for_measured_goal(search, goal: float, reason: str, measure, margin_db=None)
     Each step moves the internal target by the measured excess or shortfall, doubled each
     time the search returns a plan already measured (the prediction is a staircase in the
     target), and bisects once a short and a sufficient target bracket it; a target the
-    search cannot reach bounds it from above."""
+    search cannot reach bounds it from above.  ``jumps``: most measurements of the
+    prediction jump (:func:`fxp.opt.prediction_jump.prediction_jump`; 0: none)."""
     first = len(search.solves)
     internal, lo, hi, cap = goal, -math.inf, math.inf, math.inf
     best = fallback = None
@@ -147,7 +149,8 @@ def for_measured_goal(search, goal: float, reason: str, measure, margin_db=None)
 
         best = measured_neighbour_search(search, best, measured_db(best), need_of, measure,
                                          measured)
-        jumped = prediction_jump(search, best, measured_db(best), need_of, measure, measured)
+        jumped = prediction_jump(search, best, measured_db(best), need_of, measure, measured,
+                                 jumps)
         if jumped[3] != best[3]:  # a jump moved: its neighbours too
             jumped = measured_neighbour_search(search, jumped, measured_db(jumped), need_of,
                                                measure, measured)

@@ -34,10 +34,10 @@ on three disjoint splits of the data (:mod:`fxp.opt.splits`).
    or above the goal; then a prediction jump (:mod:`fxp.opt.prediction_jump`, four
    measurements at most) measures the plans the exact second-order MILP predicts best
    among those at least 2% cheaper, however many widths they change, and moves to any
-   measured at or above the goal.  Still nothing of the selection or held-out split.  The goal is the
-   target plus a **held-out margin** (``confidence``, 0.95 by default): the one-sided
-   bound on how far the held-out split may measure below the calibration split, from the
-   calibration measurement's own standard error
+   measured at or above the goal.  Still nothing of the selection or held-out split.
+   The goal is the target plus a **held-out margin** (``confidence``, 0.95 by default):
+   the one-sided bound on how far the held-out split may measure below the calibration
+   split, from the calibration measurement's own standard error
    (:func:`~fxp.opt.measured_goal.held_out_margin_db`); the splits are cut from a shuffled
    order (:mod:`fxp.opt.splits`), so that bound holds for them.
 3. **Selection split**: the integer engine measures that plan.  Below the
@@ -64,6 +64,7 @@ import numpy as np
 
 from fxp.errors import InfeasibleTargetError, PlanError
 from fxp.opt.measured_goal import DEFAULT_CONFIDENCE, check_confidence, held_out_margin_db
+from fxp.opt.prediction_jump import MAX_JUMPS
 from fxp.opt.result import BitAllocation, held_out_verdict, weight_memory_bits
 
 __all__ = ["MAX_MODEL_SOLVES", "optimize_bits"]
@@ -268,7 +269,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
                   acc_saturate: int | None = None, client=None,
                   margin_se: float = 0.0, bias_guard: int | str | None = "auto",
                   calibration_check: bool = True, confidence: float = DEFAULT_CONFIDENCE,
-                  split_seed: int | None = 0) -> BitAllocation:
+                  split_seed: int | None = 0, jumps: int = MAX_JUMPS) -> BitAllocation:
     """Cheapest per-tensor widths whose output SQNR meets ``target_sqnr_db`` (module docstring).
 
     Parameters
@@ -323,6 +324,12 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     split_seed : int or None
         Seed of the random order the splits are cut from (default 0); None: the data's
         own order (:mod:`fxp.opt.splits`).
+    jumps : int
+        With ``calibration_check``: most calibration measurements of the prediction jump
+        per goal (:mod:`fxp.opt.prediction_jump`; default
+        :data:`~fxp.opt.prediction_jump.MAX_JUMPS`); 0 skips it (a faster search, on
+        ``lenet5`` 1.5-5x faster and 2% dearer at some targets:
+        ``benchmarks/bench_jump_time.py``).
     method, weight_method, rounding, noise_table
         Range estimation, rounding, and a table measured before on the same
         calibration samples (``split_data(...).indices("calibration")``; skips the
@@ -353,6 +360,9 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     _check(target_sqnr_db, budget, budgets, target, acc_saturate, cost, tolerance_db,
            interactions, margin_se, calibration_check)
     check_confidence(confidence)
+    if isinstance(jumps, bool) or not isinstance(jumps, (int, np.integer)) \
+            or not 0 <= jumps <= 100:
+        raise PlanError(f"jumps must be an integer in 0..100, got {jumps!r}")
     costs = load_costs(cost_file)
     x, y = _xy(data)
     if x.ndim < 2 or x.shape[0] == 0:
@@ -450,7 +460,8 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
     def for_goal(goal, reason):
         if not calibration_check:
             return search.for_goal(goal, reason)
-        return for_measured_goal(search, goal, reason, measure_calibration, margin)
+        return for_measured_goal(search, goal, reason, measure_calibration, margin,
+                                 jumps=int(jumps))
 
     sel_rep = None
     if target_sqnr_db is None:

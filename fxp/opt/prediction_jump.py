@@ -23,7 +23,10 @@ nothing of the selection or held-out split is used.
 
 The MILP has one ``W x W`` block of continuous variables per pair of tensors, so it runs
 only on problems of at most :data:`MAX_TENSORS` tensors, with :data:`TIME_LIMIT_S` per solve;
-a solve that fails or runs out of time ends the step (logged in the solves).
+a solve that fails or runs out of time ends the step (logged in the solves).  HiGHS takes
+about 7 s per jump on ``lenet5`` (11 tensors of 15 widths), so ``fxp plan`` runs 1.5-5x
+longer there with the jump than without (``benchmarks/bench_jump_time.py``); ``--jumps 0``
+(``optimize_bits(jumps=0)``) skips it.
 """
 
 from __future__ import annotations
@@ -43,8 +46,9 @@ MAX_JUMPS = 4
 SAVING = 0.02
 """A jump looks only at plans at least this fraction cheaper than the kept plan (smaller
 savings are the neighbour search's)."""
-MAX_TENSORS = 32
-"""Largest problem (tensors) the pairwise MILP is built for."""
+MAX_TENSORS = 20
+"""Largest problem (tensors) the pairwise MILP is built for (HiGHS: about 3-6 s per solve
+at 16-20 tensors of 15 widths with random error vectors; past the 60 s limit at 24)."""
 TIME_LIMIT_S = 60.0
 """Time limit of one jump solve (s)."""
 
@@ -68,7 +72,8 @@ def _chance(z: float) -> float:
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
-def prediction_jump(search, found, measured_db, need, measure, measured):
+def prediction_jump(search, found, measured_db, need, measure, measured,
+                    max_jumps: int = MAX_JUMPS):
     """The kept plan after the module's jumps from ``found``.
 
     Parameters
@@ -84,6 +89,8 @@ def prediction_jump(search, found, measured_db, need, measure, measured):
         As :func:`~fxp.opt.neighbour_search.measured_neighbour_search`: the dB a
         measurement must reach, the calibration-split measurement, and the width tuples
         already measured (dB; updated, each cut off from every jump).
+    max_jumps : int
+        Most jump measurements (default :data:`MAX_JUMPS`; 0: none).
 
     Returns
     -------
@@ -94,11 +101,11 @@ def prediction_jump(search, found, measured_db, need, measure, measured):
     from fxp.opt.solve import MilpResult, solve_milp
 
     p = search.problem
-    if len(p.names) > MAX_TENSORS or p.target_db is None:
+    if max_jumps <= 0 or len(p.names) > MAX_TENSORS or p.target_db is None:
         return found
     terms = search.terms
     res, w, pred, idx = found
-    current_db, left = measured_db, MAX_JUMPS
+    current_db, left = measured_db, int(max_jumps)
     while left > 0:
         budget = res.cost / (1.0 + SAVING)
         q = jump_problem(p, terms, budget)

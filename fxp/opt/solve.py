@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from itertools import product
 
@@ -171,7 +172,10 @@ def _solve_once(p: AllocationProblem, name: str, cuts, time_limit_s, verbose,
             if time_limit_s is not None:
                 opts["time_limit"] = float(time_limit_s)
         try:
-            with _quiet_stdout(not verbose):
+            with _quiet_stdout(not verbose), warnings.catch_warnings():
+                # cvxpy warns "Solution may be inaccurate" on a time limit; the status
+                # check below refuses such a point, and every answer is verified exactly
+                warnings.simplefilter("ignore", UserWarning)
                 prob.solve(solver=name, verbose=verbose, **opts)
         except (cp.error.SolverError, ValueError) as exc:  # ValueError: cvxpy's "invalid
             last = f"solver error: {exc}"                   # solution" (HiGHS status unknown)

@@ -148,3 +148,35 @@ def test_plan_confidence_and_split_seed_options(tmp_path, capsys):
     for opt in (["--confidence", "0.9"], ["--split-seed", "3"]):
         assert main(["plan", "mnist_cnn", "--data", data] + opt) == 2
         assert opt[0] in capsys.readouterr().err
+
+
+def test_plan_jumps_option(tmp_path, capsys):
+    """``--jumps 0`` makes no prediction jump (no solve says so) and is otherwise the same
+    search; the default's jump solves, if any, are measured on calibration and number at most
+    MAX_JUMPS per goal; bad values are usage errors; the option is refused on a plan that is
+    not optimized and with --per-channel-weights."""
+    from fxp.opt.prediction_jump import MAX_JUMPS
+    from fxp.opt.selection_check import RAISE_REASON
+
+    data = _npz(tmp_path)
+    args = ["plan", "mnist_cnn", "--data", data, "--target-sqnr", "25", "--calib", "32",
+            "--max-bits", "12", "--tolerance-db", "3", "--json"]
+    assert main(args + ["--jumps", "0"]) in (0, 1)
+    off = json.loads(capsys.readouterr().out)
+    assert not any(s["reason"].startswith("prediction jump") for s in off["solves"])
+    assert main(args) in (0, 1)
+    on = json.loads(capsys.readouterr().out)
+    jumps = [s for s in on["solves"] if s["reason"].startswith("prediction jump")]
+    goals = 1 + sum(s["reason"] == RAISE_REASON for s in on["solves"])
+    assert len([s for s in jumps if "calibration_sqnr_db" in s]) <= MAX_JUMPS * goals
+    assert all("calibration_sqnr_db" in s for s in jumps if s["widths"] is not None)
+    for bad in (["--jumps", "-1"], ["--jumps", "x"], ["--jumps", "101"]):
+        with pytest.raises(SystemExit) as e:
+            main(args + bad)
+        assert e.value.code == 2
+        capsys.readouterr()
+    assert main(["plan", "mnist_cnn", "--data", data, "--jumps", "2"]) == 2
+    assert "--jumps" in capsys.readouterr().err
+    assert main(["plan", "mnist_cnn", "--data", data, "--target-sqnr", "25",
+                 "--per-channel-weights", "--jumps", "2"]) == 2
+    assert "--jumps" in capsys.readouterr().err

@@ -184,3 +184,27 @@ def test_no_jump_is_measured_when_the_best_prediction_has_no_chance():
     out = prediction_jump(search, (res0, w0, pred0, 0), pred0, lambda _: pred0,
                           lambda w: pytest.fail("measured"), {(5, 5, 10, 10): pred0})
     assert out[0] is res0 and out[3] == 0 and len(search.solves) == 1
+
+
+def test_no_jump_is_made_with_max_jumps_zero():
+    """``max_jumps=0`` (``fxp plan --jumps 0``) returns the start untouched, nothing solved
+    or measured, where the default would jump (the four-tensor case above)."""
+    p, inter = _four_tensors()
+    start = p.choice_of([9, 9, 7, 8])
+    res0, w0, pred0 = _start(p, inter, start)
+    search = Search(p, inter)
+    search.solves.append({"widths": [9, 9, 7, 8]})
+    out = prediction_jump(search, (res0, w0, pred0, 0), pred0, lambda _: pred0 - 0.1,
+                          lambda w: pytest.fail("measured"), {(9, 9, 7, 8): pred0},
+                          max_jumps=0)
+    assert out[0] is res0 and len(search.solves) == 1
+
+
+def test_optimize_bits_refuses_a_bad_jumps_count():
+    """``jumps`` must be an integer in 0..100; the error names it (before any measurement)."""
+    from fxp.errors import PlanError
+    from fxp.opt import optimize_bits
+
+    for bad in (-1, 101, 2.5, True, "4"):
+        with pytest.raises(PlanError, match="jumps must be an integer in 0..100"):
+            optimize_bits(None, np.zeros((4, 1, 2, 2), np.float32), 20.0, jumps=bad)
