@@ -328,7 +328,7 @@ def optimize_bits(graph, data, target_sqnr_db: float | None = None, cost="weight
         With ``calibration_check``: most calibration measurements of the prediction jump
         per goal (:mod:`fxp.opt.prediction_jump`; default
         :data:`~fxp.opt.prediction_jump.MAX_JUMPS`); 0 skips it (a faster search, on
-        ``lenet5`` 1.5-5x faster and 2% dearer at some targets:
+        ``lenet5`` 2-5.6x faster and 2.1-2.4% dearer at 3 of 4 targets:
         ``benchmarks/bench_jump_time.py``).
     method, weight_method, rounding, noise_table
         Range estimation, rounding, and a table measured before on the same

@@ -24,7 +24,7 @@ nothing of the selection or held-out split is used.
 The MILP has one ``W x W`` block of continuous variables per pair of tensors, so it runs
 only on problems of at most :data:`MAX_TENSORS` tensors, with :data:`TIME_LIMIT_S` per solve;
 a solve that fails or runs out of time ends the step (logged in the solves).  HiGHS takes
-about 7 s per jump on ``lenet5`` (11 tensors of 15 widths), so ``fxp plan`` runs 1.5-5x
+about 7 s per jump on ``lenet5`` (11 tensors of 15 widths), so ``fxp plan`` runs 2-5.6x
 longer there with the jump than without (``benchmarks/bench_jump_time.py``); ``--jumps 0``
 (``optimize_bits(jumps=0)``) skips it.
 """
