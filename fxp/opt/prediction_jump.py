@@ -47,7 +47,7 @@ SAVING = 0.02
 """A jump looks only at plans at least this fraction cheaper than the kept plan (smaller
 savings are the neighbour search's)."""
 MAX_TENSORS = 20
-"""Largest problem (tensors) the pairwise MILP is built for (HiGHS: about 3-6 s per solve
+"""Largest problem (tensors) the pairwise MILP is built for (HiGHS: about 4-6 s per solve
 at 16-20 tensors of 15 widths with random error vectors; past the 60 s limit at 24)."""
 TIME_LIMIT_S = 60.0
 """Time limit of one jump solve (s)."""
