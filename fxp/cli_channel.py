@@ -61,12 +61,13 @@ def plan_channel_widths(args: argparse.Namespace, graph, data) -> int:
 
 def _split_lines(res) -> list[str]:
     """The splits, the solves, the held-out margin and the SQNR on each split."""
-    from fxp.opt.result import data_lines, search_lines
+    from fxp.opt.result import data_lines, margin_lines, solve_lines
 
     def db(v):
         return "not measured" if v is None else f"{v:.2f} dB"
 
-    lines = data_lines(res.splits) + search_lines(res.solves, res.confidence, res.margin_db)
+    lines = (data_lines(res.splits) + solve_lines(res.solves)
+             + margin_lines(res.confidence, res.margin_db))
     cal = db(res.calibration_sqnr_db) + (
         "" if res.calibration_se_db is None else f" (standard error {res.calibration_se_db:.2f}"
                                                  " dB)")

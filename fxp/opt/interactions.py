@@ -64,7 +64,7 @@ import numpy as np
 
 from fxp.opt.problem import absorbed_excess
 
-__all__ = ["N_BATCHES", "Interactions", "dithered_pairs"]
+__all__ = ["N_BATCHES", "Interactions", "dithered_pairs", "gram_terms"]
 
 N_BATCHES = 8
 """Per-batch estimates behind a standard error."""
@@ -96,6 +96,18 @@ def dithered_pairs(graph, tensors) -> np.ndarray:
             m |= 1 << j
         reach[node.output] = m
     return d
+
+
+def gram_terms(start, g: np.ndarray, widths: list[list[int]]) -> tuple[list, dict]:
+    """``(unary, pairs)`` of a :meth:`Interactions.gram` lookup table: ``unary[i][k] =
+    g[r, r]`` and ``pairs[(i, j)] = 2 g[rows of i, rows of j]`` (``i < j``), with ``r =
+    start[i] + k`` (:class:`~fxp.opt.problem.AllocationProblem`'s ``noise`` and
+    ``noise_pairs``: their sum over a choice is ``g[rows][:, rows].sum()``)."""
+    stop = [int(k) + len(ws) for k, ws in zip(start, widths, strict=True)]
+    unary = [[float(g[r, r]) for r in range(a, b)] for a, b in zip(start, stop, strict=True)]
+    pairs = {(i, j): 2.0 * np.asarray(g[start[i]:stop[i], start[j]:stop[j]], float)
+             for i in range(len(widths)) for j in range(i + 1, len(widths))}
+    return unary, pairs
 
 
 class Interactions:
@@ -172,10 +184,7 @@ class Interactions:
         ``noise``, ``noise_pairs`` and ``absorption``); the problem's noise of a choice is
         :meth:`noise`."""
         start, g = self.gram(names, widths)
-        stop = [k + len(ws) for k, ws in zip(start, widths, strict=True)]
-        unary = [[float(g[r, r]) for r in range(a, b)] for a, b in zip(start, stop, strict=True)]
-        pairs = {(i, j): 2.0 * g[start[i]:stop[i], start[j]:stop[j]]
-                 for i in range(len(names)) for j in range(i + 1, len(names))}
+        unary, pairs = gram_terms(start, g, widths)
         return unary, pairs, self.absorption(names, widths)
 
     def absorption(self, names: list[str], widths: list[list[int]]) -> list[tuple[int, list]]:

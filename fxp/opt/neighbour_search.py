@@ -27,7 +27,7 @@ import statistics
 import numpy as np
 
 __all__ = ["MAX_MEASUREMENTS", "MAX_TRIPLES", "MIN_CHANCE", "SIGMA_DB", "STEP",
-           "cheaper_neighbours", "measured_neighbour_search", "neighbour_terms"]
+           "chance", "cheaper_neighbours", "measured_neighbour_search", "neighbour_terms"]
 
 MAX_MEASUREMENTS = 6
 """Most integer-engine measurements of neighbours per goal."""
@@ -141,7 +141,8 @@ def cheaper_neighbours(problem, inter, choice, cost, *, terms=None, max_noise=ma
     return out
 
 
-def _chance(z: float) -> float:
+def chance(z: float) -> float:
+    """Standard normal probability of exceeding ``-z`` (``Phi(z)``)."""
     return 0.5 * math.erfc(-z / math.sqrt(2.0))
 
 
@@ -188,9 +189,9 @@ def measured_neighbour_search(search, found, measured_db, need, measure, measure
             if key in measured:
                 continue
             sq = (math.inf if noise == 0 else -10.0 * math.log10(noise)) + search.correction_db
-            chance = _chance((sq + offset - goal) / SIGMA_DB)
-            if chance >= MIN_CHANCE:
-                ranked.append(((res.cost - c) * chance, cand, c, noise, sq))
+            p_meet = chance((sq + offset - goal) / SIGMA_DB)
+            if p_meet >= MIN_CHANCE:
+                ranked.append(((res.cost - c) * p_meet, cand, c, noise, sq))
         ranked.sort(key=lambda r: -r[0])
         moved = False
         for _, cand, c, noise, sq in ranked:

@@ -34,8 +34,6 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numpy as np
-
 from fxp.errors import InfeasibleTargetError, SolverError
 
 __all__ = ["MAX_JUMPS", "MAX_TENSORS", "SAVING", "TIME_LIMIT_S", "jump_problem",
@@ -58,18 +56,12 @@ def jump_problem(problem, terms, budget: float):
     :func:`~fxp.opt.neighbour_search.neighbour_terms`) at cost <= ``budget``, every other
     constraint kept; its :meth:`~fxp.opt.problem.AllocationProblem.evaluate` noise of a
     choice is the second-order noise-to-signal ratio of that plan (no correction)."""
-    start, g, unary, caps = terms
-    stop = [int(a) + len(ws) for a, ws in zip(start, problem.widths, strict=True)]
-    n = len(problem.names)
-    pairs = {(i, j): 2.0 * np.asarray(g[start[i]:stop[i], start[j]:stop[j]], float)
-             for i in range(n) for j in range(i + 1, n)}
-    return dataclasses.replace(problem, target_db=None, budget=float(budget),
-                               noise=[list(u) for u in unary], noise_pairs=pairs,
-                               absorption=list(caps))
+    from fxp.opt.interactions import gram_terms
 
-
-def _chance(z: float) -> float:
-    return 0.5 * math.erfc(-z / math.sqrt(2.0))
+    start, g, _, caps = terms
+    unary, pairs = gram_terms(start, g, problem.widths)
+    return dataclasses.replace(problem, target_db=None, budget=float(budget), noise=unary,
+                               noise_pairs=pairs, absorption=list(caps))
 
 
 def prediction_jump(search, found, measured_db, need, measure, measured,
@@ -97,7 +89,7 @@ def prediction_jump(search, found, measured_db, need, measure, measured,
     tuple
         ``found`` or the cheaper plan a jump moved to, in the same form.
     """
-    from fxp.opt.neighbour_search import MIN_CHANCE, SIGMA_DB
+    from fxp.opt.neighbour_search import MIN_CHANCE, SIGMA_DB, chance
     from fxp.opt.solve import MilpResult, solve_milp
 
     p = search.problem
@@ -106,7 +98,7 @@ def prediction_jump(search, found, measured_db, need, measure, measured,
     terms = search.terms
     res, w, pred, idx = found
     current_db, left = measured_db, int(max_jumps)
-    while left > 0:
+    while left > 0 and res.cost > 0:  # (a free plan has nothing cheaper)
         budget = res.cost / (1.0 + SAVING)
         q = jump_problem(p, terms, budget)
         cuts = [[(i, [int(b)]) for i, b in enumerate(key)] for key in measured
@@ -129,7 +121,7 @@ def prediction_jump(search, found, measured_db, need, measure, measured,
         widths = [int(b) for b in got.widths]
         wd = dict(zip(p.names, widths, strict=True))
         # the kept plan's need stands in for this one's (its margin needs its measurement)
-        if _chance((sq + current_db - pred - need(w)) / SIGMA_DB) < MIN_CHANCE:
+        if chance((sq + current_db - pred - need(w)) / SIGMA_DB) < MIN_CHANCE:
             break  # the best prediction under the budget: no cheaper plan is likelier
         measured[tuple(widths)] = m = measure(wd)
         goal = need(wd)

@@ -242,25 +242,27 @@ def data_lines(sp: dict) -> list[str]:
     return lines
 
 
-def search_lines(solves: list[dict], confidence: float, margin_db: float) -> list[str]:
-    """The number of solves and their internal targets, and the held-out margin
-    (``confidence`` 0: none) with its value for the chosen plan (dB)."""
-    lines = []
+def solve_lines(solves: list[dict]) -> list[str]:
+    """The number of solves and their internal targets (dB)."""
     targets = [s["internal_target_db"] for s in solves if s["internal_target_db"] is not None]
-    if solves:
-        lines.append(f"solves: {len(solves)}" + (
-            f", internal targets {', '.join(f'{t:.2f}' for t in targets)} dB" if targets else ""))
-    if confidence:
-        lines.append(f"held-out margin: each plan measured on calibration must clear the target "
-                     f"by the one-sided {confidence:g} bound on the held-out measurement "
-                     f"({margin_db:.2f} dB for this plan)")
-    return lines
+    if not solves:
+        return []
+    return [f"solves: {len(solves)}" + (
+        f", internal targets {', '.join(f'{t:.2f}' for t in targets)} dB" if targets else "")]
+
+
+def margin_lines(confidence: float, margin_db: float) -> list[str]:
+    """The held-out margin (``confidence`` 0: none) and its value for the chosen plan (dB)."""
+    if not confidence:
+        return []
+    return [f"held-out margin: each plan measured on calibration must clear the target by the "
+            f"one-sided {confidence:g} bound on the held-out measurement ({margin_db:.2f} dB "
+            "for this plan)"]
 
 
 def split_lines(res: BitAllocation) -> list[str]:
     """The three data splits, the solves and the SQNR on each split (optimized plans)."""
-    lines = data_lines(res.splits)
-    lines += search_lines(res.solves, 0.0, 0.0)
+    lines = data_lines(res.splits) + solve_lines(res.solves)
     se = "" if res.predicted_se_db is None else f" +- {res.predicted_se_db:.2f}"
     add = "" if res.predicted_additive_db is None else \
         f" (additive alone {res.predicted_additive_db:.2f} dB)"
@@ -268,7 +270,7 @@ def split_lines(res: BitAllocation) -> list[str]:
     lines.append(f"predicted SQNR {res.predicted_sqnr_db:.2f}{se} dB on calibration{add}; "
                  f"pairwise interactions {mode.get(res.interactions, res.interactions)}"
                  + (f", margin {res.margin_se:g} standard errors" if res.margin_se else ""))
-    lines += search_lines([], res.confidence, res.margin_db)
+    lines += margin_lines(res.confidence, res.margin_db)
     dp = res.dithered_pairs
     if dp:
         passes = "" if dp.get("passes") is None else f" ({dp['passes']} fake-quant passes)"

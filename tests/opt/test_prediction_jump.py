@@ -208,3 +208,18 @@ def test_optimize_bits_refuses_a_bad_jumps_count():
     for bad in (-1, 101, 2.5, True, "4"):
         with pytest.raises(PlanError, match="jumps must be an integer in 0..100"):
             optimize_bits(None, np.zeros((4, 1, 2, 2), np.float32), 20.0, jumps=bad)
+
+
+def test_a_free_plan_makes_no_jump():
+    """Every plan costs nothing (activations only, weight-memory cost): no plan is cheaper,
+    so nothing is measured (hypothesis found the jump re-measuring equal-cost plans)."""
+    p, inter = _four_tensors()
+    p.cost = [[0.0] * len(ws) for ws in p.widths]
+    start = p.choice_of([5, 5, 10, 10])
+    res0, w0, pred0 = _start(p, inter, start)
+    assert res0.cost == 0
+    search = Search(p, inter)
+    search.solves.append({"widths": [5, 5, 10, 10]})
+    out = prediction_jump(search, (res0, w0, pred0, 0), pred0, lambda _: -100.0,
+                          lambda w: pytest.fail("measured"), {(5, 5, 10, 10): pred0})
+    assert out[0] is res0 and len(search.solves) == 1
