@@ -23,10 +23,9 @@ nothing of the selection or held-out split is used.
 
 The MILP has one ``W x W`` block of continuous variables per pair of tensors, so it runs
 only on problems of at most :data:`MAX_TENSORS` tensors, with :data:`TIME_LIMIT_S` per solve;
-a solve that fails or runs out of time ends the step (logged in the solves).  HiGHS takes
-about 7 s per jump on ``lenet5`` (11 tensors of 15 widths), so ``fxp plan`` runs 2-5.6x
-longer there with the jump than without (``benchmarks/bench_jump_time.py``); ``--jumps 0``
-(``optimize_bits(jumps=0)``) skips it.
+a solve that fails or runs out of time ends the step (logged in the solves).  On ``lenet5``
+(11 tensors of 15 widths) ``fxp plan`` runs 2-5.6x longer with the jump than without
+(``benchmarks/bench_jump_time.py``); ``--jumps 0`` (``optimize_bits(jumps=0)``) skips it.
 """
 
 from __future__ import annotations
@@ -45,8 +44,9 @@ SAVING = 0.02
 """A jump looks only at plans at least this fraction cheaper than the kept plan (smaller
 savings are the neighbour search's)."""
 MAX_TENSORS = 20
-"""Largest problem (tensors) the pairwise MILP is built for (HiGHS: about 4-6 s per solve
-at 16-20 tensors of 15 widths with random error vectors; past the 60 s limit at 24)."""
+"""Largest problem (tensors) the pairwise MILP is built for: its size grows with the square
+of the tensor count, and past about 20 tensors of 15 widths HiGHS may not finish a solve within
+:data:`TIME_LIMIT_S` (a guard from one-off timings, not a benchmark)."""
 TIME_LIMIT_S = 60.0
 """Time limit of one jump solve (s)."""
 
